@@ -1,0 +1,27 @@
+"""Stage 0: the typed configuration (lakes, tables, contracts) read from ``lakesync.yaml``."""
+
+from lakesync.config.contracts import ContractColumn, ContractError, ResolvedContract, resolve_contract
+from lakesync.config.load import (
+    ConfigError,
+    ConfigProblem,
+    default_config_path,
+    load_config,
+    parse_config,
+)
+from lakesync.config.models import Dataset, LakesyncConfig, LocalLake, Table
+
+__all__ = [
+    "ConfigError",
+    "ConfigProblem",
+    "ContractColumn",
+    "ContractError",
+    "Dataset",
+    "LakesyncConfig",
+    "LocalLake",
+    "ResolvedContract",
+    "Table",
+    "default_config_path",
+    "load_config",
+    "parse_config",
+    "resolve_contract",
+]

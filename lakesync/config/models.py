@@ -1,0 +1,216 @@
+"""The typed shape of ``lakesync.yaml``.
+
+Every model forbids unknown keys, so a typo is an error rather than a silently ignored
+setting. Cross-references (a dataset naming a table that does not exist, a key that is not a
+contract column) are checked in :mod:`lakesync.config.rules` so that every problem is reported
+with its key path in one pass.
+"""
+
+from __future__ import annotations
+
+import codecs
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
+
+from lakesync.config.datatypes import parse_type
+from lakesync.config.units import parse_duration, parse_size
+
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=64)]
+"""Lake, dataset, table and column names: letters, digits and underscores, starting with a letter."""
+
+ColumnName = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+Format = Literal["parquet", "csv", "ndjson", "json"]
+DriftPolicy = Literal["evolve", "rescue", "quarantine", "fail"]
+WriteMode = Literal["append", "merge"]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _resolve_local(value: str, info: ValidationInfo) -> str:
+    """Resolve a local path against the folder of the config file it was written in."""
+    if "://" in value:
+        return value
+    base = (info.context or {}).get("base_dir")
+    path = Path(value).expanduser()
+    if not path.is_absolute() and base is not None:
+        path = Path(base) / path
+    return str(path.resolve()) if base is not None else str(path)
+
+
+class SensorSettings(StrictModel):
+    """How the sensor of one lake dataset watches for new files."""
+
+    enabled: bool = True
+    """Run the sensor by default (autonomous sync); ``false`` leaves it stopped."""
+    interval: float = 30.0
+    """Seconds between ticks; accepts ``30s``, ``5m``."""
+    max_files: int = Field(default=1000, gt=0)
+    """At most this many files in one ingestion run (one Delta commit)."""
+    max_bytes: int = 1_000_000_000
+    """At most this many bytes in one ingestion run; accepts ``512MB``, ``1GB``."""
+
+    @field_validator("interval", mode="before")
+    @classmethod
+    def _interval(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @field_validator("max_bytes", mode="before")
+    @classmethod
+    def _max_bytes(cls, value: Any) -> int:
+        return parse_size(value)
+
+
+class FormatOptions(StrictModel):
+    """Options of the file reader; which ones apply depends on the dataset's format."""
+
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    """CSV field separator."""
+    quote: str | None = Field(default='"', min_length=1, max_length=1)
+    """CSV quote character; ``null`` disables quoting."""
+    header: bool = True
+    """CSV: the first line names the columns (otherwise columns are ``column_1``...)."""
+    encoding: str = "utf8"
+    """CSV text encoding, any Python codec name (utf8, latin1, cp1252, utf16...)."""
+    null_values: list[str] = Field(default_factory=lambda: [""])
+    """CSV strings read as null."""
+    timestamp_format: str | None = None
+    """strftime format of timestamps in text (CSV, JSON), e.g. ``%m/%d/%Y %H:%M``; default: ISO 8601."""
+    date_format: str | None = None
+    """strftime format of dates in text, e.g. ``%d.%m.%Y``; default: ISO 8601."""
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, value: str) -> str:
+        try:
+            return codecs.lookup(value).name
+        except LookupError:
+            msg = f"{value!r} is not a known text encoding (use e.g. utf8, latin1, cp1252)"
+            raise ValueError(msg) from None
+
+
+CSV_ONLY_OPTIONS = ("delimiter", "quote", "header", "encoding", "null_values")
+
+
+class Dataset(StrictModel):
+    """One kind of file in a lake, feeding one unified table."""
+
+    pattern: str = Field(min_length=1)
+    """Glob relative to the lake root; ``**`` matches any number of folders."""
+    format: Format
+    """File format; ``.gz`` files are decompressed by extension."""
+    table: Name
+    """The unified table this dataset feeds."""
+    options: FormatOptions = Field(default_factory=FormatOptions)
+    columns: dict[ColumnName, Name] = Field(default_factory=dict)
+    """Source column name -> canonical (contract) column name."""
+    drift: DriftPolicy | None = None
+    """Overrides the table's drift policy for this dataset."""
+    timezone: str = "UTC"
+    """Zone of timestamps written without an offset."""
+    sensor: SensorSettings = Field(default_factory=SensorSettings)
+    description: str | None = None
+
+
+class LocalLake(StrictModel):
+    """A folder on this machine or a mounted share (NFS, SMB)."""
+
+    provider: Literal["local"]
+    root: str
+    """Folder holding the lake's files; relative paths are relative to the config file."""
+    datasets: dict[Name, Dataset]
+    description: str | None = None
+    owners: list[str] = Field(default_factory=list)
+    """Dagster owners of the lake's assets (emails or ``team:name``)."""
+
+    @field_validator("root")
+    @classmethod
+    def _root(cls, value: str, info: ValidationInfo) -> str:
+        return _resolve_local(value, info)
+
+
+# One class per provider; the cloud providers join this union.
+Lake = Annotated[LocalLake, Field(discriminator="provider")]
+PROVIDERS = ("local",)
+
+
+class Lakehouse(StrictModel):
+    """Where the unified Delta tables live."""
+
+    uri: str
+    """A local folder (relative to the config file)."""
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, value: str, info: ValidationInfo) -> str:
+        return _resolve_local(value, info)
+
+
+class StrLength(StrictModel):
+    min: int | None = Field(default=None, ge=0)
+    max: int | None = Field(default=None, ge=0)
+
+
+class Checks(StrictModel):
+    """Value checks of one column; each becomes a pandera check."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    isin: list[Any] | None = None
+    regex: str | None = None
+    str_length: StrLength | None = None
+
+
+class ColumnSpec(StrictModel):
+    type: str
+    """int8..int64, float32, float64, bool, string, date, datetime or decimal(p,s)."""
+    nullable: bool = True
+    unique: bool = False
+    """No two rows of one file share a value (later duplicates are quarantined)."""
+    checks: Checks = Field(default_factory=Checks)
+    description: str | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, value: str) -> str:
+        return parse_type(value).name
+
+
+class Contract(StrictModel):
+    """Either inline ``columns`` or a pandera polars ``DataFrameModel`` named by import path."""
+
+    columns: dict[Name, ColumnSpec] | None = None
+    model: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    """``package.module:ClassName`` of a ``pandera.polars.DataFrameModel``."""
+
+
+class Table(StrictModel):
+    """A unified Delta table and its contract."""
+
+    contract: Contract
+    mode: WriteMode = "append"
+    """``append`` adds rows; ``merge`` upserts on ``keys``."""
+    keys: list[Name] = Field(default_factory=list)
+    drift: DriftPolicy = "evolve"
+    partition_by: list[Name] = Field(default_factory=list)
+    description: str | None = None
+
+
+class LakesyncConfig(StrictModel):
+    """The whole of ``lakesync.yaml``."""
+
+    lakehouse: Lakehouse
+    lakes: dict[Name, Lake]
+    tables: dict[Name, Table]

@@ -1,0 +1,142 @@
+"""Cross-field rules of a configuration that a per-field model cannot express."""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from collections.abc import Iterator
+from pathlib import PurePosixPath
+
+from lakesync.config.contracts import ContractError, ResolvedContract, resolve_contract
+from lakesync.config.datatypes import FLOAT_TYPES, INTEGER_TYPES
+from lakesync.config.models import CSV_ONLY_OPTIONS, Dataset, LakesyncConfig, Table
+
+Problem = tuple[tuple[str, ...], str]
+_NUMERIC = (*INTEGER_TYPES, *FLOAT_TYPES)
+
+
+def check_rules(config: LakesyncConfig) -> list[Problem]:
+    """Every cross-field problem of ``config``, each with its key path."""
+    problems: list[Problem] = []
+    contracts: dict[str, ResolvedContract] = {}
+    for name, table in config.tables.items():
+        path = ("tables", name)
+        try:
+            contracts[name] = resolve_contract(name, table)
+        except ContractError as exc:
+            where = ("contract", "model") if table.contract.model else ("contract",)
+            problems.append(((*path, *where), str(exc)))
+            continue
+        problems.extend(_table_rules(path, table, contracts[name]))
+    for lake_name, lake in config.lakes.items():
+        for ds_name, dataset in lake.datasets.items():
+            path = ("lakes", lake_name, "datasets", ds_name)
+            problems.extend(_dataset_rules(path, dataset, config, contracts))
+    return problems
+
+
+def _table_rules(path: tuple[str, ...], table: Table, contract: ResolvedContract) -> Iterator[Problem]:
+    names = contract.names
+    if table.mode == "merge" and not table.keys:
+        yield (*path, "keys"), "mode: merge needs keys to upsert on (e.g. keys: [order_id])"
+    for index, key in enumerate(table.keys):
+        column = contract.column(key)
+        if column is None:
+            yield (*path, "keys", str(index)), f"{key!r} is not a contract column ({', '.join(names)})"
+        elif column.nullable:
+            yield (
+                (*path, "keys", str(index)),
+                f"key column {key!r} must be declared nullable: false in the contract",
+            )
+    for index, column_name in enumerate(table.partition_by):
+        if column_name not in names:
+            yield (
+                (*path, "partition_by", str(index)),
+                f"{column_name!r} is not a contract column ({', '.join(names)})",
+            )
+    if table.contract.columns:
+        for column_name, spec in table.contract.columns.items():
+            yield from _check_rules_for(
+                (*path, "contract", "columns", column_name, "checks"), contract, column_name, spec
+            )
+
+
+def _check_rules_for(
+    path: tuple[str, ...], contract: ResolvedContract, column_name: str, spec: object
+) -> Iterator[Problem]:
+    column = contract.column(column_name)
+    assert column is not None
+    checks = getattr(spec, "checks", None)
+    if checks is None:
+        return
+    kind = column.type.name
+    numeric = kind in _NUMERIC or kind.startswith("decimal")
+    for bound in ("ge", "gt", "le", "lt"):
+        if getattr(checks, bound) is not None and not numeric:
+            yield (*path, bound), f"{bound} applies to numeric columns; {column_name!r} is {kind}"
+    if checks.regex is not None:
+        if kind != "string":
+            yield (*path, "regex"), f"regex applies to string columns; {column_name!r} is {kind}"
+        try:
+            re.compile(checks.regex)
+        except re.error as exc:
+            yield (*path, "regex"), f"not a valid regular expression: {exc}"
+    if checks.str_length is not None and kind != "string":
+        yield (*path, "str_length"), f"str_length applies to string columns; {column_name!r} is {kind}"
+    if checks.isin is not None:
+        for index, value in enumerate(checks.isin):
+            if not _fits(kind, value):
+                yield (*path, "isin", str(index)), f"{value!r} is not a {kind} value"
+
+
+def _fits(kind: str, value: object) -> bool:
+    if value is None:
+        return True
+    if kind in INTEGER_TYPES:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind in FLOAT_TYPES or kind.startswith("decimal"):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "bool":
+        return isinstance(value, bool)
+    return isinstance(value, str)
+
+
+def _dataset_rules(
+    path: tuple[str, ...],
+    dataset: Dataset,
+    config: LakesyncConfig,
+    contracts: dict[str, ResolvedContract],
+) -> Iterator[Problem]:
+    if dataset.table not in config.tables:
+        known = ", ".join(config.tables) or "none declared"
+        yield (*path, "table"), f"{dataset.table!r} is not one of the declared tables ({known})"
+    pattern = PurePosixPath(dataset.pattern)
+    if pattern.is_absolute() or ".." in pattern.parts:
+        yield (*path, "pattern"), "must be relative to the lake root and must not contain '..'"
+    if dataset.format != "csv":
+        for option in CSV_ONLY_OPTIONS:
+            if option in dataset.options.model_fields_set:
+                yield (*path, "options", option), f"applies to csv files only (format is {dataset.format})"
+    if dataset.format == "parquet":
+        for option in ("timestamp_format", "date_format"):
+            if option in dataset.options.model_fields_set:
+                yield (*path, "options", option), "applies to text formats only (parquet stores types)"
+    try:
+        zoneinfo.ZoneInfo(dataset.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        yield (*path, "timezone"), f"{dataset.timezone!r} is not a known time zone (e.g. UTC, Europe/Paris)"
+    contract = contracts.get(dataset.table)
+    seen: dict[str, str] = {}
+    for source, canonical in dataset.columns.items():
+        if canonical in seen:
+            yield (
+                (*path, "columns", source),
+                f"{source!r} and {seen[canonical]!r} both map to {canonical!r}",
+            )
+        seen[canonical] = source
+        if contract is not None and canonical not in contract.names:
+            yield (
+                (*path, "columns", source),
+                f"maps to {canonical!r}, which is not a column of table "
+                f"{dataset.table!r} ({', '.join(contract.names)})",
+            )

@@ -1,0 +1,142 @@
+"""Stage 3: give a chunk the table's canonical column names and types, losing nothing.
+
+A value that cannot take its column's type becomes a *failure* of its row (row number, column,
+reason, raw value) for the quarantine, or, under the ``rescue`` policy, moves into the row's
+``_rescued_data`` JSON. Columns the table does not know are rescued there too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import polars as pl
+
+from lakesync.config.datatypes import logical_name
+from lakesync.conform.convert import TextFormats, convert
+from lakesync.conform.target import RESCUED, TargetSchema
+from lakesync.read import ROW
+
+FAILURE_SCHEMA = {"row": pl.Int64, "column": pl.String, "rule": pl.String, "message": pl.String}
+
+
+@dataclass(frozen=True)
+class ConformedChunk:
+    frame: pl.DataFrame
+    """``_lakesync_row``, then the target columns (and ``_rescued_data`` when rescuing)."""
+    failures: pl.DataFrame
+    """One row per failed value: row, column, rule, message."""
+
+
+def rename(chunk: pl.DataFrame, mapping: Mapping[str, str]) -> pl.DataFrame:
+    """Source names to canonical names; a clash (two columns, one name) is an error."""
+    present = {source: canonical for source, canonical in mapping.items() if source in chunk.columns}
+    if not present:
+        return chunk
+    renamed = [present.get(name, name) for name in chunk.columns]
+    seen: set[str] = set()
+    for original, name in zip(chunk.columns, renamed, strict=True):
+        if name in seen:
+            msg = (
+                f"column {original!r} maps to {name!r}, but the file also has a column {name!r}; "
+                "fix the dataset's `columns` mapping"
+            )
+            raise ValueError(msg)
+        seen.add(name)
+    return chunk.rename(present)
+
+
+def empty_failures() -> pl.DataFrame:
+    return pl.DataFrame(schema=FAILURE_SCHEMA)
+
+
+def as_text(series: pl.Series) -> pl.Series:
+    """Values as text for messages and quarantine (nested values as JSON)."""
+    if series.dtype == pl.String:
+        return series
+    if series.dtype.is_nested():
+        return convert(series, pl.String(), TextFormats()).values
+    return series.cast(pl.String, strict=False)
+
+
+def _json_object(columns: Mapping[str, pl.Series]) -> pl.Series:
+    """Per row, a JSON object of the non-null values among ``columns`` (null when none)."""
+    fragments = []
+    for name, values in columns.items():
+        encoded = pl.struct(values.alias(name)).struct.json_encode()
+        fragments.append(
+            pl.when(values.is_not_null()).then(encoded.str.slice(1, encoded.str.len_chars() - 2))
+        )
+    joined = pl.concat_list(fragments).list.drop_nulls().list.join(",")
+    frame = pl.select(pl.when(joined != "").then(pl.lit("{") + joined + pl.lit("}")).alias(RESCUED))
+    return frame.to_series()
+
+
+def conform_chunk(
+    chunk: pl.DataFrame,
+    target: TargetSchema,
+    *,
+    source_names: Mapping[str, str],
+    formats: TextFormats,
+) -> ConformedChunk:
+    """Conform an already renamed chunk to ``target``.
+
+    Args:
+        chunk: rows with canonical column names and ``_lakesync_row``.
+        target: the columns and types to produce.
+        source_names: canonical name -> name in the file, for messages and rescued data.
+        formats: how text becomes dates and timestamps.
+    """
+    columns: list[pl.Series] = [chunk[ROW]]
+    failures: list[pl.DataFrame] = []
+    rescued: dict[str, pl.Series] = {}
+    rows = chunk[ROW]
+    for column in target.columns:
+        source_name = source_names.get(column.name, column.name)
+        if column.name not in chunk.columns:
+            columns.append(pl.Series(column.name, [None] * chunk.height, dtype=column.dtype))
+            if not column.nullable and chunk.height:
+                failures.append(
+                    pl.DataFrame(
+                        {
+                            "row": rows,
+                            "column": column.name,
+                            "rule": "column_missing",
+                            "message": f"required column {column.name!r} is missing from the file",
+                        },
+                        schema=FAILURE_SCHEMA,
+                    )
+                )
+            continue
+        source = chunk[column.name]
+        converted = convert(source, column.dtype, formats)
+        if converted.bad.any():
+            if target.rescue and column.nullable:
+                rescued[source_name] = as_text(source).set(~converted.bad, None)  # type: ignore[arg-type]
+            else:
+                bad_raw = as_text(source.filter(converted.bad))
+                message = pl.select(
+                    pl.lit(f"{source_name}: '") + bad_raw + pl.lit(f"' {converted.reason}")
+                ).to_series()
+                failures.append(
+                    pl.DataFrame(
+                        {
+                            "row": rows.filter(converted.bad),
+                            "column": column.name,
+                            "rule": f"type({logical_name(column.dtype)})",
+                            "message": message,
+                        },
+                        schema=FAILURE_SCHEMA,
+                    )
+                )
+        columns.append(converted.values.alias(column.name))
+    if target.rescue:
+        for name in chunk.columns:
+            if name != ROW and target.get(name) is None:
+                rescued[source_names.get(name, name)] = chunk[name]
+        columns.append(
+            _json_object(rescued) if rescued else pl.Series(RESCUED, [None] * chunk.height, dtype=pl.String)
+        )
+    frame = pl.DataFrame(columns)
+    merged = pl.concat(failures) if failures else empty_failures()
+    return ConformedChunk(frame=frame, failures=merged)

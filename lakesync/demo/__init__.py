@@ -1,0 +1,1 @@
+"""Deterministic demo lakes for `lakesync demo` and `make demo`."""

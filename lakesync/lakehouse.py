@@ -1,0 +1,108 @@
+"""The unified lakehouse: where each Delta table lives and the few Delta operations every stage shares.
+
+Layout under the lakehouse URI::
+
+    <uri>/<table>                 unified tables            (asset lakehouse/<table>)
+    <uri>/_quarantine/<table>     rejected rows and files   (asset lakehouse/_quarantine/<table>)
+    <uri>/_ledger                 every file seen, per batch (asset lakehouse/_ledger)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+from lakesync.config.models import LakesyncConfig
+
+
+@dataclass(frozen=True)
+class Lakehouse:
+    """Where the unified tables live and how to reach them."""
+
+    uri: str
+    storage_options: Mapping[str, str] = field(default_factory=dict)
+
+    def _join(self, *parts: str) -> str:
+        return "/".join([self.uri.rstrip("/"), *parts])
+
+    def table_uri(self, table: str) -> str:
+        return self._join(table)
+
+    def quarantine_uri(self, table: str) -> str:
+        return self._join("_quarantine", table)
+
+    @property
+    def ledger_uri(self) -> str:
+        return self._join("_ledger")
+
+    def open(self, uri: str) -> DeltaTable | None:
+        """The Delta table at ``uri`` at its latest version, or ``None`` if none exists yet."""
+        try:
+            return DeltaTable(uri, storage_options=self._options())
+        except TableNotFoundError:
+            return None
+
+    def _options(self) -> dict[str, str] | None:
+        return dict(self.storage_options) or None
+
+    def append(
+        self,
+        target: str | DeltaTable,
+        data: pa.Table | pa.RecordBatchReader,
+        *,
+        app_transactions: Mapping[str, int] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        partition_by: list[str] | None = None,
+        schema_mode: str | None = None,
+    ) -> None:
+        """Append ``data`` in one Delta commit carrying application transactions and metadata.
+
+        Pass the ``DeltaTable`` whose transaction versions were checked: the commit is then
+        made against that snapshot, so a concurrent commit of the same application
+        transaction makes this one fail instead of duplicating it.
+        """
+        write_deltalake(
+            target,
+            data,
+            mode="append",
+            partition_by=partition_by or None,
+            schema_mode=schema_mode,  # type: ignore[arg-type]
+            storage_options=self._options() if isinstance(target, str) else None,
+            commit_properties=commit_properties(app_transactions, metadata),
+        )
+
+
+def commit_properties(
+    app_transactions: Mapping[str, int] | None, metadata: Mapping[str, Any] | None
+) -> CommitProperties:
+    return CommitProperties(
+        custom_metadata=dict(metadata or {}) or None,
+        app_transactions=[Transaction(app, version) for app, version in (app_transactions or {}).items()]
+        or None,
+    )
+
+
+def transaction_version(table: DeltaTable | None, app_id: str) -> int:
+    """The last committed version of an application transaction (0 when none)."""
+    if table is None:
+        return 0
+    version = table.transaction_version(app_id)
+    return int(version) if version is not None else 0
+
+
+def row_count(table: DeltaTable) -> int:
+    """Rows in the current version, from the Delta log's file statistics (no data read)."""
+    actions = pa.table(table.get_add_actions(flatten=True))
+    if actions.num_rows == 0:
+        return 0
+    return int(pc.sum(actions.column("num_records")).as_py() or 0)
+
+
+def lakehouse_for(config: LakesyncConfig) -> Lakehouse:
+    return Lakehouse(uri=config.lakehouse.uri)

@@ -1,0 +1,266 @@
+"""Read one lake file as a stream of polars chunks, whatever its format.
+
+Every chunk carries ``_lakesync_row``: the 1-based number of the record in its file, so a
+rejected row can always be found again. Memory stays bounded by ``chunk_rows`` for parquet,
+CSV and NDJSON; a JSON array file is read whole (the format has no record boundaries).
+Text is read as text: types are decided by the conform stage, never guessed here.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import re
+import shutil
+import tempfile
+import zlib
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lakesync.config.models import FormatOptions, Format
+
+ROW = "_lakesync_row"
+"""Column holding each record's 1-based number within its file."""
+DEFAULT_CHUNK_ROWS = 131_072
+_DUPLICATED = re.compile(r"^(.*)_duplicated_\d+$")
+_REWORDED = {
+    "found more fields than defined in 'Schema'": "a record has more fields than the header",
+}
+_OFFSET = re.compile(r"offset in the file is (\d+) bytes")
+
+
+class FileReadError(Exception):
+    """A file that cannot be read; ``reason`` says why, ``line`` where when known."""
+
+    def __init__(self, reason: str, *, line: int | None = None, column: str | None = None) -> None:
+        self.reason = reason
+        self.line = line
+        self.column = column
+        where = []
+        if line is not None:
+            where.append(f"line {line}")
+        if column is not None:
+            where.append(f"column {column!r}")
+        super().__init__(f"{', '.join(where)}: {reason}" if where else reason)
+
+
+@dataclass(frozen=True)
+class ReadSpec:
+    """How to read the files of one dataset."""
+
+    format: Format
+    options: FormatOptions
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+
+
+def read_file(path: Path, spec: ReadSpec) -> Iterator[pl.DataFrame]:
+    """Yield the file's records in chunks; at least one chunk (maybe empty, with the columns).
+
+    Raises :class:`FileReadError` for anything that makes the file unreadable, possibly after
+    some chunks were yielded (a truncated file is only found out at its end).
+    """
+    with ExitStack() as stack:
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise FileReadError("the file was deleted or moved after it was listed") from None
+        if size == 0:
+            raise FileReadError("the file is empty (0 bytes)")
+        if path.name.lower().endswith(".gz"):
+            path = _gunzip(path, stack)
+        if spec.format == "parquet":
+            yield from _parquet(path, spec)
+        elif spec.format == "csv":
+            yield from _csv(path, spec, stack)
+        elif spec.format == "ndjson":
+            yield from _ndjson(path, spec)
+        else:
+            yield from _json(path, spec)
+
+
+def _tempdir(stack: ExitStack) -> Path:
+    return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lakesync-")))
+
+
+def _gunzip(path: Path, stack: ExitStack) -> Path:
+    """Decompress to a temporary file, so even huge files stream with bounded memory."""
+    target = _tempdir(stack) / path.name[: -len(".gz")]
+    try:
+        with gzip.open(path, "rb") as source, target.open("wb") as sink:
+            shutil.copyfileobj(source, sink, length=1 << 20)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise FileReadError(f"corrupt gzip data: {exc}") from None
+    if target.stat().st_size == 0:
+        raise FileReadError("the file is empty once decompressed")
+    return target
+
+
+def _with_rows(frame: pl.DataFrame, start: int) -> pl.DataFrame:
+    return frame.with_columns(pl.int_range(start, start + frame.height, dtype=pl.Int64).alias(ROW))
+
+
+def _parquet(path: Path, spec: ReadSpec) -> Iterator[pl.DataFrame]:
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise FileReadError(f"not a readable parquet file: {exc}") from None
+    schema = parquet.schema_arrow
+    _check_unique_names(schema.names)
+    start = 1
+    yielded = False
+    try:
+        for batch in parquet.iter_batches(batch_size=spec.chunk_rows):
+            frame = pl.from_arrow(batch)
+            assert isinstance(frame, pl.DataFrame)
+            yield _with_rows(frame, start)
+            start += frame.height
+            yielded = True
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise FileReadError(f"corrupt parquet data after record {start - 1}: {exc}") from None
+    if not yielded:
+        empty = pl.from_arrow(schema.empty_table())
+        assert isinstance(empty, pl.DataFrame)
+        yield _with_rows(empty, 1)
+
+
+def _check_unique_names(names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise FileReadError(f"the column name {name!r} appears more than once")
+        seen.add(name)
+
+
+def _transcode(path: Path, encoding: str, stack: ExitStack) -> Path:
+    """Re-encode a non-UTF-8 text file as UTF-8 in a temporary file, streaming."""
+    target = _tempdir(stack) / path.name
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    offset = 0
+    with path.open("rb") as source, target.open("w", encoding="utf-8", newline="") as sink:
+        while block := source.read(1 << 20):
+            try:
+                sink.write(decoder.decode(block))
+            except UnicodeDecodeError as exc:
+                raise FileReadError(
+                    f"byte {offset + exc.start} is not valid {encoding}: {exc.reason}"
+                ) from None
+            offset += len(block)
+        sink.write(decoder.decode(b"", final=True))
+    return target
+
+
+def _line_at(path: Path, offset: int) -> int:
+    """The 1-based line holding byte ``offset`` of a file."""
+    line = 1
+    remaining = offset
+    with path.open("rb") as handle:
+        while remaining > 0 and (block := handle.read(min(remaining, 1 << 20))):
+            line += block.count(b"\n")
+            remaining -= len(block)
+    return line
+
+
+def _polars_reason(exc: Exception) -> str:
+    """A polars error's first paragraph, without its tuning hints (they do not apply here)."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    reason = text.split("\n\n")[0].replace("\n", "\\n")
+    for polars_words, ours in _REWORDED.items():
+        reason = reason.replace(polars_words, ours)
+    return reason
+
+
+def _ragged_line(path: Path, options: FormatOptions) -> int | None:
+    """The line of the first record whose field count differs from the header's (slow; errors only)."""
+    with path.open(encoding="utf-8", errors="replace", newline="") as handle:
+        reader = csv.reader(
+            handle,
+            delimiter=options.delimiter,
+            quotechar=options.quote or '"',
+            quoting=csv.QUOTE_MINIMAL if options.quote else csv.QUOTE_NONE,
+        )
+        expected: int | None = None
+        for record in reader:
+            if expected is None:
+                expected = len(record)
+            elif record and len(record) != expected:
+                return reader.line_num
+    return None
+
+
+def _csv(path: Path, spec: ReadSpec, stack: ExitStack) -> Iterator[pl.DataFrame]:
+    options = spec.options
+    if options.encoding != "utf-8":
+        path = _transcode(path, options.encoding, stack)
+    scan = pl.scan_csv(
+        path,
+        separator=options.delimiter,
+        quote_char=options.quote,
+        has_header=options.header,
+        infer_schema=False,
+        null_values=[v for v in options.null_values if v != ""] or None,
+        empty_string_is_null="" in options.null_values,
+        encoding="utf8",
+        row_index_name=ROW,
+        row_index_offset=1,
+        raise_if_empty=False,
+    )
+    try:
+        names = [n for n in scan.collect_schema().names() if n != ROW]
+    except pl.exceptions.ComputeError as exc:
+        raise FileReadError(_polars_reason(exc)) from None
+    for name in names:
+        match = _DUPLICATED.match(name)
+        if match and match.group(1) in names:
+            raise FileReadError(f"the column name {match.group(1)!r} appears more than once in the header")
+    header_lines = 1 if options.header else 0
+    yielded = False
+    try:
+        for chunk in scan.collect_batches(chunk_size=spec.chunk_rows):
+            yield chunk.with_columns(pl.col(ROW).cast(pl.Int64))
+            yielded = True
+    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as exc:
+        match = _OFFSET.search(str(exc))
+        if match:
+            line: int | None = _line_at(path, int(match.group(1))) + header_lines
+        elif "more fields" in str(exc) or "fewer fields" in str(exc):
+            line = _ragged_line(path, options)
+        else:
+            line = None
+        raise FileReadError(_polars_reason(exc), line=line) from None
+    if not yielded:
+        yield pl.DataFrame(schema={ROW: pl.Int64, **dict.fromkeys(names, pl.String)})
+
+
+def _ndjson(path: Path, spec: ReadSpec) -> Iterator[pl.DataFrame]:
+    scan = pl.scan_ndjson(path, infer_schema_length=None, row_index_name=ROW, row_index_offset=1)
+    yielded = False
+    try:
+        for chunk in scan.collect_batches(chunk_size=spec.chunk_rows):
+            yield chunk.with_columns(pl.col(ROW).cast(pl.Int64))
+            yielded = True
+    except (pl.exceptions.ComputeError, pl.exceptions.SchemaError) as exc:
+        raise FileReadError(f"not valid JSON lines: {_polars_reason(exc)}") from None
+    if not yielded:
+        yield pl.DataFrame(schema={ROW: pl.Int64})
+
+
+def _json(path: Path, spec: ReadSpec) -> Iterator[pl.DataFrame]:
+    try:
+        frame = pl.read_json(path, infer_schema_length=None)
+    except (pl.exceptions.ComputeError, pl.exceptions.SchemaError) as exc:
+        raise FileReadError(f"not a JSON array of records: {_polars_reason(exc)}") from None
+    frame = _with_rows(frame, 1)
+    if frame.height == 0:
+        yield frame
+        return
+    for start in range(0, frame.height, spec.chunk_rows):
+        yield frame.slice(start, spec.chunk_rows)

@@ -1,0 +1,83 @@
+"""What a sync did, as small frozen dataclasses (turned into Dagster metadata in one place)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from lakesync.conform.drift import DriftReport
+
+
+@dataclass(frozen=True)
+class DatasetSync:
+    """One lake dataset's part of a table sync."""
+
+    key: str
+    """``<lake>.<dataset>``."""
+    lake: str
+    dataset: str
+    table: str
+    files_seen: int | None = None
+    """Files matching the pattern at listing time (``None`` if the lake could not be listed)."""
+    files_pending: int = 0
+    """New files left for later runs (beyond max_files / max_bytes)."""
+    files_changed: int = 0
+    """Files seen before whose content changed since (reported, not re-ingested)."""
+    files_ingested: int = 0
+    files_quarantined: int = 0
+    rows_read: int = 0
+    rows_committed: int = 0
+    rows_quarantined: int = 0
+    batches: tuple[int, ...] = ()
+    drift: tuple[DriftReport, ...] = ()
+    newest_file: datetime | None = None
+    max_latency_seconds: float | None = None
+    """Longest time from a file landing (mtime) to its rows being committed."""
+    error: str | None = None
+    """Why this dataset could not be synced (the lake was unreachable, drift policy fail...)."""
+
+    @property
+    def conserved(self) -> bool:
+        return self.rows_read == self.rows_committed + self.rows_quarantined
+
+
+@dataclass(frozen=True)
+class TableSync:
+    """The outcome of one sync of a unified table."""
+
+    table: str
+    run_id: str
+    datasets: tuple[DatasetSync, ...]
+    delta_version: int | None
+    row_count: int
+    commits: int = 0
+    rows_superseded: int = 0
+    """Rows replaced within a batch by a later row with the same key (merge tables)."""
+    quarantine_version: int | None = None
+    contract: str = ""
+    columns: dict[str, str] = field(default_factory=dict)
+    """Column name -> type of the committed table."""
+
+    @property
+    def ok(self) -> bool:
+        return all(d.error is None for d in self.datasets)
+
+    @property
+    def rows_read(self) -> int:
+        return sum(d.rows_read for d in self.datasets)
+
+    @property
+    def rows_committed(self) -> int:
+        return sum(d.rows_committed for d in self.datasets)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return sum(d.rows_quarantined for d in self.datasets)
+
+    @property
+    def files_ingested(self) -> int:
+        return sum(d.files_ingested for d in self.datasets)
+
+    @property
+    def files_quarantined(self) -> int:
+        return sum(d.files_quarantined for d in self.datasets)

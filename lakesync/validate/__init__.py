@@ -1,0 +1,5 @@
+"""Stage 4: validate conformed rows with the table's pandera contract."""
+
+from lakesync.validate.contract import CompiledContract, UniqueTracker, compile_contract, validate_chunk
+
+__all__ = ["CompiledContract", "UniqueTracker", "compile_contract", "validate_chunk"]
