@@ -16,6 +16,8 @@ one, which is what makes a killed run safe to retry.
 from __future__ import annotations
 
 import json
+import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,7 +55,7 @@ LEDGER_SCHEMA = pa.schema(
 )
 _COMPACT_EVERY = 25  # done-batches between compactions of a dataset's ledger partition
 _CHECKPOINT_EVERY = 50  # ledger versions between Delta checkpoints
-_MAX_PLAN_ATTEMPTS = 8
+_MAX_PLAN_ATTEMPTS = 32
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,11 @@ class DatasetLedger:
 
 class PlanConflictError(RuntimeError):
     """Another process planned the same dataset version at the same time, repeatedly."""
+
+
+def _backoff(attempt: int) -> None:
+    """Wait a little, more after each lost race, with jitter so racing writers spread out."""
+    time.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))  # noqa: S311 - jitter, not crypto
 
 
 def _now() -> datetime:
@@ -203,7 +210,7 @@ class Ledger:
         concurrent planner commits first, the ledger is read again and ``choose`` called again.
         Returns ``None`` when ``choose`` picks nothing.
         """
-        for _ in range(_MAX_PLAN_ATTEMPTS):
+        for attempt in range(_MAX_PLAN_ATTEMPTS):
             snapshot = self._ensure()
             state = self._state(snapshot, dataset)
             files = tuple(choose(state))
@@ -222,7 +229,8 @@ class Ledger:
                     metadata={"lakesync.operation": "plan", "lakesync.dataset": dataset},
                 )
             except CommitFailedError:
-                continue  # someone else planned this version first; look again
+                _backoff(attempt)  # someone else planned this version first; look again
+                continue
             return plan
         msg = f"dataset {dataset!r}: could not plan a batch after {_MAX_PLAN_ATTEMPTS} concurrent attempts"
         raise PlanConflictError(msg)
@@ -236,7 +244,7 @@ class Ledger:
         run_id: str,
     ) -> bool:
         """Record the outcome of a committed batch, once. Returns ``False`` if already recorded."""
-        for _ in range(_MAX_PLAN_ATTEMPTS):
+        for attempt in range(_MAX_PLAN_ATTEMPTS):
             snapshot = self._ensure()
             done = transaction_version(snapshot, f"done:{plan.dataset}")
             if done >= plan.version:
@@ -272,6 +280,7 @@ class Ledger:
                     metadata={"lakesync.operation": "record", "lakesync.dataset": plan.dataset},
                 )
             except CommitFailedError:
+                _backoff(attempt)
                 continue
             self._maintain(plan)
             return True

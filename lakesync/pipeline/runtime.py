@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from lakesync.config.models import Dataset, DriftPolicy, LakesyncConfig
 from lakesync.conform.convert import TextFormats
 from lakesync.discover.stores import LakeStore, open_store
-from lakesync.read import ReadSpec
+from lakesync.read import DEFAULT_CHUNK_ROWS, ReadSpec
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,13 @@ def dataset_key(lake: str, dataset: str) -> str:
     return f"{lake}.{dataset}"
 
 
-def dataset_runtimes(config: LakesyncConfig, *, table: str | None = None) -> list[DatasetRuntime]:
-    """Runtimes of every dataset (feeding ``table`` if given), in configuration order."""
+def dataset_runtimes(
+    config: LakesyncConfig, *, table: str | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> list[DatasetRuntime]:
+    """Runtimes of every dataset (feeding ``table`` if given), in configuration order.
+
+    ``chunk_rows`` bounds the rows read at once from a file (memory against overhead).
+    """
     runtimes = []
     for lake_name, lake in config.lakes.items():
         store = open_store(lake_name, lake)
@@ -50,7 +55,7 @@ def dataset_runtimes(config: LakesyncConfig, *, table: str | None = None) -> lis
                     config=dataset,
                     store=store,
                     policy=dataset.drift or config.tables[dataset.table].drift,
-                    read_spec=ReadSpec(format=dataset.format, options=dataset.options),
+                    read_spec=ReadSpec(format=dataset.format, options=dataset.options, chunk_rows=chunk_rows),
                     formats=TextFormats(
                         timezone=dataset.timezone,
                         timestamp_format=dataset.options.timestamp_format,

@@ -44,6 +44,7 @@ from lakesync.discover import (
 )
 from lakesync.lakehouse import Lakehouse, row_count, transaction_version
 from lakesync.pipeline.runtime import DatasetRuntime, dataset_runtimes
+from lakesync.read import DEFAULT_CHUNK_ROWS
 from lakesync.pipeline.stream import Restart, RoundStream
 from lakesync.record import DatasetSync, TableSync
 from lakesync.validate import CompiledContract, compile_contract
@@ -121,6 +122,7 @@ def sync_table(
     run_id: str,
     datasets: Collection[str] | None = None,
     contract: ResolvedContract | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> TableSync:
     """Ingest what is new for ``table`` from its datasets (all, or the ``<lake>.<dataset>`` keys given).
 
@@ -131,7 +133,7 @@ def sync_table(
     compiled = compile_contract(contract)
     runtimes = {
         r.key: r
-        for r in dataset_runtimes(config, table=table)
+        for r in dataset_runtimes(config, table=table, chunk_rows=chunk_rows)
         if datasets is None or r.key in datasets
     }
     ledger = Ledger(lakehouse)

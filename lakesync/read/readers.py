@@ -30,10 +30,6 @@ ROW = "_lakesync_row"
 """Column holding each record's 1-based number within its file."""
 DEFAULT_CHUNK_ROWS = 131_072
 _DUPLICATED = re.compile(r"^(.*)_duplicated_\d+$")
-_REWORDED = {
-    "found more fields than defined in 'Schema'": "a record has more fields than the header",
-}
-_OFFSET = re.compile(r"offset in the file is (\d+) bytes")
 
 
 class FileReadError(Exception):
@@ -148,8 +144,9 @@ def _transcode(path: Path, encoding: str, stack: ExitStack) -> Path:
             try:
                 sink.write(decoder.decode(block))
             except UnicodeDecodeError as exc:
+                position = offset + exc.start
                 raise FileReadError(
-                    f"byte {offset + exc.start} is not valid {encoding}: {exc.reason}"
+                    f"byte {position} is not valid {encoding}: {exc.reason}", line=_line_at(path, position)
                 ) from None
             offset += len(block)
         sink.write(decoder.decode(b"", final=True))
@@ -172,34 +169,61 @@ def _polars_reason(exc: Exception) -> str:
     text = str(exc).strip()
     if not text:
         return type(exc).__name__
-    reason = text.split("\n\n")[0].replace("\n", "\\n")
-    for polars_words, ours in _REWORDED.items():
-        reason = reason.replace(polars_words, ours)
-    return reason
+    return text.split("\n\n")[0].replace("\n", "\\n")
 
 
-def _ragged_line(path: Path, options: FormatOptions) -> int | None:
-    """The line of the first record whose field count differs from the header's (slow; errors only)."""
+def _locate_csv_problem(path: Path, options: FormatOptions) -> tuple[int, str] | None:
+    """Where a CSV stops being well-formed, found with Python's strict csv reader.
+
+    Returns the line the offending record starts on and why; only used after polars has
+    refused the file, so its cost does not matter.
+    """
     with path.open(encoding="utf-8", errors="replace", newline="") as handle:
         reader = csv.reader(
             handle,
             delimiter=options.delimiter,
             quotechar=options.quote or '"',
             quoting=csv.QUOTE_MINIMAL if options.quote else csv.QUOTE_NONE,
+            strict=True,
         )
         expected: int | None = None
-        for record in reader:
+        start = 1
+        while True:
+            try:
+                record = next(reader)
+            except StopIteration:
+                return None
+            except csv.Error as exc:
+                return start, f"malformed record: {exc} (an unclosed quote?)"
             if expected is None:
                 expected = len(record)
             elif record and len(record) != expected:
-                return reader.line_num
-    return None
+                return start, f"a record has {len(record)} fields, the header has {expected}"
+            start = reader.line_num + 1
+
+
+def _balanced_quotes(path: Path, quote: str) -> bool:
+    """Whether a file holds an even number of quote characters (escaped quotes come in pairs).
+
+    An odd count means a quote is never closed; polars would then silently read the rest of
+    the file into one value.
+    """
+    mark = quote.encode()
+    count = 0
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 22):
+            count += block.count(mark)
+    return count % 2 == 0
 
 
 def _csv(path: Path, spec: ReadSpec, stack: ExitStack) -> Iterator[pl.DataFrame]:
     options = spec.options
     if options.encoding != "utf-8":
         path = _transcode(path, options.encoding, stack)
+    if options.quote and not _balanced_quotes(path, options.quote):
+        located = _locate_csv_problem(path, options)
+        line, reason = located if located else (None, "a quote is opened and never closed")
+        raise FileReadError(reason, line=line)
     scan = pl.scan_csv(
         path,
         separator=options.delimiter,
@@ -221,21 +245,20 @@ def _csv(path: Path, spec: ReadSpec, stack: ExitStack) -> Iterator[pl.DataFrame]
         match = _DUPLICATED.match(name)
         if match and match.group(1) in names:
             raise FileReadError(f"the column name {match.group(1)!r} appears more than once in the header")
-    header_lines = 1 if options.header else 0
+    if not options.header:  # polars numbers from 0; people (and spreadsheets) from 1
+        renamed = {name: f"column_{i}" for i, name in enumerate(names, start=1)}
+        scan = scan.rename(renamed)
+        names = list(renamed.values())
     yielded = False
     try:
         for chunk in scan.collect_batches(chunk_size=spec.chunk_rows):
             yield chunk.with_columns(pl.col(ROW).cast(pl.Int64))
             yielded = True
     except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as exc:
-        match = _OFFSET.search(str(exc))
-        if match:
-            line: int | None = _line_at(path, int(match.group(1))) + header_lines
-        elif "more fields" in str(exc) or "fewer fields" in str(exc):
-            line = _ragged_line(path, options)
-        else:
-            line = None
-        raise FileReadError(_polars_reason(exc), line=line) from None
+        located = _locate_csv_problem(path, options)
+        if located is not None:
+            raise FileReadError(located[1], line=located[0]) from None
+        raise FileReadError(_polars_reason(exc)) from None
     if not yielded:
         yield pl.DataFrame(schema={ROW: pl.Int64, **dict.fromkeys(names, pl.String)})
 

@@ -1,0 +1,152 @@
+"""The `lakesync` command: what Dagster has no verb for (sync once, validate, status, demo)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from lakesync.config import ConfigError, LakesyncConfig, default_config_path, load_config
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    return Path(args.config) if args.config else default_config_path(os.environ)
+
+
+def _load(args: argparse.Namespace) -> LakesyncConfig | None:
+    try:
+        return load_config(_config_path(args))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return None
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if config is None:
+        return EXIT_FAILED
+    from lakesync.defs import build_definitions
+
+    try:
+        definitions = build_definitions(config)
+        definitions.get_repository_def().get_all_jobs()
+    except Exception as exc:  # noqa: BLE001 - report any definition error as a problem
+        print(f"{_config_path(args)}: the Dagster definitions cannot be built: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    datasets = sum(len(lake.datasets) for lake in config.lakes.values())
+    print(
+        f"{_config_path(args)}: OK — {len(config.lakes)} lake(s), {datasets} dataset(s), "
+        f"{len(config.tables)} table(s)"
+    )
+    return EXIT_OK
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if config is None:
+        return EXIT_FAILED
+    lakes = args.lake or None
+    unknown = [lake for lake in lakes or [] if lake not in config.lakes]
+    if unknown:
+        print(f"unknown lake(s): {', '.join(unknown)} (lakes: {', '.join(config.lakes)})", file=sys.stderr)
+        return EXIT_USAGE
+    from lakesync.cli.runs import sync
+    from lakesync.record.summary import sync_summary
+
+    outcome = sync(config, lakes=lakes, verbose=args.verbose)
+    print(sync_summary(outcome.datasets, outcome.tables))
+    if not outcome.recorded:
+        print("\nDAGSTER_HOME is not set: these runs were not recorded for the Dagster UI.")
+    if outcome.failures:
+        print("\nFailed:", file=sys.stderr)
+        for failure in outcome.failures:
+            print(f"  {failure}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if config is None:
+        return EXIT_FAILED
+    from lakesync.lakehouse import lakehouse_for
+    from lakesync.pipeline.status import dataset_statuses, table_statuses
+    from lakesync.record.summary import text_table
+
+    lakehouse = lakehouse_for(config)
+    datasets = dataset_statuses(config, lakehouse)
+    print(
+        text_table(
+            ["lake", "dataset", "table", "files in lake", "known", "ingested", "quarantined", "new", "pending batches", "last ingestion"],
+            [
+                (d.lake, d.dataset, d.table, d.files_in_lake, d.files_known, d.files_ingested, d.files_quarantined, d.files_new, d.batches_pending, d.last_ingested_at)
+                for d in datasets
+            ],
+        )
+    )
+    print()
+    print(
+        text_table(
+            ["table", "delta version", "rows", "quarantined rows", "last commit"],
+            [(t.table, t.delta_version, t.rows, t.quarantined_rows, t.last_commit_at) for t in table_statuses(config, lakehouse)],
+        )
+    )
+    errors = [d for d in datasets if d.error]
+    for d in errors:
+        print(f"\n{d.key}: {d.error}", file=sys.stderr)
+    return EXIT_FAILED if errors else EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from lakesync.demo.generate import generate
+
+    try:
+        summary = generate(Path(args.dir), reset=args.reset)
+    except FileExistsError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_FAILED
+    print(f"Wrote {summary.files} files ({summary.rows} rows) in 3 lakes under {summary.root / 'data' / 'lakes'}")
+    print(f"and their configuration: {summary.config}")
+    print(f"Next: lakesync sync --config {summary.config}")
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="lakesync",
+        description="Keep fragmented data lakes in sync with one Delta lakehouse, on Dagster.",
+    )
+    commands = root.add_subparsers(dest="command", required=True)
+
+    def with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument("--config", help="lakesync.yaml (default: $LAKESYNC_CONFIG, then ./lakesync.yaml)")
+        return sub
+
+    sync = with_config(commands.add_parser("sync", help="discover and ingest what is new, once"))
+    sync.add_argument("--lake", action="append", help="only this lake (repeatable)")
+    sync.add_argument("-v", "--verbose", action="store_true", help="show Dagster's run log")
+    sync.set_defaults(func=cmd_sync)
+    with_config(commands.add_parser("validate", help="check the configuration and the contracts")).set_defaults(func=cmd_validate)
+    with_config(commands.add_parser("status", help="files and tables: known, ingested, quarantined, versions")).set_defaults(func=cmd_status)
+    demo = commands.add_parser("demo", help="write demo lakes and a lakesync.yaml for them")
+    demo.add_argument("--dir", default=".", help="where to write them (default: .)")
+    demo.add_argument("--reset", action="store_true", help="replace a demo written there before (lakes and lakehouse)")
+    demo.set_defaults(func=cmd_demo)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", module="dagster")
+    args = parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,110 @@
+"""`lakesync sync`: launch the same Dagster jobs the sensors launch, recorded in the instance."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from lakesync.config import LakesyncConfig
+from lakesync.defs import build_definitions
+from lakesync.defs.assets import TABLE_TAG, job_name, op_name
+from lakesync.lakehouse import lakehouse_for
+from lakesync.pipeline.runtime import dataset_runtimes
+from lakesync.pipeline.status import table_statuses
+from lakesync.record.summary import DatasetLine, TableLine
+
+
+@dataclass(frozen=True)
+class SyncOutcome:
+    datasets: list[DatasetLine]
+    tables: list[TableLine]
+    failures: list[str]
+    run_ids: list[str]
+    recorded: bool
+    """Whether the runs are in a persistent Dagster instance (visible in the UI)."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def instance() -> tuple[dg.DagsterInstance, bool]:
+    """The Dagster instance under ``$DAGSTER_HOME`` (created if missing), else an ephemeral one."""
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        return dg.DagsterInstance.ephemeral(), False
+    Path(home).mkdir(parents=True, exist_ok=True)
+    return dg.DagsterInstance.get(), True
+
+
+def _observation(event: dg.DagsterEvent) -> tuple[str, dict[str, object]] | None:
+    if event.event_type_value != "ASSET_OBSERVATION":
+        return None
+    observation = event.asset_observation_data.asset_observation  # type: ignore[attr-defined]
+    path = observation.asset_key.path
+    if len(path) != 3 or path[0] != "lakes":
+        return None
+    values = {k: getattr(v, "value", v) for k, v in observation.metadata.items()}
+    return f"{path[1]}.{path[2]}", values
+
+
+def _int(value: object) -> int:
+    return int(value) if isinstance(value, int | float) else 0
+
+
+def sync(config: LakesyncConfig, *, lakes: Sequence[str] | None, verbose: bool = False) -> SyncOutcome:
+    """One pass of discovery and ingestion for every table fed by the selected lakes."""
+    dagster_instance, recorded = instance()
+    definitions = build_definitions(config)
+    runtimes = [r for r in dataset_runtimes(config) if lakes is None or r.lake in lakes]
+    datasets: dict[str, DatasetLine] = {}
+    failures: list[str] = []
+    run_ids: list[str] = []
+    for table in config.tables:
+        keys = [r.key for r in runtimes if r.table == table]
+        if not keys:
+            continue
+        job = definitions.resolve_job_def(job_name(table))
+        result = job.execute_in_process(
+            run_config={
+                "ops": {op_name(table): {"config": {"datasets": keys}}},
+                "loggers": {"console": {"config": {"log_level": "INFO" if verbose else "WARNING"}}},
+            },
+            instance=dagster_instance,
+            tags={TABLE_TAG: table, "lakesync/trigger": "cli"},
+            raise_on_error=False,
+        )
+        run_ids.append(result.run_id)
+        for event in result.all_events:
+            found = _observation(event)
+            if found is None:
+                continue
+            key, values = found
+            lake, dataset = key.split(".", 1)
+            seen = values.get("files_seen")
+            datasets[key] = DatasetLine(
+                lake=lake,
+                dataset=dataset,
+                files_seen=seen if isinstance(seen, int) else None,
+                files_ingested=_int(values.get("files_ingested")),
+                files_quarantined=_int(values.get("files_quarantined")),
+                rows_read=_int(values.get("rows_read")),
+                rows_committed=_int(values.get("rows_committed")),
+                rows_quarantined=_int(values.get("rows_quarantined")),
+                error=str(values["error"]) if values.get("error") else None,
+            )
+        if not result.success:
+            failure = next((e for e in result.all_events if e.is_step_failure), None)
+            message = failure.step_failure_data.error.message.strip() if failure and failure.step_failure_data.error else "the run failed"  # type: ignore[union-attr]
+            failures.append(f"{table}: {message} (run {result.run_id})")
+    ordered = [datasets[r.key] for r in runtimes if r.key in datasets]
+    tables = [
+        TableLine(s.table, s.delta_version, s.rows, s.quarantined_rows)
+        for s in table_statuses(config, lakehouse_for(config))
+        if any(r.table == s.table for r in runtimes)
+    ]
+    return SyncOutcome(ordered, tables, failures, run_ids, recorded)

@@ -1,0 +1,184 @@
+"""Assets generated from the configuration.
+
+- ``lakes/<lake>/<dataset>``: the files of a lake dataset (external: lakesync reads, never
+  writes them); observed by its sensor and by every ingestion run.
+- ``lakehouse/<table>`` and ``lakehouse/_quarantine/<table>``: one multi-asset per unified
+  table, materialized by ingesting what is new in the datasets feeding it.
+- ``lakehouse/_ledger``: every file planned, ingested or quarantined.
+"""
+
+
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import (  # not exported by dagster
+    UnresolvedAssetJobDefinition,
+)
+
+from lakesync.config import LakesyncConfig, ResolvedContract
+from lakesync.config.models import Dataset, LocalLake
+from lakesync.defs.metadata import (
+    LEDGER_KEY,
+    column_lineage,
+    column_schema,
+    dataset_batch_metadata,
+    dataset_key,
+    quarantine_key,
+    quarantine_metadata,
+    table_key,
+    table_metadata,
+)
+from lakesync.defs.resources import LakehouseResource
+from lakesync.pipeline import sync_table
+
+TABLE_TAG = "lakesync/table"
+DATASET_TAG = "lakesync/dataset"
+
+
+class SyncConfig(dg.Config):
+    """Run configuration of a table's sync."""
+
+    datasets: list[str] = []
+    """``<lake>.<dataset>`` keys to ingest; empty: every dataset feeding the table."""
+
+
+def lake_dataset_spec(lake_name: str, lake: LocalLake, name: str, dataset: Dataset) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key=dataset_key(lake_name, name),
+        description=dataset.description
+        or f"{dataset.format} files matching `{dataset.pattern}` in the {lake.provider} lake `{lake_name}`",
+        group_name=lake_name,
+        kinds={lake.provider, dataset.format},
+        owners=lake.owners or None,
+        tags={"lakesync/lake": lake_name},
+        metadata={
+            "lake_root": lake.root,
+            "pattern": dataset.pattern,
+            "format": dataset.format,
+            "feeds_table": dataset.table,
+            "drift_policy": dataset.drift or "(table's)",
+        },
+    )
+
+
+def ledger_spec() -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key=LEDGER_KEY,
+        description="Every file lakesync planned, ingested or quarantined, per dataset batch",
+        group_name="lakehouse",
+        kinds={"delta"},
+    )
+
+
+def op_name(table: str) -> str:
+    return f"sync_{table}"
+
+
+def job_name(table: str) -> str:
+    return f"ingest_{table}"
+
+
+def table_assets(config: LakesyncConfig, table: str, contract: ResolvedContract) -> dg.AssetsDefinition:
+    """The multi-asset that syncs one unified table (and its quarantine) from its datasets."""
+    settings = config.tables[table]
+    deps = [
+        dataset_key(lake_name, ds_name)
+        for lake_name, lake in config.lakes.items()
+        for ds_name, ds in lake.datasets.items()
+        if ds.table == table
+    ]
+    project = config  # the op's own `config` parameter is its run configuration
+    table_spec = dg.AssetSpec(
+        key=table_key(table),
+        deps=deps,
+        description=settings.description or f"Unified `{table}` table ({settings.mode}, drift: {settings.drift})",
+        group_name="lakehouse",
+        kinds={"delta", "polars", "pandera"},
+        skippable=True,
+        metadata={
+            "dagster/column_schema": column_schema(contract),
+            "dagster/column_lineage": column_lineage(config, table, contract),
+            "dagster/table_name": table,
+            "mode": settings.mode,
+            "keys": ", ".join(settings.keys) or "(none)",
+            "drift_policy": settings.drift,
+            "contract_fingerprint": contract.fingerprint,
+        },
+    )
+    quarantine_spec = dg.AssetSpec(
+        key=quarantine_key(table),
+        deps=deps,
+        description=f"Rows and files rejected on their way to `{table}`, each with its reason and source",
+        group_name="lakehouse",
+        kinds={"delta"},
+        skippable=True,
+    )
+
+    @dg.multi_asset(
+        name=op_name(table),
+        specs=[table_spec, quarantine_spec],
+        can_subset=True,
+        description=f"Ingest new files of every dataset feeding `{table}`, exactly once",
+    )
+    def sync(
+        context: dg.AssetExecutionContext, config: SyncConfig, lakehouse: LakehouseResource
+    ) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]
+        target = lakehouse.get()
+        selected = config.datasets or None
+        result = sync_table(
+            project, table, lakehouse=target, run_id=context.run_id, datasets=selected, contract=contract
+        )
+        for dataset in result.datasets:
+            context.log_event(
+                dg.AssetObservation(
+                    asset_key=dataset_key(dataset.lake, dataset.dataset),
+                    metadata=dataset_batch_metadata(dataset),
+                )
+            )
+            for report in dataset.drift:
+                context.log.warning("%s: schema drift in %s: %s", dataset.key, report.file, "; ".join(report.actions))
+        # One sync writes the table, its quarantine and the ledger together, whichever of them
+        # was selected; those not selected are recorded as runtime materializations.
+        selected_keys = context.selected_asset_keys
+        written: list[tuple[dg.AssetKey, dict[str, Any]]] = []
+        if result.commits:
+            written.append(
+                (
+                    table_key(table),
+                    {
+                        **table_metadata(result, uri=target.table_uri(table)),
+                        "dagster/column_schema": column_schema(contract, result.columns),
+                    },
+                )
+            )
+        else:
+            context.log.info("%s: nothing new to ingest", table)
+        if result.rows_quarantined or result.files_quarantined:
+            written.append((quarantine_key(table), quarantine_metadata(result, uri=target.quarantine_uri(table))))
+        for key, metadata in written:
+            if key in selected_keys:
+                yield dg.MaterializeResult(asset_key=key, metadata=metadata)
+            else:
+                context.log_event(dg.AssetMaterialization(asset_key=key, metadata=metadata))
+        if result.commits:
+            context.log_event(
+                dg.AssetMaterialization(asset_key=LEDGER_KEY, metadata={"dagster/uri": target.ledger_uri})
+            )
+        failed = [d for d in result.datasets if d.error]
+        if failed:
+            raise dg.Failure(
+                description="; ".join(f"{d.key}: {d.error}" for d in failed),
+                metadata={"failed_datasets": ", ".join(d.key for d in failed)},
+            )
+
+    return sync
+
+
+def table_job(table: str, assets: dg.AssetsDefinition) -> UnresolvedAssetJobDefinition:
+    return dg.define_asset_job(
+        name=job_name(table),
+        selection=dg.AssetSelection.assets(assets),
+        tags={TABLE_TAG: table},
+        description=f"Ingest what is new for `{table}` (launched by the dataset sensors and `lakesync sync`)",
+    )

@@ -1,0 +1,166 @@
+"""Turn lakesync's results and contracts into Dagster metadata, in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dagster as dg
+
+from lakesync.commit.delta import PROVENANCE
+from lakesync.config import LakesyncConfig, ResolvedContract
+from lakesync.config.datatypes import logical_name
+from lakesync.conform.target import RESCUED
+from lakesync.discover.planning import Discovery
+from lakesync.record import DatasetSync, TableSync
+
+_PROVENANCE_DOCS = {
+    "_lakesync_lake": "Lake the row came from",
+    "_lakesync_dataset": "Dataset of the lake the row came from",
+    "_lakesync_file": "File the row came from (relative to the lake root)",
+    "_lakesync_row": "Record number of the row in its file (1-based)",
+    "_lakesync_batch": "The dataset's batch (ledger version) that committed the row",
+    "_lakesync_ingested_at": "When the row was committed",
+}
+
+
+def dataset_key(lake: str, dataset: str) -> dg.AssetKey:
+    return dg.AssetKey(["lakes", lake, dataset])
+
+
+def table_key(table: str) -> dg.AssetKey:
+    return dg.AssetKey(["lakehouse", table])
+
+
+def quarantine_key(table: str) -> dg.AssetKey:
+    return dg.AssetKey(["lakehouse", "_quarantine", table])
+
+
+LEDGER_KEY = dg.AssetKey(["lakehouse", "_ledger"])
+
+
+def _check_text(contract_column: Any) -> list[str]:
+    return [str(check.error or check.name) for check in contract_column.checks]
+
+
+def column_schema(contract: ResolvedContract, columns: Mapping[str, str] | None = None) -> dg.TableSchema:
+    """The table's columns: the contract's (with descriptions and constraints), evolved ones, provenance."""
+    result = []
+    for column in contract.columns:
+        result.append(
+            dg.TableColumn(
+                name=column.name,
+                type=column.type.name,
+                description=column.description,
+                constraints=dg.TableColumnConstraints(
+                    nullable=column.nullable, unique=column.unique, other=_check_text(column)
+                ),
+            )
+        )
+    known = set(contract.names) | set(PROVENANCE)
+    for name, kind in (columns or {}).items():
+        if name in known:
+            continue
+        description = (
+            "Values of a row that did not fit the table, as JSON (drift policy rescue)"
+            if name == RESCUED
+            else "Added by schema drift (policy evolve); not in the contract"
+        )
+        result.append(dg.TableColumn(name=name, type=kind, description=description))
+    for name, dtype in PROVENANCE.items():
+        result.append(dg.TableColumn(name=name, type=logical_name(dtype), description=_PROVENANCE_DOCS[name]))
+    return dg.TableSchema(columns=result)
+
+
+def column_lineage(config: LakesyncConfig, table: str, contract: ResolvedContract) -> dg.TableColumnLineage:
+    """Each canonical column from the source column of every dataset feeding the table."""
+    deps: dict[str, list[dg.TableColumnDep]] = {name: [] for name in contract.names}
+    for lake_name, lake in config.lakes.items():
+        for ds_name, dataset in lake.datasets.items():
+            if dataset.table != table:
+                continue
+            source_of = {canonical: source for source, canonical in dataset.columns.items()}
+            for name in contract.names:
+                deps[name].append(
+                    dg.TableColumnDep(
+                        asset_key=dataset_key(lake_name, ds_name), column_name=source_of.get(name, name)
+                    )
+                )
+    return dg.TableColumnLineage(deps_by_column={k: v for k, v in deps.items() if v})
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def table_metadata(result: TableSync, *, uri: str) -> dict[str, Any]:
+    """Metadata of a unified table's materialization."""
+    rows = [
+        (d.key, d.files_ingested, d.files_quarantined, d.rows_read, d.rows_committed, d.rows_quarantined, d.error or "")
+        for d in result.datasets
+    ]
+    return {
+        "dagster/row_count": result.row_count,
+        "dagster/uri": uri,
+        "delta_version": result.delta_version,
+        "rows_read": result.rows_read,
+        "rows_committed": result.rows_committed,
+        "rows_quarantined": result.rows_quarantined,
+        "rows_superseded": result.rows_superseded,
+        "files_ingested": result.files_ingested,
+        "files_quarantined": result.files_quarantined,
+        "contract_fingerprint": result.contract,
+        "batches": dg.MetadataValue.json({d.key: list(d.batches) for d in result.datasets if d.batches}),
+        "datasets": dg.MetadataValue.md(
+            _md_table(["dataset", "files in", "files quarantined", "rows read", "committed", "quarantined", "error"], rows)
+        ),
+    }
+
+
+def quarantine_metadata(result: TableSync, *, uri: str) -> dict[str, Any]:
+    return {
+        "dagster/uri": uri,
+        "delta_version": result.quarantine_version,
+        "rows_quarantined": result.rows_quarantined,
+        "files_quarantined": result.files_quarantined,
+    }
+
+
+def dataset_batch_metadata(result: DatasetSync) -> dict[str, Any]:
+    """Metadata of a lake dataset's observation after an ingestion run."""
+    metadata: dict[str, Any] = {
+        "files_seen": result.files_seen,
+        "files_ingested": result.files_ingested,
+        "files_quarantined": result.files_quarantined,
+        "files_pending": result.files_pending,
+        "files_changed_after_ingestion": result.files_changed,
+        "rows_read": result.rows_read,
+        "rows_committed": result.rows_committed,
+        "rows_quarantined": result.rows_quarantined,
+        "batches": dg.MetadataValue.json(list(result.batches)),
+    }
+    if result.max_latency_seconds is not None:
+        metadata["max_landing_to_commit_seconds"] = round(result.max_latency_seconds, 3)
+    if result.drift:
+        metadata["drift"] = dg.MetadataValue.json([r.to_dict() for r in result.drift])
+    if result.error:
+        metadata["error"] = result.error
+    return metadata
+
+
+def scan_metadata(scan: Discovery, *, pending_batches: int, now_seconds: float) -> dict[str, Any]:
+    """Metadata of a lake dataset's observation by its sensor."""
+    metadata: dict[str, Any] = {
+        "files": scan.files,
+        "bytes": scan.bytes,
+        "files_new": len(scan.new),
+        "bytes_new": scan.new_bytes,
+        "files_changed_after_ingestion": len(scan.changed),
+        "batches_pending": pending_batches,
+    }
+    if scan.newest is not None:
+        metadata["newest_file_at"] = dg.MetadataValue.timestamp(scan.newest)
+        metadata["newest_file_age_seconds"] = round(now_seconds - scan.newest.timestamp(), 1)
+    return metadata

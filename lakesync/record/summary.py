@@ -1,0 +1,74 @@
+"""Plain-text tables for people: what a sync did, where every dataset and table stands."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+def text_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """An aligned table; numbers right-aligned, everything else left-aligned."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(header)]
+    numeric = [all(isinstance(row[i], int | float) or row[i] is None for row in rows) and bool(rows) for i in range(len(header))]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
+        return "  ".join(parts).rstrip()
+
+    out = [line(header), line(["-" * w for w in widths])]
+    out += [line(r) for r in cells]
+    return "\n".join(out)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+    return str(value)
+
+
+@dataclass(frozen=True)
+class DatasetLine:
+    """One row of a sync summary, per lake dataset."""
+
+    lake: str
+    dataset: str
+    files_seen: int | None
+    files_ingested: int
+    files_quarantined: int
+    rows_read: int
+    rows_committed: int
+    rows_quarantined: int
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class TableLine:
+    table: str
+    delta_version: int | None
+    rows: int
+    quarantined_rows: int
+
+
+def sync_summary(datasets: Sequence[DatasetLine], tables: Sequence[TableLine]) -> str:
+    """The summary `lakesync sync` and `make demo` print."""
+    first = text_table(
+        ["lake", "dataset", "files seen", "ingested", "quarantined", "rows read", "committed", "quarantined"],
+        [
+            (d.lake, d.dataset, d.files_seen, d.files_ingested, d.files_quarantined, d.rows_read, d.rows_committed, d.rows_quarantined)
+            for d in datasets
+        ],
+    )
+    second = text_table(
+        ["table", "delta version", "rows", "quarantined rows"],
+        [(t.table, t.delta_version, t.rows, t.quarantined_rows) for t in tables],
+    )
+    out = [first, "", second]
+    errors = [d for d in datasets if d.error]
+    if errors:
+        out += ["", "Could not sync:"] + [f"  {d.lake}.{d.dataset}: {d.error}" for d in errors]
+    return "\n".join(out)

@@ -1,0 +1,39 @@
+"""Shared fixtures: real folders, real Delta tables, a real (temporary) Dagster instance."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lakesync.demo.generate import generate
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Path:
+    """The demo lakes and their lakesync.yaml in a temporary folder; returns the config path."""
+    return generate(tmp_path / "demo").config
+
+
+@pytest.fixture
+def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A Dagster instance configured by the project's dagster.yaml, in a temporary folder."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(PROJECT / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    yield home
+
+
+@pytest.fixture
+def cli_env(dagster_home: Path) -> dict[str, str]:
+    """Environment for running the installed commands in a subprocess."""
+    env = dict(os.environ)
+    env["DAGSTER_HOME"] = str(dagster_home)
+    env["PYTHONWARNINGS"] = "ignore"
+    return env

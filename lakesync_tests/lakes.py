@@ -1,0 +1,96 @@
+"""Helpers that build small real lakes and configurations on disk for tests."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+ORDERS_CONTRACT: dict[str, Any] = {
+    "columns": {
+        "order_id": {"type": "int64", "nullable": False, "unique": True},
+        "customer_id": {"type": "int64", "nullable": False},
+        "amount": {"type": "float64", "checks": {"ge": 0}},
+        "currency": {"type": "string", "checks": {"isin": ["EUR", "USD", "GBP", "JPY"]}},
+        "ordered_at": {"type": "datetime"},
+    }
+}
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def write_config(root: Path, *, lakes: dict[str, Any], tables: dict[str, Any], lakehouse: str = "lakehouse") -> Path:
+    path = root / "lakesync.yaml"
+    path.write_text(
+        yaml.safe_dump({"lakehouse": {"uri": lakehouse}, "lakes": lakes, "tables": tables}, sort_keys=False),
+        encoding="utf-8",
+    )
+    return path
+
+
+def orders_table(*, mode: str = "append", drift: str = "evolve", **extra: Any) -> dict[str, Any]:
+    table: dict[str, Any] = {"mode": mode, "drift": drift, "contract": ORDERS_CONTRACT, **extra}
+    if mode == "merge":
+        table.setdefault("keys", ["order_id"])
+    return table
+
+
+def local_lake(root: Path, datasets: dict[str, Any]) -> dict[str, Any]:
+    return {"provider": "local", "root": str(root), "datasets": datasets}
+
+
+def orders_rows(start: int, count: int, **overrides: Any) -> list[dict[str, Any]]:
+    rows = [
+        {
+            "order_id": start + i,
+            "customer_id": 1000 + i,
+            "amount": float(10 + i),
+            "currency": "EUR",
+            "ordered_at": T0 + timedelta(minutes=i),
+        }
+        for i in range(count)
+    ]
+    for row in rows:
+        row.update(overrides)
+    return rows
+
+
+def write_orders_parquet(path: Path, rows: list[dict[str, Any]], *, mtime: datetime | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    schema = pa.schema(
+        [
+            ("order_id", pa.int64()),
+            ("customer_id", pa.int64()),
+            ("amount", pa.float64()),
+            ("currency", pa.string()),
+            ("ordered_at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+    if mtime is not None:
+        touch(path, mtime)
+    return path
+
+
+def write_orders_csv(path: Path, rows: list[dict[str, Any]], *, delimiter: str = ",", mtime: datetime | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = ["order_id", "customer_id", "amount", "currency", "ordered_at"]
+    lines = [delimiter.join(header)]
+    for row in rows:
+        values = []
+        for name in header:
+            value = row.get(name)
+            values.append("" if value is None else value.isoformat() if isinstance(value, datetime) else str(value))
+        lines.append(delimiter.join(values))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if mtime is not None:
+        touch(path, mtime)
+    return path
+
+
+def touch(path: Path, when: datetime) -> None:
+    os.utime(path, (when.timestamp(), when.timestamp()))

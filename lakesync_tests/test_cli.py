@@ -1,0 +1,150 @@
+"""The commands a data engineer types, run as real subprocesses against real folders."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from lakesync.config import load_config
+from lakesync.lakehouse import lakehouse_for
+
+BIN = Path(sys.executable).parent
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def lakesync(*args: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return run([str(BIN / "lakesync"), *args], env, cwd)
+
+
+def test_demo_then_sync_prints_the_summary_and_records_runs_for_the_ui(tmp_path: Path, cli_env: dict[str, str], dagster_home: Path) -> None:
+    made = lakesync("demo", "--dir", str(tmp_path / "d"), env=cli_env)
+    assert made.returncode == 0, made.stderr
+    config = tmp_path / "d" / "lakesync.yaml"
+    first = lakesync("sync", "--config", str(config), env=cli_env)
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.splitlines()
+    assert lines[0].split() == ["lake", "dataset", "files", "seen", "ingested", "quarantined", "rows", "read", "committed", "quarantined"]
+    assert "eu_sales    orders              5         4            1       2000       1988           12" in first.stdout
+    assert "orders                 1  3767" in first.stdout
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        runs = instance.get_runs()
+        assert {r.job_name for r in runs} == {"ingest_orders", "ingest_customers"}
+        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        assert instance.get_latest_materialization_event(dg.AssetKey(["lakehouse", "orders"])) is not None
+    second = lakesync("sync", "--config", str(config), env=cli_env)
+    assert second.returncode == 0
+    assert "eu_sales    orders              5         0            0          0          0            0" in second.stdout
+    status = lakesync("status", "--config", str(config), env=cli_env)
+    assert status.returncode == 0, status.stderr
+    assert "apac_sales  orders     orders                 2      2         2            0    0                0" in status.stdout
+
+
+def test_the_config_path_defaults_to_the_environment_then_the_working_folder(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    assert lakesync("demo", "--dir", str(tmp_path), env=cli_env).returncode == 0
+    by_cwd = lakesync("validate", env=cli_env, cwd=tmp_path)
+    assert by_cwd.returncode == 0 and "OK — 3 lake(s), 5 dataset(s), 2 table(s)" in by_cwd.stdout
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    by_env = lakesync("validate", env={**cli_env, "LAKESYNC_CONFIG": str(tmp_path / "lakesync.yaml")}, cwd=elsewhere)
+    assert by_env.returncode == 0
+    missing = lakesync("validate", env=cli_env, cwd=elsewhere)
+    assert missing.returncode == 1 and "no configuration at lakesync.yaml" in missing.stderr
+
+
+def test_validate_prints_every_problem_with_its_key_path(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    config = tmp_path / "lakesync.yaml"
+    config.write_text(
+        textwrap.dedent(
+            """\
+            lakehouse: {uri: ./lh}
+            lakes:
+              us_sales:
+                provider: local
+                root: ./us
+                datasets:
+                  orders: {pattern: "*.xlsx", format: xlsx, table: orders, colums: {}}
+            tables:
+              orders:
+                contract: {columns: {order_id: {type: int64}}}
+            """
+        )
+    )
+    result = lakesync("validate", "--config", str(config), env=cli_env)
+    assert result.returncode == 1
+    assert "lakes.us_sales.datasets.orders.format: 'xlsx' is not one of parquet, csv, ndjson, json (line 7)" in result.stderr
+    assert "lakes.us_sales.datasets.orders.colums: unknown key (did you mean 'columns'?)" in result.stderr
+
+
+def test_sync_exits_non_zero_when_a_lake_cannot_be_synced(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    assert lakesync("demo", "--dir", str(tmp_path), env=cli_env).returncode == 0
+    config = tmp_path / "lakesync.yaml"
+    config.write_text(config.read_text().replace("root: ./data/lakes/apac_sales", "root: ./data/lakes/gone"))
+    result = lakesync("sync", "--config", str(config), env=cli_env)
+    assert result.returncode == 1
+    assert "apac_sales.orders: lake 'apac_sales': the folder" in result.stdout
+    assert "orders: " in result.stderr and "does not exist" in result.stderr
+    assert "eu_sales    orders              5         4" in result.stdout  # the other lakes were synced
+    only = lakesync("sync", "--config", str(config), "--lake", "eu_sales", env=cli_env)
+    assert only.returncode == 0
+
+
+def test_dagster_asset_materialize_ingests_whatever_is_new(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    assert lakesync("demo", "--dir", str(tmp_path), env=cli_env).returncode == 0
+    env = {**cli_env, "LAKESYNC_CONFIG": str(tmp_path / "lakesync.yaml")}
+    result = run(
+        [str(BIN / "dagster"), "asset", "materialize", "-m", "lakesync.definitions", "--select", "lakehouse/orders"],
+        env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = pl.read_delta(lakehouse_for(load_config(tmp_path / "lakesync.yaml")).table_uri("orders"))
+    assert rows.height == 3767
+
+
+KILL_BEFORE_LEDGER = textwrap.dedent(
+    """\
+    import os, signal, sys
+    from lakesync.discover.ledger import Ledger
+
+    def die(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)  # the data and quarantine are committed; the ledger is not
+
+    Ledger.record = die
+    from lakesync.cli import main
+    sys.exit(main(["sync", "--config", sys.argv[1]]))
+    """
+)
+
+
+def snapshot(config: Path) -> tuple[list[tuple[object, ...]], int, list[tuple[object, ...]]]:
+    lakehouse = lakehouse_for(load_config(config))
+    rows = pl.read_delta(lakehouse.table_uri("orders")).select("order_id", "amount", "_lakesync_file", "_lakesync_row").sort("order_id")
+    rejected = pl.read_delta(lakehouse.quarantine_uri("orders"))
+    ledger = pl.read_delta(lakehouse.ledger_uri).filter(pl.col("event") != "planned")
+    return rows.rows(), rejected.height, sorted(ledger.select("dataset", "path", "event", "rows_committed").rows())
+
+
+def test_a_sync_killed_between_the_delta_commit_and_the_ledger_write_then_retried_adds_nothing(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    for name in ("killed", "reference"):
+        assert lakesync("demo", "--dir", str(tmp_path / name), env=cli_env).returncode == 0
+    script = tmp_path / "kill.py"
+    script.write_text(KILL_BEFORE_LEDGER)
+    killed_config = tmp_path / "killed" / "lakesync.yaml"
+    killed = run([sys.executable, str(script), str(killed_config)], cli_env)
+    assert killed.returncode == -signal.SIGKILL
+    lakehouse = lakehouse_for(load_config(killed_config))
+    assert pl.read_delta(lakehouse.table_uri("orders")).height == 3767  # committed before the kill
+    retried = lakesync("sync", "--config", str(killed_config), env=cli_env)
+    assert retried.returncode == 0, retried.stderr
+    reference = lakesync("sync", "--config", str(tmp_path / "reference" / "lakesync.yaml"), env=cli_env)
+    assert reference.returncode == 0
+    assert snapshot(killed_config) == snapshot(tmp_path / "reference" / "lakesync.yaml")

@@ -1,0 +1,180 @@
+"""The configuration is the user's interface: it must accept the documented example and
+explain every mistake with its key path."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from lakesync.config import ConfigError, load_config, parse_config, resolve_contract
+from lakesync.config.units import parse_duration, parse_size
+
+# The example from the local end-to-end issue (and the README), verbatim.
+EXAMPLE = textwrap.dedent(
+    """\
+    lakehouse:
+      uri: ./data/lakehouse            # a local folder here
+    lakes:
+      eu_sales:
+        provider: local
+        root: ./data/lakes/eu_sales
+        datasets:
+          orders:
+            pattern: "orders/**/*.parquet"
+            format: parquet
+            table: orders
+            columns: {order_no: order_id}         # source name -> canonical name
+      us_sales:
+        provider: local
+        root: ./data/lakes/us_sales
+        datasets:
+          orders:
+            pattern: "exports/*.csv"
+            format: csv
+            options: {delimiter: ";", encoding: utf8, header: true}
+            table: orders
+            columns: {OrderID: order_id, CustomerID: customer_id, Amount: amount, Currency: currency, OrderedAt: ordered_at}
+    tables:
+      orders:
+        keys: [order_id]                  # with mode: merge, rows upsert on these
+        mode: merge                       # append | merge
+        drift: evolve                     # evolve | rescue | quarantine | fail
+        contract:                         # either inline columns, or `model: package.module:ClassName`
+          columns:
+            order_id:    {type: int64, nullable: false, unique: true}
+            customer_id: {type: int64, nullable: false}
+            amount:      {type: float64, checks: {ge: 0}}
+            currency:    {type: string, checks: {isin: [EUR, USD, GBP, JPY]}}
+            ordered_at:  {type: datetime}
+    """
+)
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, source="lakesync.yaml", base_dir=Path("/cfg"))
+    return [str(p) for p in caught.value.problems]
+
+
+def test_the_documented_example_validates_and_resolves_paths_against_the_config_folder() -> None:
+    config = parse_config(EXAMPLE, source="lakesync.yaml", base_dir=Path("/cfg"))
+    assert config.lakehouse.uri == "/cfg/data/lakehouse"
+    assert config.lakes["eu_sales"].root == "/cfg/data/lakes/eu_sales"
+    assert config.lakes["us_sales"].datasets["orders"].options.delimiter == ";"
+    contract = resolve_contract("orders", config.tables["orders"])
+    assert contract.names == ("order_id", "customer_id", "amount", "currency", "ordered_at")
+
+
+def test_a_wrong_format_names_its_key_path_and_the_allowed_values() -> None:
+    found = problems(EXAMPLE.replace("format: csv", "format: xlsx"))
+    assert found == [
+        "lakes.us_sales.datasets.orders.format: 'xlsx' is not one of parquet, csv, ndjson, json (line 19)"
+    ]
+
+
+def test_every_problem_is_reported_at_once_with_suggestions_for_typos() -> None:
+    text = EXAMPLE.replace('pattern: "exports', 'patern: "exports').replace("mode: merge ", "mode: upsert ")
+    found = problems(text)
+    assert "lakes.us_sales.datasets.orders.patern: unknown key (did you mean 'pattern'?); remove it or fix the spelling (line 18)" in found
+    assert "lakes.us_sales.datasets.orders.pattern: required key is missing (line 17)" in found
+    assert "tables.orders.mode: 'upsert' is not one of append, merge (line 26)" in found
+
+
+def test_an_unknown_provider_is_an_error_naming_the_known_ones() -> None:
+    found = problems(EXAMPLE.replace("provider: local\n    root: ./data/lakes/us", "provider: ftp\n    root: ./data/lakes/us"))
+    assert found == ["lakes.us_sales.provider: 'ftp' is not one of local (line 14)"]
+
+
+def test_duplicate_yaml_keys_are_refused_instead_of_silently_keeping_the_last() -> None:
+    found = problems(EXAMPLE.replace("        table: orders\n        columns: {order_no", "        table: orders\n        table: other\n        columns: {order_no"))
+    assert len(found) == 1
+    assert "duplicate key 'table'" in found[0]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("table: orders\n        columns: {order_no", "table: order\n        columns: {order_no"),
+         "lakes.eu_sales.datasets.orders.table: 'order' is not one of the declared tables (orders)"),
+        (("{order_no: order_id}", "{order_no: order_key}"),
+         "lakes.eu_sales.datasets.orders.columns.order_no: maps to 'order_key', which is not a column of table 'orders'"),
+        (("keys: [order_id]", "keys: [amount]"),
+         "tables.orders.keys.0: key column 'amount' must be declared nullable: false in the contract"),
+        (("keys: [order_id]", "keys: []"),
+         "tables.orders.keys: mode: merge needs keys to upsert on"),
+        (("{ge: 0}", "{regex: '^x'}"),
+         "tables.orders.contract.columns.amount.checks.regex: regex applies to string columns; 'amount' is float64"),
+        (("isin: [EUR, USD, GBP, JPY]", "isin: [EUR, 3]"),
+         "tables.orders.contract.columns.currency.checks.isin.1: 3 is not a string value"),
+        (("type: float64", "type: money"),
+         "tables.orders.contract.columns.amount.type: 'money' is not one of int8, int16"),
+        (("encoding: utf8", "encoding: klingon"),
+         "lakes.us_sales.datasets.orders.options.encoding: 'klingon' is not a known text encoding"),
+        (("format: parquet\n        table: orders", "format: parquet\n        options: {delimiter: ';'}\n        table: orders"),
+         "lakes.eu_sales.datasets.orders.options.delimiter: applies to csv files only (format is parquet)"),
+        (('pattern: "orders/**', 'pattern: "../orders/**'),
+         "lakes.eu_sales.datasets.orders.pattern: must be relative to the lake root"),
+    ],
+)
+def test_cross_field_rules_name_the_key_and_what_to_do(change: tuple[str, str], expected: str) -> None:
+    old, new = change
+    assert old in EXAMPLE
+    found = problems(EXAMPLE.replace(old, new, 1))
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_a_contract_can_be_a_pandera_model_named_by_import_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "my_contracts.py").write_text(
+        textwrap.dedent(
+            """\
+            import pandera.polars as pa
+            import polars as pl
+
+            class Orders(pa.DataFrameModel):
+                order_id: pl.Int64 = pa.Field(unique=True, description="the order")
+                amount: pl.Float64 = pa.Field(ge=0, nullable=True)
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    text = EXAMPLE.split("    contract:")[0] + "    contract:\n      model: my_contracts:Orders\n"
+    text = text.replace("{OrderID: order_id, CustomerID: customer_id, Amount: amount, Currency: currency, OrderedAt: ordered_at}", "{OrderID: order_id, Amount: amount}")
+    config = parse_config(text, source="x", base_dir=tmp_path)
+    contract = resolve_contract("orders", config.tables["orders"])
+    assert contract.names == ("order_id", "amount")
+    order_id = contract.column("order_id")
+    assert order_id is not None and order_id.unique and not order_id.nullable
+    assert order_id.description == "the order"
+    assert [str(c.name) for c in contract.columns[1].checks] == ["greater_than_or_equal_to"]
+
+
+def test_a_contract_model_that_cannot_be_imported_is_a_problem_at_its_key() -> None:
+    text = EXAMPLE.split("    contract:")[0] + "    contract:\n      model: no_such_module:Orders\n"
+    found = problems(text)
+    assert found[0].startswith("tables.orders.contract.model: cannot import module 'no_such_module'")
+
+
+def test_load_config_explains_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"no configuration at .*nope.yaml .*lakesync demo"):
+        load_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("5m", 300), ("2h", 7200), (45, 45), ("1.5m", 90)])
+def test_durations(text: str | int, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(("text", "size"), [("1GB", 10**9), ("512MiB", 512 * 2**20), (1024, 1024), ("10 kb", 10_000)])
+def test_sizes(text: str | int, size: int) -> None:
+    assert parse_size(text) == size
+
+
+def test_contract_fingerprint_changes_with_what_is_enforced() -> None:
+    config = parse_config(EXAMPLE, source="x", base_dir=Path("/cfg"))
+    same = parse_config(EXAMPLE.replace("# rows upsert on these", ""), source="x", base_dir=Path("/cfg"))
+    other = parse_config(EXAMPLE.replace("{ge: 0}", "{ge: 1}"), source="x", base_dir=Path("/cfg"))
+    first = resolve_contract("orders", config.tables["orders"]).fingerprint
+    assert first == resolve_contract("orders", same.tables["orders"]).fingerprint
+    assert first != resolve_contract("orders", other.tables["orders"]).fingerprint

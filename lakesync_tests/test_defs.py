@@ -1,0 +1,200 @@
+"""The Dagster wiring: definitions generated from the config, sensors, runs and their metadata."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from lakesync.config import load_config
+from lakesync.defs import build_definitions
+from lakesync.defs.resources import LakehouseResource
+from lakesync.defs.sensors import RETRY_AFTER_SECONDS, RunInfo, decide
+from lakesync.discover import Discovery, FileEntry
+from lakesync.lakehouse import lakehouse_for
+from lakesync.pipeline.scan import DatasetScan
+from lakesync_tests.lakes import T0, local_lake, orders_rows, orders_table, write_config, write_orders_parquet
+
+DEMO_KEYS = {
+    "lakes/eu_sales/orders",
+    "lakes/eu_sales/customers",
+    "lakes/us_sales/orders",
+    "lakes/us_sales/customers",
+    "lakes/apac_sales/orders",
+    "lakehouse/orders",
+    "lakehouse/customers",
+    "lakehouse/_quarantine/orders",
+    "lakehouse/_quarantine/customers",
+    "lakehouse/_ledger",
+}
+
+
+def repository(config_path: Path) -> dg.RepositoryDefinition:
+    return build_definitions(load_config(config_path)).get_repository_def()
+
+
+def test_definitions_are_generated_from_the_config(demo: Path) -> None:
+    repo = repository(demo)
+    graph = repo.asset_graph
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == DEMO_KEYS
+    orders = graph.get(dg.AssetKey(["lakehouse", "orders"]))
+    assert {k.to_user_string() for k in orders.parent_keys} == {
+        "lakes/eu_sales/orders",
+        "lakes/us_sales/orders",
+        "lakes/apac_sales/orders",
+    }
+    assert orders.group_name == "lakehouse"
+    assert graph.get(dg.AssetKey(["lakes", "us_sales", "orders"])).group_name == "us_sales"
+    assert {s.name: s.default_status for s in repo.sensor_defs} == {
+        f"watch_{key}": dg.DefaultSensorStatus.RUNNING
+        for key in ("eu_sales__orders", "eu_sales__customers", "us_sales__orders", "us_sales__customers", "apac_sales__orders")
+    }
+    assert {j.name for j in repo.get_all_jobs()} >= {"ingest_orders", "ingest_customers"}
+    spec = repo.assets_defs_by_key[dg.AssetKey(["lakehouse", "orders"])].specs_by_key[dg.AssetKey(["lakehouse", "orders"])]
+    schema = spec.metadata["dagster/column_schema"]
+    assert [c.name for c in schema.columns][:5] == ["order_id", "customer_id", "amount", "currency", "ordered_at"]
+    assert schema.columns[0].constraints.nullable is False and schema.columns[0].constraints.unique is True
+    lineage = spec.metadata["dagster/column_lineage"]
+    sources = {(d.asset_key.path[1], d.column_name) for d in lineage.deps_by_column["order_id"]}
+    assert sources == {("eu_sales", "order_no"), ("us_sales", "OrderID"), ("apac_sales", "order_id")}
+    assert {"delta", "polars", "pandera"} <= set(spec.kinds)
+
+
+def test_adding_a_lake_is_a_config_change(tmp_path: Path) -> None:
+    datasets = {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}}
+    lakes = {f"lake{i}": local_lake(tmp_path / f"l{i}", datasets) for i in range(3)}
+    repo = repository(write_config(tmp_path, lakes=lakes, tables={"orders": orders_table()}))
+    assert len(repo.sensor_defs) == 3
+    orders = repo.asset_graph.get(dg.AssetKey(["lakehouse", "orders"]))
+    assert len(orders.parent_keys) == 3
+
+
+# -- sensors ---------------------------------------------------------------------------------
+def tick(repo: dg.RepositoryDefinition, name: str, config: Path, instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorResult:
+    sensor = repo.get_sensor_def(name)
+    context = dg.build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        resources={"lakehouse": LakehouseResource(uri=load_config(config).lakehouse.uri)},
+        repository_def=repo,
+    )
+    result = sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    return result
+
+
+def test_a_sensor_requests_a_run_per_batch_with_deterministic_keys(demo: Path) -> None:
+    repo = repository(demo)
+    with dg.instance_for_test() as instance:
+        first = tick(repo, "watch_eu_sales__orders", demo, instance)
+        again = tick(repo, "watch_eu_sales__orders", demo, instance, cursor=first.cursor)
+    assert len(first.run_requests or []) == 1
+    request = (first.run_requests or [])[0]
+    assert request.run_key == (again.run_requests or [])[0].run_key
+    assert request.tags["lakesync/dataset"] == "eu_sales.orders"
+    assert request.run_config == {"ops": {"sync_orders": {"config": {"datasets": ["eu_sales.orders"]}}}}
+    observation = first.asset_events[0]
+    assert isinstance(observation, dg.AssetObservation)
+    assert observation.asset_key == dg.AssetKey(["lakes", "eu_sales", "orders"])
+    assert observation.metadata["files"].value == 5 and observation.metadata["files_new"].value == 5
+    assert again.asset_events == []  # nothing changed since the last tick: no new observation
+
+
+def test_a_sensor_skips_when_every_file_is_known(demo: Path) -> None:
+    repo = repository(demo)
+    with dg.instance_for_test() as instance:
+        repo.get_job("ingest_orders").execute_in_process(
+            instance=instance,
+            resources={"lakehouse": LakehouseResource(uri=load_config(demo).lakehouse.uri)},
+        )
+        result = tick(repo, "watch_us_sales__orders", demo, instance)
+    assert not result.run_requests
+    assert result.skip_reason is not None
+    assert "no new files (3 files, all known to the ledger)" in str(result.skip_reason)
+
+
+def scan(new: int, pending: tuple[int, ...] = ()) -> DatasetScan:
+    files = tuple(FileEntry(f"f{i}", 10, T0 + timedelta(minutes=i)) for i in range(new))
+    return DatasetScan("eu.orders", Discovery(files, (), new, 10 * new, None), pending)
+
+
+def decision(s: DatasetScan, **kwargs: object):  # type: ignore[no-untyped-def]
+    options: dict[str, object] = {"lake": "eu", "waiting": (), "last": None, "config": "c1", "max_files": 2, "max_bytes": 10**9, "now": 10_000.0}
+    options.update(kwargs)
+    return decide(s, **options)  # type: ignore[arg-type]
+
+
+def test_tick_decisions() -> None:
+    assert "no new files" in (decision(scan(0)).skip or "")
+    assert [r.files for r in decision(scan(5)).requests] == [2, 2, 1]
+    waiting = RunInfo("run-1", "QUEUED", "c1")
+    assert "queued run run-1" in (decision(scan(5), waiting=[waiting]).skip or "")
+    failed = RunInfo("run-2", "FAILURE", "c1", end_time=10_000.0 - 5)
+    paused = decision(scan(5), last=failed).skip or ""
+    assert paused.startswith("paused: run run-2 failed") and "lakesync sync --lake eu" in paused
+    assert decision(scan(5), last=failed, config="c2").requests  # the configuration changed
+    old = RunInfo("run-2", "FAILURE", "c1", end_time=10_000.0 - RETRY_AFTER_SECONDS - 1)
+    assert decision(scan(5), last=old).requests[0].run_key == "eu.orders:retry:run-2"
+    recover = decision(scan(0, pending=(3,))).requests
+    assert [r.run_key for r in recover] == ["eu.orders:recover:3:c1"]
+
+
+# -- runs ------------------------------------------------------------------------------------
+def test_a_table_run_materializes_with_metadata_and_observes_its_lakes(demo: Path) -> None:
+    repo = repository(demo)
+    resources = {"lakehouse": LakehouseResource(uri=load_config(demo).lakehouse.uri)}
+    with dg.instance_for_test() as instance:
+        result = repo.get_job("ingest_orders").execute_in_process(instance=instance, resources=resources)
+        assert result.success
+        event = instance.get_latest_materialization_event(dg.AssetKey(["lakehouse", "orders"]))
+        assert event is not None and event.asset_materialization is not None
+        metadata = event.asset_materialization.metadata
+        assert metadata["dagster/row_count"].value == 3767
+        assert metadata["delta_version"].value == 1
+        assert metadata["rows_quarantined"].value == 33
+        columns = [c.name for c in metadata["dagster/column_schema"].value.columns]
+        assert "channel" in columns and "_lakesync_file" in columns
+        assert instance.get_latest_materialization_event(dg.AssetKey(["lakehouse", "_quarantine", "orders"])) is not None
+        assert instance.get_latest_materialization_event(dg.AssetKey(["lakehouse", "_ledger"])) is not None
+        observed = instance.fetch_observations(dg.AssetKey(["lakes", "us_sales", "orders"]), limit=1).records
+        assert observed[0].asset_observation is not None
+        assert observed[0].asset_observation.metadata["rows_committed"].value == 1185
+        again = repo.get_job("ingest_orders").execute_in_process(instance=instance, resources=resources)
+        assert again.success
+        assert not again.get_asset_materialization_events()  # nothing new: the table is not re-materialized
+
+
+def test_a_run_with_an_unreachable_lake_fails_after_committing_the_others(tmp_path: Path) -> None:
+    write_orders_parquet(tmp_path / "us" / "a.parquet", orders_rows(1, 3), mtime=T0)
+    datasets = {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}}
+    lakes = {"eu": local_lake(tmp_path / "missing", datasets), "us": local_lake(tmp_path / "us", datasets)}
+    config_path = write_config(tmp_path, lakes=lakes, tables={"orders": orders_table()})
+    repo = repository(config_path)
+    with dg.instance_for_test() as instance:
+        result = repo.get_job("ingest_orders").execute_in_process(
+            instance=instance,
+            resources={"lakehouse": LakehouseResource(uri=load_config(config_path).lakehouse.uri)},
+            raise_on_error=False,
+        )
+        assert not result.success
+        failure = next(e for e in result.all_events if e.is_step_failure)
+        assert "eu.orders: lake 'eu': the folder" in failure.step_failure_data.error.message  # type: ignore[union-attr]
+        assert instance.get_latest_materialization_event(dg.AssetKey(["lakehouse", "orders"])) is not None
+    assert pl.read_delta(lakehouse_for(load_config(config_path)).table_uri("orders")).height == 3
+
+
+@pytest.mark.parametrize("selected", [["us_sales.orders"], []])
+def test_run_config_selects_datasets(demo: Path, selected: list[str]) -> None:
+    repo = repository(demo)
+    with dg.instance_for_test() as instance:
+        result = repo.get_job("ingest_orders").execute_in_process(
+            instance=instance,
+            resources={"lakehouse": LakehouseResource(uri=load_config(demo).lakehouse.uri)},
+            run_config={"ops": {"sync_orders": {"config": {"datasets": selected}}}},
+        )
+    lakes = set(pl.read_delta(lakehouse_for(load_config(demo)).table_uri("orders"))["_lakesync_lake"].unique())
+    assert result.success
+    assert lakes == ({"us_sales"} if selected else {"eu_sales", "us_sales", "apac_sales"})

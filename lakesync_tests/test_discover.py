@@ -1,0 +1,143 @@
+"""Discover: list a lake, find what is new against the durable ledger, plan batches once."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from lakesync.config.models import LocalLake
+from lakesync.discover import FileEntry, FileOutcome, LakeUnavailableError, Ledger, discover, open_store, split_batches, take_batch
+from lakesync.discover.patterns import literal_prefix, matches
+from lakesync.lakehouse import Lakehouse
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "expected"),
+    [
+        ("orders/**/*.parquet", "orders/a.parquet", True),
+        ("orders/**/*.parquet", "orders/2026/11/a.parquet", True),
+        ("orders/**/*.parquet", "orders/2026/11/a.csv", False),
+        ("orders/**/*.parquet", "other/a.parquet", False),
+        ("exports/*.csv", "exports/a.csv", True),
+        ("exports/*.csv", "exports/sub/a.csv", False),
+        ("exports/day-??.csv", "exports/day-01.csv", True),
+        ("exports/[ab]*.csv", "exports/b1.csv", True),
+        ("exports/[!ab]*.csv", "exports/b1.csv", False),
+        ("*.ndjson*", "x.ndjson.gz", True),
+        ("data/file name #1 %20.csv", "data/file name #1 %20.csv", True),
+    ],
+)
+def test_glob_patterns(pattern: str, path: str, expected: bool) -> None:
+    assert matches(pattern, path) is expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "prefix"),
+    [("orders/**/*.parquet", "orders/"), ("a/b/c/*.csv", "a/b/c/"), ("*.csv", ""), ("a/*/b/*.csv", "a/"), ("**/x", "")],
+)
+def test_listing_starts_at_the_longest_literal_prefix(pattern: str, prefix: str) -> None:
+    assert literal_prefix(pattern) == prefix
+
+
+def _files(root: Path, names: list[str]) -> None:
+    for i, name in enumerate(names):
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * (i + 1))
+
+
+def test_local_listing_matches_the_pattern_and_reports_size_and_mtime(tmp_path: Path) -> None:
+    _files(tmp_path, ["orders/2026/a.parquet", "orders/b.parquet", "orders/c.csv", "other/d.parquet", "orders/ü n#%.parquet"])
+    store = open_store("eu", LocalLake(provider="local", root=str(tmp_path), datasets={}))
+    found = sorted(store.list("orders/**/*.parquet"))
+    assert [f.path for f in found] == ["orders/2026/a.parquet", "orders/b.parquet", "orders/ü n#%.parquet"]
+    assert [f.size for f in found] == [1, 2, 5]
+    assert all(f.modified.tzinfo is UTC for f in found)
+
+
+def test_a_missing_lake_folder_is_a_clear_error(tmp_path: Path) -> None:
+    store = open_store("eu", LocalLake(provider="local", root=str(tmp_path / "gone"), datasets={}))
+    with pytest.raises(LakeUnavailableError, match=r"lake 'eu': the folder .*gone does not exist"):
+        list(store.list("*.csv"))
+
+
+def entries(n: int, size: int = 10) -> list[FileEntry]:
+    return [FileEntry(f"f{i:03d}.csv", size, T0 + timedelta(minutes=n - i)) for i in range(n)]
+
+
+def test_batches_take_the_oldest_files_within_both_limits() -> None:
+    files = entries(10, size=100)
+    batch = take_batch(files, max_files=4, max_bytes=250)
+    assert [f.path for f in batch] == ["f009.csv", "f008.csv"]
+    assert take_batch([FileEntry("big", 10**9, T0)], max_files=5, max_bytes=10)[0].path == "big"
+    assert sum(len(b) for b in split_batches(files, max_files=3, max_bytes=10**6)) == 10
+
+
+def test_discover_separates_new_and_changed_files() -> None:
+    listing = entries(3)
+    known = {listing[0].path: listing[0].version_tag, listing[1].path: "other-tag"}
+    found = discover(listing, known)
+    assert [f.path for f in found.new] == ["f002.csv"]
+    assert [f.path for f in found.changed] == ["f001.csv"]
+    assert found.files == 3 and found.bytes == 30
+
+
+def test_the_ledger_plans_each_version_once_and_records_it_once(tmp_path: Path) -> None:
+    ledger = Ledger(Lakehouse(str(tmp_path / "lh")))
+    files = entries(5)
+    plan = ledger.plan("eu.orders", "orders", lambda s: take_batch(discover(files, s.known_tags()).new, max_files=2, max_bytes=10**9), run_id="r1")
+    assert plan is not None and plan.version == 1 and len(plan.files) == 2
+    state = ledger.read("eu.orders")
+    assert [p.version for p in state.pending] == [1]
+    assert state.count("planned") == 2
+    outcomes = [FileOutcome(f, "ingested", 3, 2, 1) for f in plan.files]
+    assert ledger.record(plan, outcomes, table_version=7, run_id="r1") is True
+    assert ledger.record(plan, outcomes, table_version=7, run_id="r1") is False  # a retry records nothing
+    state = ledger.read("eu.orders")
+    assert state.pending == () and state.count("ingested") == 2 and state.done_version == 1
+    second = ledger.plan("eu.orders", "orders", lambda s: take_batch(discover(files, s.known_tags()).new, max_files=2, max_bytes=10**9), run_id="r2")
+    assert second is not None and second.version == 2
+    assert not {f.path for f in second.files} & {f.path for f in plan.files}
+    events = ledger.all_events()
+    assert events.filter(events["event"] == "ingested")["rows_quarantined"].to_list() == [1, 1]
+
+
+def test_racing_planners_never_plan_the_same_file_twice(tmp_path: Path) -> None:
+    ledger_uri = Lakehouse(str(tmp_path / "lh"))
+    files = entries(40)
+    plans = []
+    errors: list[BaseException] = []
+
+    def planner(n: int) -> None:
+        ledger = Ledger(ledger_uri)
+        try:
+            for _ in range(4):
+                plan = ledger.plan("eu.orders", "orders", lambda s: take_batch(discover(files, s.known_tags()).new, max_files=5, max_bytes=10**9), run_id=f"p{n}")
+                if plan is not None:
+                    plans.append(plan)
+        except BaseException as exc:  # noqa: BLE001 - surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=planner, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    planned = [f.path for p in plans for f in p.files]
+    assert len(planned) == len(set(planned)) == 40
+    assert sorted(p.version for p in plans) == list(range(1, 9))
+
+
+def test_ledgers_of_datasets_are_independent(tmp_path: Path) -> None:
+    ledger = Ledger(Lakehouse(str(tmp_path / "lh")))
+    files = entries(2)
+    for key in ("eu.orders", "us.orders"):
+        plan = ledger.plan(key, "orders", lambda s: discover(files, s.known_tags()).new, run_id="r")
+        assert plan is not None and plan.version == 1
+    assert ledger.read("eu.orders").count("planned") == 2

@@ -1,0 +1,311 @@
+"""The pipeline end to end on real folders and real Delta tables, read back after every sync."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+from deltalake import DeltaTable
+
+from lakesync.commit import delta
+from lakesync.config import LakesyncConfig, load_config
+from lakesync.discover import Ledger
+from lakesync.lakehouse import Lakehouse, lakehouse_for, transaction_version
+from lakesync.pipeline import sync_table
+from lakesync_tests.lakes import (
+    T0,
+    local_lake,
+    orders_rows,
+    orders_table,
+    write_config,
+    write_orders_csv,
+    write_orders_parquet,
+)
+
+
+def table(config: LakesyncConfig, name: str) -> pl.DataFrame:
+    return pl.read_delta(lakehouse_for(config).table_uri(name))
+
+
+def quarantine(config: LakesyncConfig, name: str) -> pl.DataFrame:
+    return pl.read_delta(lakehouse_for(config).quarantine_uri(name))
+
+
+def sync(config: LakesyncConfig, name: str = "orders", run: str = "run", **kwargs: object):  # type: ignore[no-untyped-def]
+    return sync_table(config, name, lakehouse=lakehouse_for(config), run_id=run, **kwargs)  # type: ignore[arg-type]
+
+
+# -- the demo --------------------------------------------------------------------------------
+def test_the_demo_syncs_every_lake_into_the_unified_tables(demo: Path) -> None:
+    config = load_config(demo)
+    orders = sync(config, "orders")
+    by_key = {d.key: d for d in orders.datasets}
+    assert {k: (d.files_seen, d.files_ingested, d.files_quarantined) for k, d in by_key.items()} == {
+        "eu_sales.orders": (5, 4, 1),
+        "us_sales.orders": (3, 3, 0),
+        "apac_sales.orders": (2, 2, 0),
+    }
+    for dataset in orders.datasets:
+        assert dataset.conserved, dataset
+        assert dataset.rows_quarantined > 0
+    rows = table(config, "orders")
+    assert rows.height == orders.row_count == sum(d.rows_committed for d in orders.datasets)
+    assert rows["order_id"].is_unique().all()
+    assert set(rows["_lakesync_lake"].unique()) == {"eu_sales", "us_sales", "apac_sales"}
+    # APAC's extra column was added by drift policy evolve: null for the other lakes.
+    assert rows.filter(pl.col("_lakesync_lake") == "apac_sales")["channel"].null_count() == 0
+    assert rows.filter(pl.col("_lakesync_lake") != "apac_sales")["channel"].null_count() == rows.filter(pl.col("_lakesync_lake") != "apac_sales").height
+    # The US CSV says 11/02/2026 03:xx in New York; stored as UTC instants.
+    assert rows.schema["ordered_at"] == pl.Datetime("us", "UTC")
+    rejected = quarantine(config, "orders")
+    corrupt = rejected.filter(pl.col("level") == "file")
+    assert corrupt["file"].to_list() == ["orders/2026/11/part-0004.parquet"]
+    assert "not a readable parquet file" in corrupt["reason"][0]
+    row_level = rejected.filter(pl.col("level") == "row")
+    assert row_level.height == orders.rows_quarantined
+    assert row_level["row"].null_count() == 0 and row_level["raw"].null_count() == 0
+    us_text = row_level.filter(pl.col("rules").list.contains("type(float64)"))
+    assert us_text["reason"][0].startswith("Amount: 'N/A' is not a valid float64")
+    assert '"Amount":"N/A"' in us_text["raw"][0]
+    customers = sync(config, "customers")
+    assert customers.rows_superseded == 51
+    merged = table(config, "customers")
+    assert merged.height == 399
+    # Customers 200..250 are in both lakes; the US file landed later and wins.
+    assert merged.filter(pl.col("customer_id") == 220)["country"].to_list() == ["US"]
+
+
+def test_a_finished_sync_run_again_adds_nothing(demo: Path) -> None:
+    config = load_config(demo)
+    first = sync(config, "orders")
+    ledger_version = DeltaTable(lakehouse_for(config).ledger_uri).version()
+    again = sync(config, "orders", run="again")
+    assert again.commits == 0 and again.rows_read == 0
+    assert again.delta_version == first.delta_version
+    assert DeltaTable(lakehouse_for(config).ledger_uri).version() == ledger_version
+    assert table(config, "orders").height == first.row_count
+
+
+# -- small lakes -----------------------------------------------------------------------------
+def one_lake(tmp_path: Path, *, fmt: str = "parquet", pattern: str = "*.parquet", **table: object) -> LakesyncConfig:
+    dataset: dict[str, object] = {"pattern": pattern, "format": fmt, "table": "orders"}
+    for key in ("sensor", "drift", "options"):
+        if key in table:
+            dataset[key] = table.pop(key)
+    lakes = {"eu": local_lake(tmp_path / "eu", {"orders": dataset})}
+    return load_config(write_config(tmp_path, lakes=lakes, tables={"orders": orders_table(**table)}))  # type: ignore[arg-type]
+
+
+def test_new_files_are_ingested_in_later_batches_with_increasing_versions(tmp_path: Path) -> None:
+    write_orders_parquet(tmp_path / "eu" / "a.parquet", orders_rows(1, 10), mtime=T0)
+    config = one_lake(tmp_path)
+    sync(config)
+    write_orders_parquet(tmp_path / "eu" / "b.parquet", orders_rows(11, 5), mtime=T0 + timedelta(hours=1))
+    second = sync(config, run="second")
+    assert second.datasets[0].batches == (2,)
+    assert second.rows_committed == 5
+    snapshot = DeltaTable(lakehouse_for(config).table_uri("orders"))
+    assert transaction_version(snapshot, "eu.orders") == 2
+    assert sorted(table(config, "orders")["order_id"].to_list()) == list(range(1, 16))
+    history = snapshot.history()
+    assert history[0]["lakesync.batches"] == '{"eu.orders": 2}'
+    assert history[0]["lakesync.run_id"] == "second"
+
+
+def test_max_files_bounds_each_run_and_the_rest_waits(tmp_path: Path) -> None:
+    for i in range(5):
+        write_orders_parquet(tmp_path / "eu" / f"{i}.parquet", orders_rows(i * 10, 10), mtime=T0 + timedelta(minutes=i))
+    config = one_lake(tmp_path, sensor={"max_files": 2})
+    counts = []
+    for run in range(4):
+        result = sync(config, run=f"r{run}")
+        counts.append((result.datasets[0].files_ingested, result.datasets[0].files_pending))
+    assert counts == [(2, 3), (2, 1), (1, 0), (0, 0)]
+    assert table(config, "orders").height == 50
+
+
+def test_merge_keeps_the_latest_version_of_each_key(tmp_path: Path) -> None:
+    write_orders_parquet(tmp_path / "eu" / "a.parquet", orders_rows(1, 3, amount=1.0), mtime=T0)
+    write_orders_parquet(tmp_path / "eu" / "b.parquet", orders_rows(2, 3, amount=2.0), mtime=T0 + timedelta(hours=1))
+    config = one_lake(tmp_path, mode="merge")
+    result = sync(config)
+    assert result.rows_superseded == 2
+    rows = table(config, "orders").sort("order_id")
+    assert rows.select("order_id", "amount", "_lakesync_file").rows() == [
+        (1, 1.0, "a.parquet"),
+        (2, 2.0, "b.parquet"),
+        (3, 2.0, "b.parquet"),
+        (4, 2.0, "b.parquet"),
+    ]
+    write_orders_parquet(tmp_path / "eu" / "c.parquet", orders_rows(1, 1, amount=9.0), mtime=T0 + timedelta(hours=2))
+    sync(config, run="later")
+    assert table(config, "orders").filter(pl.col("order_id") == 1)["amount"].to_list() == [9.0]
+
+
+def test_a_batch_whose_rows_all_fail_still_commits_its_transaction(tmp_path: Path) -> None:
+    write_orders_parquet(tmp_path / "eu" / "a.parquet", orders_rows(1, 3, currency="XXX"), mtime=T0)
+    config = one_lake(tmp_path, mode="merge")
+    result = sync(config)
+    assert result.rows_committed == 0 and result.rows_quarantined == 3
+    write_orders_parquet(tmp_path / "eu" / "b.parquet", orders_rows(10, 2), mtime=T0 + timedelta(hours=1))
+    assert sync(config, run="next").rows_committed == 2
+
+
+# -- drift policies --------------------------------------------------------------------------
+def extra_column_file(path: Path) -> None:
+    frame = pl.DataFrame(orders_rows(100, 4)).with_columns(channel=pl.lit("web"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.write_parquet(path)
+
+
+def test_drift_evolve_adds_the_column(tmp_path: Path) -> None:
+    write_orders_parquet(tmp_path / "eu" / "a.parquet", orders_rows(1, 2), mtime=T0)
+    config = one_lake(tmp_path, drift="evolve")
+    sync(config)
+    extra_column_file(tmp_path / "eu" / "b.parquet")
+    result = sync(config, run="drift")
+    assert result.datasets[0].drift[0].actions == ("added column 'channel' (string) to the table",)
+    rows = table(config, "orders")
+    assert rows.filter(pl.col("order_id") >= 100)["channel"].to_list() == ["web"] * 4
+    assert rows.filter(pl.col("order_id") < 100)["channel"].null_count() == 2
+
+
+def test_drift_quarantine_holds_back_the_whole_file(tmp_path: Path) -> None:
+    extra_column_file(tmp_path / "eu" / "b.parquet")
+    write_orders_parquet(tmp_path / "eu" / "a.parquet", orders_rows(1, 2), mtime=T0)
+    config = one_lake(tmp_path, drift="quarantine")
+    result = sync(config)
+    assert (result.datasets[0].files_ingested, result.datasets[0].files_quarantined) == (1, 1)
+    assert "channel" not in table(config, "orders").columns
+    held = quarantine(config, "orders")
+    assert held.height == 4 and held["rules"].to_list() == [["schema_drift"]] * 4
+    assert "new column 'channel' (string)" in held["reason"][0]
+
+
+def test_drift_rescue_keeps_unknown_values_in_rescued_data(tmp_path: Path) -> None:
+    extra_column_file(tmp_path / "eu" / "b.parquet")
+    config = one_lake(tmp_path, drift="rescue")
+    sync(config)
+    rows = table(config, "orders")
+    assert "channel" not in rows.columns
+    assert rows["_rescued_data"].to_list() == ['{"channel":"web"}'] * 4
+
+
+def test_drift_fail_stops_that_dataset_only_until_the_config_changes(tmp_path: Path) -> None:
+    extra_column_file(tmp_path / "eu" / "b.parquet")
+    write_orders_parquet(tmp_path / "us" / "a.parquet", orders_rows(1, 2), mtime=T0)
+    lakes = {
+        "eu": local_lake(tmp_path / "eu", {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders", "drift": "fail"}}),
+        "us": local_lake(tmp_path / "us", {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}}),
+    }
+    config = load_config(write_config(tmp_path, lakes=lakes, tables={"orders": orders_table()}))
+    result = sync(config)
+    failed = {d.key: d.error for d in result.datasets}
+    assert failed["us.orders"] is None
+    assert "schema drift in eu/b.parquet: new column 'channel'" in (failed["eu.orders"] or "")
+    assert "policy is 'fail'" in (failed["eu.orders"] or "")
+    assert table(config, "orders").height == 2
+    assert [p.version for p in Ledger(lakehouse_for(config)).read("eu.orders").pending] == [1]
+    lakes["eu"]["datasets"]["orders"]["drift"] = "evolve"
+    fixed = load_config(write_config(tmp_path, lakes=lakes, tables={"orders": orders_table()}))
+    assert sync(fixed, run="after-review").rows_committed == 4
+    assert table(config, "orders").height == 6
+
+
+# -- failures of one part never stop the others ---------------------------------------------
+def test_an_unreachable_lake_fails_alone(tmp_path: Path) -> None:
+    write_orders_parquet(tmp_path / "us" / "a.parquet", orders_rows(1, 2), mtime=T0)
+    lakes = {
+        "eu": local_lake(tmp_path / "missing", {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}}),
+        "us": local_lake(tmp_path / "us", {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}}),
+    }
+    config = load_config(write_config(tmp_path, lakes=lakes, tables={"orders": orders_table()}))
+    result = sync(config)
+    errors = {d.key: d.error for d in result.datasets}
+    assert errors["us.orders"] is None
+    assert "lake 'eu': the folder" in (errors["eu.orders"] or "")
+    assert table(config, "orders").height == 2
+
+
+def test_a_file_that_breaks_after_its_first_chunks_is_quarantined_whole(tmp_path: Path) -> None:
+    good = orders_rows(1, 10)
+    path = write_orders_csv(tmp_path / "eu" / "a.csv", good, mtime=T0)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("11,1,1.0,EUR,2026-01-01T00:00:00Z,surprise\n")
+    write_orders_csv(tmp_path / "eu" / "b.csv", orders_rows(50, 3), mtime=T0 + timedelta(hours=1))
+    config = one_lake(tmp_path, fmt="csv", pattern="*.csv")
+    result = sync(config, chunk_rows=3)
+    assert (result.datasets[0].files_ingested, result.datasets[0].files_quarantined) == (1, 1)
+    assert sorted(table(config, "orders")["order_id"].to_list()) == [50, 51, 52]
+    record = quarantine(config, "orders").filter(pl.col("file") == "a.csv")
+    assert record["level"].to_list() == ["file"]
+    assert "line 12: a record has 6 fields, the header has 5" in record["reason"][0]
+
+
+# -- exactly once under crashes ----------------------------------------------------------------
+class Crash(BaseException):
+    """Stands for the process dying at that point (not an Exception: nothing catches it)."""
+
+
+def crash_once(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> None:
+    original = getattr(owner, name)
+    state = {"crashed": False}
+
+    def wrapper(*args: object, **kwargs: object) -> object:
+        if not state["crashed"]:
+            state["crashed"] = True
+            raise Crash(name)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, wrapper)
+
+
+@pytest.mark.parametrize(
+    ("owner", "name"),
+    [
+        (delta, "append"),  # after planning, before the data commit
+        (Ledger, "record"),  # after the data and quarantine commits, before the ledger
+        (Lakehouse, "open"),  # at the very start
+    ],
+)
+def test_a_run_killed_at_any_step_and_retried_commits_each_row_exactly_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> None:
+    write_orders_parquet(tmp_path / "eu" / "a.parquet", orders_rows(1, 10) + orders_rows(1, 1), mtime=T0)
+    write_orders_parquet(tmp_path / "eu" / "b.parquet", orders_rows(20, 5, currency="XXX"), mtime=T0 + timedelta(minutes=1))
+    config = one_lake(tmp_path)
+    crash_once(monkeypatch, owner, name)
+    with pytest.raises(Crash):
+        sync(config, run="killed")
+    retried = sync(config, run="retry")
+    rows = table(config, "orders")
+    assert sorted(rows["order_id"].to_list()) == list(range(1, 11))
+    assert quarantine(config, "orders").height == 6  # one duplicate id, five bad currencies
+    ledger = Ledger(lakehouse_for(config)).read("eu.orders")
+    assert ledger.pending == () and ledger.count("ingested") == 2
+    assert sync(config, run="again").rows_read == 0
+    assert retried.rows_read in (0, 16)  # 0 when the crash came after every commit
+
+
+def test_two_syncs_racing_on_one_table_never_duplicate_a_row(tmp_path: Path) -> None:
+    for i in range(6):
+        write_orders_parquet(tmp_path / "eu" / f"{i}.parquet", orders_rows(i * 100, 50), mtime=T0 + timedelta(minutes=i))
+    config = one_lake(tmp_path, sensor={"max_files": 2})
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            for round_ in range(4):
+                sync(config, run=f"w{n}-{round_}")
+        except BaseException as exc:  # noqa: BLE001 - surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    ids = table(config, "orders")["order_id"]
+    assert ids.len() == 300 and ids.is_unique().all()
