@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -59,7 +59,7 @@ class Lakehouse:
         app_transactions: Mapping[str, int] | None = None,
         metadata: Mapping[str, Any] | None = None,
         partition_by: list[str] | None = None,
-        schema_mode: str | None = None,
+        schema_mode: Literal["merge", "overwrite"] | None = None,
     ) -> None:
         """Append ``data`` in one Delta commit carrying application transactions and metadata.
 
@@ -72,7 +72,7 @@ class Lakehouse:
             data,
             mode="append",
             partition_by=partition_by or None,
-            schema_mode=schema_mode,  # type: ignore[arg-type]
+            schema_mode=schema_mode,
             storage_options=self._options() if isinstance(target, str) else None,
             commit_properties=commit_properties(app_transactions, metadata),
         )

@@ -23,7 +23,9 @@ ORDERS_CONTRACT: dict[str, Any] = {
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def write_config(root: Path, *, lakes: dict[str, Any], tables: dict[str, Any], lakehouse: str = "lakehouse") -> Path:
+def write_config(
+    root: Path, *, lakes: dict[str, Any], tables: dict[str, Any], lakehouse: str = "lakehouse"
+) -> Path:
     path = root / "lakesync.yaml"
     path.write_text(
         yaml.safe_dump({"lakehouse": {"uri": lakehouse}, "lakes": lakes, "tables": tables}, sort_keys=False),
@@ -76,7 +78,9 @@ def write_orders_parquet(path: Path, rows: list[dict[str, Any]], *, mtime: datet
     return path
 
 
-def write_orders_csv(path: Path, rows: list[dict[str, Any]], *, delimiter: str = ",", mtime: datetime | None = None) -> Path:
+def write_orders_csv(
+    path: Path, rows: list[dict[str, Any]], *, delimiter: str = ",", mtime: datetime | None = None
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     header = ["order_id", "customer_id", "amount", "currency", "ordered_at"]
     lines = [delimiter.join(header)]
@@ -84,7 +88,9 @@ def write_orders_csv(path: Path, rows: list[dict[str, Any]], *, delimiter: str =
         values = []
         for name in header:
             value = row.get(name)
-            values.append("" if value is None else value.isoformat() if isinstance(value, datetime) else str(value))
+            values.append(
+                "" if value is None else value.isoformat() if isinstance(value, datetime) else str(value)
+            )
         lines.append(delimiter.join(values))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     if mtime is not None:

@@ -17,23 +17,43 @@ from lakesync.lakehouse import lakehouse_for
 BIN = Path(sys.executable).parent
 
 
-def run(args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+def run(
+    args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def lakesync(*args: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return run([str(BIN / "lakesync"), *args], env, cwd)
 
 
-def test_demo_then_sync_prints_the_summary_and_records_runs_for_the_ui(tmp_path: Path, cli_env: dict[str, str], dagster_home: Path) -> None:
+def test_demo_then_sync_prints_the_summary_and_records_runs_for_the_ui(
+    tmp_path: Path, cli_env: dict[str, str], dagster_home: Path
+) -> None:
     made = lakesync("demo", "--dir", str(tmp_path / "d"), env=cli_env)
     assert made.returncode == 0, made.stderr
     config = tmp_path / "d" / "lakesync.yaml"
     first = lakesync("sync", "--config", str(config), env=cli_env)
     assert first.returncode == 0, first.stderr
     lines = first.stdout.splitlines()
-    assert lines[0].split() == ["lake", "dataset", "files", "seen", "ingested", "quarantined", "rows", "read", "committed", "quarantined"]
-    assert "eu_sales    orders              5         4            1       2000       1988           12" in first.stdout
+    assert lines[0].split() == [
+        "lake",
+        "dataset",
+        "files",
+        "seen",
+        "ingested",
+        "quarantined",
+        "rows",
+        "read",
+        "committed",
+        "quarantined",
+    ]
+    assert (
+        "eu_sales    orders              5         4            1       2000       1988           12"
+        in first.stdout
+    )
     assert "orders                 1  3767" in first.stdout
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         runs = instance.get_runs()
@@ -42,19 +62,29 @@ def test_demo_then_sync_prints_the_summary_and_records_runs_for_the_ui(tmp_path:
         assert instance.get_latest_materialization_event(dg.AssetKey(["lakehouse", "orders"])) is not None
     second = lakesync("sync", "--config", str(config), env=cli_env)
     assert second.returncode == 0
-    assert "eu_sales    orders              5         0            0          0          0            0" in second.stdout
+    assert (
+        "eu_sales    orders              5         0            0          0          0            0"
+        in second.stdout
+    )
     status = lakesync("status", "--config", str(config), env=cli_env)
     assert status.returncode == 0, status.stderr
-    assert "apac_sales  orders     orders                 2      2         2            0    0                0" in status.stdout
+    assert (
+        "apac_sales  orders     orders                 2      2         2            0    0                0"
+        in status.stdout
+    )
 
 
-def test_the_config_path_defaults_to_the_environment_then_the_working_folder(tmp_path: Path, cli_env: dict[str, str]) -> None:
+def test_the_config_path_defaults_to_the_environment_then_the_working_folder(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
     assert lakesync("demo", "--dir", str(tmp_path), env=cli_env).returncode == 0
     by_cwd = lakesync("validate", env=cli_env, cwd=tmp_path)
     assert by_cwd.returncode == 0 and "OK — 3 lake(s), 5 dataset(s), 2 table(s)" in by_cwd.stdout
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    by_env = lakesync("validate", env={**cli_env, "LAKESYNC_CONFIG": str(tmp_path / "lakesync.yaml")}, cwd=elsewhere)
+    by_env = lakesync(
+        "validate", env={**cli_env, "LAKESYNC_CONFIG": str(tmp_path / "lakesync.yaml")}, cwd=elsewhere
+    )
     assert by_env.returncode == 0
     missing = lakesync("validate", env=cli_env, cwd=elsewhere)
     assert missing.returncode == 1 and "no configuration at lakesync.yaml" in missing.stderr
@@ -80,7 +110,10 @@ def test_validate_prints_every_problem_with_its_key_path(tmp_path: Path, cli_env
     )
     result = lakesync("validate", "--config", str(config), env=cli_env)
     assert result.returncode == 1
-    assert "lakes.us_sales.datasets.orders.format: 'xlsx' is not one of parquet, csv, ndjson, json (line 7)" in result.stderr
+    assert (
+        "lakes.us_sales.datasets.orders.format: 'xlsx' is not one of parquet, csv, ndjson, json (line 7)"
+        in result.stderr
+    )
     assert "lakes.us_sales.datasets.orders.colums: unknown key (did you mean 'columns'?)" in result.stderr
 
 
@@ -101,7 +134,15 @@ def test_dagster_asset_materialize_ingests_whatever_is_new(tmp_path: Path, cli_e
     assert lakesync("demo", "--dir", str(tmp_path), env=cli_env).returncode == 0
     env = {**cli_env, "LAKESYNC_CONFIG": str(tmp_path / "lakesync.yaml")}
     result = run(
-        [str(BIN / "dagster"), "asset", "materialize", "-m", "lakesync.definitions", "--select", "lakehouse/orders"],
+        [
+            str(BIN / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "lakesync.definitions",
+            "--select",
+            "lakehouse/orders",
+        ],
         env,
         cwd=tmp_path,
     )
@@ -127,13 +168,23 @@ KILL_BEFORE_LEDGER = textwrap.dedent(
 
 def snapshot(config: Path) -> tuple[list[tuple[object, ...]], int, list[tuple[object, ...]]]:
     lakehouse = lakehouse_for(load_config(config))
-    rows = pl.read_delta(lakehouse.table_uri("orders")).select("order_id", "amount", "_lakesync_file", "_lakesync_row").sort("order_id")
+    rows = (
+        pl.read_delta(lakehouse.table_uri("orders"))
+        .select("order_id", "amount", "_lakesync_file", "_lakesync_row")
+        .sort("order_id")
+    )
     rejected = pl.read_delta(lakehouse.quarantine_uri("orders"))
     ledger = pl.read_delta(lakehouse.ledger_uri).filter(pl.col("event") != "planned")
-    return rows.rows(), rejected.height, sorted(ledger.select("dataset", "path", "event", "rows_committed").rows())
+    return (
+        rows.rows(),
+        rejected.height,
+        sorted(ledger.select("dataset", "path", "event", "rows_committed").rows()),
+    )
 
 
-def test_a_sync_killed_between_the_delta_commit_and_the_ledger_write_then_retried_adds_nothing(tmp_path: Path, cli_env: dict[str, str]) -> None:
+def test_a_sync_killed_between_the_delta_commit_and_the_ledger_write_then_retried_adds_nothing(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
     for name in ("killed", "reference"):
         assert lakesync("demo", "--dir", str(tmp_path / name), env=cli_env).returncode == 0
     script = tmp_path / "kill.py"

@@ -77,18 +77,30 @@ def test_a_wrong_format_names_its_key_path_and_the_allowed_values() -> None:
 def test_every_problem_is_reported_at_once_with_suggestions_for_typos() -> None:
     text = EXAMPLE.replace('pattern: "exports', 'patern: "exports').replace("mode: merge ", "mode: upsert ")
     found = problems(text)
-    assert "lakes.us_sales.datasets.orders.patern: unknown key (did you mean 'pattern'?); remove it or fix the spelling (line 18)" in found
+    assert (
+        "lakes.us_sales.datasets.orders.patern: unknown key (did you mean 'pattern'?); remove it or fix the spelling (line 18)"
+        in found
+    )
     assert "lakes.us_sales.datasets.orders.pattern: required key is missing (line 17)" in found
     assert "tables.orders.mode: 'upsert' is not one of append, merge (line 26)" in found
 
 
 def test_an_unknown_provider_is_an_error_naming_the_known_ones() -> None:
-    found = problems(EXAMPLE.replace("provider: local\n    root: ./data/lakes/us", "provider: ftp\n    root: ./data/lakes/us"))
+    found = problems(
+        EXAMPLE.replace(
+            "provider: local\n    root: ./data/lakes/us", "provider: ftp\n    root: ./data/lakes/us"
+        )
+    )
     assert found == ["lakes.us_sales.provider: 'ftp' is not one of local (line 14)"]
 
 
 def test_duplicate_yaml_keys_are_refused_instead_of_silently_keeping_the_last() -> None:
-    found = problems(EXAMPLE.replace("        table: orders\n        columns: {order_no", "        table: orders\n        table: other\n        columns: {order_no"))
+    found = problems(
+        EXAMPLE.replace(
+            "        table: orders\n        columns: {order_no",
+            "        table: orders\n        table: other\n        columns: {order_no",
+        )
+    )
     assert len(found) == 1
     assert "duplicate key 'table'" in found[0]
 
@@ -96,26 +108,46 @@ def test_duplicate_yaml_keys_are_refused_instead_of_silently_keeping_the_last() 
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (("table: orders\n        columns: {order_no", "table: order\n        columns: {order_no"),
-         "lakes.eu_sales.datasets.orders.table: 'order' is not one of the declared tables (orders)"),
-        (("{order_no: order_id}", "{order_no: order_key}"),
-         "lakes.eu_sales.datasets.orders.columns.order_no: maps to 'order_key', which is not a column of table 'orders'"),
-        (("keys: [order_id]", "keys: [amount]"),
-         "tables.orders.keys.0: key column 'amount' must be declared nullable: false in the contract"),
-        (("keys: [order_id]", "keys: []"),
-         "tables.orders.keys: mode: merge needs keys to upsert on"),
-        (("{ge: 0}", "{regex: '^x'}"),
-         "tables.orders.contract.columns.amount.checks.regex: regex applies to string columns; 'amount' is float64"),
-        (("isin: [EUR, USD, GBP, JPY]", "isin: [EUR, 3]"),
-         "tables.orders.contract.columns.currency.checks.isin.1: 3 is not a string value"),
-        (("type: float64", "type: money"),
-         "tables.orders.contract.columns.amount.type: 'money' is not one of int8, int16"),
-        (("encoding: utf8", "encoding: klingon"),
-         "lakes.us_sales.datasets.orders.options.encoding: 'klingon' is not a known text encoding"),
-        (("format: parquet\n        table: orders", "format: parquet\n        options: {delimiter: ';'}\n        table: orders"),
-         "lakes.eu_sales.datasets.orders.options.delimiter: applies to csv files only (format is parquet)"),
-        (('pattern: "orders/**', 'pattern: "../orders/**'),
-         "lakes.eu_sales.datasets.orders.pattern: must be relative to the lake root"),
+        (
+            ("table: orders\n        columns: {order_no", "table: order\n        columns: {order_no"),
+            "lakes.eu_sales.datasets.orders.table: 'order' is not one of the declared tables (orders)",
+        ),
+        (
+            ("{order_no: order_id}", "{order_no: order_key}"),
+            "lakes.eu_sales.datasets.orders.columns.order_no: maps to 'order_key', which is not a column of table 'orders'",
+        ),
+        (
+            ("keys: [order_id]", "keys: [amount]"),
+            "tables.orders.keys.0: key column 'amount' must be declared nullable: false in the contract",
+        ),
+        (("keys: [order_id]", "keys: []"), "tables.orders.keys: mode: merge needs keys to upsert on"),
+        (
+            ("{ge: 0}", "{regex: '^x'}"),
+            "tables.orders.contract.columns.amount.checks.regex: regex applies to string columns; 'amount' is float64",
+        ),
+        (
+            ("isin: [EUR, USD, GBP, JPY]", "isin: [EUR, 3]"),
+            "tables.orders.contract.columns.currency.checks.isin.1: 3 is not a string value",
+        ),
+        (
+            ("type: float64", "type: money"),
+            "tables.orders.contract.columns.amount.type: 'money' is not one of int8, int16",
+        ),
+        (
+            ("encoding: utf8", "encoding: klingon"),
+            "lakes.us_sales.datasets.orders.options.encoding: 'klingon' is not a known text encoding",
+        ),
+        (
+            (
+                "format: parquet\n        table: orders",
+                "format: parquet\n        options: {delimiter: ';'}\n        table: orders",
+            ),
+            "lakes.eu_sales.datasets.orders.options.delimiter: applies to csv files only (format is parquet)",
+        ),
+        (
+            ('pattern: "orders/**', 'pattern: "../orders/**'),
+            "lakes.eu_sales.datasets.orders.pattern: must be relative to the lake root",
+        ),
     ],
 )
 def test_cross_field_rules_name_the_key_and_what_to_do(change: tuple[str, str], expected: str) -> None:
@@ -125,7 +157,9 @@ def test_cross_field_rules_name_the_key_and_what_to_do(change: tuple[str, str], 
     assert any(p.startswith(expected) for p in found), found
 
 
-def test_a_contract_can_be_a_pandera_model_named_by_import_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_contract_can_be_a_pandera_model_named_by_import_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "my_contracts.py").write_text(
         textwrap.dedent(
             """\
@@ -140,7 +174,10 @@ def test_a_contract_can_be_a_pandera_model_named_by_import_path(tmp_path: Path, 
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     text = EXAMPLE.split("    contract:")[0] + "    contract:\n      model: my_contracts:Orders\n"
-    text = text.replace("{OrderID: order_id, CustomerID: customer_id, Amount: amount, Currency: currency, OrderedAt: ordered_at}", "{OrderID: order_id, Amount: amount}")
+    text = text.replace(
+        "{OrderID: order_id, CustomerID: customer_id, Amount: amount, Currency: currency, OrderedAt: ordered_at}",
+        "{OrderID: order_id, Amount: amount}",
+    )
     config = parse_config(text, source="x", base_dir=tmp_path)
     contract = resolve_contract("orders", config.tables["orders"])
     assert contract.names == ("order_id", "amount")
@@ -161,12 +198,16 @@ def test_load_config_explains_a_missing_file(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.yaml")
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("5m", 300), ("2h", 7200), (45, 45), ("1.5m", 90)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30s", 30), ("5m", 300), ("2h", 7200), (45, 45), ("1.5m", 90)]
+)
 def test_durations(text: str | int, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize(("text", "size"), [("1GB", 10**9), ("512MiB", 512 * 2**20), (1024, 1024), ("10 kb", 10_000)])
+@pytest.mark.parametrize(
+    ("text", "size"), [("1GB", 10**9), ("512MiB", 512 * 2**20), (1024, 1024), ("10 kb", 10_000)]
+)
 def test_sizes(text: str | int, size: int) -> None:
     assert parse_size(text) == size
 

@@ -50,12 +50,26 @@ def test_definitions_are_generated_from_the_config(demo: Path) -> None:
     assert graph.get(dg.AssetKey(["lakes", "us_sales", "orders"])).group_name == "us_sales"
     assert {s.name: s.default_status for s in repo.sensor_defs} == {
         f"watch_{key}": dg.DefaultSensorStatus.RUNNING
-        for key in ("eu_sales__orders", "eu_sales__customers", "us_sales__orders", "us_sales__customers", "apac_sales__orders")
+        for key in (
+            "eu_sales__orders",
+            "eu_sales__customers",
+            "us_sales__orders",
+            "us_sales__customers",
+            "apac_sales__orders",
+        )
     }
     assert {j.name for j in repo.get_all_jobs()} >= {"ingest_orders", "ingest_customers"}
-    spec = repo.assets_defs_by_key[dg.AssetKey(["lakehouse", "orders"])].specs_by_key[dg.AssetKey(["lakehouse", "orders"])]
+    spec = repo.assets_defs_by_key[dg.AssetKey(["lakehouse", "orders"])].specs_by_key[
+        dg.AssetKey(["lakehouse", "orders"])
+    ]
     schema = spec.metadata["dagster/column_schema"]
-    assert [c.name for c in schema.columns][:5] == ["order_id", "customer_id", "amount", "currency", "ordered_at"]
+    assert [c.name for c in schema.columns][:5] == [
+        "order_id",
+        "customer_id",
+        "amount",
+        "currency",
+        "ordered_at",
+    ]
     assert schema.columns[0].constraints.nullable is False and schema.columns[0].constraints.unique is True
     lineage = spec.metadata["dagster/column_lineage"]
     sources = {(d.asset_key.path[1], d.column_name) for d in lineage.deps_by_column["order_id"]}
@@ -73,7 +87,13 @@ def test_adding_a_lake_is_a_config_change(tmp_path: Path) -> None:
 
 
 # -- sensors ---------------------------------------------------------------------------------
-def tick(repo: dg.RepositoryDefinition, name: str, config: Path, instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorResult:
+def tick(
+    repo: dg.RepositoryDefinition,
+    name: str,
+    config: Path,
+    instance: dg.DagsterInstance,
+    cursor: str | None = None,
+) -> dg.SensorResult:
     sensor = repo.get_sensor_def(name)
     context = dg.build_sensor_context(
         instance=instance,
@@ -122,7 +142,15 @@ def scan(new: int, pending: tuple[int, ...] = ()) -> DatasetScan:
 
 
 def decision(s: DatasetScan, **kwargs: object):  # type: ignore[no-untyped-def]
-    options: dict[str, object] = {"lake": "eu", "waiting": (), "last": None, "config": "c1", "max_files": 2, "max_bytes": 10**9, "now": 10_000.0}
+    options: dict[str, object] = {
+        "lake": "eu",
+        "waiting": (),
+        "last": None,
+        "config": "c1",
+        "max_files": 2,
+        "max_bytes": 10**9,
+        "now": 10_000.0,
+    }
     options.update(kwargs)
     return decide(s, **options)  # type: ignore[arg-type]
 
@@ -157,7 +185,10 @@ def test_a_table_run_materializes_with_metadata_and_observes_its_lakes(demo: Pat
         assert metadata["rows_quarantined"].value == 33
         columns = [c.name for c in metadata["dagster/column_schema"].value.columns]
         assert "channel" in columns and "_lakesync_file" in columns
-        assert instance.get_latest_materialization_event(dg.AssetKey(["lakehouse", "_quarantine", "orders"])) is not None
+        assert (
+            instance.get_latest_materialization_event(dg.AssetKey(["lakehouse", "_quarantine", "orders"]))
+            is not None
+        )
         assert instance.get_latest_materialization_event(dg.AssetKey(["lakehouse", "_ledger"])) is not None
         observed = instance.fetch_observations(dg.AssetKey(["lakes", "us_sales", "orders"]), limit=1).records
         assert observed[0].asset_observation is not None
@@ -195,6 +226,8 @@ def test_run_config_selects_datasets(demo: Path, selected: list[str]) -> None:
             resources={"lakehouse": LakehouseResource(uri=load_config(demo).lakehouse.uri)},
             run_config={"ops": {"sync_orders": {"config": {"datasets": selected}}}},
         )
-    lakes = set(pl.read_delta(lakehouse_for(load_config(demo)).table_uri("orders"))["_lakesync_lake"].unique())
+    lakes = set(
+        pl.read_delta(lakehouse_for(load_config(demo)).table_uri("orders"))["_lakesync_lake"].unique()
+    )
     assert result.success
     assert lakes == ({"us_sales"} if selected else {"eu_sales", "us_sales", "apac_sales"})

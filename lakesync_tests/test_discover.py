@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from lakesync.config.models import LocalLake
-from lakesync.discover import FileEntry, FileOutcome, LakeUnavailableError, Ledger, discover, open_store, split_batches, take_batch
+from lakesync.discover import (
+    FileEntry,
+    FileOutcome,
+    LakeUnavailableError,
+    Ledger,
+    discover,
+    open_store,
+    split_batches,
+    take_batch,
+)
 from lakesync.discover.patterns import literal_prefix, matches
 from lakesync.lakehouse import Lakehouse
 
@@ -38,7 +47,13 @@ def test_glob_patterns(pattern: str, path: str, expected: bool) -> None:
 
 @pytest.mark.parametrize(
     ("pattern", "prefix"),
-    [("orders/**/*.parquet", "orders/"), ("a/b/c/*.csv", "a/b/c/"), ("*.csv", ""), ("a/*/b/*.csv", "a/"), ("**/x", "")],
+    [
+        ("orders/**/*.parquet", "orders/"),
+        ("a/b/c/*.csv", "a/b/c/"),
+        ("*.csv", ""),
+        ("a/*/b/*.csv", "a/"),
+        ("**/x", ""),
+    ],
 )
 def test_listing_starts_at_the_longest_literal_prefix(pattern: str, prefix: str) -> None:
     assert literal_prefix(pattern) == prefix
@@ -52,7 +67,16 @@ def _files(root: Path, names: list[str]) -> None:
 
 
 def test_local_listing_matches_the_pattern_and_reports_size_and_mtime(tmp_path: Path) -> None:
-    _files(tmp_path, ["orders/2026/a.parquet", "orders/b.parquet", "orders/c.csv", "other/d.parquet", "orders/ü n#%.parquet"])
+    _files(
+        tmp_path,
+        [
+            "orders/2026/a.parquet",
+            "orders/b.parquet",
+            "orders/c.csv",
+            "other/d.parquet",
+            "orders/ü n#%.parquet",
+        ],
+    )
     store = open_store("eu", LocalLake(provider="local", root=str(tmp_path), datasets={}))
     found = sorted(store.list("orders/**/*.parquet"))
     assert [f.path for f in found] == ["orders/2026/a.parquet", "orders/b.parquet", "orders/ü n#%.parquet"]
@@ -90,7 +114,12 @@ def test_discover_separates_new_and_changed_files() -> None:
 def test_the_ledger_plans_each_version_once_and_records_it_once(tmp_path: Path) -> None:
     ledger = Ledger(Lakehouse(str(tmp_path / "lh")))
     files = entries(5)
-    plan = ledger.plan("eu.orders", "orders", lambda s: take_batch(discover(files, s.known_tags()).new, max_files=2, max_bytes=10**9), run_id="r1")
+    plan = ledger.plan(
+        "eu.orders",
+        "orders",
+        lambda s: take_batch(discover(files, s.known_tags()).new, max_files=2, max_bytes=10**9),
+        run_id="r1",
+    )
     assert plan is not None and plan.version == 1 and len(plan.files) == 2
     state = ledger.read("eu.orders")
     assert [p.version for p in state.pending] == [1]
@@ -100,7 +129,12 @@ def test_the_ledger_plans_each_version_once_and_records_it_once(tmp_path: Path) 
     assert ledger.record(plan, outcomes, table_version=7, run_id="r1") is False  # a retry records nothing
     state = ledger.read("eu.orders")
     assert state.pending == () and state.count("ingested") == 2 and state.done_version == 1
-    second = ledger.plan("eu.orders", "orders", lambda s: take_batch(discover(files, s.known_tags()).new, max_files=2, max_bytes=10**9), run_id="r2")
+    second = ledger.plan(
+        "eu.orders",
+        "orders",
+        lambda s: take_batch(discover(files, s.known_tags()).new, max_files=2, max_bytes=10**9),
+        run_id="r2",
+    )
     assert second is not None and second.version == 2
     assert not {f.path for f in second.files} & {f.path for f in plan.files}
     events = ledger.all_events()
@@ -117,7 +151,12 @@ def test_racing_planners_never_plan_the_same_file_twice(tmp_path: Path) -> None:
         ledger = Ledger(ledger_uri)
         try:
             for _ in range(4):
-                plan = ledger.plan("eu.orders", "orders", lambda s: take_batch(discover(files, s.known_tags()).new, max_files=5, max_bytes=10**9), run_id=f"p{n}")
+                plan = ledger.plan(
+                    "eu.orders",
+                    "orders",
+                    lambda s: take_batch(discover(files, s.known_tags()).new, max_files=5, max_bytes=10**9),
+                    run_id=f"p{n}",
+                )
                 if plan is not None:
                     plans.append(plan)
         except BaseException as exc:  # noqa: BLE001 - surfaced below

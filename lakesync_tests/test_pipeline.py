@@ -57,7 +57,10 @@ def test_the_demo_syncs_every_lake_into_the_unified_tables(demo: Path) -> None:
     assert set(rows["_lakesync_lake"].unique()) == {"eu_sales", "us_sales", "apac_sales"}
     # APAC's extra column was added by drift policy evolve: null for the other lakes.
     assert rows.filter(pl.col("_lakesync_lake") == "apac_sales")["channel"].null_count() == 0
-    assert rows.filter(pl.col("_lakesync_lake") != "apac_sales")["channel"].null_count() == rows.filter(pl.col("_lakesync_lake") != "apac_sales").height
+    assert (
+        rows.filter(pl.col("_lakesync_lake") != "apac_sales")["channel"].null_count()
+        == rows.filter(pl.col("_lakesync_lake") != "apac_sales").height
+    )
     # The US CSV says 11/02/2026 03:xx in New York; stored as UTC instants.
     assert rows.schema["ordered_at"] == pl.Datetime("us", "UTC")
     rejected = quarantine(config, "orders")
@@ -90,7 +93,9 @@ def test_a_finished_sync_run_again_adds_nothing(demo: Path) -> None:
 
 
 # -- small lakes -----------------------------------------------------------------------------
-def one_lake(tmp_path: Path, *, fmt: str = "parquet", pattern: str = "*.parquet", **table: object) -> LakesyncConfig:
+def one_lake(
+    tmp_path: Path, *, fmt: str = "parquet", pattern: str = "*.parquet", **table: object
+) -> LakesyncConfig:
     dataset: dict[str, object] = {"pattern": pattern, "format": fmt, "table": "orders"}
     for key in ("sensor", "drift", "options"):
         if key in table:
@@ -117,7 +122,9 @@ def test_new_files_are_ingested_in_later_batches_with_increasing_versions(tmp_pa
 
 def test_max_files_bounds_each_run_and_the_rest_waits(tmp_path: Path) -> None:
     for i in range(5):
-        write_orders_parquet(tmp_path / "eu" / f"{i}.parquet", orders_rows(i * 10, 10), mtime=T0 + timedelta(minutes=i))
+        write_orders_parquet(
+            tmp_path / "eu" / f"{i}.parquet", orders_rows(i * 10, 10), mtime=T0 + timedelta(minutes=i)
+        )
     config = one_lake(tmp_path, sensor={"max_files": 2})
     counts = []
     for run in range(4):
@@ -129,7 +136,9 @@ def test_max_files_bounds_each_run_and_the_rest_waits(tmp_path: Path) -> None:
 
 def test_merge_keeps_the_latest_version_of_each_key(tmp_path: Path) -> None:
     write_orders_parquet(tmp_path / "eu" / "a.parquet", orders_rows(1, 3, amount=1.0), mtime=T0)
-    write_orders_parquet(tmp_path / "eu" / "b.parquet", orders_rows(2, 3, amount=2.0), mtime=T0 + timedelta(hours=1))
+    write_orders_parquet(
+        tmp_path / "eu" / "b.parquet", orders_rows(2, 3, amount=2.0), mtime=T0 + timedelta(hours=1)
+    )
     config = one_lake(tmp_path, mode="merge")
     result = sync(config)
     assert result.rows_superseded == 2
@@ -140,7 +149,9 @@ def test_merge_keeps_the_latest_version_of_each_key(tmp_path: Path) -> None:
         (3, 2.0, "b.parquet"),
         (4, 2.0, "b.parquet"),
     ]
-    write_orders_parquet(tmp_path / "eu" / "c.parquet", orders_rows(1, 1, amount=9.0), mtime=T0 + timedelta(hours=2))
+    write_orders_parquet(
+        tmp_path / "eu" / "c.parquet", orders_rows(1, 1, amount=9.0), mtime=T0 + timedelta(hours=2)
+    )
     sync(config, run="later")
     assert table(config, "orders").filter(pl.col("order_id") == 1)["amount"].to_list() == [9.0]
 
@@ -198,8 +209,13 @@ def test_drift_fail_stops_that_dataset_only_until_the_config_changes(tmp_path: P
     extra_column_file(tmp_path / "eu" / "b.parquet")
     write_orders_parquet(tmp_path / "us" / "a.parquet", orders_rows(1, 2), mtime=T0)
     lakes = {
-        "eu": local_lake(tmp_path / "eu", {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders", "drift": "fail"}}),
-        "us": local_lake(tmp_path / "us", {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}}),
+        "eu": local_lake(
+            tmp_path / "eu",
+            {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders", "drift": "fail"}},
+        ),
+        "us": local_lake(
+            tmp_path / "us", {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}}
+        ),
     }
     config = load_config(write_config(tmp_path, lakes=lakes, tables={"orders": orders_table()}))
     result = sync(config)
@@ -219,8 +235,12 @@ def test_drift_fail_stops_that_dataset_only_until_the_config_changes(tmp_path: P
 def test_an_unreachable_lake_fails_alone(tmp_path: Path) -> None:
     write_orders_parquet(tmp_path / "us" / "a.parquet", orders_rows(1, 2), mtime=T0)
     lakes = {
-        "eu": local_lake(tmp_path / "missing", {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}}),
-        "us": local_lake(tmp_path / "us", {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}}),
+        "eu": local_lake(
+            tmp_path / "missing", {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}}
+        ),
+        "us": local_lake(
+            tmp_path / "us", {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}}
+        ),
     }
     config = load_config(write_config(tmp_path, lakes=lakes, tables={"orders": orders_table()}))
     result = sync(config)
@@ -271,9 +291,13 @@ def crash_once(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> Non
         (Lakehouse, "open"),  # at the very start
     ],
 )
-def test_a_run_killed_at_any_step_and_retried_commits_each_row_exactly_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> None:
+def test_a_run_killed_at_any_step_and_retried_commits_each_row_exactly_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, owner: object, name: str
+) -> None:
     write_orders_parquet(tmp_path / "eu" / "a.parquet", orders_rows(1, 10) + orders_rows(1, 1), mtime=T0)
-    write_orders_parquet(tmp_path / "eu" / "b.parquet", orders_rows(20, 5, currency="XXX"), mtime=T0 + timedelta(minutes=1))
+    write_orders_parquet(
+        tmp_path / "eu" / "b.parquet", orders_rows(20, 5, currency="XXX"), mtime=T0 + timedelta(minutes=1)
+    )
     config = one_lake(tmp_path)
     crash_once(monkeypatch, owner, name)
     with pytest.raises(Crash):
@@ -290,7 +314,9 @@ def test_a_run_killed_at_any_step_and_retried_commits_each_row_exactly_once(tmp_
 
 def test_two_syncs_racing_on_one_table_never_duplicate_a_row(tmp_path: Path) -> None:
     for i in range(6):
-        write_orders_parquet(tmp_path / "eu" / f"{i}.parquet", orders_rows(i * 100, 50), mtime=T0 + timedelta(minutes=i))
+        write_orders_parquet(
+            tmp_path / "eu" / f"{i}.parquet", orders_rows(i * 100, 50), mtime=T0 + timedelta(minutes=i)
+        )
     config = one_lake(tmp_path, sensor={"max_files": 2})
     errors: list[BaseException] = []
 

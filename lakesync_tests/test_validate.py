@@ -32,14 +32,26 @@ def compiled():  # type: ignore[no-untyped-def]
 
 
 def frame(rows: list[dict[str, object]]) -> pl.DataFrame:
-    schema = {ROW: pl.Int64, "id": pl.Int64, "amount": pl.Float64, "currency": pl.String, "code": pl.String, "qty": pl.Int32}
+    schema = {
+        ROW: pl.Int64,
+        "id": pl.Int64,
+        "amount": pl.Float64,
+        "currency": pl.String,
+        "code": pl.String,
+        "qty": pl.Int32,
+    }
     return pl.DataFrame([{ROW: i + 1, **r} for i, r in enumerate(rows)], schema=schema)
 
 
 def test_the_fast_path_compiles_every_builtin_check() -> None:
     contract = compiled()
     assert contract.fast
-    assert {c.rule for c in contract.fast_checks or ()} >= {"not_nullable", "greater_than_or_equal_to(0)", "less_than(1000)", "isin(['EUR', 'USD'])"}
+    assert {c.rule for c in contract.fast_checks or ()} >= {
+        "not_nullable",
+        "greater_than_or_equal_to(0)",
+        "less_than(1000)",
+        "isin(['EUR', 'USD'])",
+    }
 
 
 def test_failures_name_row_column_rule_and_value() -> None:
@@ -94,7 +106,9 @@ def test_the_fast_path_and_pandera_find_the_same_failing_rows(rows: list[dict[st
     assert sorted(fast.select("row", "rule").rows()) == sorted(slow.select("row", "rule").rows())
 
 
-def test_a_model_with_a_custom_check_goes_through_pandera_for_every_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_model_with_a_custom_check_goes_through_pandera_for_every_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "custom_contracts.py").write_text(
         textwrap.dedent(
             """\
@@ -111,7 +125,9 @@ def test_a_model_with_a_custom_check_goes_through_pandera_for_every_row(tmp_path
         )
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    contract = compile_contract(resolve_contract("t", Table.model_validate({"contract": {"model": "custom_contracts:Even"}})))
+    contract = compile_contract(
+        resolve_contract("t", Table.model_validate({"contract": {"model": "custom_contracts:Even"}}))
+    )
     assert not contract.fast
     data = pl.DataFrame({ROW: [1, 2, 3], "n": [2, 3, 4]})
     failures = validate_chunk(data, contract, UniqueTracker(()))

@@ -84,9 +84,31 @@ def cmd_status(args: argparse.Namespace) -> int:
     datasets = dataset_statuses(config, lakehouse)
     print(
         text_table(
-            ["lake", "dataset", "table", "files in lake", "known", "ingested", "quarantined", "new", "pending batches", "last ingestion"],
             [
-                (d.lake, d.dataset, d.table, d.files_in_lake, d.files_known, d.files_ingested, d.files_quarantined, d.files_new, d.batches_pending, d.last_ingested_at)
+                "lake",
+                "dataset",
+                "table",
+                "files in lake",
+                "known",
+                "ingested",
+                "quarantined",
+                "new",
+                "pending batches",
+                "last ingestion",
+            ],
+            [
+                (
+                    d.lake,
+                    d.dataset,
+                    d.table,
+                    d.files_in_lake,
+                    d.files_known,
+                    d.files_ingested,
+                    d.files_quarantined,
+                    d.files_new,
+                    d.batches_pending,
+                    d.last_ingested_at,
+                )
                 for d in datasets
             ],
         )
@@ -95,7 +117,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(
         text_table(
             ["table", "delta version", "rows", "quarantined rows", "last commit"],
-            [(t.table, t.delta_version, t.rows, t.quarantined_rows, t.last_commit_at) for t in table_statuses(config, lakehouse)],
+            [
+                (t.table, t.delta_version, t.rows, t.quarantined_rows, t.last_commit_at)
+                for t in table_statuses(config, lakehouse)
+            ],
         )
     )
     errors = [d for d in datasets if d.error]
@@ -112,7 +137,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except FileExistsError as exc:
         print(exc, file=sys.stderr)
         return EXIT_FAILED
-    print(f"Wrote {summary.files} files ({summary.rows} rows) in 3 lakes under {summary.root / 'data' / 'lakes'}")
+    lakes = summary.root / "data" / "lakes"
+    print(f"Wrote {summary.files} files ({summary.rows} rows) in 3 lakes under {lakes}")
     print(f"and their configuration: {summary.config}")
     print(f"Next: lakesync sync --config {summary.config}")
     return EXIT_OK
@@ -133,11 +159,17 @@ def parser() -> argparse.ArgumentParser:
     sync.add_argument("--lake", action="append", help="only this lake (repeatable)")
     sync.add_argument("-v", "--verbose", action="store_true", help="show Dagster's run log")
     sync.set_defaults(func=cmd_sync)
-    with_config(commands.add_parser("validate", help="check the configuration and the contracts")).set_defaults(func=cmd_validate)
-    with_config(commands.add_parser("status", help="files and tables: known, ingested, quarantined, versions")).set_defaults(func=cmd_status)
+    with_config(
+        commands.add_parser("validate", help="check the configuration and the contracts")
+    ).set_defaults(func=cmd_validate)
+    with_config(
+        commands.add_parser("status", help="files and tables: known, ingested, quarantined, versions")
+    ).set_defaults(func=cmd_status)
     demo = commands.add_parser("demo", help="write demo lakes and a lakesync.yaml for them")
     demo.add_argument("--dir", default=".", help="where to write them (default: .)")
-    demo.add_argument("--reset", action="store_true", help="replace a demo written there before (lakes and lakehouse)")
+    demo.add_argument(
+        "--reset", action="store_true", help="replace a demo written there before (lakes and lakehouse)"
+    )
     demo.set_defaults(func=cmd_demo)
     return root
 

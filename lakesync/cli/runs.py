@@ -44,7 +44,7 @@ def instance() -> tuple[dg.DagsterInstance, bool]:
 def _observation(event: dg.DagsterEvent) -> tuple[str, dict[str, object]] | None:
     if event.event_type_value != "ASSET_OBSERVATION":
         return None
-    observation = event.asset_observation_data.asset_observation  # type: ignore[attr-defined]
+    observation = event.asset_observation_data.asset_observation
     path = observation.asset_key.path
     if len(path) != 3 or path[0] != "lakes":
         return None
@@ -99,7 +99,11 @@ def sync(config: LakesyncConfig, *, lakes: Sequence[str] | None, verbose: bool =
             )
         if not result.success:
             failure = next((e for e in result.all_events if e.is_step_failure), None)
-            message = failure.step_failure_data.error.message.strip() if failure and failure.step_failure_data.error else "the run failed"  # type: ignore[union-attr]
+            message = (
+                failure.step_failure_data.error.message.strip()
+                if failure and failure.step_failure_data.error
+                else "the run failed"
+            )
             failures.append(f"{table}: {message} (run {result.run_id})")
     ordered = [datasets[r.key] for r in runtimes if r.key in datasets]
     tables = [

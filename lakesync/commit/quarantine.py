@@ -70,7 +70,7 @@ def row_records(
 def file_record(*, reason: str, rule: str, context: Mapping[str, Any]) -> pl.DataFrame:
     """The quarantine record of a file that could not be ingested at all."""
     record = {
-        **{k: None for k in QUARANTINE_SCHEMA},
+        **dict.fromkeys(QUARANTINE_SCHEMA),
         **context,
         "level": "file",
         "rules": [rule],
@@ -106,7 +106,9 @@ def write(
             return snapshot.version() if snapshot is not None else None
         data: pa.Table = pl.concat(frames).to_arrow(compat_level=pl.CompatLevel.newest())
         try:
-            lakehouse.append(snapshot if snapshot is not None else uri, data, app_transactions=pending, metadata=metadata)
+            lakehouse.append(
+                snapshot if snapshot is not None else uri, data, app_transactions=pending, metadata=metadata
+            )
         except CommitFailedError:
             continue
         written = lakehouse.open(uri)

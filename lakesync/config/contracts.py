@@ -16,8 +16,8 @@ from typing import Any
 import pandera.polars as pa
 import polars as pl
 
-from lakesync.config.models import ColumnSpec, Table
 from lakesync.config.datatypes import LogicalType, logical_name, parse_type
+from lakesync.config.models import ColumnSpec, Table
 
 
 class ContractError(ValueError):
@@ -163,7 +163,10 @@ def _finish(
         coerce=False,
     )
     return ResolvedContract(
-        table=name, columns=tuple(columns), schema=schema, fingerprint=_fingerprint(columns, frame_checks or [])
+        table=name,
+        columns=tuple(columns),
+        schema=schema,
+        fingerprint=_fingerprint(columns, frame_checks or []),
     )
 
 
@@ -176,8 +179,7 @@ def _fingerprint(columns: list[ContractColumn], frame_checks: list[pa.Check]) ->
             "nullable": c.nullable,
             "unique": c.unique,
             "checks": sorted(
-                [str(ch.name), json.dumps(ch.statistics, sort_keys=True, default=str)]
-                for ch in c.checks
+                [str(ch.name), json.dumps(ch.statistics, sort_keys=True, default=str)] for ch in c.checks
             ),
         }
         for c in columns

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from lakesync.config import models
 from lakesync.config.models import PROVIDERS, LakesyncConfig
+from lakesync.config.rules import check_rules
 
 CONFIG_ENV = "LAKESYNC_CONFIG"
 DEFAULT_CONFIG = "lakesync.yaml"
@@ -54,7 +55,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -121,8 +122,6 @@ def _problem_from_pydantic(error: Any) -> tuple[tuple[str, ...], str]:
 
 def parse_config(text: str, *, source: str, base_dir: Path | None) -> LakesyncConfig:
     """Parse and check a configuration; raise :class:`ConfigError` listing every problem."""
-    from lakesync.config.rules import check_rules
-
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
         tree = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -133,9 +132,7 @@ def parse_config(text: str, *, source: str, base_dir: Path | None) -> LakesyncCo
         raise ConfigError(source, [ConfigProblem("", f"not valid YAML: {reason}", line)]) from None
     lines = _key_lines(tree)
     if not isinstance(data, dict):
-        raise ConfigError(
-            source, [ConfigProblem("", "expected a mapping with lakehouse, lakes and tables")]
-        )
+        raise ConfigError(source, [ConfigProblem("", "expected a mapping with lakehouse, lakes and tables")])
     context = {"base_dir": base_dir}
     try:
         config = LakesyncConfig.model_validate(data, context=context)
@@ -146,8 +143,7 @@ def parse_config(text: str, *, source: str, base_dir: Path | None) -> LakesyncCo
             problems.append(ConfigProblem(".".join(loc), message, _line_of(lines, loc)))
         raise ConfigError(source, problems) from None
     problems = [
-        ConfigProblem(".".join(loc), message, _line_of(lines, loc))
-        for loc, message in check_rules(config)
+        ConfigProblem(".".join(loc), message, _line_of(lines, loc)) for loc, message in check_rules(config)
     ]
     if problems:
         raise ConfigError(source, problems)
@@ -167,6 +163,4 @@ def load_config(path: Path | str) -> LakesyncConfig:
     if not file.is_file():
         msg = f"no configuration at {file} (set --config or ${CONFIG_ENV}; `lakesync demo` writes one)"
         raise ConfigError(str(file), [ConfigProblem("", msg)])
-    return parse_config(
-        file.read_text(encoding="utf-8"), source=str(file), base_dir=file.resolve().parent
-    )
+    return parse_config(file.read_text(encoding="utf-8"), source=str(file), base_dir=file.resolve().parent)

@@ -20,11 +20,11 @@ def check_rules(config: LakesyncConfig) -> list[Problem]:
     problems: list[Problem] = []
     contracts: dict[str, ResolvedContract] = {}
     for name, table in config.tables.items():
-        path = ("tables", name)
+        path: tuple[str, ...] = ("tables", name)
         try:
             contracts[name] = resolve_contract(name, table)
         except ContractError as exc:
-            where = ("contract", "model") if table.contract.model else ("contract",)
+            where: tuple[str, ...] = ("contract", "model") if table.contract.model else ("contract",)
             problems.append(((*path, *where), str(exc)))
             continue
         problems.extend(_table_rules(path, table, contracts[name]))

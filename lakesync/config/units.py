@@ -24,7 +24,7 @@ def parse_duration(value: str | int | float) -> float:
     """Seconds in a duration such as ``30s``, ``2h``, ``1.5m`` or a bare number of seconds."""
     if isinstance(value, bool):
         msg = f"{value!r} is not a duration (use e.g. 30s, 5m, 2h)"
-        raise ValueError(msg)
+        raise ValueError(msg)  # noqa: TRY004 - pydantic reports ValueErrors as config problems
     if isinstance(value, int | float):
         seconds = float(value)
     else:
@@ -43,7 +43,7 @@ def parse_size(value: str | int) -> int:
     """Bytes in a size such as ``1GB``, ``512MiB`` or a bare number of bytes."""
     if isinstance(value, bool):
         msg = f"{value!r} is not a size (use e.g. 512MB, 1GB)"
-        raise ValueError(msg)
+        raise ValueError(msg)  # noqa: TRY004 - pydantic reports ValueErrors as config problems
     if isinstance(value, int):
         size = value
     else:
@@ -61,8 +61,8 @@ def parse_size(value: str | int) -> int:
 def format_size(size: int) -> str:
     """A short human-readable size, e.g. ``1.5 MB``."""
     value = float(size)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
-    raise AssertionError("unreachable")
+    return f"{value:.1f} TB"

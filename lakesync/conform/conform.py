@@ -112,7 +112,7 @@ def conform_chunk(
         converted = convert(source, column.dtype, formats)
         if converted.bad.any():
             if target.rescue and column.nullable:
-                rescued[source_name] = as_text(source).set(~converted.bad, None)  # type: ignore[arg-type]
+                rescued[source_name] = as_text(source).set(~converted.bad, None)
             else:
                 bad_raw = as_text(source.filter(converted.bad))
                 message = pl.select(

@@ -80,7 +80,7 @@ def _numeric(series: pl.Series, target: pl.DataType, name: str) -> Converted:
         return Converted(values, series.is_not_null(), f"a {series.dtype} value cannot become {name}")
     changed = (back != series).fill_null(True) & series.is_not_null()
     bad = _lost(series, values) | changed
-    return Converted(values.set(bad, None) if bad.any() else values, bad, f"does not fit {name} without loss")  # type: ignore[arg-type]
+    return Converted(values.set(bad, None) if bad.any() else values, bad, f"does not fit {name} without loss")
 
 
 def _to_text(series: pl.Series, name: str) -> Converted:
@@ -124,7 +124,7 @@ def _from_text(series: pl.Series, target: pl.DataType, formats: TextFormats, nam
     bad = _lost(series, values)
     if isinstance(target, pl.Decimal):
         bad = bad | _decimal_digits_lost(series, values, target.scale or 0)
-        values = values.set(bad, None) if bad.any() else values  # type: ignore[arg-type]
+        values = values.set(bad, None) if bad.any() else values
     return Converted(values, bad, f"is not a valid {name}")
 
 
@@ -143,7 +143,7 @@ def _text_to_timestamp(series: pl.Series, target: pl.Datetime, formats: TextForm
     hint = f" (format {formats.timestamp_format})" if formats.timestamp_format else " (ISO 8601)"
     converted = _parse_timestamps(series, formats)
     bad = _lost(series, converted) | series.str.contains(_SUB_MICROSECOND).fill_null(False)
-    values = converted.set(bad, None) if bad.any() else converted  # type: ignore[arg-type]
+    values = converted.set(bad, None) if bad.any() else converted
     return Converted(values.cast(target), bad, f"is not a valid timestamp{hint} with microsecond precision")
 
 
@@ -195,7 +195,7 @@ def _to_timestamp(series: pl.Series, target: pl.Datetime, formats: TextFormats) 
     utc = _as_utc(series, formats.timezone)
     values = utc.cast(pl.Datetime("us", "UTC"), strict=False)
     bad = bad | _lost(series, values)
-    values = values.set(bad, None) if bad.any() else values  # type: ignore[arg-type]
+    values = values.set(bad, None) if bad.any() else values
     return Converted(values, bad, "does not fit a microsecond UTC timestamp without loss")
 
 
@@ -206,5 +206,5 @@ def _to_date(series: pl.Series, formats: TextFormats) -> Converted:
     local = series if source.time_zone is None else series.dt.convert_time_zone(formats.timezone)
     values = local.dt.date()
     bad = (local.dt.truncate("1d") != local).fill_null(False)
-    values = values.set(bad, None) if bad.any() else values  # type: ignore[arg-type]
+    values = values.set(bad, None) if bad.any() else values
     return Converted(values, bad, "has a time of day, so it is not a date")

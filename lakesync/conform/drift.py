@@ -33,7 +33,9 @@ class ColumnDrift:
             return f"column {self.column!r} ({self.table_type}) is missing"
         if self.change == "widened":
             return f"{self.column!r} is {self.source_type}, safely widened to {self.table_type}"
-        return f"{self.column!r} is {self.source_type}, the table has {self.table_type}: each value is checked"
+        return (
+            f"{self.column!r} is {self.source_type}, the table has {self.table_type}: each value is checked"
+        )
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ class DriftReport:
         return "; ".join(c.describe() for c in self.changes)
 
 
-def _bits(dtype: pl.DataType, table: Mapping[type[pl.DataType], int]) -> int | None:
+def _bits(dtype: pl.DataType, table: Mapping[Any, int]) -> int | None:
     for kind, bits in table.items():
         if isinstance(dtype, kind):
             return bits
@@ -80,7 +82,7 @@ def _bits(dtype: pl.DataType, table: Mapping[type[pl.DataType], int]) -> int | N
 
 def is_safe_widening(source: pl.DataType, target: pl.DataType) -> bool:
     """True when every value of ``source`` has an exact, equal value in ``target``."""
-    if source == target or source == pl.Null:
+    if source in (target, pl.Null):
         return True
     src_int, dst_int = _bits(source, _INT_BITS), _bits(target, _INT_BITS)
     src_uint = _bits(source, _UINT_BITS)
@@ -126,13 +128,15 @@ def classify(
         if column is None:
             changes.append(ColumnDrift(name, "added", logical_name(dtype), None))
             continue
-        if dtype == column.dtype or dtype == pl.Null or (text_source and dtype == pl.String):
+        if dtype in (column.dtype, pl.Null) or (text_source and dtype == pl.String):
             continue
         if dtype == pl.String and column.dtype != pl.String:
             continue  # text in a typed column (JSON timestamps, numbers as strings): parsed per value
         kind: Change = "widened" if is_safe_widening(dtype, column.dtype) else "narrowed"
         changes.append(ColumnDrift(name, kind, logical_name(dtype), logical_name(column.dtype)))
-    for column in target.columns:
-        if column.origin == "contract" and column.name not in source:
-            changes.append(ColumnDrift(column.name, "missing", None, logical_name(column.dtype)))
+    changes.extend(
+        ColumnDrift(column.name, "missing", None, logical_name(column.dtype))
+        for column in target.columns
+        if column.origin == "contract" and column.name not in source
+    )
     return tuple(changes)

@@ -79,8 +79,7 @@ def target_schema(
 ) -> TargetSchema:
     """Contract columns, then columns earlier drift added to the Delta table, in table order."""
     columns = [
-        TargetColumn(c.name, c.type.dtype, nullable=c.nullable, origin="contract")
-        for c in contract.columns
+        TargetColumn(c.name, c.type.dtype, nullable=c.nullable, origin="contract") for c in contract.columns
     ]
     known = {c.name for c in columns}
     for name, dtype in (table_schema or {}).items():

@@ -7,7 +7,6 @@
 - ``lakehouse/_ledger``: every file planned, ingested or quarantined.
 """
 
-
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +14,7 @@ import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import (  # not exported by dagster
     UnresolvedAssetJobDefinition,
 )
+from pydantic import Field
 
 from lakesync.config import LakesyncConfig, ResolvedContract
 from lakesync.config.models import Dataset, LocalLake
@@ -39,8 +39,10 @@ DATASET_TAG = "lakesync/dataset"
 class SyncConfig(dg.Config):
     """Run configuration of a table's sync."""
 
-    datasets: list[str] = []
-    """``<lake>.<dataset>`` keys to ingest; empty: every dataset feeding the table."""
+    datasets: list[str] = Field(
+        default_factory=list,
+        description="<lake>.<dataset> keys to ingest; empty: every dataset feeding the table",
+    )
 
 
 def lake_dataset_spec(lake_name: str, lake: LocalLake, name: str, dataset: Dataset) -> dg.AssetSpec:
@@ -92,7 +94,8 @@ def table_assets(config: LakesyncConfig, table: str, contract: ResolvedContract)
     table_spec = dg.AssetSpec(
         key=table_key(table),
         deps=deps,
-        description=settings.description or f"Unified `{table}` table ({settings.mode}, drift: {settings.drift})",
+        description=settings.description
+        or f"Unified `{table}` table ({settings.mode}, drift: {settings.drift})",
         group_name="lakehouse",
         kinds={"delta", "polars", "pandera"},
         skippable=True,
@@ -137,7 +140,9 @@ def table_assets(config: LakesyncConfig, table: str, contract: ResolvedContract)
                 )
             )
             for report in dataset.drift:
-                context.log.warning("%s: schema drift in %s: %s", dataset.key, report.file, "; ".join(report.actions))
+                context.log.warning(
+                    "%s: schema drift in %s: %s", dataset.key, report.file, "; ".join(report.actions)
+                )
         # One sync writes the table, its quarantine and the ledger together, whichever of them
         # was selected; those not selected are recorded as runtime materializations.
         selected_keys = context.selected_asset_keys
@@ -155,7 +160,9 @@ def table_assets(config: LakesyncConfig, table: str, contract: ResolvedContract)
         else:
             context.log.info("%s: nothing new to ingest", table)
         if result.rows_quarantined or result.files_quarantined:
-            written.append((quarantine_key(table), quarantine_metadata(result, uri=target.quarantine_uri(table))))
+            written.append(
+                (quarantine_key(table), quarantine_metadata(result, uri=target.quarantine_uri(table)))
+            )
         for key, metadata in written:
             if key in selected_keys:
                 yield dg.MaterializeResult(asset_key=key, metadata=metadata)

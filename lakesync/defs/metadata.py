@@ -45,18 +45,17 @@ def _check_text(contract_column: Any) -> list[str]:
 
 def column_schema(contract: ResolvedContract, columns: Mapping[str, str] | None = None) -> dg.TableSchema:
     """The table's columns: the contract's (with descriptions and constraints), evolved ones, provenance."""
-    result = []
-    for column in contract.columns:
-        result.append(
-            dg.TableColumn(
-                name=column.name,
-                type=column.type.name,
-                description=column.description,
-                constraints=dg.TableColumnConstraints(
-                    nullable=column.nullable, unique=column.unique, other=_check_text(column)
-                ),
-            )
+    result = [
+        dg.TableColumn(
+            name=column.name,
+            type=column.type.name,
+            description=column.description,
+            constraints=dg.TableColumnConstraints(
+                nullable=column.nullable, unique=column.unique, other=_check_text(column)
+            ),
         )
+        for column in contract.columns
+    ]
     known = set(contract.names) | set(PROVENANCE)
     for name, kind in (columns or {}).items():
         if name in known:
@@ -98,7 +97,15 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def table_metadata(result: TableSync, *, uri: str) -> dict[str, Any]:
     """Metadata of a unified table's materialization."""
     rows = [
-        (d.key, d.files_ingested, d.files_quarantined, d.rows_read, d.rows_committed, d.rows_quarantined, d.error or "")
+        (
+            d.key,
+            d.files_ingested,
+            d.files_quarantined,
+            d.rows_read,
+            d.rows_committed,
+            d.rows_quarantined,
+            d.error or "",
+        )
         for d in result.datasets
     ]
     return {
@@ -114,7 +121,18 @@ def table_metadata(result: TableSync, *, uri: str) -> dict[str, Any]:
         "contract_fingerprint": result.contract,
         "batches": dg.MetadataValue.json({d.key: list(d.batches) for d in result.datasets if d.batches}),
         "datasets": dg.MetadataValue.md(
-            _md_table(["dataset", "files in", "files quarantined", "rows read", "committed", "quarantined", "error"], rows)
+            _md_table(
+                [
+                    "dataset",
+                    "files in",
+                    "files quarantined",
+                    "rows read",
+                    "committed",
+                    "quarantined",
+                    "error",
+                ],
+                rows,
+            )
         ),
     }
 

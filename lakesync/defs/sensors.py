@@ -6,7 +6,6 @@ requests the same work twice. Whether to request a run is decided by :func:`deci
 function of what the tick saw.
 """
 
-
 import hashlib
 import json
 import time
@@ -138,7 +137,9 @@ def dataset_sensor(config: LakesyncConfig, runtime: DatasetRuntime) -> dg.Sensor
                 filters=dg.RunsFilter(tags={DATASET_TAG: runtime.key}, statuses=list(_WAITING)), limit=1
             )
         ]
-        latest = context.instance.get_run_records(filters=dg.RunsFilter(tags={DATASET_TAG: runtime.key}), limit=1)
+        latest = context.instance.get_run_records(
+            filters=dg.RunsFilter(tags={DATASET_TAG: runtime.key}), limit=1
+        )
         decision = decide(
             scan,
             lake=runtime.lake,
@@ -150,8 +151,12 @@ def dataset_sensor(config: LakesyncConfig, runtime: DatasetRuntime) -> dg.Sensor
             now=now,
         )
         metadata = scan_metadata(scan.discovery, pending_batches=len(scan.pending), now_seconds=now)
-        state = json.dumps({k: metadata[k] for k in ("files", "bytes", "files_new", "batches_pending")}, sort_keys=True)
-        events = [] if state == context.cursor else [dg.AssetObservation(asset_key=asset_key, metadata=metadata)]
+        state = json.dumps(
+            {k: metadata[k] for k in ("files", "bytes", "files_new", "batches_pending")}, sort_keys=True
+        )
+        events = (
+            [] if state == context.cursor else [dg.AssetObservation(asset_key=asset_key, metadata=metadata)]
+        )
         requests = [
             dg.RunRequest(
                 run_key=r.run_key,

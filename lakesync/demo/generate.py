@@ -119,18 +119,16 @@ class DemoSummary:
 
 
 def _orders(rng: random.Random, lake: str, start: int, count: int, day: int) -> list[dict[str, object]]:
-    rows = []
-    for i in range(count):
-        rows.append(
-            {
-                "order_id": start + i,
-                "customer_id": rng.randint(1, 400),
-                "amount": round(rng.uniform(5, 900), 2),
-                "currency": rng.choice(_CURRENCIES[lake]),
-                "ordered_at": _EPOCH + timedelta(days=day, minutes=rng.randint(0, 1439)),
-            }
-        )
-    return rows
+    return [
+        {
+            "order_id": start + i,
+            "customer_id": rng.randint(1, 400),
+            "amount": round(rng.uniform(5, 900), 2),
+            "currency": rng.choice(_CURRENCIES[lake]),
+            "ordered_at": _EPOCH + timedelta(days=day, minutes=rng.randint(0, 1439)),
+        }
+        for i in range(count)
+    ]
 
 
 def _break(rows: list[dict[str, object]], rng: random.Random, lake: str) -> None:
@@ -180,7 +178,11 @@ def _ndjson_orders(rows: list[dict[str, object]], rng: random.Random) -> bytes:
     for r in rows:
         at = r["ordered_at"]
         assert isinstance(at, datetime)
-        record = {**r, "ordered_at": at.astimezone(tokyo).isoformat(), "channel": rng.choice(["web", "app", "partner"])}
+        record = {
+            **r,
+            "ordered_at": at.astimezone(tokyo).isoformat(),
+            "channel": rng.choice(["web", "app", "partner"]),
+        }
         out.append(json.dumps(record))
     return ("\n".join(out) + "\n").encode()
 
@@ -214,7 +216,7 @@ def generate(root: Path, *, reset: bool = False) -> DemoSummary:
     elif (root / "data").exists():
         msg = f"{root / 'data'} already exists; use --reset to regenerate a demo written there"
         raise FileExistsError(msg)
-    rng = random.Random(20261126)
+    rng = random.Random(20261126)  # noqa: S311 - deterministic demo data, not secrets
     lakes = root / "data" / "lakes"
     files = 0
     rows_written = 0

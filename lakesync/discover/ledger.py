@@ -160,16 +160,14 @@ class Ledger:
             "recorded_at",
         )
         pending: list[BatchPlan] = []
-        planned = ranked.filter(
-            (pl.col("event") == "planned") & (pl.col("batch") > done_version)
-        )
+        planned = ranked.filter((pl.col("event") == "planned") & (pl.col("batch") > done_version))
         for (batch,), rows in planned.group_by(["batch"], maintain_order=True):
             entries = tuple(
                 FileEntry(path=r["path"], size=r["size"], modified=r["modified"], etag=r["etag"])
                 for r in rows.iter_rows(named=True)
             )
             pending.append(
-                BatchPlan(dataset=dataset, table=str(rows["table"][0]), version=int(batch), files=entries)  # type: ignore[call-overload]
+                BatchPlan(dataset=dataset, table=str(rows["table"][0]), version=int(batch), files=entries)
             )
         return DatasetLedger(
             dataset=dataset,
@@ -218,8 +216,7 @@ class Ledger:
                 return None
             plan = BatchPlan(dataset, table, state.planned_version + 1, files)
             rows = [
-                self._row(plan, entry, event="planned", run_id=run_id, recorded_at=_now())
-                for entry in files
+                self._row(plan, entry, event="planned", run_id=run_id, recorded_at=_now()) for entry in files
             ]
             try:
                 self.lakehouse.append(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 import pyarrow as pa
@@ -27,7 +27,7 @@ from lakesync.validate import CompiledContract, UniqueTracker, validate_chunk
 
 
 @dataclass
-class Restart(Exception):
+class Restart(Exception):  # noqa: N818 - a signal to redo the round, not an error
     """Redo the round: leave a file out, add columns, or leave a dataset out."""
 
     exclude_file: tuple[str, str, str] | None = None
@@ -116,9 +116,7 @@ class RoundStream:
         context = self._context(runtime, plan, entry)
         message = f"{runtime.lake}/{entry.path}: {reason}"
         self.records.append(quarantine.file_record(reason=message, rule=rule, context=context))
-        self.outcomes[plan.dataset].append(
-            FileOutcome(entry, "quarantined", 0, 0, 0, reason=message)
-        )
+        self.outcomes[plan.dataset].append(FileOutcome(entry, "quarantined", 0, 0, 0, reason=message))
 
     def _file(self, plan: BatchPlan, entry: FileEntry) -> Iterator[pa.RecordBatch]:
         runtime = self.runtimes[plan.dataset]
@@ -136,7 +134,16 @@ class RoundStream:
                     chunk = rename(raw, runtime.config.columns)
                     if report is None:
                         report, quarantine_all = self._drift(runtime, entry, chunk)
-                    yield from self._chunk(runtime, plan, entry, raw, chunk, tally, tracker, quarantine_all)
+                    yield from self._chunk(
+                        runtime=runtime,
+                        plan=plan,
+                        entry=entry,
+                        raw=raw,
+                        chunk=chunk,
+                        tally=tally,
+                        tracker=tracker,
+                        quarantine_all=quarantine_all,
+                    )
         except (FileReadError, ValueError, OSError) as exc:
             reason = exc.reason if isinstance(exc, FileReadError) else str(exc)
             line = f"line {exc.line}: " if isinstance(exc, FileReadError) and exc.line else ""
@@ -145,7 +152,7 @@ class RoundStream:
             self._quarantine_file(runtime, plan, entry, f"{line}{reason}", "unreadable_file")
             return
         self.records.extend(tally.records)
-        status = "quarantined" if quarantine_all else "ingested"
+        status: Literal["ingested", "quarantined"] = "quarantined" if quarantine_all else "ingested"
         self.outcomes[plan.dataset].append(
             FileOutcome(
                 entry,
@@ -158,7 +165,9 @@ class RoundStream:
             )
         )
 
-    def _drift(self, runtime: DatasetRuntime, entry: FileEntry, chunk: pl.DataFrame) -> tuple[DriftReport, str | None]:
+    def _drift(
+        self, runtime: DatasetRuntime, entry: FileEntry, chunk: pl.DataFrame
+    ) -> tuple[DriftReport, str | None]:
         """Classify the file's schema drift and apply the dataset's policy to the file as a whole."""
         source = {k: v for k, v in chunk.schema.items() if k != ROW}
         # Against the table as it was before this round, so columns this round adds are reported.
@@ -183,7 +192,9 @@ class RoundStream:
             if any(self.target.get(name) is None for name in added):
                 raise Restart(add_columns=added)
             actions.extend(
-                f"added column {c.column!r} ({c.source_type}) to the table" for c in changes if c.change == "added"
+                f"added column {c.column!r} ({c.source_type}) to the table"
+                for c in changes
+                if c.change == "added"
             )
         elif added:
             actions.append(f"rescued {', '.join(added)} into _rescued_data")
@@ -192,6 +203,7 @@ class RoundStream:
 
     def _chunk(
         self,
+        *,
         runtime: DatasetRuntime,
         plan: BatchPlan,
         entry: FileEntry,
@@ -210,7 +222,9 @@ class RoundStream:
             tally.records.append(quarantine.row_records(raw, failures, context=context))
             tally.rows_quarantined += raw.height
             return
-        conformed = conform_chunk(chunk, self.target, source_names=runtime.source_names, formats=runtime.formats)
+        conformed = conform_chunk(
+            chunk, self.target, source_names=runtime.source_names, formats=runtime.formats
+        )
         failures = conformed.failures
         candidates = conformed.frame
         if failures.height:

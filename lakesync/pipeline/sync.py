@@ -44,8 +44,8 @@ from lakesync.discover import (
 )
 from lakesync.lakehouse import Lakehouse, row_count, transaction_version
 from lakesync.pipeline.runtime import DatasetRuntime, dataset_runtimes
-from lakesync.read import DEFAULT_CHUNK_ROWS
 from lakesync.pipeline.stream import Restart, RoundStream
+from lakesync.read import DEFAULT_CHUNK_ROWS
 from lakesync.record import DatasetSync, TableSync
 from lakesync.validate import CompiledContract, compile_contract
 
@@ -95,8 +95,7 @@ def _plans_for(runtime: DatasetRuntime, ledger: Ledger, progress: _Progress, run
     progress.newest = found.newest
     for entry in found.changed:
         log.warning(
-            "%s: %s changed after it was ingested (new size or modification time); "
-            "it is not ingested again",
+            "%s: %s changed after it was ingested (new size or modification time); it is not ingested again",
             runtime.key,
             entry.path,
         )
@@ -145,13 +144,15 @@ def sync_table(
         except LakeUnavailableError as exc:
             progress[key].error = str(exc)
             queues[key] = []
-            log.error("%s", exc)
+            log.error("%s", exc)  # noqa: TRY400 - the message says it all; no traceback for users
     commits = 0
     superseded = 0
     quarantine_version: int | None = None
     while any(queues.values()):
         plans = [queue.pop(0) for queue in queues.values() if queue]
-        result = _commit_round(config, table, plans, runtimes, compiled, lakehouse=lakehouse, ledger=ledger, run_id=run_id)
+        result = _commit_round(
+            config, table, plans, runtimes, compiled, lakehouse=lakehouse, ledger=ledger, run_id=run_id
+        )
         commits += int(result.committed)
         superseded += result.superseded
         if result.quarantine_version is not None:
@@ -265,7 +266,16 @@ def _commit_round(
         result = _Round(table_version=snapshot.version() if snapshot is not None else None, committed=False)
         try:
             if to_write:
-                result = _write(lakehouse, uri, snapshot, writing, to_write, table_config, evolve=evolve, metadata=_metadata(run_id, to_write, compiled))
+                result = _write(
+                    lakehouse,
+                    uri,
+                    snapshot,
+                    writing,
+                    plans=to_write,
+                    table_config=table_config,
+                    evolve=evolve,
+                    metadata=_metadata(run_id, to_write, compiled),
+                )
             draining.drain()
         except (Restart, DeltaError) as exc:
             restart = exc if isinstance(exc, Restart) else (writing.restart or draining.restart)
@@ -317,9 +327,9 @@ def _write(
     uri: str,
     snapshot: DeltaTable | None,
     stream: RoundStream,
+    *,
     plans: Sequence[BatchPlan],
     table_config: Table,
-    *,
     evolve: bool,
     metadata: Mapping[str, str],
 ) -> _Round:
@@ -344,8 +354,14 @@ def _write(
     if latest.height == 0:
         empty = pa.RecordBatchReader.from_batches(stream.arrow_schema, iter([]))
         version = delta.append(
-            lakehouse, uri, snapshot, empty, app_transactions=transactions, metadata=metadata,
-            partition_by=table_config.partition_by, evolve=evolve,
+            lakehouse,
+            uri,
+            snapshot,
+            empty,
+            app_transactions=transactions,
+            metadata=metadata,
+            partition_by=table_config.partition_by,
+            evolve=evolve,
         )
         return _Round(table_version=version, committed=True)
     version = delta.merge(

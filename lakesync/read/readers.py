@@ -24,7 +24,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lakesync.config.models import FormatOptions, Format
+from lakesync.config.models import Format, FormatOptions
 
 ROW = "_lakesync_row"
 """Column holding each record's 1-based number within its file."""
@@ -66,9 +66,11 @@ def read_file(path: Path, spec: ReadSpec) -> Iterator[pl.DataFrame]:
         try:
             size = path.stat().st_size
         except FileNotFoundError:
-            raise FileReadError("the file was deleted or moved after it was listed") from None
+            msg = "the file was deleted or moved after it was listed"
+            raise FileReadError(msg) from None
         if size == 0:
-            raise FileReadError("the file is empty (0 bytes)")
+            msg = "the file is empty (0 bytes)"
+            raise FileReadError(msg)
         if path.name.lower().endswith(".gz"):
             path = _gunzip(path, stack)
         if spec.format == "parquet":
@@ -92,9 +94,11 @@ def _gunzip(path: Path, stack: ExitStack) -> Path:
         with gzip.open(path, "rb") as source, target.open("wb") as sink:
             shutil.copyfileobj(source, sink, length=1 << 20)
     except (OSError, EOFError, zlib.error) as exc:
-        raise FileReadError(f"corrupt gzip data: {exc}") from None
+        msg = f"corrupt gzip data: {exc}"
+        raise FileReadError(msg) from None
     if target.stat().st_size == 0:
-        raise FileReadError("the file is empty once decompressed")
+        msg = "the file is empty once decompressed"
+        raise FileReadError(msg)
     return target
 
 
@@ -106,7 +110,8 @@ def _parquet(path: Path, spec: ReadSpec) -> Iterator[pl.DataFrame]:
     try:
         parquet = pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise FileReadError(f"not a readable parquet file: {exc}") from None
+        msg = f"not a readable parquet file: {exc}"
+        raise FileReadError(msg) from None
     schema = parquet.schema_arrow
     _check_unique_names(schema.names)
     start = 1
@@ -119,7 +124,8 @@ def _parquet(path: Path, spec: ReadSpec) -> Iterator[pl.DataFrame]:
             start += frame.height
             yielded = True
     except (pa.ArrowInvalid, OSError) as exc:
-        raise FileReadError(f"corrupt parquet data after record {start - 1}: {exc}") from None
+        msg = f"corrupt parquet data after record {start - 1}: {exc}"
+        raise FileReadError(msg) from None
     if not yielded:
         empty = pl.from_arrow(schema.empty_table())
         assert isinstance(empty, pl.DataFrame)
@@ -130,7 +136,8 @@ def _check_unique_names(names: list[str]) -> None:
     seen: set[str] = set()
     for name in names:
         if name in seen:
-            raise FileReadError(f"the column name {name!r} appears more than once")
+            msg = f"the column name {name!r} appears more than once"
+            raise FileReadError(msg)
         seen.add(name)
 
 
@@ -145,9 +152,8 @@ def _transcode(path: Path, encoding: str, stack: ExitStack) -> Path:
                 sink.write(decoder.decode(block))
             except UnicodeDecodeError as exc:
                 position = offset + exc.start
-                raise FileReadError(
-                    f"byte {position} is not valid {encoding}: {exc.reason}", line=_line_at(path, position)
-                ) from None
+                msg = f"byte {position} is not valid {encoding}: {exc.reason}"
+                raise FileReadError(msg, line=_line_at(path, position)) from None
             offset += len(block)
         sink.write(decoder.decode(b"", final=True))
     return target
@@ -244,7 +250,8 @@ def _csv(path: Path, spec: ReadSpec, stack: ExitStack) -> Iterator[pl.DataFrame]
     for name in names:
         match = _DUPLICATED.match(name)
         if match and match.group(1) in names:
-            raise FileReadError(f"the column name {match.group(1)!r} appears more than once in the header")
+            msg = f"the column name {match.group(1)!r} appears more than once in the header"
+            raise FileReadError(msg)
     if not options.header:  # polars numbers from 0; people (and spreadsheets) from 1
         renamed = {name: f"column_{i}" for i, name in enumerate(names, start=1)}
         scan = scan.rename(renamed)
@@ -271,7 +278,8 @@ def _ndjson(path: Path, spec: ReadSpec) -> Iterator[pl.DataFrame]:
             yield chunk.with_columns(pl.col(ROW).cast(pl.Int64))
             yielded = True
     except (pl.exceptions.ComputeError, pl.exceptions.SchemaError) as exc:
-        raise FileReadError(f"not valid JSON lines: {_polars_reason(exc)}") from None
+        msg = f"not valid JSON lines: {_polars_reason(exc)}"
+        raise FileReadError(msg) from None
     if not yielded:
         yield pl.DataFrame(schema={ROW: pl.Int64})
 
@@ -280,7 +288,8 @@ def _json(path: Path, spec: ReadSpec) -> Iterator[pl.DataFrame]:
     try:
         frame = pl.read_json(path, infer_schema_length=None)
     except (pl.exceptions.ComputeError, pl.exceptions.SchemaError) as exc:
-        raise FileReadError(f"not a JSON array of records: {_polars_reason(exc)}") from None
+        msg = f"not a JSON array of records: {_polars_reason(exc)}"
+        raise FileReadError(msg) from None
     frame = _with_rows(frame, 1)
     if frame.height == 0:
         yield frame

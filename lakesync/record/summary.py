@@ -12,7 +12,10 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """An aligned table; numbers right-aligned, everything else left-aligned."""
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(header)]
-    numeric = [all(isinstance(row[i], int | float) or row[i] is None for row in rows) and bool(rows) for i in range(len(header))]
+    numeric = [
+        all(isinstance(row[i], int | float) or row[i] is None for row in rows) and bool(rows)
+        for i in range(len(header))
+    ]
 
     def line(values: Sequence[str]) -> str:
         parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
@@ -59,7 +62,16 @@ def sync_summary(datasets: Sequence[DatasetLine], tables: Sequence[TableLine]) -
     first = text_table(
         ["lake", "dataset", "files seen", "ingested", "quarantined", "rows read", "committed", "quarantined"],
         [
-            (d.lake, d.dataset, d.files_seen, d.files_ingested, d.files_quarantined, d.rows_read, d.rows_committed, d.rows_quarantined)
+            (
+                d.lake,
+                d.dataset,
+                d.files_seen,
+                d.files_ingested,
+                d.files_quarantined,
+                d.rows_read,
+                d.rows_committed,
+                d.rows_quarantined,
+            )
             for d in datasets
         ],
     )

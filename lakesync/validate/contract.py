@@ -162,11 +162,13 @@ def _pandera_failures(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> pl.Dat
         if not isinstance(cases, pl.DataFrame):
             cases = pl.DataFrame(cases)
     except pandera.errors.SchemaError as exc:  # a non-lazy error (should not happen with lazy=True)
-        cases = pl.DataFrame({"failure_case": [str(exc)], "column": [None], "check": [str(exc.check)], "index": [None]})
+        cases = pl.DataFrame(
+            {"failure_case": [str(exc)], "column": [None], "check": [str(exc.check)], "index": [None]}
+        )
     else:
         return empty_failures()
     rows = frame[ROW]
-    records = []
+    records: list[dict[str, Any]] = []
     for case in cases.iter_rows(named=True):
         column = case.get("column") or "(table)"
         check = str(case.get("check"))
