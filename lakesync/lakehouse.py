@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from lakesync.config.models import LakesyncConfig
@@ -60,6 +60,7 @@ class Lakehouse:
         metadata: Mapping[str, Any] | None = None,
         partition_by: list[str] | None = None,
         schema_mode: Literal["merge", "overwrite"] | None = None,
+        writer_properties: WriterProperties | None = None,
     ) -> None:
         """Append ``data`` in one Delta commit carrying application transactions and metadata.
 
@@ -67,6 +68,8 @@ class Lakehouse:
         made against that snapshot, so a concurrent commit of the same application
         transaction makes this one fail instead of duplicating it.
         """
+        # An empty WriterProperties would mean *uncompressed* files: pass one only when set.
+        options: dict[str, Any] = {"writer_properties": writer_properties} if writer_properties else {}
         write_deltalake(
             target,
             data,
@@ -75,6 +78,7 @@ class Lakehouse:
             schema_mode=schema_mode,
             storage_options=self._options() if isinstance(target, str) else None,
             commit_properties=commit_properties(app_transactions, metadata),
+            **options,
         )
 
 

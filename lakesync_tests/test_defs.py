@@ -227,7 +227,10 @@ def test_run_config_selects_datasets(demo: Path, selected: list[str]) -> None:
             run_config={"ops": {"sync_orders": {"config": {"datasets": selected}}}},
         )
     lakes = set(
-        pl.read_delta(lakehouse_for(load_config(demo)).table_uri("orders"))["_lakesync_lake"].unique()
+        pl.read_delta(lakehouse_for(load_config(demo)).table_uri("orders"))["_lakesync_file"]
+        .str.split("/")
+        .list.first()
+        .unique()
     )
     assert result.success
     assert lakes == ({"us_sales"} if selected else {"eu_sales", "us_sales", "apac_sales"})

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
@@ -54,12 +55,16 @@ def test_the_demo_syncs_every_lake_into_the_unified_tables(demo: Path) -> None:
     rows = table(config, "orders")
     assert rows.height == orders.row_count == sum(d.rows_committed for d in orders.datasets)
     assert rows["order_id"].is_unique().all()
-    assert set(rows["_lakesync_lake"].unique()) == {"eu_sales", "us_sales", "apac_sales"}
+    assert set(rows["_lakesync_file"].str.split("/").list.first().unique()) == {
+        "eu_sales",
+        "us_sales",
+        "apac_sales",
+    }
     # APAC's extra column was added by drift policy evolve: null for the other lakes.
-    assert rows.filter(pl.col("_lakesync_lake") == "apac_sales")["channel"].null_count() == 0
+    assert rows.filter(pl.col("_lakesync_file").str.starts_with("apac_sales/"))["channel"].null_count() == 0
     assert (
-        rows.filter(pl.col("_lakesync_lake") != "apac_sales")["channel"].null_count()
-        == rows.filter(pl.col("_lakesync_lake") != "apac_sales").height
+        rows.filter(pl.col("_lakesync_file").str.starts_with("apac_sales/").not_())["channel"].null_count()
+        == rows.filter(pl.col("_lakesync_file").str.starts_with("apac_sales/").not_()).height
     )
     # The US CSV says 11/02/2026 03:xx in New York; stored as UTC instants.
     assert rows.schema["ordered_at"] == pl.Datetime("us", "UTC")
@@ -79,6 +84,16 @@ def test_the_demo_syncs_every_lake_into_the_unified_tables(demo: Path) -> None:
     assert merged.height == 399
     # Customers 200..250 are in both lakes; the US file landed later and wins.
     assert merged.filter(pl.col("customer_id") == 220)["country"].to_list() == ["US"]
+
+
+def test_unified_tables_are_written_compressed(tmp_path: Path) -> None:
+    # delta-rs writes *uncompressed* files when given writer properties without a codec.
+    write_orders_parquet(tmp_path / "eu" / "a.parquet", orders_rows(1, 100), mtime=T0)
+    config = one_lake(tmp_path)
+    sync(config)
+    files = DeltaTable(lakehouse_for(config).table_uri("orders")).file_uris()
+    codecs = {pq.ParquetFile(f).metadata.row_group(0).column(i).compression for f in files for i in range(7)}
+    assert codecs == {"SNAPPY"}
 
 
 def test_a_finished_sync_run_again_adds_nothing(demo: Path) -> None:
@@ -144,10 +159,10 @@ def test_merge_keeps_the_latest_version_of_each_key(tmp_path: Path) -> None:
     assert result.rows_superseded == 2
     rows = table(config, "orders").sort("order_id")
     assert rows.select("order_id", "amount", "_lakesync_file").rows() == [
-        (1, 1.0, "a.parquet"),
-        (2, 2.0, "b.parquet"),
-        (3, 2.0, "b.parquet"),
-        (4, 2.0, "b.parquet"),
+        (1, 1.0, "eu/a.parquet"),
+        (2, 2.0, "eu/b.parquet"),
+        (3, 2.0, "eu/b.parquet"),
+        (4, 2.0, "eu/b.parquet"),
     ]
     write_orders_parquet(
         tmp_path / "eu" / "c.parquet", orders_rows(1, 1, amount=9.0), mtime=T0 + timedelta(hours=2)
@@ -250,14 +265,17 @@ def test_an_unreachable_lake_fails_alone(tmp_path: Path) -> None:
     assert table(config, "orders").height == 2
 
 
-def test_a_file_that_breaks_after_its_first_chunks_is_quarantined_whole(tmp_path: Path) -> None:
+@pytest.mark.parametrize("whole_file_bytes", [0, 10**9], ids=["streamed", "whole"])
+def test_a_file_that_breaks_after_its_first_chunks_is_quarantined_whole(
+    tmp_path: Path, whole_file_bytes: int
+) -> None:
     good = orders_rows(1, 10)
     path = write_orders_csv(tmp_path / "eu" / "a.csv", good, mtime=T0)
     with path.open("a", encoding="utf-8") as handle:
         handle.write("11,1,1.0,EUR,2026-01-01T00:00:00Z,surprise\n")
     write_orders_csv(tmp_path / "eu" / "b.csv", orders_rows(50, 3), mtime=T0 + timedelta(hours=1))
     config = one_lake(tmp_path, fmt="csv", pattern="*.csv")
-    result = sync(config, chunk_rows=3)
+    result = sync(config, chunk_rows=3, whole_file_bytes=whole_file_bytes)
     assert (result.datasets[0].files_ingested, result.datasets[0].files_quarantined) == (1, 1)
     assert sorted(table(config, "orders")["order_id"].to_list()) == [50, 51, 52]
     record = quarantine(config, "orders").filter(pl.col("file") == "a.csv")

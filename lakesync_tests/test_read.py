@@ -54,7 +54,7 @@ def test_csv_quoted_newlines_bom_and_latin1(tmp_path: Path) -> None:
     latin = tmp_path / "latin.csv"
     latin.write_bytes("id,city\n1,Zürich\n".encode("latin-1"))
     assert read(latin, "csv", encoding="latin1")["city"].to_list() == ["Zürich"]
-    with pytest.raises(FileReadError, match="line 2: byte 11 is not valid utf8"):
+    with pytest.raises(FileReadError, match="line 2: byte 11 is not valid utf-8"):
         read(latin, "csv")
 
 

@@ -80,7 +80,7 @@ class FormatOptions(StrictModel):
     """CSV quote character; ``null`` disables quoting."""
     header: bool = True
     """CSV: the first line names the columns (otherwise columns are ``column_1``...)."""
-    encoding: str = "utf8"
+    encoding: str = Field(default="utf-8", validate_default=True)
     """CSV text encoding, any Python codec name (utf8, latin1, cp1252, utf16...)."""
     null_values: list[str] = Field(default_factory=lambda: [""])
     """CSV strings read as null."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from lakesync.config.datatypes import logical_name
-from lakesync.conform.convert import TextFormats, convert
+from lakesync.conform.convert import TextFormats, convert, nulls
 from lakesync.conform.target import RESCUED, TargetSchema
 from lakesync.read import ROW
 
@@ -94,7 +94,7 @@ def conform_chunk(
     for column in target.columns:
         source_name = source_names.get(column.name, column.name)
         if column.name not in chunk.columns:
-            columns.append(pl.Series(column.name, [None] * chunk.height, dtype=column.dtype))
+            columns.append(nulls(column.name, chunk.height, column.dtype))
             if not column.nullable and chunk.height:
                 failures.append(
                     pl.DataFrame(
@@ -109,6 +109,9 @@ def conform_chunk(
                 )
             continue
         source = chunk[column.name]
+        if source.dtype == column.dtype:  # the common case: nothing to convert, nothing to check
+            columns.append(source)
+            continue
         converted = convert(source, column.dtype, formats)
         if converted.bad.any():
             if target.rescue and column.nullable:
@@ -134,9 +137,7 @@ def conform_chunk(
         for name in chunk.columns:
             if name != ROW and target.get(name) is None:
                 rescued[source_names.get(name, name)] = chunk[name]
-        columns.append(
-            _json_object(rescued) if rescued else pl.Series(RESCUED, [None] * chunk.height, dtype=pl.String)
-        )
+        columns.append(_json_object(rescued) if rescued else nulls(RESCUED, chunk.height, pl.String()))
     frame = pl.DataFrame(columns)
     merged = pl.concat(failures) if failures else empty_failures()
     return ConformedChunk(frame=frame, failures=merged)

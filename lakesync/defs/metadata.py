@@ -15,12 +15,8 @@ from lakesync.discover.planning import Discovery
 from lakesync.record import DatasetSync, TableSync
 
 _PROVENANCE_DOCS = {
-    "_lakesync_lake": "Lake the row came from",
-    "_lakesync_dataset": "Dataset of the lake the row came from",
-    "_lakesync_file": "File the row came from (relative to the lake root)",
+    "_lakesync_file": "Source of the row: <lake>/<path of the file in the lake> (see lakehouse/_ledger)",
     "_lakesync_row": "Record number of the row in its file (1-based)",
-    "_lakesync_batch": "The dataset's batch (ledger version) that committed the row",
-    "_lakesync_ingested_at": "When the row was committed",
 }
 
 

@@ -9,7 +9,9 @@ streamed (a truncated file, a column drift must add), the stream stops with a
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -18,12 +20,19 @@ import polars as pl
 import pyarrow as pa
 
 from lakesync.commit import quarantine
-from lakesync.commit.delta import with_provenance
+from lakesync.commit.delta import source_file, with_provenance
 from lakesync.conform import DriftReport, TargetSchema, classify, conform_chunk, rename
 from lakesync.discover import BatchPlan, FileEntry, FileOutcome
 from lakesync.pipeline.runtime import DatasetRuntime
 from lakesync.read import ROW, FileReadError, read_file
 from lakesync.validate import CompiledContract, UniqueTracker, validate_chunk
+
+_WORKERS = 2
+"""Files processed at once (polars and the Delta writer use the other cores as well)."""
+_AHEAD = 3
+"""Files in flight ahead of the writer; with :data:`WHOLE_FILE_BYTES` this bounds memory."""
+WHOLE_FILE_BYTES = 32 * 1024 * 1024
+"""Files up to this size are processed whole on a worker; larger ones stream chunk by chunk."""
 
 
 @dataclass
@@ -36,6 +45,16 @@ class Restart(Exception):  # noqa: N818 - a signal to redo the round, not an err
     """Columns drift adds to the table (policy evolve)."""
     fail_dataset: tuple[str, str] | None = None
     """(dataset key, reason) of a dataset whose drift policy is ``fail``."""
+
+
+@dataclass
+class FileResult:
+    """What one file gave: its ledger outcome and its quarantine records."""
+
+    outcome: FileOutcome
+    records: list[pl.DataFrame]
+    unreadable: bool = False
+    """The file could not be read to its end: none of its rows may be committed."""
 
 
 @dataclass
@@ -63,6 +82,7 @@ class RoundStream:
         excluded: Mapping[tuple[str, str], str],
         ingested_at: datetime,
         run_id: str,
+        whole_file_bytes: int = WHOLE_FILE_BYTES,
     ) -> None:
         self.plans = list(plans)
         self.runtimes = runtimes
@@ -74,6 +94,7 @@ class RoundStream:
         self.excluded = excluded
         self.ingested_at = ingested_at
         self.run_id = run_id
+        self.whole_file_bytes = whole_file_bytes
         self.outcomes: dict[str, list[FileOutcome]] = {p.dataset: [] for p in self.plans}
         self.records: list[pl.DataFrame] = []
         self.restart: Restart | None = None
@@ -87,17 +108,59 @@ class RoundStream:
         return pa.RecordBatchReader.from_batches(self.arrow_schema, self.batches())
 
     def batches(self) -> Iterator[pa.RecordBatch]:
-        try:
-            for plan, entry in self.files():
-                yield from self._file(plan, entry)
-        except Restart as restart:
-            self.restart = restart
-            raise
+        """Valid rows of every file, in file order.
+
+        Small files are processed whole on a thread pool, a few files ahead (polars releases
+        the GIL, so reading and checking overlap with the Delta writer); a large file streams
+        chunk by chunk in this thread, so memory stays bounded whatever the file size.
+        """
+        files = self.files()
+        ahead: deque[tuple[BatchPlan, FileEntry, Future[tuple[list[pa.RecordBatch], FileResult]] | None]] = (
+            deque()
+        )
+        with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="lakesync-read") as pool:
+            try:
+                position = 0
+                while position < len(files) or ahead:
+                    while position < len(files) and len(ahead) < _AHEAD:
+                        plan, entry = files[position]
+                        position += 1
+                        whole = entry.size <= self.whole_file_bytes
+                        ahead.append(
+                            (plan, entry, pool.submit(self._whole_file, plan, entry) if whole else None)
+                        )
+                    plan, entry, future = ahead.popleft()
+                    if future is not None:
+                        batches, result = future.result()
+                        yield from batches
+                    else:
+                        holder: list[FileResult] = []
+                        yield from self._file(plan, entry, holder, streaming=True)
+                        result = holder[0]
+                    self._apply(plan, result)
+            except Restart as restart:
+                self.restart = restart
+                raise
+            finally:
+                for _, _, pending in ahead:
+                    if pending is not None:
+                        pending.cancel()
 
     def drain(self) -> None:
         """Consume the stream without keeping rows (outcomes and quarantine records only)."""
         for _ in self.batches():
             pass
+
+    def _apply(self, plan: BatchPlan, result: FileResult) -> None:
+        self.records.extend(result.records)
+        self.outcomes[plan.dataset].append(result.outcome)
+
+    def _whole_file(self, plan: BatchPlan, entry: FileEntry) -> tuple[list[pa.RecordBatch], FileResult]:
+        """Process a file entirely (on a worker thread); nothing is streamed before it is done."""
+        holder: list[FileResult] = []
+        batches = list(self._file(plan, entry, holder, streaming=False))
+        result = holder[0]
+        return ([] if result.unreadable else batches), result
 
     def _context(self, runtime: DatasetRuntime, plan: BatchPlan, entry: FileEntry) -> dict[str, Any]:
         return {
@@ -110,19 +173,29 @@ class RoundStream:
             "quarantined_at": self.ingested_at,
         }
 
-    def _quarantine_file(
-        self, runtime: DatasetRuntime, plan: BatchPlan, entry: FileEntry, reason: str, rule: str
-    ) -> None:
+    def _unreadable(
+        self, runtime: DatasetRuntime, plan: BatchPlan, entry: FileEntry, reason: str
+    ) -> FileResult:
         context = self._context(runtime, plan, entry)
         message = f"{runtime.lake}/{entry.path}: {reason}"
-        self.records.append(quarantine.file_record(reason=message, rule=rule, context=context))
-        self.outcomes[plan.dataset].append(FileOutcome(entry, "quarantined", 0, 0, 0, reason=message))
+        return FileResult(
+            outcome=FileOutcome(entry, "quarantined", 0, 0, 0, reason=message),
+            records=[quarantine.file_record(reason=message, rule="unreadable_file", context=context)],
+            unreadable=True,
+        )
 
-    def _file(self, plan: BatchPlan, entry: FileEntry) -> Iterator[pa.RecordBatch]:
+    def _file(
+        self, plan: BatchPlan, entry: FileEntry, holder: list[FileResult], *, streaming: bool
+    ) -> Iterator[pa.RecordBatch]:
+        """Yield the file's valid rows; put its :class:`FileResult` in ``holder`` when done.
+
+        When ``streaming``, rows leave before the whole file is read, so a file found broken
+        after some rows raises :class:`Restart`; otherwise its rows are simply dropped.
+        """
         runtime = self.runtimes[plan.dataset]
         excluded = self.excluded.get((plan.dataset, entry.path))
         if excluded is not None:
-            self._quarantine_file(runtime, plan, entry, excluded, "unreadable_file")
+            holder.append(self._unreadable(runtime, plan, entry, excluded))
             return
         tally = FileTally()
         report: DriftReport | None = None
@@ -134,7 +207,7 @@ class RoundStream:
                     chunk = rename(raw, runtime.config.columns)
                     if report is None:
                         report, quarantine_all = self._drift(runtime, entry, chunk)
-                    yield from self._chunk(
+                    for batch in self._chunk(
                         runtime=runtime,
                         plan=plan,
                         entry=entry,
@@ -143,27 +216,27 @@ class RoundStream:
                         tally=tally,
                         tracker=tracker,
                         quarantine_all=quarantine_all,
-                    )
+                    ):
+                        tally.streamed += batch.num_rows if streaming else 0
+                        yield batch
         except (FileReadError, ValueError, OSError) as exc:
             reason = exc.reason if isinstance(exc, FileReadError) else str(exc)
             line = f"line {exc.line}: " if isinstance(exc, FileReadError) and exc.line else ""
             if tally.streamed:
                 raise Restart(exclude_file=(plan.dataset, entry.path, f"{line}{reason}")) from exc
-            self._quarantine_file(runtime, plan, entry, f"{line}{reason}", "unreadable_file")
+            holder.append(self._unreadable(runtime, plan, entry, f"{line}{reason}"))
             return
-        self.records.extend(tally.records)
         status: Literal["ingested", "quarantined"] = "quarantined" if quarantine_all else "ingested"
-        self.outcomes[plan.dataset].append(
-            FileOutcome(
-                entry,
-                status,
-                tally.rows_read,
-                tally.rows_committed,
-                tally.rows_quarantined,
-                reason=quarantine_all,
-                drift=report.to_dict() if report is not None and report.changes else None,
-            )
+        outcome = FileOutcome(
+            entry,
+            status,
+            tally.rows_read,
+            tally.rows_committed,
+            tally.rows_quarantined,
+            reason=quarantine_all,
+            drift=report.to_dict() if report is not None and report.changes else None,
         )
+        holder.append(FileResult(outcome=outcome, records=tally.records))
 
     def _drift(
         self, runtime: DatasetRuntime, entry: FileEntry, chunk: pl.DataFrame
@@ -241,16 +314,9 @@ class RoundStream:
         tally.rows_committed += valid.height
         if valid.height:
             rows = with_provenance(
-                valid,
-                lake=runtime.lake,
-                dataset=runtime.name,
-                file=entry.path,
-                batch=plan.version,
-                ingested_at=self.ingested_at,
-                columns=self.output_columns,
+                valid, source=source_file(runtime.lake, entry.path), columns=self.output_columns
             )
             table = rows.to_arrow(compat_level=pl.CompatLevel.newest())
             if not table.schema.equals(self.arrow_schema):
                 table = table.cast(self.arrow_schema)
-            tally.streamed += valid.height
             yield from table.to_batches()

@@ -44,7 +44,7 @@ from lakesync.discover import (
 )
 from lakesync.lakehouse import Lakehouse, row_count, transaction_version
 from lakesync.pipeline.runtime import DatasetRuntime, dataset_runtimes
-from lakesync.pipeline.stream import Restart, RoundStream
+from lakesync.pipeline.stream import WHOLE_FILE_BYTES, Restart, RoundStream
 from lakesync.read import DEFAULT_CHUNK_ROWS
 from lakesync.record import DatasetSync, TableSync
 from lakesync.validate import CompiledContract, compile_contract
@@ -122,11 +122,14 @@ def sync_table(
     datasets: Collection[str] | None = None,
     contract: ResolvedContract | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    whole_file_bytes: int = WHOLE_FILE_BYTES,
 ) -> TableSync:
     """Ingest what is new for ``table`` from its datasets (all, or the ``<lake>.<dataset>`` keys given).
 
     A dataset that cannot be synced (unreachable lake, drift policy ``fail``) is reported in
     its :class:`DatasetSync` ``error``; the other datasets are committed regardless.
+    ``chunk_rows`` and ``whole_file_bytes`` trade memory for speed (see the read stage and
+    :mod:`lakesync.pipeline.stream`).
     """
     contract = contract or resolve_contract(table, config.tables[table])
     compiled = compile_contract(contract)
@@ -151,7 +154,15 @@ def sync_table(
     while any(queues.values()):
         plans = [queue.pop(0) for queue in queues.values() if queue]
         result = _commit_round(
-            config, table, plans, runtimes, compiled, lakehouse=lakehouse, ledger=ledger, run_id=run_id
+            config,
+            table,
+            plans,
+            runtimes,
+            compiled,
+            lakehouse=lakehouse,
+            ledger=ledger,
+            run_id=run_id,
+            whole_file_bytes=whole_file_bytes,
         )
         commits += int(result.committed)
         superseded += result.superseded
@@ -220,6 +231,7 @@ def _commit_round(
     lakehouse: Lakehouse,
     ledger: Ledger,
     run_id: str,
+    whole_file_bytes: int,
 ) -> _Round:
     """Stream, commit and record one batch per dataset; retried until it holds exactly once."""
     table_config = config.tables[table]
@@ -259,6 +271,7 @@ def _commit_round(
                 excluded=excluded,
                 ingested_at=ingested_at,
                 run_id=run_id,
+                whole_file_bytes=whole_file_bytes,
             )
             for batch in (to_write, done)
         ]

@@ -107,26 +107,23 @@ def _with_rows(frame: pl.DataFrame, start: int) -> pl.DataFrame:
 
 
 def _parquet(path: Path, spec: ReadSpec) -> Iterator[pl.DataFrame]:
+    # The footer first (cheap): a file that is not parquet at all fails here with a clear reason.
     try:
-        parquet = pq.ParquetFile(path)
+        schema = pq.read_schema(path)
     except (pa.ArrowInvalid, OSError) as exc:
         msg = f"not a readable parquet file: {exc}"
         raise FileReadError(msg) from None
-    schema = parquet.schema_arrow
     _check_unique_names(schema.names)
-    start = 1
-    yielded = False
+    scan = pl.scan_parquet(path, row_index_name=ROW, row_index_offset=1)
+    read = 0
     try:
-        for batch in parquet.iter_batches(batch_size=spec.chunk_rows):
-            frame = pl.from_arrow(batch)
-            assert isinstance(frame, pl.DataFrame)
-            yield _with_rows(frame, start)
-            start += frame.height
-            yielded = True
-    except (pa.ArrowInvalid, OSError) as exc:
-        msg = f"corrupt parquet data after record {start - 1}: {exc}"
+        for chunk in scan.collect_batches(chunk_size=spec.chunk_rows):
+            yield chunk.with_columns(pl.col(ROW).cast(pl.Int64))
+            read += chunk.height
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        msg = f"corrupt parquet data after record {read}: {_polars_reason(exc)}"
         raise FileReadError(msg) from None
-    if not yielded:
+    if not read:
         empty = pl.from_arrow(schema.empty_table())
         assert isinstance(empty, pl.DataFrame)
         yield _with_rows(empty, 1)
@@ -157,6 +154,22 @@ def _transcode(path: Path, encoding: str, stack: ExitStack) -> Path:
             offset += len(block)
         sink.write(decoder.decode(b"", final=True))
     return target
+
+
+def _first_undecodable(path: Path, encoding: str) -> FileReadError | None:
+    """The first byte that is not valid ``encoding``, as an error naming its line (slow; errors only)."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    offset = 0
+    with path.open("rb") as source:
+        while block := source.read(1 << 20):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                position = offset + exc.start
+                msg = f"byte {position} is not valid {encoding}: {exc.reason}"
+                return FileReadError(msg, line=_line_at(path, position))
+            offset += len(block)
+    return None
 
 
 def _line_at(path: Path, offset: int) -> int:
@@ -208,6 +221,18 @@ def _locate_csv_problem(path: Path, options: FormatOptions) -> tuple[int, str] |
             start = reader.line_num + 1
 
 
+def _csv_error(path: Path, options: FormatOptions, exc: Exception) -> FileReadError:
+    """Turn a polars CSV error into one that says where the file goes wrong."""
+    if "utf-8" in str(exc).lower() or "utf8" in str(exc).lower():
+        undecodable = _first_undecodable(path, "utf-8")
+        if undecodable is not None:
+            return undecodable
+    located = _locate_csv_problem(path, options)
+    if located is not None:
+        return FileReadError(located[1], line=located[0])
+    return FileReadError(_polars_reason(exc))
+
+
 def _balanced_quotes(path: Path, quote: str) -> bool:
     """Whether a file holds an even number of quote characters (escaped quotes come in pairs).
 
@@ -246,7 +271,7 @@ def _csv(path: Path, spec: ReadSpec, stack: ExitStack) -> Iterator[pl.DataFrame]
     try:
         names = [n for n in scan.collect_schema().names() if n != ROW]
     except pl.exceptions.ComputeError as exc:
-        raise FileReadError(_polars_reason(exc)) from None
+        raise _csv_error(path, options, exc) from None
     for name in names:
         match = _DUPLICATED.match(name)
         if match and match.group(1) in names:
@@ -262,10 +287,7 @@ def _csv(path: Path, spec: ReadSpec, stack: ExitStack) -> Iterator[pl.DataFrame]
             yield chunk.with_columns(pl.col(ROW).cast(pl.Int64))
             yielded = True
     except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as exc:
-        located = _locate_csv_problem(path, options)
-        if located is not None:
-            raise FileReadError(located[1], line=located[0]) from None
-        raise FileReadError(_polars_reason(exc)) from None
+        raise _csv_error(path, options, exc) from None
     if not yielded:
         yield pl.DataFrame(schema={ROW: pl.Int64, **dict.fromkeys(names, pl.String)})
 

@@ -1,0 +1,252 @@
+"""`make bench`: lakesync against the floor, measured side by side in one run.
+
+The floor is what ingestion cannot beat: polars reading the same files and one streaming
+``write_deltalake`` append. lakesync does discover + read + conform + validate + commit
+(with its ledger, quarantine and provenance columns). Each case runs in its own process so
+its peak RSS is its own; ratios compare cases of the same run on the same machine.
+
+    python -m bench.run [--rows 10000000] [--files 200] [--csv-rows 2000000] [--csv-files 40] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+ROOT = Path(__file__).resolve().parent
+DATA = ROOT / "data"
+RESULTS = ROOT / "results"
+CURRENCIES = ["EUR", "USD", "GBP", "JPY"]
+SCHEMA = {
+    "order_id": pl.Int64,
+    "customer_id": pl.Int64,
+    "sku": pl.String,
+    "quantity": pl.Int32,
+    "amount": pl.Float64,
+    "currency": pl.String,
+    "ordered_at": pl.Datetime("us", "UTC"),
+}
+CONTRACT = {
+    "order_id": {"type": "int64", "nullable": False},
+    "customer_id": {"type": "int64", "nullable": False},
+    "sku": {"type": "string", "checks": {"str_length": {"min": 3, "max": 12}}},
+    "quantity": {"type": "int32", "checks": {"gt": 0}},
+    "amount": {"type": "float64", "checks": {"ge": 0}},
+    "currency": {"type": "string", "checks": {"isin": CURRENCIES}},
+    "ordered_at": {"type": "datetime"},
+}
+
+
+def _frame(start: int, rows: int) -> pl.DataFrame:
+    """Deterministic orders (no randomness: every run writes the same bytes)."""
+    i = pl.int_range(start, start + rows, dtype=pl.Int64, eager=True)
+    return pl.DataFrame({"i": i}).select(
+        order_id=pl.col("i"),
+        customer_id=(pl.col("i") * 7919) % 100_003,
+        sku=pl.lit("SKU-") + ((pl.col("i") * 31) % 5000).cast(pl.String),
+        quantity=((pl.col("i") % 9) + 1).cast(pl.Int32),
+        amount=((pl.col("i") * 37) % 100_000).cast(pl.Float64) / 100,
+        currency=pl.lit(pl.Series(CURRENCIES)).get(pl.col("i") % 4),
+        ordered_at=(pl.lit(1_780_000_000_000_000) + pl.col("i") * 1_000_000).cast(pl.Datetime("us", "UTC")),
+    )
+
+
+def generate(rows: int, files: int, fmt: str) -> Path:
+    """The lake for one format, written once and reused while its size is unchanged."""
+    folder = DATA / f"{fmt}-{rows}-{files}"
+    if (folder / ".complete").exists():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    per_file = rows // files
+    for n in range(files):
+        frame = _frame(n * per_file, per_file)
+        path = folder / f"part-{n:05d}.{fmt}"
+        if fmt == "parquet":
+            frame.write_parquet(path)
+        else:
+            frame.write_csv(path)
+    (folder / ".complete").write_text("")
+    return folder
+
+
+# -- the cases (each runs in a child process) -------------------------------------------------
+def floor(folder: Path, fmt: str, target: Path) -> dict[str, Any]:
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    paths = sorted(str(p) for p in folder.glob(f"*.{fmt}"))
+    scan = pl.scan_parquet(paths) if fmt == "parquet" else pl.scan_csv(paths, schema=SCHEMA)
+    batches = (b.to_arrow(compat_level=pl.CompatLevel.newest()) for b in scan.collect_batches())
+    first = next(batches)
+    rows = 0
+
+    def stream() -> Any:
+        nonlocal rows
+        for table in (first, *batches):
+            rows += table.num_rows
+            yield from table.to_batches()
+
+    write_deltalake(str(target), pa.RecordBatchReader.from_batches(first.schema, stream()), mode="append")
+    return {"rows_committed": rows}
+
+
+def lakesync(folder: Path, fmt: str, target: Path) -> dict[str, Any]:
+    from lakesync.config import parse_config
+    from lakesync.lakehouse import lakehouse_for
+    from lakesync.pipeline import sync_table
+
+    config_text = json.dumps(
+        {
+            "lakehouse": {"uri": str(target)},
+            "lakes": {
+                "bench": {
+                    "provider": "local",
+                    "root": str(folder),
+                    "datasets": {
+                        "orders": {
+                            "pattern": f"*.{fmt}",
+                            "format": fmt,
+                            "table": "orders",
+                            "sensor": {"max_files": 100_000, "max_bytes": "1TB"},
+                        }
+                    },
+                }
+            },
+            "tables": {"orders": {"mode": "append", "contract": {"columns": CONTRACT}}},
+        }
+    )
+    config = parse_config(config_text, source="bench", base_dir=target.parent)
+    result = sync_table(config, "orders", lakehouse=lakehouse_for(config), run_id="bench")
+    dataset = result.datasets[0]
+    assert dataset.conserved and dataset.error is None, dataset
+    return {"rows_committed": result.rows_committed, "rows_quarantined": result.rows_quarantined}
+
+
+def child(case: str, folder: Path, fmt: str) -> None:
+    # Import before the clock starts, for both cases: the bench measures ingestion, not
+    # interpreter start-up (a Dagster run worker imports once per run).
+    for module in ("deltalake", "pyarrow", *(("lakesync.pipeline",) if case == "lakesync" else ())):
+        importlib.import_module(module)
+    with tempfile.TemporaryDirectory(prefix="lakesync-bench-") as tmp:
+        target = Path(tmp) / "table"
+        started = time.perf_counter()
+        cpu = time.process_time()
+        outcome = (floor if case == "floor" else lakesync)(folder, fmt, target)
+        outcome["wall_s"] = time.perf_counter() - started
+        outcome["cpu_s"] = time.process_time() - cpu
+    print(json.dumps(outcome))
+
+
+# -- the parent --------------------------------------------------------------------------------
+def measure(case: str, folder: Path, fmt: str) -> dict[str, Any]:
+    """Run one case in a child process; its own peak RSS and CPU come from wait4."""
+    command = [sys.executable, "-m", "bench.run", "--child", case, "--folder", str(folder), "--format", fmt]
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        child_process = subprocess.Popen(command, stdout=out, stderr=err, cwd=ROOT.parent)
+        _, status, usage = os.wait4(child_process.pid, 0)
+        child_process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if child_process.returncode != 0:
+            raise SystemExit(f"{case}/{fmt} failed:\n{err.read()[-4000:]}")
+        outcome: dict[str, Any] = json.loads(out.read().strip().splitlines()[-1])
+    outcome["peak_rss_mb"] = usage.ru_maxrss / 1024
+    outcome["process_cpu_s"] = usage.ru_utime + usage.ru_stime
+    return outcome
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--files", type=int, default=200)
+    parser.add_argument("--csv-rows", type=int, default=2_000_000)
+    parser.add_argument("--csv-files", type=int, default=40)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per case; the median is reported")
+    parser.add_argument("--child", choices=["floor", "lakesync"])
+    parser.add_argument("--folder", type=Path)
+    parser.add_argument("--format", choices=["parquet", "csv"])
+    args = parser.parse_args(argv)
+    if args.child:
+        child(args.child, args.folder, args.format)
+        return 0
+    plan = [("parquet", args.rows, args.files), ("csv", args.csv_rows, args.csv_files)]
+    results: list[dict[str, Any]] = []
+    for fmt, rows, files in plan:
+        print(f"generating {rows:,} rows of {fmt} in {files} files ...", flush=True)
+        folder = generate(rows, files, fmt)
+        size = sum(p.stat().st_size for p in folder.glob(f"*.{fmt}"))
+        runs: dict[str, list[dict[str, Any]]] = {"floor": [], "lakesync": []}
+        for attempt in range(args.repeat):  # interleaved, so both see the same machine load
+            for case, outcomes in runs.items():
+                print(f"  {case} {attempt + 1}/{args.repeat} ...", flush=True)
+                outcomes.append(measure(case, folder, fmt))
+        for case, outcomes in runs.items():
+            walls = sorted(o["wall_s"] for o in outcomes)
+            median = next(o for o in outcomes if o["wall_s"] == walls[len(walls) // 2])
+            results.append(
+                {
+                    **median,
+                    "wall_s_all": [round(w, 3) for w in walls],
+                    "peak_rss_mb": max(o["peak_rss_mb"] for o in outcomes),
+                    "case": case,
+                    "format": fmt,
+                    "rows": rows,
+                    "files": files,
+                    "input_mb": size / 1e6,
+                }
+            )
+    report(results)
+    return 0
+
+
+def report(results: list[dict[str, Any]]) -> None:
+    header = (
+        f"{'format':8} {'case':9} {'rows':>11} {'files':>5} {'wall s':>7} {'cpu s':>7} "
+        f"{'rows/s':>11} {'MB/s':>7} {'peak RSS MB':>11} {'x floor':>7}"
+    )
+    lines = [header, "-" * len(header)]
+    floors = {r["format"]: r for r in results if r["case"] == "floor"}
+    for r in results:
+        ratio = r["wall_s"] / floors[r["format"]]["wall_s"]
+        r["ratio_to_floor"] = ratio
+        lines.append(
+            f"{r['format']:8} {r['case']:9} {r['rows']:>11,} {r['files']:>5} {r['wall_s']:>7.2f} "
+            f"{r['process_cpu_s']:>7.2f} {r['rows'] / r['wall_s']:>11,.0f} "
+            f"{r['input_mb'] / r['wall_s']:>7.1f} {r['peak_rss_mb']:>11.0f} {ratio:>7.2f}"
+        )
+    print()
+    print("\n".join(lines))
+    print("\nMedian of the runs (wall s of every run in the JSON); peak RSS is the largest run's.")
+    print("Targets: lakesync wall <= 1.5x the floor; lakesync peak RSS <= 1 GB.")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(tz=UTC).strftime("%Y%m%dT%H%M%SZ")
+    payload = {
+        "when": stamp,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "results": results,
+    }
+    for name in (f"bench-{stamp}.json", "latest.json"):
+        (RESULTS / name).write_text(json.dumps(payload, indent=2))
+    print(f"Wrote {RESULTS / f'bench-{stamp}.json'}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
