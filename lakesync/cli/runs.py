@@ -10,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 
 from lakesync.config import LakesyncConfig
+from lakesync.conform import DriftReport
 from lakesync.defs import build_definitions
 from lakesync.defs.assets import TABLE_TAG, job_name, op_name
 from lakesync.lakehouse import lakehouse_for
@@ -52,6 +53,21 @@ def _observation(event: dg.DagsterEvent) -> tuple[str, dict[str, object]] | None
     return f"{path[1]}.{path[2]}", values
 
 
+def _drift_lines(value: object) -> tuple[str, ...]:
+    """The drift of a dataset's files, the same drift of many files on one line."""
+    if not isinstance(value, list):
+        return ()
+    files: dict[str, list[str]] = {}
+    for item in value:
+        report = DriftReport.from_dict(item)
+        done = f" -> {'; '.join(report.actions)}" if report.actions else ""
+        files.setdefault(f"{report.summary()}{done}", []).append(report.file)
+    return tuple(
+        f"{what} ({paths[0] if len(paths) == 1 else f'{len(paths)} files, e.g. {paths[0]}'})"
+        for what, paths in files.items()
+    )
+
+
 def _int(value: object) -> int:
     return int(value) if isinstance(value, int | float) else 0
 
@@ -72,7 +88,7 @@ def sync(config: LakesyncConfig, *, lakes: Sequence[str] | None, verbose: bool =
         result = job.execute_in_process(
             run_config={
                 "ops": {op_name(table): {"config": {"datasets": keys}}},
-                "loggers": {"console": {"config": {"log_level": "INFO" if verbose else "WARNING"}}},
+                "loggers": {"console": {"config": {"log_level": "INFO" if verbose else "ERROR"}}},
             },
             instance=dagster_instance,
             tags={TABLE_TAG: table, "lakesync/trigger": "cli"},
@@ -96,6 +112,7 @@ def sync(config: LakesyncConfig, *, lakes: Sequence[str] | None, verbose: bool =
                 rows_committed=_int(values.get("rows_committed")),
                 rows_quarantined=_int(values.get("rows_quarantined")),
                 error=str(values["error"]) if values.get("error") else None,
+                drift=_drift_lines(values.get("drift")),
             )
         if not result.success:
             failure = next((e for e in result.all_events if e.is_step_failure), None)

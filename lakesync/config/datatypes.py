@@ -59,6 +59,14 @@ def parse_type(text: str) -> LogicalType:
     raise ValueError(msg)
 
 
+def describe(dtype: pl.DataType) -> str:
+    """A type as people should read it in drift reports (units and zones included)."""
+    if isinstance(dtype, pl.Datetime):
+        zone = f", {dtype.time_zone}" if dtype.time_zone else ", no time zone"
+        return f"datetime({dtype.time_unit}{zone})"
+    return logical_name(dtype)
+
+
 def logical_name(dtype: pl.DataType) -> str:
     """The contract type name closest to a polars dtype (used to describe source columns)."""
     for name, candidate in _POLARS.items():

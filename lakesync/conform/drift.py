@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from lakesync.config.datatypes import logical_name
+from lakesync.config.datatypes import describe
 from lakesync.conform.target import PROVENANCE_PREFIX, TargetSchema
 
 Change = Literal["added", "missing", "widened", "narrowed"]
@@ -126,16 +126,16 @@ def classify(
             continue
         column = target.get(name)
         if column is None:
-            changes.append(ColumnDrift(name, "added", logical_name(dtype), None))
+            changes.append(ColumnDrift(name, "added", describe(dtype), None))
             continue
         if dtype in (column.dtype, pl.Null) or (text_source and dtype == pl.String):
             continue
         if dtype == pl.String and column.dtype != pl.String:
             continue  # text in a typed column (JSON timestamps, numbers as strings): parsed per value
         kind: Change = "widened" if is_safe_widening(dtype, column.dtype) else "narrowed"
-        changes.append(ColumnDrift(name, kind, logical_name(dtype), logical_name(column.dtype)))
+        changes.append(ColumnDrift(name, kind, describe(dtype), describe(column.dtype)))
     changes.extend(
-        ColumnDrift(column.name, "missing", None, logical_name(column.dtype))
+        ColumnDrift(column.name, "missing", None, describe(column.dtype))
         for column in target.columns
         if column.origin == "contract" and column.name not in source
     )

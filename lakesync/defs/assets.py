@@ -140,9 +140,9 @@ def table_assets(config: LakesyncConfig, table: str, contract: ResolvedContract)
                 )
             )
             for report in dataset.drift:
-                context.log.warning(
-                    "%s: schema drift in %s: %s", dataset.key, report.file, "; ".join(report.actions)
-                )
+                log = context.log.warning if report.needs_review else context.log.info
+                done = f" ({'; '.join(report.actions)})" if report.actions else ""
+                log("%s: schema drift in %s: %s%s", dataset.key, report.file, report.summary(), done)
         # One sync writes the table, its quarantine and the ledger together, whichever of them
         # was selected; those not selected are recorded as runtime materializations.
         selected_keys = context.selected_asset_keys

@@ -47,6 +47,8 @@ class DatasetLine:
     rows_committed: int
     rows_quarantined: int
     error: str | None = None
+    drift: tuple[str, ...] = ()
+    """One line per file whose schema drifted: what changed and what lakesync did."""
 
 
 @dataclass(frozen=True)
@@ -76,10 +78,13 @@ def sync_summary(datasets: Sequence[DatasetLine], tables: Sequence[TableLine]) -
         ],
     )
     second = text_table(
-        ["table", "delta version", "rows", "quarantined rows"],
+        ["table", "delta version", "rows", "quarantine records"],
         [(t.table, t.delta_version, t.rows, t.quarantined_rows) for t in tables],
     )
     out = [first, "", second]
+    drifted = [(d, line) for d in datasets for line in d.drift]
+    if drifted:
+        out += ["", "Schema drift:"] + [f"  {d.lake}.{d.dataset}: {line}" for d, line in drifted]
     errors = [d for d in datasets if d.error]
     if errors:
         out += ["", "Could not sync:"] + [f"  {d.lake}.{d.dataset}: {d.error}" for d in errors]
