@@ -13,9 +13,8 @@ DEMO_DIR := demo
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export UV_PYTHON_DOWNLOADS := never
 export UV_COMPILE_BYTECODE := 1
-# `make dev` uses ./lakesync.yaml if there is one, else the demo's.
-LAKESYNC_CONFIG ?= $(if $(wildcard lakesync.yaml),$(CURDIR)/lakesync.yaml,$(CURDIR)/$(DEMO_DIR)/lakesync.yaml)
-export LAKESYNC_CONFIG
+# `make dev` uses $LAKESYNC_CONFIG if set, else ./lakesync.yaml if there is one, else the demo's.
+DEV_CONFIG := $(or $(LAKESYNC_CONFIG),$(if $(wildcard lakesync.yaml),$(CURDIR)/lakesync.yaml,$(CURDIR)/$(DEMO_DIR)/lakesync.yaml))
 
 .DEFAULT_GOAL := help
 .PHONY: help setup demo dev test lint format bench clean
@@ -44,8 +43,8 @@ demo: setup ## generate three demo lakes, sync them into the lakehouse, print th
 	@echo "Open the Dagster UI on the demo: make dev  (then http://127.0.0.1:3000)"
 
 dev: setup ## dagster dev on 127.0.0.1:3000 (asset graph, sensors, runs)
-	@test -f "$(LAKESYNC_CONFIG)" || $(BIN)/lakesync demo --dir $(DEMO_DIR)
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+	@test -f "$(DEV_CONFIG)" || $(BIN)/lakesync demo --dir $(DEMO_DIR)
+	LAKESYNC_CONFIG=$(DEV_CONFIG) $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 test: setup ## run the test suite
 	$(BIN)/pytest

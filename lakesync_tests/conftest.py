@@ -32,7 +32,7 @@ def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def cli_env(dagster_home: Path) -> dict[str, str]:
     """Environment for running the installed commands in a subprocess."""
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k != "LAKESYNC_CONFIG"}  # each test says which config
     env["DAGSTER_HOME"] = str(dagster_home)
     env["PYTHONWARNINGS"] = "ignore"
     return env

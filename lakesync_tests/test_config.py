@@ -219,3 +219,12 @@ def test_contract_fingerprint_changes_with_what_is_enforced() -> None:
     first = resolve_contract("orders", config.tables["orders"]).fingerprint
     assert first == resolve_contract("orders", same.tables["orders"]).fingerprint
     assert first != resolve_contract("orders", other.tables["orders"]).fingerprint
+
+
+def test_the_readme_example_validates_as_written(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Use it on your lakes", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = parse_config(block, source="README.md", base_dir=tmp_path)
+    assert set(config.lakes) == {"eu_sales", "us_sales"}
+    assert config.tables["orders"].mode == "merge"

@@ -15,6 +15,7 @@ one, which is what makes a killed run safe to retry.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
@@ -54,7 +55,6 @@ LEDGER_SCHEMA = pa.schema(
     ]
 )
 _COMPACT_EVERY = 25  # done-batches between compactions of a dataset's ledger partition
-_CHECKPOINT_EVERY = 50  # ledger versions between Delta checkpoints
 _MAX_PLAN_ATTEMPTS = 32
 
 
@@ -304,18 +304,17 @@ class Ledger:
             return snapshot
 
     def _maintain(self, plan: BatchPlan) -> None:
-        """Keep the ledger cheap to read: compact a dataset's partition and checkpoint the log."""
+        """Keep the ledger cheap to read: compact a dataset's small files now and then.
+
+        (delta-rs checkpoints the log by itself every 100 versions.)
+        """
         if plan.version % _COMPACT_EVERY != 0:
             return
         snapshot = self.lakehouse.open(self.uri)
         if snapshot is None:
             return
-        try:
+        with contextlib.suppress(CommitFailedError):  # a concurrent writer won: next time
             snapshot.optimize.compact(partition_filters=[("dataset", "=", plan.dataset)])
-        except CommitFailedError:
-            return  # a concurrent writer won; compaction is retried at the next interval
-        if snapshot.version() // _CHECKPOINT_EVERY != (snapshot.version() - 2) // _CHECKPOINT_EVERY:
-            snapshot.create_checkpoint()
 
     @staticmethod
     def _row(

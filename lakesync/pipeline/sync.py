@@ -105,12 +105,12 @@ def _plans_for(runtime: DatasetRuntime, ledger: Ledger, progress: _Progress, run
         fresh = discover(listing, current.known_tags()).new
         return take_batch(fresh, max_files=limits.max_files, max_bytes=limits.max_bytes)
 
-    plans = list(state.pending)
+    if state.pending:  # finish what an earlier run started before taking new files
+        progress.files_pending = len(found.new)
+        return list(state.pending)
     plan = ledger.plan(runtime.key, runtime.table, choose, run_id=run_id)
-    if plan is not None:
-        plans.append(plan)
     progress.files_pending = max(0, len(found.new) - (len(plan.files) if plan else 0))
-    return plans
+    return [plan] if plan is not None else []
 
 
 def sync_table(
