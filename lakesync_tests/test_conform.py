@@ -84,7 +84,12 @@ def test_numeric_conversions_never_lose_a_value(
             [True, False, True, False, None],
             [False, False, False, False, True],
         ),
-        (["2026-01-31", "31.01.2026"], pl.Date(), [date(2026, 1, 31), None], [False, True]),
+        (
+            ["2026-01-31", "31.01.2026", "11/02/2026"],
+            pl.Date(),
+            [date(2026, 1, 31), None, None],
+            [False, True, True],
+        ),
     ],
 )
 def test_text_parses_strictly(
@@ -119,6 +124,13 @@ def test_timestamps_in_text_become_utc_instants_in_the_datasets_zone() -> None:
     ]
     # nanoseconds would be truncated; 02:30 does not exist in Paris on that night; text is not a time
     assert bad == [False, False, False, False, False, False, True, True, True]
+
+
+def test_ambiguous_timestamps_are_never_guessed() -> None:
+    # polars alone would read 11/02/2026 as the 11th of February (day-first).
+    values, bad = converted(["11/02/2026 03:15", "2026-11-02 03:15"], UTC_)  # type: ignore[arg-type]
+    assert values == [None, datetime(2026, 11, 2, 3, 15, tzinfo=UTC)]
+    assert bad == [True, False]
 
 
 def test_timestamps_with_an_explicit_format() -> None:

@@ -18,7 +18,6 @@ _TRUE = ("true", "1", "t", "yes", "y")
 _FALSE = ("false", "0", "f", "no", "n")
 _PLAIN_NUMBER = r"^\s*[+-]?(\d+\.?\d*|\.\d+)\s*$"
 _SUB_MICROSECOND = r"\.\d{6}\d*[1-9]"
-_MAX_INFERRED_FORMATS = 4
 # ISO 8601 variants tried in order; the zone says how to read a format without %z.
 _ISO_FORMATS: tuple[tuple[str, str | None], ...] = (
     ("%Y-%m-%dT%H:%M:%S%.f%z", None),
@@ -133,8 +132,13 @@ def _from_text(series: pl.Series, target: pl.DataType, formats: TextFormats, nam
     if isinstance(target, pl.Datetime):
         return _text_to_timestamp(series, target, formats)
     if target == pl.Date:
-        values = series.str.to_date(format=formats.date_format, strict=False)
-        hint = f" (format {formats.date_format})" if formats.date_format else " (ISO 8601)"
+        # Without a format only ISO 8601 dates: polars would guess 11/02/2026 day-first.
+        values = series.str.to_date(format=formats.date_format or "%Y-%m-%d", strict=False)
+        hint = (
+            f" (format {formats.date_format})"
+            if formats.date_format
+            else " (ISO 8601; set the dataset's options.date_format for other formats)"
+        )
         return Converted(values, _lost(series, values), f"is not a valid date{hint}")
     values = series.cast(target, strict=False)
     bad = _lost(series, values)
@@ -156,7 +160,11 @@ def _decimal_digits_lost(text: pl.Series, values: pl.Series, scale: int) -> pl.S
 
 
 def _text_to_timestamp(series: pl.Series, target: pl.Datetime, formats: TextFormats) -> Converted:
-    hint = f" (format {formats.timestamp_format})" if formats.timestamp_format else " (ISO 8601)"
+    hint = (
+        f" (format {formats.timestamp_format})"
+        if formats.timestamp_format
+        else " (ISO 8601; set the dataset's options.timestamp_format for other formats)"
+    )
     converted = _parse_timestamps(series, formats)
     bad = _lost(series, converted) | series.str.contains(_SUB_MICROSECOND).fill_null(False)
     values = converted.set(bad, None) if bad.any() else converted
@@ -166,11 +174,11 @@ def _text_to_timestamp(series: pl.Series, target: pl.Datetime, formats: TextForm
 def _parse_timestamps(series: pl.Series, formats: TextFormats) -> pl.Series:
     """Parse text timestamps to UTC instants.
 
-    Without an explicit format, the format of the first unparsed value is recognised among
-    the ISO 8601 variants (offset, ``Z`` or none; ``T`` or space; with or without fractions)
-    and the whole column is parsed with it, which is ~30x faster than polars inferring per
-    value; rows in another variant get the next round. Naive values are read in the dataset's
-    time zone.
+    Without an explicit format only ISO 8601 is accepted: the variant of the first unparsed
+    value (offset, ``Z`` or none; ``T`` or space; with or without fractions) is recognised and
+    the whole column parsed with it (~30x faster than inferring per value); rows in another
+    ISO variant get the next round. Anything else (``11/02/2026``) is never guessed: polars
+    would read it day-first. Naive values are read in the dataset's time zone.
     """
     utc = pl.Datetime("us", "UTC")
     if formats.timestamp_format is not None:
@@ -178,34 +186,38 @@ def _parse_timestamps(series: pl.Series, formats: TextFormats) -> pl.Series:
         return _as_utc(parsed, formats.timezone)
     result = nulls(series.name, series.len(), utc)
     pending = series.is_not_null()
-    for _ in range(_MAX_INFERRED_FORMATS):
-        if not pending.any():
-            break
+    untried = list(_ISO_FORMATS)
+    while untried and pending.any():
         indices = pending.arg_true()
         subset = series.gather(indices)
-        found = _parse_known_format(subset, formats.timezone)
-        if found is None:
-            try:
-                found = _as_utc(subset.str.to_datetime(time_unit="us", strict=False), formats.timezone)
-            except pl.exceptions.ComputeError:
-                break  # nothing recognisable left
-        ok = found.is_not_null()
-        if not ok.any():
-            break
-        result = result.scatter(indices.filter(ok), found.filter(ok))
-        pending = pending.scatter(indices.filter(ok), False)
+        fmt = _iso_format_of(subset.head(1))
+        if fmt is not None and fmt not in untried:
+            # Its variant was parsed already and it is still pending: it does not exist in the
+            # dataset's time zone (a DST gap). It stays null and is reported as bad.
+            pending = pending.scatter(indices.head(1), False)
+            continue
+        # The first value's variant is parsed first (usually all of them); when that value is
+        # not ISO at all, every remaining variant is tried once on what is left.
+        for candidate in [fmt] if fmt is not None else list(untried):
+            untried.remove(candidate)
+            parsed = subset.str.to_datetime(format=candidate[0], time_unit="us", strict=False)
+            if candidate[1] is not None:
+                parsed = parsed.dt.replace_time_zone(candidate[1])
+            found = _as_utc(parsed, formats.timezone)
+            ok = found.is_not_null()
+            if ok.any():
+                result = result.scatter(indices.filter(ok), found.filter(ok))
+                pending = pending.scatter(indices.filter(ok), False)
+            if fmt is None:
+                indices, subset = indices.filter(~ok), subset.filter(~ok)
     return result
 
 
-def _parse_known_format(values: pl.Series, timezone: str) -> pl.Series | None:
-    """Parse ``values`` with the ISO 8601 variant of their first value, if it is one we know."""
-    first = values.head(1)
-    for fmt, zone in _ISO_FORMATS:
-        if first.str.to_datetime(format=fmt, time_unit="us", strict=False).is_not_null().all():
-            parsed = values.str.to_datetime(format=fmt, time_unit="us", strict=False)
-            if zone is not None:
-                parsed = parsed.dt.replace_time_zone(zone)
-            return _as_utc(parsed, timezone)
+def _iso_format_of(first: pl.Series) -> tuple[str, str | None] | None:
+    """The ISO 8601 variant (format, zone of a literal Z) of a one-value series, if it is one."""
+    for candidate in _ISO_FORMATS:
+        if first.str.to_datetime(format=candidate[0], time_unit="us", strict=False).is_not_null().all():
+            return candidate
     return None
 
 
