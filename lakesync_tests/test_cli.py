@@ -54,7 +54,7 @@ def test_demo_then_sync_prints_the_summary_and_records_runs_for_the_ui(
         "eu_sales    orders              5         4            1       2000       1988           12"
         in first.stdout
     )
-    assert "orders                 1  3767" in first.stdout
+    assert "orders                 1  3770" in first.stdout
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         runs = instance.get_runs()
         assert {r.job_name for r in runs} == {"ingest_orders", "ingest_customers"}
@@ -148,7 +148,7 @@ def test_dagster_asset_materialize_ingests_whatever_is_new(tmp_path: Path, cli_e
     )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = pl.read_delta(lakehouse_for(load_config(tmp_path / "lakesync.yaml")).table_uri("orders"))
-    assert rows.height == 3767
+    assert rows.height == 3770
 
 
 KILL_BEFORE_LEDGER = textwrap.dedent(
@@ -193,7 +193,7 @@ def test_a_sync_killed_between_the_delta_commit_and_the_ledger_write_then_retrie
     killed = run([sys.executable, str(script), str(killed_config)], cli_env)
     assert killed.returncode == -signal.SIGKILL
     lakehouse = lakehouse_for(load_config(killed_config))
-    assert pl.read_delta(lakehouse.table_uri("orders")).height == 3767  # committed before the kill
+    assert pl.read_delta(lakehouse.table_uri("orders")).height == 3770  # committed before the kill
     retried = lakesync("sync", "--config", str(killed_config), env=cli_env)
     assert retried.returncode == 0, retried.stderr
     reference = lakesync("sync", "--config", str(tmp_path / "reference" / "lakesync.yaml"), env=cli_env)

@@ -78,6 +78,8 @@ def conform_chunk(
     *,
     source_names: Mapping[str, str],
     formats: TextFormats,
+    rescue_values: bool = False,
+    rescue_unknown: bool = False,
 ) -> ConformedChunk:
     """Conform an already renamed chunk to ``target``.
 
@@ -86,6 +88,9 @@ def conform_chunk(
         target: the columns and types to produce.
         source_names: canonical name -> name in the file, for messages and rescued data.
         formats: how text becomes dates and timestamps.
+        rescue_values: a value that does not fit its (nullable) column moves to
+            ``_rescued_data`` instead of failing its row (drift policies evolve and rescue).
+        rescue_unknown: columns the table does not have move to ``_rescued_data`` (rescue).
     """
     columns: list[pl.Series] = [chunk[ROW]]
     failures: list[pl.DataFrame] = []
@@ -114,7 +119,7 @@ def conform_chunk(
             continue
         converted = convert(source, column.dtype, formats)
         if converted.bad.any():
-            if target.rescue and column.nullable:
+            if rescue_values and target.rescue and column.nullable:
                 rescued[source_name] = as_text(source).set(~converted.bad, None)
             else:
                 bad_raw = as_text(source.filter(converted.bad))
@@ -134,9 +139,10 @@ def conform_chunk(
                 )
         columns.append(converted.values.alias(column.name))
     if target.rescue:
-        for name in chunk.columns:
-            if name != ROW and target.get(name) is None:
-                rescued[source_names.get(name, name)] = chunk[name]
+        if rescue_unknown:
+            for name in chunk.columns:
+                if name != ROW and target.get(name) is None:
+                    rescued[source_names.get(name, name)] = chunk[name]
         columns.append(_json_object(rescued) if rescued else nulls(RESCUED, chunk.height, pl.String()))
     frame = pl.DataFrame(columns)
     merged = pl.concat(failures) if failures else empty_failures()

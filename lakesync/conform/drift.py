@@ -1,9 +1,27 @@
-"""Schema drift of one file against the table: what differs, and whether it is harmless."""
+"""Schema drift of one file against the table: what differs, and whether it needs a person.
+
+Each difference is one :class:`ColumnDrift`:
+
+- ``added`` — a column the table does not have;
+- ``missing`` — a contract column the file does not have;
+- ``widened`` — a narrower type whose every value fits the table's (int32 into int64,
+  float32 into float64, date into datetime, an int into a decimal with room): harmless;
+- ``narrowed`` — a type that may not fit (int64 into int32, float into int, text into a
+  date): every value is checked, none is changed;
+- ``renamed`` — probably: a missing column and an added one whose names and values are alike
+  (the evidence says how alike);
+- ``nullability`` — nulls in a column the contract says is never null (those rows fail);
+- ``reordered`` — the same columns in another order: harmless.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+import difflib
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import polars as pl
@@ -11,7 +29,12 @@ import polars as pl
 from lakesync.config.datatypes import describe
 from lakesync.conform.target import PROVENANCE_PREFIX, TargetSchema
 
-Change = Literal["added", "missing", "widened", "narrowed"]
+Change = Literal["added", "missing", "widened", "narrowed", "renamed", "nullability", "reordered"]
+HARMLESS: tuple[str, ...] = ("widened", "reordered", "nullability", "renamed")
+"""Changes that need no decision by themselves (a probable rename comes with added + missing)."""
+RENAME_NAME_SIMILARITY = 0.6
+RENAME_VALUE_OVERLAP = 0.5
+_SAMPLE = 1000
 _INT_BITS = {pl.Int8: 8, pl.Int16: 16, pl.Int32: 32, pl.Int64: 64}
 _UINT_BITS = {pl.UInt8: 8, pl.UInt16: 16, pl.UInt32: 32, pl.UInt64: 64}
 _INT_DIGITS = {8: 3, 16: 5, 32: 10, 64: 19}
@@ -25,6 +48,7 @@ class ColumnDrift:
     change: Change
     source_type: str | None
     table_type: str | None
+    evidence: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> str:
         if self.change == "added":
@@ -33,9 +57,17 @@ class ColumnDrift:
             return f"column {self.column!r} ({self.table_type}) is missing"
         if self.change == "widened":
             return f"{self.column!r} is {self.source_type}, safely widened to {self.table_type}"
-        return (
-            f"{self.column!r} is {self.source_type}, the table has {self.table_type}: each value is checked"
-        )
+        if self.change == "renamed":
+            source = self.evidence.get("source_column")
+            return (
+                f"{source!r} is probably {self.column!r} renamed (name similarity "
+                f"{self.evidence.get('name_similarity')}, value overlap {self.evidence.get('value_overlap')})"
+            )
+        if self.change == "nullability":
+            return f"{self.column!r} has nulls, the contract says nullable: false (those rows fail)"
+        if self.change == "reordered":
+            return "columns are in another order (harmless)"
+        return f"{self.column!r} is {self.source_type}, the table has {self.table_type}: each value is checked"
 
 
 @dataclass(frozen=True)
@@ -49,8 +81,33 @@ class DriftReport:
 
     @property
     def needs_review(self) -> bool:
-        """True when the file changes the table's shape (anything but a safe widening)."""
-        return any(c.change != "widened" for c in self.changes)
+        """True when the file changes the table's shape (added, missing or narrowed columns)."""
+        return any(c.change not in HARMLESS for c in self.changes)
+
+    @property
+    def signature(self) -> tuple[tuple[str, str, str | None, str | None], ...]:
+        """What identifies this drift whatever the file: its review-needing changes."""
+        return tuple(
+            sorted((c.column, c.change, c.source_type, c.table_type) for c in self.changes if c.change not in HARMLESS)
+        )
+
+    def suggestion(self) -> str:
+        """What a reviewer would most likely do about it."""
+        renames = [c for c in self.changes if c.change == "renamed"]
+        if renames:
+            pairs = ", ".join(f"{c.evidence['source_column']}: {c.column}" for c in renames)
+            return f"approve to map the renamed column(s) ({pairs}) in the dataset's columns"
+        added = [c.column for c in self.changes if c.change == "added"]
+        missing = [c.column for c in self.changes if c.change == "missing"]
+        narrowed = [c.column for c in self.changes if c.change == "narrowed"]
+        parts = []
+        if added:
+            parts.append(f"add {', '.join(added)} to the table (nullable)")
+        if missing:
+            parts.append(f"accept files without {', '.join(missing)} (null where the contract allows)")
+        if narrowed:
+            parts.append(f"accept {', '.join(narrowed)} with each value checked against the table's type")
+        return "approve to " + "; ".join(parts) if parts else "nothing to decide"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +128,12 @@ class DriftReport:
 
     def summary(self) -> str:
         return "; ".join(c.describe() for c in self.changes)
+
+
+def signature_id(dataset: str, signature: tuple[tuple[str, str, str | None, str | None], ...]) -> str:
+    """A short, stable id for one kind of drift of one dataset (``lakesync drift approve ID``)."""
+    payload = json.dumps([dataset, [list(s) for s in signature]])
+    return hashlib.sha256(payload.encode()).hexdigest()[:8]
 
 
 def _bits(dtype: pl.DataType, table: Mapping[Any, int]) -> int | None:
@@ -109,34 +172,100 @@ def is_safe_widening(source: pl.DataType, target: pl.DataType) -> bool:
     return False
 
 
+def _normalised(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def _kind(dtype: pl.DataType) -> str:
+    if dtype.is_numeric():
+        return "number"
+    if dtype.is_temporal():
+        return "time"
+    return "text" if dtype == pl.String else str(dtype)
+
+
+def _overlap(values: pl.Series, existing: pl.Series) -> float:
+    """Share of a sample of ``values`` also found among ``existing`` (compared as text)."""
+    sample = values.drop_nulls().cast(pl.String, strict=False).drop_nulls().unique().head(_SAMPLE)
+    if sample.is_empty() or existing.is_empty():
+        return 0.0
+    known = existing.drop_nulls().cast(pl.String, strict=False).drop_nulls().unique()
+    return round(float(sample.is_in(known.implode()).mean() or 0.0), 2)
+
+
 def classify(
     source: Mapping[str, pl.DataType],
     target: TargetSchema,
     *,
     text_source: bool,
+    chunk: pl.DataFrame | None = None,
+    table_values: Callable[[str], pl.Series | None] | None = None,
 ) -> tuple[ColumnDrift, ...]:
     """The differences between a file's columns (already mapped to canonical names) and the target.
 
-    ``text_source`` files (CSV) carry no types: their text columns are parsed, not drifted.
-    Columns earlier drift added to the table may be absent from a file without it being drift.
+    Args:
+        source: the file's columns and types (canonical names).
+        target: the table's columns as this batch writes them.
+        text_source: CSV files carry no types; their text is parsed, not drifted.
+        chunk: the file's first rows, for nullability and rename evidence.
+        table_values: a sample of a table column's values, for rename evidence.
     """
     changes: list[ColumnDrift] = []
-    for name, dtype in source.items():
-        if name.startswith(PROVENANCE_PREFIX):
-            continue
+    names = [n for n in source if not n.startswith(PROVENANCE_PREFIX)]
+    for name in names:
+        dtype = source[name]
         column = target.get(name)
         if column is None:
             changes.append(ColumnDrift(name, "added", describe(dtype), None))
             continue
+        if (
+            chunk is not None
+            and not column.nullable
+            and column.origin == "contract"
+            and (nulls := int(chunk[name].null_count())) > 0
+        ):
+            changes.append(ColumnDrift(name, "nullability", describe(dtype), describe(column.dtype), {"nulls_in_first_rows": nulls}))
         if dtype in (column.dtype, pl.Null) or (text_source and dtype == pl.String):
             continue
         if dtype == pl.String and column.dtype != pl.String:
             continue  # text in a typed column (JSON timestamps, numbers as strings): parsed per value
         kind: Change = "widened" if is_safe_widening(dtype, column.dtype) else "narrowed"
         changes.append(ColumnDrift(name, kind, describe(dtype), describe(column.dtype)))
-    changes.extend(
-        ColumnDrift(column.name, "missing", None, describe(column.dtype))
-        for column in target.columns
-        if column.origin == "contract" and column.name not in source
-    )
+    missing = [c for c in target.columns if c.origin == "contract" and c.name not in source]
+    changes.extend(ColumnDrift(c.name, "missing", None, describe(c.dtype)) for c in missing)
+    added = [n for n in names if target.get(n) is None]
+    changes.extend(_renames(missing, added, source, chunk, table_values))
+    known = [n for n in names if target.get(n) is not None]
+    order = [c.name for c in target.columns if c.name in known]
+    if known != order:
+        changes.append(ColumnDrift("(all)", "reordered", None, None, {"file_order": known}))
     return tuple(changes)
+
+
+def _renames(
+    missing: list[Any],
+    added: list[str],
+    source: Mapping[str, pl.DataType],
+    chunk: pl.DataFrame | None,
+    table_values: Callable[[str], pl.Series | None] | None,
+) -> list[ColumnDrift]:
+    """Probable renames: a missing and an added column with alike names or alike values."""
+    found = []
+    for gone in missing:
+        best: ColumnDrift | None = None
+        for new in added:
+            similarity = round(difflib.SequenceMatcher(None, _normalised(gone.name), _normalised(new)).ratio(), 2)
+            compatible = _kind(source[new]) == _kind(gone.dtype) or source[new] == pl.String
+            existing = table_values(gone.name) if table_values is not None else None
+            overlap = (
+                _overlap(chunk[new], existing) if chunk is not None and existing is not None and new in chunk.columns else 0.0
+            )
+            if compatible and (similarity >= RENAME_NAME_SIMILARITY or overlap >= RENAME_VALUE_OVERLAP):
+                evidence = {"source_column": new, "name_similarity": similarity, "value_overlap": overlap}
+                candidate = ColumnDrift(gone.name, "renamed", describe(source[new]), describe(gone.dtype), evidence)
+                score = similarity + overlap
+                if best is None or score > best.evidence["name_similarity"] + best.evidence["value_overlap"]:
+                    best = candidate
+        if best is not None:
+            found.append(best)
+    return found

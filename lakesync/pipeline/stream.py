@@ -296,7 +296,12 @@ class RoundStream:
             tally.rows_quarantined += raw.height
             return
         conformed = conform_chunk(
-            chunk, self.target, source_names=runtime.source_names, formats=runtime.formats
+            chunk,
+            self.target,
+            source_names=runtime.source_names,
+            formats=runtime.formats,
+            rescue_values=runtime.policy in ("evolve", "rescue"),
+            rescue_unknown=runtime.policy == "rescue",
         )
         failures = conformed.failures
         candidates = conformed.frame

@@ -239,7 +239,7 @@ def _commit_round(
     excluded: dict[tuple[str, str], str] = {}
     failed: dict[str, str] = {}
     added: dict[str, pl.DataType] = {}
-    rescue = any(runtimes[p.dataset].policy == "rescue" for p in plans)
+    rescue = any(runtimes[p.dataset].policy in ("evolve", "rescue") for p in plans)
     for _ in range(_MAX_ATTEMPTS):
         snapshot = lakehouse.open(uri)
         live = [p for p in plans if p.dataset not in failed]
