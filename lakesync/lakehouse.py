@@ -5,6 +5,7 @@ Layout under the lakehouse URI::
     <uri>/<table>                 unified tables            (asset lakehouse/<table>)
     <uri>/_quarantine/<table>     rejected rows and files   (asset lakehouse/_quarantine/<table>)
     <uri>/_ledger                 every file seen, per batch (asset lakehouse/_ledger)
+    <uri>/_drift                  drift events and decisions (asset lakehouse/_drift)
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ class Lakehouse:
     @property
     def ledger_uri(self) -> str:
         return self._join("_ledger")
+
+    @property
+    def drift_uri(self) -> str:
+        return self._join("_drift")
 
     def open(self, uri: str) -> DeltaTable | None:
         """The Delta table at ``uri`` at its latest version, or ``None`` if none exists yet."""

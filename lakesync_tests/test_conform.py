@@ -218,7 +218,9 @@ def test_rescue_keeps_unknown_columns_and_unconvertible_values_as_json() -> None
             "note": ["a", None],
         }
     )
-    result = conform_chunk(chunk, target, source_names={}, formats=TextFormats(), rescue_values=True, rescue_unknown=True)
+    result = conform_chunk(
+        chunk, target, source_names={}, formats=TextFormats(), rescue_values=True, rescue_unknown=True
+    )
     assert result.failures.is_empty()
     assert result.frame["amount"].to_list() == [1.5, None]
     assert result.frame["_rescued_data"].to_list() == ['{"note":"a"}', '{"amount":"lots"}']

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from lakesync.config import LakesyncConfig, load_config
 from lakesync.discover import Ledger
 from lakesync.lakehouse import Lakehouse, lakehouse_for, transaction_version
 from lakesync.pipeline import sync_table
+from lakesync.record.drift_log import DriftLog
 from lakesync_tests.lakes import (
     T0,
     local_lake,
@@ -241,14 +243,73 @@ def test_drift_fail_stops_that_dataset_only_until_the_config_changes(tmp_path: P
     result = sync(config)
     failed = {d.key: d.error for d in result.datasets}
     assert failed["us.orders"] is None
-    assert "schema drift in eu/b.parquet: new column 'channel'" in (failed["eu.orders"] or "")
-    assert "policy is 'fail'" in (failed["eu.orders"] or "")
+    assert re.search(r"schema drift (\w{8}) in eu/b.parquet: new column 'channel'", failed["eu.orders"] or "")
+    assert "policy is 'fail': it is stopped until the drift is reviewed" in (failed["eu.orders"] or "")
     assert table(config, "orders").height == 2
     assert [p.version for p in Ledger(lakehouse_for(config)).read("eu.orders").pending] == [1]
     lakes["eu"]["datasets"]["orders"]["drift"] = "evolve"
     fixed = load_config(write_config(tmp_path, lakes=lakes, tables={"orders": orders_table()}))
     assert sync(fixed, run="after-review").rows_committed == 4
     assert table(config, "orders").height == 6
+
+
+def fail_policy_lake(tmp_path: Path) -> LakesyncConfig:
+    extra_column_file(tmp_path / "eu" / "b.parquet")
+    write_orders_parquet(tmp_path / "eu" / "a.parquet", orders_rows(1, 2), mtime=T0)
+    return one_lake(tmp_path, drift="fail")
+
+
+def test_approving_a_drift_lets_the_stopped_dataset_go_on(tmp_path: Path) -> None:
+    config = fail_policy_lake(tmp_path)
+    assert sync(config).datasets[0].error is not None
+    log = DriftLog(lakehouse_for(config))
+    (event,) = log.events()
+    assert (event.status, event.dataset, event.held_back) == ("open", "eu.orders", ("b.parquet",))
+    assert event.report.suggestion() == "approve to add channel to the table (nullable)"
+    decided = log.decide(event.id, "approved", actor="ada")
+    assert (decided.status, decided.decided_by) == ("approved", "ada")
+    result = sync(config, run="after-approval")
+    assert result.datasets[0].error is None
+    assert result.datasets[0].drift[0].actions[0] == f"accepted: drift {event.id} was approved"
+    rows = table(config, "orders")
+    assert rows.height == 6 and rows["channel"].drop_nulls().to_list() == ["web"] * 4
+
+
+def test_rejecting_a_drift_quarantines_its_files_for_good_and_the_dataset_goes_on(tmp_path: Path) -> None:
+    config = fail_policy_lake(tmp_path)
+    sync(config)
+    log = DriftLog(lakehouse_for(config))
+    (event,) = log.events()
+    log.decide(event.id, "rejected", actor="grace")
+    result = sync(config, run="after-rejection")
+    assert result.datasets[0].error is None
+    assert (result.datasets[0].files_ingested, result.datasets[0].files_quarantined) == (1, 1)
+    held = quarantine(config, "orders")
+    assert held.height == 4 and f"schema drift {event.id} was rejected (grace on" in held["reason"][0]
+    assert "channel" not in table(config, "orders").columns
+
+
+def test_an_approved_rename_maps_the_column(tmp_path: Path) -> None:
+    write_orders_parquet(tmp_path / "eu" / "a.parquet", orders_rows(1, 20), mtime=T0)
+    config = one_lake(tmp_path, drift="quarantine")
+    sync(config)
+    renamed = pl.DataFrame(orders_rows(21, 5)).rename({"customer_id": "cust_id"})
+    renamed.with_columns(pl.Series("cust_id", [1000, 1001, 1002, 99, 98])).write_parquet(
+        tmp_path / "eu" / "b.parquet"
+    )
+    assert sync(config, run="renamed").datasets[0].files_quarantined == 1
+    log = DriftLog(lakehouse_for(config))
+    (event,) = log.events()
+    assert event.renames == {"cust_id": "customer_id"}
+    rename = next(c for c in event.report.changes if c.change == "renamed")
+    assert rename.evidence == {"source_column": "cust_id", "name_similarity": 0.75, "value_overlap": 0.6}
+    log.decide(event.id, "approved")
+    write_orders_parquet(tmp_path / "eu" / "c.parquet", orders_rows(40, 1), mtime=T0 + timedelta(days=1))
+    renamed.write_parquet(tmp_path / "eu" / "d.parquet")  # a later file with the same drift
+    result = sync(config, run="after-approval")
+    assert result.datasets[0].files_quarantined == 0
+    rows = table(config, "orders").filter(pl.col("_lakesync_file") == "eu/d.parquet")
+    assert rows["customer_id"].to_list() == [1000 + i for i in range(5)]
 
 
 # -- failures of one part never stop the others ---------------------------------------------
@@ -378,3 +439,64 @@ def test_the_documented_example_config_syncs_the_demo_lakes_as_written(demo: Pat
     rows = table(config, "orders").filter(pl.col("_lakesync_file").str.starts_with("us_sales/"))
     assert rows["ordered_at"].null_count() == rows.height
     assert rows["_rescued_data"].str.contains(r'"OrderedAt":"11/0\d/2026 \d\d:\d\d"').all()
+
+
+# -- quarantine replay -------------------------------------------------------------------------
+def test_replay_ingests_quarantined_rows_again_after_a_contract_fix_exactly_once(tmp_path: Path) -> None:
+    from lakesync.pipeline.replay import plan_replays, quarantine_groups
+
+    rows = orders_rows(1, 5)
+    rows[1]["currency"] = "CHF"
+    rows[3]["currency"] = "CHF"
+    write_orders_parquet(tmp_path / "eu" / "a.parquet", rows, mtime=T0)
+    config = one_lake(tmp_path)
+    first = sync(config)
+    assert (first.rows_committed, first.rows_quarantined) == (3, 2)
+    (group,) = quarantine_groups(config, lakehouse_for(config))
+    assert (group.file, group.batch, group.level, group.rows, group.records) == (
+        "a.parquet",
+        1,
+        "row",
+        (2, 4),
+        2,
+    )
+    # The contract is fixed: CHF is a currency too.
+    fixed_table = orders_table()
+    fixed_table["contract"] = {
+        "columns": {
+            **fixed_table["contract"]["columns"],
+            "currency": {"type": "string", "checks": {"isin": ["EUR", "USD", "GBP", "JPY", "CHF"]}},
+        }
+    }
+    lakes = {
+        "eu": local_lake(
+            tmp_path / "eu", {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}}
+        )
+    }
+    fixed = load_config(write_config(tmp_path, lakes=lakes, tables={"orders": fixed_table}))
+    (plan,) = plan_replays(fixed, lakehouse_for(fixed), [group], run_id="replay")
+    assert (plan.version, plan.replay_of, dict(plan.rows)) == (2, 1, {"a.parquet": (2, 4)})
+    replayed = sync(fixed, run="replay")
+    assert (replayed.rows_read, replayed.rows_committed, replayed.rows_quarantined) == (2, 2, 0)
+    assert sorted(table(fixed, "orders")["order_id"].to_list()) == [1, 2, 3, 4, 5]
+    (after,) = quarantine_groups(fixed, lakehouse_for(fixed))
+    assert after.replayed_in == 2
+    with pytest.raises(ValueError, match="was already replayed in batch 2"):
+        plan_replays(fixed, lakehouse_for(fixed), [after], run_id="again")
+    assert sync(fixed, run="again").rows_read == 0
+
+
+def test_replay_of_an_unreadable_file_takes_the_whole_file(tmp_path: Path) -> None:
+    from lakesync.pipeline.replay import plan_replays, quarantine_groups
+
+    broken = tmp_path / "eu" / "a.csv"
+    write_orders_csv(broken, orders_rows(1, 3), mtime=T0)
+    broken.write_text(broken.read_text().replace("order_id,", "order_id;", 1), encoding="utf-8")
+    config = one_lake(tmp_path, fmt="csv", pattern="*.csv")
+    assert sync(config).datasets[0].files_quarantined == 1
+    (group,) = quarantine_groups(config, lakehouse_for(config))
+    assert group.level == "file"
+    write_orders_csv(broken, orders_rows(1, 3))  # the owner of the lake fixed the file
+    plan_replays(config, lakehouse_for(config), [group], run_id="replay")
+    assert sync(config, run="replay").rows_committed == 3
+    assert sorted(table(config, "orders")["order_id"].to_list()) == [1, 2, 3]

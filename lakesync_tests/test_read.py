@@ -142,3 +142,12 @@ def test_a_truncated_parquet_is_unreadable(tmp_path: Path) -> None:
 def test_a_file_deleted_after_listing_is_a_read_error(tmp_path: Path) -> None:
     with pytest.raises(FileReadError, match="deleted or moved after it was listed"):
         read(tmp_path / "gone.csv", "csv")
+
+
+def test_a_csv_read_with_the_wrong_delimiter_is_refused_with_the_likely_one(tmp_path: Path) -> None:
+    path = tmp_path / "semi.csv"
+    path.write_text("a;b;c\n1;2;3\n", encoding="utf-8")
+    with pytest.raises(
+        FileReadError, match="line 1: the header is one column 'a;b;c': the delimiter is probably ';'"
+    ):
+        read(path, "csv")

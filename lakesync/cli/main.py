@@ -129,6 +129,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_FAILED if errors else EXIT_OK
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if config is None:
+        return EXIT_FAILED
+    from lakesync.cli.review import run
+
+    return run(config, args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from lakesync.demo.generate import generate
 
@@ -165,6 +174,11 @@ def parser() -> argparse.ArgumentParser:
     with_config(
         commands.add_parser("status", help="files and tables: known, ingested, quarantined, versions")
     ).set_defaults(func=cmd_status)
+    from lakesync.cli.review import add_commands
+
+    add_commands(commands, with_config)
+    for name in ("drift", "quarantine"):
+        commands.choices[name].set_defaults(func=cmd_review)
     demo = commands.add_parser("demo", help="write demo lakes and a lakesync.yaml for them")
     demo.add_argument("--dir", default=".", help="where to write them (default: .)")
     demo.add_argument(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +38,10 @@ def instance() -> tuple[dg.DagsterInstance, bool]:
     home = os.environ.get("DAGSTER_HOME")
     if not home:
         return dg.DagsterInstance.ephemeral(), False
-    Path(home).mkdir(parents=True, exist_ok=True)
+    folder = Path(home)
+    if not folder.exists():  # a new instance: quiet, like the project's dagster.yaml
+        folder.mkdir(parents=True)
+        (folder / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
     return dg.DagsterInstance.get(), True
 
 
@@ -72,12 +75,23 @@ def _int(value: object) -> int:
     return int(value) if isinstance(value, int | float) else 0
 
 
-def sync(config: LakesyncConfig, *, lakes: Sequence[str] | None, verbose: bool = False) -> SyncOutcome:
-    """One pass of discovery and ingestion for every table fed by the selected lakes."""
+def sync(
+    config: LakesyncConfig,
+    *,
+    lakes: Sequence[str] | None = None,
+    datasets: Collection[str] | None = None,
+    trigger: str = "cli",
+    verbose: bool = False,
+) -> SyncOutcome:
+    """One pass of discovery and ingestion for every table fed by the selected lakes (or datasets)."""
     dagster_instance, recorded = instance()
     definitions = build_definitions(config)
-    runtimes = [r for r in dataset_runtimes(config) if lakes is None or r.lake in lakes]
-    datasets: dict[str, DatasetLine] = {}
+    runtimes = [
+        r
+        for r in dataset_runtimes(config)
+        if (lakes is None or r.lake in lakes) and (datasets is None or r.key in datasets)
+    ]
+    lines: dict[str, DatasetLine] = {}
     failures: list[str] = []
     run_ids: list[str] = []
     for table in config.tables:
@@ -91,7 +105,7 @@ def sync(config: LakesyncConfig, *, lakes: Sequence[str] | None, verbose: bool =
                 "loggers": {"console": {"config": {"log_level": "INFO" if verbose else "ERROR"}}},
             },
             instance=dagster_instance,
-            tags={TABLE_TAG: table, "lakesync/trigger": "cli"},
+            tags={TABLE_TAG: table, "lakesync/trigger": trigger},
             raise_on_error=False,
         )
         run_ids.append(result.run_id)
@@ -102,7 +116,7 @@ def sync(config: LakesyncConfig, *, lakes: Sequence[str] | None, verbose: bool =
             key, values = found
             lake, dataset = key.split(".", 1)
             seen = values.get("files_seen")
-            datasets[key] = DatasetLine(
+            lines[key] = DatasetLine(
                 lake=lake,
                 dataset=dataset,
                 files_seen=seen if isinstance(seen, int) else None,
@@ -122,7 +136,7 @@ def sync(config: LakesyncConfig, *, lakes: Sequence[str] | None, verbose: bool =
                 else "the run failed"
             )
             failures.append(f"{table}: {message} (run {result.run_id})")
-    ordered = [datasets[r.key] for r in runtimes if r.key in datasets]
+    ordered = [lines[r.key] for r in runtimes if r.key in lines]
     tables = [
         TableLine(s.table, s.delta_version, s.rows, s.quarantined_rows)
         for s in table_statuses(config, lakehouse_for(config))

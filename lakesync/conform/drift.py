@@ -67,7 +67,9 @@ class ColumnDrift:
             return f"{self.column!r} has nulls, the contract says nullable: false (those rows fail)"
         if self.change == "reordered":
             return "columns are in another order (harmless)"
-        return f"{self.column!r} is {self.source_type}, the table has {self.table_type}: each value is checked"
+        return (
+            f"{self.column!r} is {self.source_type}, the table has {self.table_type}: each value is checked"
+        )
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,11 @@ class DriftReport:
     def signature(self) -> tuple[tuple[str, str, str | None, str | None], ...]:
         """What identifies this drift whatever the file: its review-needing changes."""
         return tuple(
-            sorted((c.column, c.change, c.source_type, c.table_type) for c in self.changes if c.change not in HARMLESS)
+            sorted(
+                (c.column, c.change, c.source_type, c.table_type)
+                for c in self.changes
+                if c.change not in HARMLESS
+            )
         )
 
     def suggestion(self) -> str:
@@ -190,7 +196,8 @@ def _overlap(values: pl.Series, existing: pl.Series) -> float:
     if sample.is_empty() or existing.is_empty():
         return 0.0
     known = existing.drop_nulls().cast(pl.String, strict=False).drop_nulls().unique()
-    return round(float(sample.is_in(known.implode()).mean() or 0.0), 2)
+    share = sample.is_in(known.implode()).mean()
+    return round(float(share), 2) if isinstance(share, int | float) else 0.0
 
 
 def classify(
@@ -224,7 +231,15 @@ def classify(
             and column.origin == "contract"
             and (nulls := int(chunk[name].null_count())) > 0
         ):
-            changes.append(ColumnDrift(name, "nullability", describe(dtype), describe(column.dtype), {"nulls_in_first_rows": nulls}))
+            changes.append(
+                ColumnDrift(
+                    name,
+                    "nullability",
+                    describe(dtype),
+                    describe(column.dtype),
+                    {"nulls_in_first_rows": nulls},
+                )
+            )
         if dtype in (column.dtype, pl.Null) or (text_source and dtype == pl.String):
             continue
         if dtype == pl.String and column.dtype != pl.String:
@@ -254,15 +269,21 @@ def _renames(
     for gone in missing:
         best: ColumnDrift | None = None
         for new in added:
-            similarity = round(difflib.SequenceMatcher(None, _normalised(gone.name), _normalised(new)).ratio(), 2)
+            similarity = round(
+                difflib.SequenceMatcher(None, _normalised(gone.name), _normalised(new)).ratio(), 2
+            )
             compatible = _kind(source[new]) == _kind(gone.dtype) or source[new] == pl.String
             existing = table_values(gone.name) if table_values is not None else None
             overlap = (
-                _overlap(chunk[new], existing) if chunk is not None and existing is not None and new in chunk.columns else 0.0
+                _overlap(chunk[new], existing)
+                if chunk is not None and existing is not None and new in chunk.columns
+                else 0.0
             )
             if compatible and (similarity >= RENAME_NAME_SIMILARITY or overlap >= RENAME_VALUE_OVERLAP):
                 evidence = {"source_column": new, "name_similarity": similarity, "value_overlap": overlap}
-                candidate = ColumnDrift(gone.name, "renamed", describe(source[new]), describe(gone.dtype), evidence)
+                candidate = ColumnDrift(
+                    gone.name, "renamed", describe(source[new]), describe(gone.dtype), evidence
+                )
                 score = similarity + overlap
                 if best is None or score > best.evidence["name_similarity"] + best.evidence["value_overlap"]:
                     best = candidate

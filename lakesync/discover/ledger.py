@@ -19,7 +19,7 @@ import contextlib
 import json
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -52,6 +52,8 @@ LEDGER_SCHEMA = pa.schema(
         pa.field("drift", pa.string()),
         pa.field("run_id", pa.string()),
         pa.field("recorded_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("rows", pa.list_(pa.int64())),
+        pa.field("replay_of", pa.int64()),
     ]
 )
 _COMPACT_EVERY = 25  # done-batches between compactions of a dataset's ledger partition
@@ -66,6 +68,10 @@ class BatchPlan:
     table: str
     version: int
     files: tuple[FileEntry, ...]
+    rows: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    """Replays only: path -> the record numbers to ingest again (absent: the whole file)."""
+    replay_of: int | None = None
+    """Replays only: the batch whose quarantined rows or files this batch ingests again."""
 
     @property
     def bytes(self) -> int:
@@ -96,6 +102,15 @@ class DatasetLedger:
     planned_version: int
     done_version: int
     snapshot: DeltaTable | None = field(default=None, repr=False, compare=False)
+    events: pl.DataFrame | None = field(default=None, repr=False, compare=False)
+    """Every event of the dataset (path, batch, event, replay_of...)."""
+
+    def replay_batch(self, path: str, replay_of: int) -> int | None:
+        """The batch that replays (or will replay) ``path`` from batch ``replay_of``, if any."""
+        if self.events is None or self.events.is_empty():
+            return None
+        found = self.events.filter((pl.col("path") == path) & (pl.col("replay_of") == replay_of))
+        return int(found["batch"].max()) if found.height else None  # type: ignore[arg-type]
 
     def known_tags(self) -> dict[str, str]:
         """Path -> version tag of every file the ledger has seen (planned, ingested or quarantined)."""
@@ -162,12 +177,22 @@ class Ledger:
         pending: list[BatchPlan] = []
         planned = ranked.filter((pl.col("event") == "planned") & (pl.col("batch") > done_version))
         for (batch,), rows in planned.group_by(["batch"], maintain_order=True):
+            records = list(rows.iter_rows(named=True))
             entries = tuple(
                 FileEntry(path=r["path"], size=r["size"], modified=r["modified"], etag=r["etag"])
-                for r in rows.iter_rows(named=True)
+                for r in records
             )
+            selected = {r["path"]: tuple(r["rows"]) for r in records if r["rows"] is not None}
+            replay_of = records[0]["replay_of"]
             pending.append(
-                BatchPlan(dataset=dataset, table=str(rows["table"][0]), version=int(batch), files=entries)
+                BatchPlan(
+                    dataset=dataset,
+                    table=str(rows["table"][0]),
+                    version=int(batch),
+                    files=entries,
+                    rows=selected,
+                    replay_of=int(replay_of) if replay_of is not None else None,
+                )
             )
         return DatasetLedger(
             dataset=dataset,
@@ -176,11 +201,23 @@ class Ledger:
             planned_version=planned_version,
             done_version=done_version,
             snapshot=snapshot,
+            events=events,
         )
 
     @staticmethod
     def _events(snapshot: DeltaTable | None, dataset: str) -> pl.DataFrame:
-        columns = ["table", "batch", "event", "path", "size", "modified", "etag", "recorded_at"]
+        columns = [
+            "table",
+            "batch",
+            "event",
+            "path",
+            "size",
+            "modified",
+            "etag",
+            "recorded_at",
+            "rows",
+            "replay_of",
+        ]
         if snapshot is None:
             return pl.from_arrow(LEDGER_SCHEMA.empty_table().select(columns))  # type: ignore[return-value]
         table = snapshot.to_pyarrow_table(partitions=[("dataset", "=", dataset)], columns=columns)
@@ -215,22 +252,74 @@ class Ledger:
             if not files:
                 return None
             plan = BatchPlan(dataset, table, state.planned_version + 1, files)
-            rows = [
-                self._row(plan, entry, event="planned", run_id=run_id, recorded_at=_now()) for entry in files
-            ]
-            try:
-                self.lakehouse.append(
-                    snapshot,
-                    pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA),
-                    app_transactions={f"plan:{dataset}": plan.version},
-                    metadata={"lakesync.operation": "plan", "lakesync.dataset": dataset},
-                )
-            except CommitFailedError:
-                _backoff(attempt)  # someone else planned this version first; look again
-                continue
-            return plan
+            if self._commit_plan(snapshot, plan, run_id=run_id):
+                return plan
+            _backoff(attempt)  # someone else planned this version first; look again
         msg = f"dataset {dataset!r}: could not plan a batch after {_MAX_PLAN_ATTEMPTS} concurrent attempts"
         raise PlanConflictError(msg)
+
+    def plan_replay(
+        self,
+        dataset: str,
+        table: str,
+        files: Sequence[tuple[FileEntry, tuple[int, ...] | None]],
+        *,
+        replay_of: int,
+        run_id: str,
+    ) -> BatchPlan:
+        """Durably plan a batch that ingests again what batch ``replay_of`` quarantined.
+
+        Each file comes with the record numbers to take again (``None``: the whole file). A
+        file of that batch already replayed, or planned for a replay, raises ``ValueError``.
+        """
+        for attempt in range(_MAX_PLAN_ATTEMPTS):
+            snapshot = self._ensure()
+            state = self._state(snapshot, dataset)
+            for entry, _ in files:
+                earlier = state.replay_batch(entry.path, replay_of)
+                if earlier is not None:
+                    msg = (
+                        f"{dataset}: {entry.path} of batch {replay_of} was already replayed (batch {earlier})"
+                    )
+                    raise ValueError(msg)
+            plan = BatchPlan(
+                dataset,
+                table,
+                state.planned_version + 1,
+                tuple(entry for entry, _ in files),
+                rows={entry.path: rows for entry, rows in files if rows is not None},
+                replay_of=replay_of,
+            )
+            if self._commit_plan(snapshot, plan, run_id=run_id):
+                return plan
+            _backoff(attempt)
+        msg = f"dataset {dataset!r}: could not plan a replay after {_MAX_PLAN_ATTEMPTS} concurrent attempts"
+        raise PlanConflictError(msg)
+
+    def _commit_plan(self, snapshot: DeltaTable, plan: BatchPlan, *, run_id: str) -> bool:
+        """Write a plan's rows under ``plan:<dataset>`` = its version; False if another won the race."""
+        rows = [
+            self._row(
+                plan,
+                entry,
+                event="planned",
+                run_id=run_id,
+                recorded_at=_now(),
+                rows=plan.rows.get(entry.path),
+            )
+            for entry in plan.files
+        ]
+        try:
+            self.lakehouse.append(
+                snapshot,
+                pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA),
+                app_transactions={f"plan:{plan.dataset}": plan.version},
+                metadata={"lakesync.operation": "plan", "lakesync.dataset": plan.dataset},
+                schema_mode="merge",
+            )
+        except CommitFailedError:
+            return False
+        return True
 
     def record(
         self,
@@ -275,6 +364,7 @@ class Ledger:
                     pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA),
                     app_transactions={f"done:{plan.dataset}": plan.version},
                     metadata={"lakesync.operation": "record", "lakesync.dataset": plan.dataset},
+                    schema_mode="merge",
                 )
             except CommitFailedError:
                 _backoff(attempt)
@@ -330,6 +420,7 @@ class Ledger:
         table_version: int | None = None,
         reason: str | None = None,
         drift: str | None = None,
+        rows: tuple[int, ...] | None = None,
     ) -> dict[str, Any]:
         return {
             "dataset": plan.dataset,
@@ -348,4 +439,6 @@ class Ledger:
             "drift": drift,
             "run_id": run_id,
             "recorded_at": recorded_at,
+            "rows": list(rows) if rows is not None else None,
+            "replay_of": plan.replay_of,
         }

@@ -40,6 +40,10 @@ class LakeUnavailableError(RuntimeError):
     """The lake could not be listed (missing folder, unreachable endpoint, no permission)."""
 
 
+class FileChangedError(OSError):
+    """A file's content changed between its listing and its reading."""
+
+
 class LakeStore(Protocol):
     """What a lake provider must offer to the discover and read stages."""
 
@@ -52,7 +56,12 @@ class LakeStore(Protocol):
         ...
 
     def local_path(self, entry: FileEntry) -> AbstractContextManager[Path]:
-        """A context giving a local path with the file's bytes (the file itself when local)."""
+        """A local path with the file's bytes as listed; raises :class:`FileChangedError` if it
+        changed since (``FileNotFoundError`` if it is gone)."""
+        ...
+
+    def stat(self, path: str) -> FileEntry | None:
+        """The file at ``path`` as it is now (``None`` if there is none)."""
         ...
 
 
@@ -89,18 +98,37 @@ class LocalStore:
                             stat = entry.stat()
                         except FileNotFoundError:
                             continue  # deleted while listing: the next tick will not see it either
-                        yield FileEntry(
-                            path=relative,
-                            size=stat.st_size,
-                            modified=datetime.fromtimestamp(stat.st_mtime_ns / 1e9, tz=UTC),
-                        )
+                        yield _entry(relative, stat)
             except PermissionError as exc:
                 msg = f"lake {self.name!r}: cannot list {folder}: permission denied"
                 raise LakeUnavailableError(msg) from exc
 
     @contextmanager
     def local_path(self, entry: FileEntry) -> Iterator[Path]:
-        yield self.root / entry.path
+        path = self.root / entry.path
+        now = self.stat(entry.path)
+        if now is not None and now.version_tag != entry.version_tag:
+            msg = (
+                f"the file changed after it was listed (size {entry.size} -> {now.size} bytes, "
+                f"modified {entry.modified:%Y-%m-%d %H:%M:%S} -> {now.modified:%Y-%m-%d %H:%M:%S}); "
+                "its new content can be ingested with `lakesync quarantine replay`"
+            )
+            raise FileChangedError(msg)
+        yield path
+
+    def stat(self, path: str) -> FileEntry | None:
+        try:
+            return _entry(path, (self.root / path).stat())
+        except FileNotFoundError:
+            return None
+
+
+def _entry(relative: str, stat: os.stat_result) -> FileEntry:
+    return FileEntry(
+        path=relative,
+        size=stat.st_size,
+        modified=datetime.fromtimestamp(stat.st_mtime_ns / 1e9, tz=UTC),
+    )
 
 
 def open_store(name: str, lake: LocalLake) -> LakeStore:

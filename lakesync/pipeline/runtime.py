@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lakesync.config.models import Dataset, DriftPolicy, LakesyncConfig
 from lakesync.conform.convert import TextFormats
 from lakesync.discover.stores import LakeStore, open_store
 from lakesync.read import DEFAULT_CHUNK_ROWS, ReadSpec
+from lakesync.record.drift_log import Decisions
 
 
 @dataclass(frozen=True)
@@ -22,11 +23,18 @@ class DatasetRuntime:
     policy: DriftPolicy
     read_spec: ReadSpec
     formats: TextFormats
+    decisions: Decisions = field(default_factory=Decisions)
+    """What reviewers decided about this dataset's drift (approved renames extend the mapping)."""
+
+    @property
+    def columns(self) -> dict[str, str]:
+        """Source column name -> canonical name: the configured mapping plus approved renames."""
+        return {**self.decisions.renames, **self.config.columns}
 
     @property
     def source_names(self) -> dict[str, str]:
         """Canonical column name -> the name in this dataset's files."""
-        return {canonical: source for source, canonical in self.config.columns.items()}
+        return {canonical: source for source, canonical in self.columns.items()}
 
 
 def dataset_key(lake: str, dataset: str) -> str:

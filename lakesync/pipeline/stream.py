@@ -10,7 +10,7 @@ streamed (a truncated file, a column drift must add), the stream stops with a
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +22,7 @@ import pyarrow as pa
 from lakesync.commit import quarantine
 from lakesync.commit.delta import source_file, with_provenance
 from lakesync.conform import DriftReport, TargetSchema, classify, conform_chunk, rename
+from lakesync.conform.drift import signature_id
 from lakesync.discover import BatchPlan, FileEntry, FileOutcome
 from lakesync.pipeline.runtime import DatasetRuntime
 from lakesync.read import ROW, FileReadError, read_file
@@ -43,8 +44,8 @@ class Restart(Exception):  # noqa: N818 - a signal to redo the round, not an err
     """(dataset key, path, reason) of a file that failed after some of its rows were streamed."""
     add_columns: Mapping[str, pl.DataType] | None = None
     """Columns drift adds to the table (policy evolve)."""
-    fail_dataset: tuple[str, str] | None = None
-    """(dataset key, reason) of a dataset whose drift policy is ``fail``."""
+    fail_dataset: tuple[str, str, DriftReport] | None = None
+    """(dataset key, reason, report) of a dataset stopped by drift policy ``fail``."""
 
 
 @dataclass
@@ -83,6 +84,7 @@ class RoundStream:
         ingested_at: datetime,
         run_id: str,
         whole_file_bytes: int = WHOLE_FILE_BYTES,
+        table_values: Callable[[str], pl.Series | None] | None = None,
     ) -> None:
         self.plans = list(plans)
         self.runtimes = runtimes
@@ -95,6 +97,7 @@ class RoundStream:
         self.ingested_at = ingested_at
         self.run_id = run_id
         self.whole_file_bytes = whole_file_bytes
+        self.table_values = table_values
         self.outcomes: dict[str, list[FileOutcome]] = {p.dataset: [] for p in self.plans}
         self.records: list[pl.DataFrame] = []
         self.restart: Restart | None = None
@@ -201,10 +204,14 @@ class RoundStream:
         report: DriftReport | None = None
         quarantine_all: str | None = None
         tracker = UniqueTracker(self.compiled.unique)
+        selected = plan.rows.get(entry.path)
+        only = pl.Series(ROW, selected, dtype=pl.Int64).implode() if selected is not None else None
         try:
             with runtime.store.local_path(entry) as path:
-                for raw in read_file(path, runtime.read_spec):
-                    chunk = rename(raw, runtime.config.columns)
+                for whole in read_file(path, runtime.read_spec):
+                    # A replay of quarantined rows takes only those records of the file.
+                    raw = whole if only is None else whole.filter(pl.col(ROW).is_in(only))
+                    chunk = rename(raw, runtime.columns)
                     if report is None:
                         report, quarantine_all = self._drift(runtime, entry, chunk)
                     for batch in self._chunk(
@@ -244,24 +251,41 @@ class RoundStream:
         """Classify the file's schema drift and apply the dataset's policy to the file as a whole."""
         source = {k: v for k, v in chunk.schema.items() if k != ROW}
         # Against the table as it was before this round, so columns this round adds are reported.
-        changes = classify(source, self.base_target, text_source=runtime.config.format == "csv")
+        changes = classify(
+            source,
+            self.base_target,
+            text_source=runtime.config.format == "csv",
+            chunk=chunk,
+            table_values=self.table_values,
+        )
         report = DriftReport(entry.path, runtime.policy, changes)
         if not report.needs_review:
             return report, None
+        event = signature_id(runtime.key, report.signature)
+        decision = runtime.decisions.status(event)
+        if decision == "rejected":
+            who = runtime.decisions.rejected[event]
+            reason = f"schema drift {event} was rejected ({who}): {report.summary()}"
+            return DriftReport(
+                entry.path, runtime.policy, changes, (f"quarantined the file: drift {event} rejected",)
+            ), reason
+        if decision is None and runtime.policy == "fail":
+            reason = (
+                f"schema drift {event} in {runtime.lake}/{entry.path}: {report.summary()}. The dataset's "
+                f"drift policy is 'fail': it is stopped until the drift is reviewed "
+                f"(`lakesync drift approve {event}` or `lakesync drift reject {event}`)"
+            )
+            raise Restart(fail_dataset=(runtime.key, reason, report))
+        if decision is None and runtime.policy == "quarantine":
+            reason = f"schema drift {event} (policy quarantine): {report.summary()}; {report.suggestion()}"
+            return DriftReport(entry.path, runtime.policy, changes, ("quarantined the file",)), reason
         added = {c.column: source[c.column] for c in changes if c.change == "added"}
         missing = [c.column for c in changes if c.change == "missing"]
-        if runtime.policy == "fail":
-            reason = (
-                f"schema drift in {runtime.lake}/{entry.path}: {report.summary()}. The dataset's drift "
-                "policy is 'fail': ingestion of this dataset is stopped until the contract or the "
-                "mapping is changed to accept it"
-            )
-            raise Restart(fail_dataset=(runtime.key, reason))
-        if runtime.policy == "quarantine":
-            reason = f"schema drift (policy quarantine): {report.summary()}"
-            return DriftReport(entry.path, runtime.policy, changes, ("quarantined the file",)), reason
-        actions: list[str] = []
-        if runtime.policy == "evolve":
+        actions: list[str] = [f"accepted: drift {event} was approved"] if decision == "approved" else []
+        if runtime.policy == "rescue" and decision is None:
+            if added:
+                actions.append(f"rescued {', '.join(added)} into _rescued_data")
+        else:  # evolve, or any policy once a reviewer approved this drift
             if any(self.target.get(name) is None for name in added):
                 raise Restart(add_columns=added)
             actions.extend(
@@ -269,8 +293,6 @@ class RoundStream:
                 for c in changes
                 if c.change == "added"
             )
-        elif added:
-            actions.append(f"rescued {', '.join(added)} into _rescued_data")
         actions.extend(f"filled missing column {m!r} with nulls where allowed" for m in missing)
         return DriftReport(entry.path, runtime.policy, changes, tuple(actions)), None
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Literal
 
 import polars as pl
 import pyarrow as pa
@@ -47,6 +48,7 @@ from lakesync.pipeline.runtime import DatasetRuntime, dataset_runtimes
 from lakesync.pipeline.stream import WHOLE_FILE_BYTES, Restart, RoundStream
 from lakesync.read import DEFAULT_CHUNK_ROWS
 from lakesync.record import DatasetSync, TableSync
+from lakesync.record.drift_log import DriftLog
 from lakesync.validate import CompiledContract, compile_contract
 
 _MAX_ATTEMPTS = 64
@@ -133,8 +135,9 @@ def sync_table(
     """
     contract = contract or resolve_contract(table, config.tables[table])
     compiled = compile_contract(contract)
+    drift_log = DriftLog(lakehouse)
     runtimes = {
-        r.key: r
+        r.key: replace(r, decisions=drift_log.decisions(r.key))
         for r in dataset_runtimes(config, table=table, chunk_rows=chunk_rows)
         if datasets is None or r.key in datasets
     }
@@ -254,6 +257,7 @@ def _commit_round(
         to_write = [p for p in live if versions[p.dataset] < p.version]
         done = [p for p in live if versions[p.dataset] >= p.version]
         current = table_polars_schema(snapshot)
+        values = _value_sampler(snapshot)
         base = target_schema(compiled.contract, current, rescue=rescue)
         target = base.with_added(added)
         schema = output_schema(target)
@@ -272,6 +276,7 @@ def _commit_round(
                 ingested_at=ingested_at,
                 run_id=run_id,
                 whole_file_bytes=whole_file_bytes,
+                table_values=values,
             )
             for batch in (to_write, done)
         ]
@@ -302,8 +307,10 @@ def _commit_round(
             if restart.add_columns:
                 added.update(restart.add_columns)
             if restart.fail_dataset is not None:
-                key, reason = restart.fail_dataset
+                key, reason, report = restart.fail_dataset
                 failed[key] = reason
+                plan = next(p for p in live if p.dataset == key)
+                DriftLog(lakehouse).record(key, table, [(report, "open")], batch=plan.version, run_id=run_id)
             continue
         records = writing.records + draining.records
         result.quarantine_version = quarantine.write(
@@ -314,6 +321,7 @@ def _commit_round(
             metadata=_metadata(run_id, live, compiled),
         )
         outcomes = {**writing.outcomes, **draining.outcomes}
+        _record_drift(DriftLog(lakehouse), table, live, outcomes, run_id=run_id)
         for p in live:
             ledger.record(p, outcomes[p.dataset], table_version=result.table_version, run_id=run_id)
         result.failed = failed
@@ -321,6 +329,46 @@ def _commit_round(
         return result
     msg = f"table {table!r}: gave up after {_MAX_ATTEMPTS} attempts to commit a batch"
     raise RuntimeError(msg)
+
+
+def _record_drift(
+    drift_log: DriftLog,
+    table: str,
+    plans: Sequence[BatchPlan],
+    outcomes: Mapping[str, list[FileOutcome]],
+    *,
+    run_id: str,
+) -> None:
+    """Record the drift files showed: open when the file was held back, else handled."""
+    for plan in plans:
+        sightings: list[tuple[DriftReport, Literal["open", "handled"]]] = []
+        for outcome in outcomes.get(plan.dataset, []):
+            if not outcome.drift:
+                continue
+            report = DriftReport.from_dict(outcome.drift)
+            if report.needs_review:
+                sightings.append((report, "open" if outcome.status == "quarantined" else "handled"))
+        drift_log.record(plan.dataset, table, sightings, batch=plan.version, run_id=run_id)
+
+
+def _value_sampler(snapshot: DeltaTable | None) -> Callable[[str], pl.Series | None]:
+    """A sample of a table column's values (for rename evidence), read once per column."""
+    cache: dict[str, pl.Series | None] = {}
+
+    def values(column: str) -> pl.Series | None:
+        if snapshot is None:
+            return None
+        if column not in cache:
+            try:
+                sample = snapshot.to_pyarrow_dataset().head(2000, columns=[column])
+            except (pa.ArrowInvalid, KeyError, ValueError):
+                cache[column] = None
+            else:
+                frame = pl.from_arrow(sample)
+                cache[column] = frame[column] if isinstance(frame, pl.DataFrame) else None
+        return cache[column]
+
+    return values
 
 
 def _metadata(run_id: str, plans: Sequence[BatchPlan], compiled: CompiledContract) -> dict[str, str]:

@@ -272,6 +272,14 @@ def _csv(path: Path, spec: ReadSpec, stack: ExitStack) -> Iterator[pl.DataFrame]
         names = [n for n in scan.collect_schema().names() if n != ROW]
     except pl.exceptions.ComputeError as exc:
         raise _csv_error(path, options, exc) from None
+    if len(names) == 1 and options.header:
+        others = [d for d in (";", ",", "\t", "|") if d != options.delimiter and d in names[0]]
+        if others:
+            msg = (
+                f"the header is one column {names[0][:80]!r}: the delimiter is probably {others[0]!r}, "
+                f"not {options.delimiter!r} (set options.delimiter for this dataset)"
+            )
+            raise FileReadError(msg, line=1)
     for name in names:
         match = _DUPLICATED.match(name)
         if match and match.group(1) in names:

@@ -1,0 +1,212 @@
+"""`lakesync drift ...` and `lakesync quarantine ...`: review what lakesync held back."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+
+from lakesync.config import LakesyncConfig
+from lakesync.lakehouse import lakehouse_for
+from lakesync.pipeline.replay import QuarantineGroup, plan_replays, quarantine_groups
+from lakesync.record.drift_log import DriftEvent, DriftLog
+from lakesync.record.summary import sync_summary, text_table
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+
+
+def _when(event: DriftEvent) -> str:
+    return event.last_seen.strftime("%Y-%m-%d %H:%M")
+
+
+def drift_list(config: LakesyncConfig, args: argparse.Namespace) -> int:
+    events = DriftLog(lakehouse_for(config)).events(dataset=args.dataset)
+    shown = events if args.all else [e for e in events if e.status == "open"]
+    if not shown:
+        print("No open drift events." if not args.all else "No drift events.")
+        if not args.all and events:
+            print(f"({len(events)} reviewed or handled: `lakesync drift list --all`)")
+        return EXIT_OK
+    print(
+        text_table(
+            ["id", "dataset", "status", "files", "held back", "last seen", "differences", "suggestion"],
+            [
+                (
+                    e.id,
+                    e.dataset,
+                    e.status,
+                    len(e.files),
+                    len(e.held_back),
+                    _when(e),
+                    e.report.summary(),
+                    e.report.suggestion(),
+                )
+                for e in shown
+            ],
+        )
+    )
+    return EXIT_OK
+
+
+def _replay_held_back(config: LakesyncConfig, event: DriftEvent) -> int:
+    """Re-ingest the files a drift event quarantined, through the table's Dagster job."""
+    from lakesync.cli.runs import sync
+
+    lakehouse = lakehouse_for(config)
+    groups = [
+        g
+        for g in quarantine_groups(config, lakehouse, table=event.table)
+        if g.key == event.dataset
+        and g.file in event.held_back
+        and g.replayed_in is None
+        and "schema_drift" in g.rules
+    ]
+    if groups:  # the whole files were held back: replay them whole
+        plan_replays(config, lakehouse, [replace(g, level="file") for g in groups], run_id="drift-approve")
+    outcome = sync(config, datasets=[event.dataset], trigger="drift-review")
+    print(sync_summary(outcome.datasets, outcome.tables))
+    for failure in outcome.failures:
+        print(f"  {failure}", file=sys.stderr)
+    return EXIT_OK if outcome.ok else EXIT_FAILED
+
+
+def drift_decide(config: LakesyncConfig, args: argparse.Namespace, decision: str) -> int:
+    log = DriftLog(lakehouse_for(config))
+    try:
+        event = log.decide(args.id, decision, note=args.note)  # type: ignore[arg-type]
+    except KeyError as exc:
+        print(exc.args[0], file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{decision} drift {event.id} of {event.dataset} ({event.decided_by}): {event.report.summary()}")
+    if decision == "approved":
+        print(f"Re-ingesting what it held back ({len(event.held_back)} file(s)) ...")
+    else:
+        print("Its files stay quarantined; the dataset goes on.")
+    return _replay_held_back(config, event) if decision == "approved" else _run(config, event.dataset)
+
+
+def _run(config: LakesyncConfig, dataset: str) -> int:
+    from lakesync.cli.runs import sync
+
+    outcome = sync(config, datasets=[dataset], trigger="drift-review")
+    print(sync_summary(outcome.datasets, outcome.tables))
+    return EXIT_OK if outcome.ok else EXIT_FAILED
+
+
+def quarantine_list(config: LakesyncConfig, args: argparse.Namespace) -> int:
+    groups = quarantine_groups(config, lakehouse_for(config), table=args.table)
+    if not args.all:
+        groups = [g for g in groups if g.replayed_in is None]
+    if not groups:
+        print(
+            "Nothing in quarantine."
+            if args.all
+            else "Nothing waiting in quarantine (`--all` shows replayed ones)."
+        )
+        return EXIT_OK
+    print(
+        text_table(
+            [
+                "id",
+                "table",
+                "dataset",
+                "file",
+                "batch",
+                "level",
+                "records",
+                "rules",
+                "replayed in",
+                "first reason",
+            ],
+            [
+                (
+                    g.id,
+                    g.table,
+                    g.key,
+                    g.file,
+                    g.batch,
+                    g.level,
+                    g.records,
+                    ", ".join(g.rules),
+                    g.replayed_in,
+                    g.reason[:100],
+                )
+                for g in groups
+            ],
+        )
+    )
+    return EXIT_OK
+
+
+def quarantine_replay(config: LakesyncConfig, args: argparse.Namespace) -> int:
+    from lakesync.cli.runs import sync
+
+    lakehouse = lakehouse_for(config)
+    groups = quarantine_groups(config, lakehouse, table=args.table)
+    chosen: list[QuarantineGroup] = []
+    for wanted in args.ids:
+        found = [g for g in groups if g.id == wanted]
+        if not found:
+            print(f"no quarantine group {wanted!r} (see `lakesync quarantine list --all`)", file=sys.stderr)
+            return EXIT_FAILED
+        chosen.extend(found)
+    if args.file:
+        chosen.extend(g for g in groups if f"{g.lake}/{g.file}" == args.file and g.replayed_in is None)
+        if not chosen:
+            print(f"nothing from {args.file} waits in quarantine", file=sys.stderr)
+            return EXIT_FAILED
+    if not chosen:
+        print("name quarantine ids or --file LAKE/PATH (see `lakesync quarantine list`)", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        plans = plan_replays(config, lakehouse, chosen, run_id="quarantine-replay")
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_FAILED
+    for plan in plans:
+        what = sum(len(r) for r in plan.rows.values())
+        files = len(plan.files)
+        rows = what or "all"
+        source, batch = plan.replay_of, plan.version
+        print(f"{plan.dataset}: replaying batch {source} as batch {batch} ({files} file(s), {rows} rows)")
+    outcome = sync(config, datasets=sorted({p.dataset for p in plans}), trigger="quarantine-replay")
+    print(sync_summary(outcome.datasets, outcome.tables))
+    for failure in outcome.failures:
+        print(f"  {failure}", file=sys.stderr)
+    return EXIT_OK if outcome.ok else EXIT_FAILED
+
+
+def add_commands(commands: argparse._SubParsersAction, with_config: object) -> None:  # type: ignore[type-arg]
+    """The `drift` and `quarantine` command groups."""
+    assert callable(with_config)
+    drift = commands.add_parser("drift", help="review schema drift: list, approve, reject")
+    drift_commands = drift.add_subparsers(dest="drift_command", required=True)
+    listing = with_config(drift_commands.add_parser("list", help="open drift events (--all: every one)"))
+    listing.add_argument("--all", action="store_true")
+    listing.add_argument("--dataset", help="only this <lake>.<dataset>")
+    listing.set_defaults(review=drift_list)
+    for verb, decision in (("approve", "approved"), ("reject", "rejected")):
+        sub = with_config(drift_commands.add_parser(verb, help=f"{verb} a drift event by its id"))
+        sub.add_argument("id")
+        sub.add_argument("--note", help="why (recorded with the decision)")
+        sub.set_defaults(review=lambda config, args, d=decision: drift_decide(config, args, d))
+    quarantine = commands.add_parser("quarantine", help="what was rejected, and replaying it after a fix")
+    q_commands = quarantine.add_subparsers(dest="quarantine_command", required=True)
+    q_list = with_config(q_commands.add_parser("list", help="rejected rows and files per file and batch"))
+    q_list.add_argument("--table")
+    q_list.add_argument("--all", action="store_true", help="also what was replayed already")
+    q_list.set_defaults(review=quarantine_list)
+    replay = with_config(q_commands.add_parser("replay", help="ingest again after a contract or mapping fix"))
+    replay.add_argument("ids", nargs="*", help="ids from `lakesync quarantine list`")
+    replay.add_argument("--file", help="everything quarantined from LAKE/PATH")
+    replay.add_argument("--table")
+    replay.set_defaults(review=quarantine_replay)
+
+
+def run(config: LakesyncConfig, args: argparse.Namespace) -> int:
+    return int(args.review(config, args))
+
+
+__all__: Sequence[str] = ["add_commands", "run"]
