@@ -199,3 +199,52 @@ def test_a_sync_killed_between_the_delta_commit_and_the_ledger_write_then_retrie
     reference = lakesync("sync", "--config", str(tmp_path / "reference" / "lakesync.yaml"), env=cli_env)
     assert reference.returncode == 0
     assert snapshot(killed_config) == snapshot(tmp_path / "reference" / "lakesync.yaml")
+
+
+def test_drift_review_and_quarantine_replay_from_the_command_line(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    assert lakesync("demo", "--dir", str(tmp_path), env=cli_env).returncode == 0
+    config = tmp_path / "lakesync.yaml"
+    text = config.read_text()
+    config.write_text(
+        text.replace(
+            "format: ndjson\n        table: orders",
+            "format: ndjson\n        table: orders\n        drift: quarantine",
+        )
+    )
+    assert lakesync("sync", "--config", str(config), env=cli_env).returncode == 0
+    listed = lakesync("drift", "list", "--config", str(config), env=cli_env)
+    assert listed.returncode == 0, listed.stderr
+    row = next(line for line in listed.stdout.splitlines() if "apac_sales.orders" in line)
+    event_id = row.split()[0]
+    assert "open" in row and "new column 'channel' (string)" in row and "approve to add channel" in row
+    approved = lakesync(
+        "drift", "approve", event_id, "--note", "channel is fine", "--config", str(config), env=cli_env
+    )
+    assert approved.returncode == 0, approved.stderr
+    assert f"approved drift {event_id} of apac_sales.orders" in approved.stdout
+    assert (
+        "apac_sales  orders            2         2            0        600        594            6"
+        in approved.stdout
+    )
+    lakehouse = lakehouse_for(load_config(config))
+    assert pl.read_delta(lakehouse.table_uri("orders")).height == 3770
+    reviewed = lakesync("drift", "list", "--all", "--config", str(config), env=cli_env)
+    assert f"{event_id}  apac_sales.orders  approved" in reviewed.stdout
+    # The corrupt EU file: its owner fixes it, then it is replayed, once.
+    corrupt = tmp_path / "data" / "lakes" / "eu_sales" / "orders" / "2026" / "11" / "part-0004.parquet"
+    corrupt.write_bytes((corrupt.parent / "part-0000.parquet").read_bytes())
+    waiting = lakesync("quarantine", "list", "--config", str(config), env=cli_env)
+    line = next(x for x in waiting.stdout.splitlines() if "orders/2026/11/part-0004.parquet" in x)
+    assert "unreadable_file" in line
+    group = line.split()[0]
+    replayed = lakesync("quarantine", "replay", group, "--config", str(config), env=cli_env)
+    assert replayed.returncode == 0, replayed.stderr
+    assert "eu_sales.orders: replaying batch 1 as batch 2 (1 file(s), all rows)" in replayed.stdout
+    again = lakesync("quarantine", "replay", group, "--config", str(config), env=cli_env)
+    assert again.returncode == 1
+    assert (
+        f"quarantine {group} (eu_sales/orders/2026/11/part-0004.parquet) was already replayed in batch 2"
+        in again.stderr
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,6 +30,7 @@ DEMO_KEYS = {
     "lakehouse/_quarantine/orders",
     "lakehouse/_quarantine/customers",
     "lakehouse/_ledger",
+    "lakehouse/_drift",
 }
 
 
@@ -234,3 +236,69 @@ def test_run_config_selects_datasets(demo: Path, selected: list[str]) -> None:
     )
     assert result.success
     assert lakes == ({"us_sales"} if selected else {"eu_sales", "us_sales", "apac_sales"})
+
+
+# -- drift, as Dagster shows it ----------------------------------------------------------------
+def drift_lakes(tmp_path: Path, *, eu_policy: str = "quarantine") -> Path:
+    write_orders_parquet(tmp_path / "eu" / "a.parquet", orders_rows(1, 3), mtime=T0)
+    write_orders_parquet(tmp_path / "us" / "c.parquet", orders_rows(10, 3), mtime=T0)
+    for lake, start in (("eu", 20), ("us", 30)):
+        frame = pl.DataFrame(orders_rows(start, 2)).with_columns(channel=pl.lit("web"))
+        frame.write_parquet(tmp_path / lake / "b.parquet")
+    datasets = {
+        "eu": local_lake(
+            tmp_path / "eu",
+            {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders", "drift": eu_policy}},
+        ),
+        "us": local_lake(
+            tmp_path / "us", {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}}
+        ),
+    }
+    return write_config(tmp_path, lakes=datasets, tables={"orders": orders_table(drift="evolve")})
+
+
+def test_drift_is_checked_and_observed_per_dataset(tmp_path: Path) -> None:
+    config_path = drift_lakes(tmp_path)
+    repo = repository(config_path)
+    resources = {"lakehouse": LakehouseResource(uri=load_config(config_path).lakehouse.uri)}
+    with dg.instance_for_test() as instance:
+        result = repo.get_job("ingest_orders").execute_in_process(instance=instance, resources=resources)
+        checks = {e.asset_key.path[1]: e for e in result.get_asset_check_evaluations()}
+        assert (checks["eu"].passed, checks["eu"].severity) == (False, dg.AssetCheckSeverity.ERROR)
+        assert checks["eu"].metadata["files_held_back"].value == 1
+        assert (checks["us"].passed, checks["us"].severity) == (False, dg.AssetCheckSeverity.WARN)
+        observed = instance.fetch_observations(dg.AssetKey(["lakes", "us", "orders"]), limit=1).records[0]
+        metadata = observed.asset_observation.metadata  # type: ignore[union-attr]
+        assert "channel" not in metadata["schema_before"].value
+        assert metadata["schema_after"].value["channel"] == "string"
+        # The declared check, run on its own, reports what waits for review.
+        checks_job = dg.define_asset_job("drift_checks", selection=dg.AssetSelection.all_asset_checks())
+        defs = dg.Definitions.merge(
+            build_definitions(load_config(config_path)), dg.Definitions(jobs=[checks_job])
+        )
+        alone = defs.resolve_job_def("drift_checks").execute_in_process(instance=instance)
+        verdicts = {e.asset_key.path[1]: e.passed for e in alone.get_asset_check_evaluations()}
+        assert verdicts == {"eu": False, "us": True}
+
+
+def test_a_dataset_stopped_by_drift_says_why_and_resumes_after_review(tmp_path: Path) -> None:
+    from lakesync.pipeline import sync_table
+    from lakesync.record.drift_log import DriftLog
+
+    config_path = drift_lakes(tmp_path, eu_policy="fail")
+    config = load_config(config_path)
+    sync_table(config, "orders", lakehouse=lakehouse_for(config), run_id="r1")
+    write_orders_parquet(tmp_path / "eu" / "d.parquet", orders_rows(40, 1), mtime=T0 + timedelta(days=2))
+    repo = repository(config_path)
+    with dg.instance_for_test() as instance:
+        stopped = tick(repo, "watch_eu__orders", config_path, instance)
+        assert not stopped.run_requests
+        assert stopped.skip_reason is not None
+        assert re.match(
+            r"stopped by schema drift (\w{8}) in b.parquet: new column 'channel'",
+            stopped.skip_reason.skip_message or "",
+        )
+        (event,) = DriftLog(lakehouse_for(config)).events(dataset="eu.orders")
+        DriftLog(lakehouse_for(config)).decide(event.id, "approved", actor="ada")
+        resumed = tick(repo, "watch_eu__orders", config_path, instance)
+        assert len(resumed.run_requests or []) == 1

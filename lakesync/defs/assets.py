@@ -18,7 +18,9 @@ from pydantic import Field
 
 from lakesync.config import LakesyncConfig, ResolvedContract
 from lakesync.config.models import Dataset, LocalLake
+from lakesync.defs.checks import drift_evaluation
 from lakesync.defs.metadata import (
+    DRIFT_KEY,
     LEDGER_KEY,
     column_lineage,
     column_schema,
@@ -68,6 +70,15 @@ def ledger_spec() -> dg.AssetSpec:
     return dg.AssetSpec(
         key=LEDGER_KEY,
         description="Every file lakesync planned, ingested or quarantined, per dataset batch",
+        group_name="lakehouse",
+        kinds={"delta"},
+    )
+
+
+def drift_spec() -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key=DRIFT_KEY,
+        description="Schema drift events of every dataset, and the decisions reviewers took",
         group_name="lakehouse",
         kinds={"delta"},
     )
@@ -133,12 +144,14 @@ def table_assets(config: LakesyncConfig, table: str, contract: ResolvedContract)
             project, table, lakehouse=target, run_id=context.run_id, datasets=selected, contract=contract
         )
         for dataset in result.datasets:
+            observed = dataset_batch_metadata(dataset)
+            if dataset.drift and result.columns != result.columns_before:
+                observed["schema_before"] = dg.MetadataValue.json(result.columns_before)
+                observed["schema_after"] = dg.MetadataValue.json(result.columns)
             context.log_event(
-                dg.AssetObservation(
-                    asset_key=dataset_key(dataset.lake, dataset.dataset),
-                    metadata=dataset_batch_metadata(dataset),
-                )
+                dg.AssetObservation(asset_key=dataset_key(dataset.lake, dataset.dataset), metadata=observed)
             )
+            context.log_event(drift_evaluation(dataset))
             for report in dataset.drift:
                 log = context.log.warning if report.needs_review else context.log.info
                 done = f" ({'; '.join(report.actions)})" if report.actions else ""
@@ -171,6 +184,10 @@ def table_assets(config: LakesyncConfig, table: str, contract: ResolvedContract)
         if result.commits:
             context.log_event(
                 dg.AssetMaterialization(asset_key=LEDGER_KEY, metadata={"dagster/uri": target.ledger_uri})
+            )
+        if any(d.drift_held_back or d.drift_handled for d in result.datasets):
+            context.log_event(
+                dg.AssetMaterialization(asset_key=DRIFT_KEY, metadata={"dagster/uri": target.drift_uri})
             )
         failed = [d for d in result.datasets if d.error]
         if failed:

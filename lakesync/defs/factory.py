@@ -5,7 +5,8 @@ from __future__ import annotations
 import dagster as dg
 
 from lakesync.config import LakesyncConfig, resolve_contract
-from lakesync.defs.assets import lake_dataset_spec, ledger_spec, table_assets, table_job
+from lakesync.defs.assets import drift_spec, lake_dataset_spec, ledger_spec, table_assets, table_job
+from lakesync.defs.checks import drift_check
 from lakesync.defs.resources import LakehouseResource
 from lakesync.defs.sensors import dataset_sensor
 from lakesync.pipeline.runtime import dataset_runtimes
@@ -17,6 +18,7 @@ def lake_definitions(config: LakesyncConfig, lake_name: str) -> dg.Definitions:
     runtimes = [r for r in dataset_runtimes(config) if r.lake == lake_name]
     return dg.Definitions(
         assets=[lake_dataset_spec(lake_name, lake, name, ds) for name, ds in lake.datasets.items()],
+        asset_checks=[drift_check(lake_name, name) for name in lake.datasets],
         sensors=[dataset_sensor(config, runtime) for runtime in runtimes],
     )
 
@@ -33,7 +35,7 @@ def build_definitions(config: LakesyncConfig) -> dg.Definitions:
         *(lake_definitions(config, name) for name in config.lakes),
         *(table_definitions(config, name) for name in config.tables),
         dg.Definitions(
-            assets=[ledger_spec()],
+            assets=[ledger_spec(), drift_spec()],
             resources={"lakehouse": LakehouseResource(uri=config.lakehouse.uri)},
         ),
     )

@@ -33,6 +33,7 @@ def quarantine_key(table: str) -> dg.AssetKey:
 
 
 LEDGER_KEY = dg.AssetKey(["lakehouse", "_ledger"])
+DRIFT_KEY = dg.AssetKey(["lakehouse", "_drift"])
 
 
 def _check_text(contract_column: Any) -> list[str]:

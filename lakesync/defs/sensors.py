@@ -21,6 +21,7 @@ from lakesync.defs.resources import LakehouseResource
 from lakesync.discover import Ledger, split_batches
 from lakesync.pipeline.runtime import DatasetRuntime
 from lakesync.pipeline.scan import DatasetScan, scan_dataset
+from lakesync.record.drift_log import Decisions, DriftLog
 
 CONFIG_TAG = "lakesync/config"
 MAX_RUNS_PER_TICK = 5
@@ -50,11 +51,17 @@ class Decision:
     skip: str | None = None
 
 
-def config_fingerprint(config: LakesyncConfig, runtime: DatasetRuntime) -> str:
-    """Changes when the dataset's or its table's settings change (lets a paused dataset resume)."""
+def config_fingerprint(
+    config: LakesyncConfig, runtime: DatasetRuntime, decisions: Decisions | None = None
+) -> str:
+    """Changes when the dataset's or its table's settings change, or a drift decision is taken
+    (either lets a paused dataset resume)."""
     payload = {
         "dataset": runtime.config.model_dump(mode="json"),
         "table": config.tables[runtime.table].model_dump(mode="json"),
+        "decisions": sorted(
+            [*(decisions.approved if decisions else ()), *(decisions.rejected if decisions else ())]
+        ),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -73,11 +80,17 @@ def decide(
     max_files: int,
     max_bytes: int,
     now: float,
+    stopped_by: str | None = None,
 ) -> Decision:
-    """Whether and which runs a tick requests for one dataset."""
+    """Whether and which runs a tick requests for one dataset.
+
+    ``stopped_by`` describes an open drift event that stops the dataset (drift policy fail).
+    """
     new = scan.discovery.new
     if not new and not scan.pending:
         return Decision(skip=f"no new files ({scan.discovery.files} files, all known to the ledger)")
+    if stopped_by is not None:
+        return Decision(skip=stopped_by)
     if waiting:
         return Decision(skip=f"{len(new)} new file(s) will be ingested by queued run {waiting[0].run_id}")
     if last is not None and last.status == "FAILURE" and last.config == config:
@@ -114,7 +127,6 @@ def _run_info(record: dg.RunRecord) -> RunInfo:
 
 def dataset_sensor(config: LakesyncConfig, runtime: DatasetRuntime) -> dg.SensorDefinition:
     settings = runtime.config.sensor
-    fingerprint = config_fingerprint(config, runtime)
     asset_key = dataset_key(runtime.lake, runtime.name)
     run_config = {"ops": {op_name(runtime.table): {"config": {"datasets": [runtime.key]}}}}
 
@@ -130,6 +142,17 @@ def dataset_sensor(config: LakesyncConfig, runtime: DatasetRuntime) -> dg.Sensor
     )
     def watch(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource) -> dg.SensorResult:
         scan = scan_dataset(runtime, Ledger(lakehouse.get()))
+        drift = DriftLog(lakehouse.get())
+        fingerprint = config_fingerprint(config, runtime, drift.decisions(runtime.key))
+        stopping = [
+            e for e in drift.events(dataset=runtime.key) if e.status == "open" and e.report.policy == "fail"
+        ]
+        stopped_by = (
+            f"stopped by schema drift {stopping[0].id} in {stopping[0].held_back[-1]}: "
+            f"{stopping[0].report.summary()}. Review it: lakesync drift approve|reject {stopping[0].id}"
+            if stopping
+            else None
+        )
         now = time.time()
         waiting = [
             _run_info(r)
@@ -149,6 +172,7 @@ def dataset_sensor(config: LakesyncConfig, runtime: DatasetRuntime) -> dg.Sensor
             max_files=settings.max_files,
             max_bytes=settings.max_bytes,
             now=now,
+            stopped_by=stopped_by,
         )
         metadata = scan_metadata(scan.discovery, pending_batches=len(scan.pending), now_seconds=now)
         state = json.dumps(

@@ -31,7 +31,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 from lakesync.commit import delta, quarantine
 from lakesync.commit.delta import arrow_schema, output_schema, table_polars_schema
 from lakesync.config import LakesyncConfig, ResolvedContract, Table, resolve_contract
-from lakesync.config.datatypes import logical_name
+from lakesync.config.datatypes import describe
 from lakesync.conform import DriftReport, target_schema
 from lakesync.discover import (
     BatchPlan,
@@ -69,6 +69,7 @@ class _Progress:
     batches: list[int] = field(default_factory=list)
     max_latency: float | None = None
     error: str | None = None
+    stopped_by_drift: bool = False
 
 
 @dataclass
@@ -151,6 +152,7 @@ def sync_table(
             progress[key].error = str(exc)
             queues[key] = []
             log.error("%s", exc)  # noqa: TRY400 - the message says it all; no traceback for users
+    before = table_polars_schema(lakehouse.open(lakehouse.table_uri(table))) or {}
     commits = 0
     superseded = 0
     quarantine_version: int | None = None
@@ -173,6 +175,7 @@ def sync_table(
             quarantine_version = result.quarantine_version
         for key, reason in result.failed.items():
             progress[key].error = reason
+            progress[key].stopped_by_drift = True
             queues[key] = []
             log.error("%s", reason)
         for plan in plans:
@@ -197,12 +200,16 @@ def sync_table(
         rows_superseded=superseded,
         quarantine_version=quarantine_version,
         contract=contract.fingerprint,
-        columns={name: logical_name(dtype) for name, dtype in schema.items()},
+        columns={name: describe(dtype) for name, dtype in schema.items()},
+        columns_before={name: describe(dtype) for name, dtype in before.items()},
     )
 
 
 def _dataset_result(runtime: DatasetRuntime, p: _Progress) -> DatasetSync:
     reports = tuple(DriftReport.from_dict(o.drift) for o in p.outcomes if o.drift)
+    review = [(o, DriftReport.from_dict(o.drift)) for o in p.outcomes if o.drift]
+    held = sum(1 for o, r in review if r.needs_review and o.status == "quarantined")
+    handled = sum(1 for o, r in review if r.needs_review and o.status == "ingested")
     return DatasetSync(
         key=runtime.key,
         lake=runtime.lake,
@@ -221,6 +228,8 @@ def _dataset_result(runtime: DatasetRuntime, p: _Progress) -> DatasetSync:
         newest_file=p.newest,
         max_latency_seconds=p.max_latency,
         error=p.error,
+        drift_held_back=held + (1 if p.stopped_by_drift else 0),
+        drift_handled=handled,
     )
 
 

@@ -35,6 +35,10 @@ class DatasetSync:
     """Longest time from a file landing (mtime) to its rows being committed."""
     error: str | None = None
     """Why this dataset could not be synced (the lake was unreachable, drift policy fail...)."""
+    drift_held_back: int = 0
+    """Files held back by schema drift (quarantined by policy or rejection, or stopping the dataset)."""
+    drift_handled: int = 0
+    """Files whose schema drift was handled (columns added, values rescued, approved drift)."""
 
     @property
     def conserved(self) -> bool:
@@ -57,6 +61,8 @@ class TableSync:
     contract: str = ""
     columns: dict[str, str] = field(default_factory=dict)
     """Column name -> type of the committed table."""
+    columns_before: dict[str, str] = field(default_factory=dict)
+    """Column name -> type of the table before this sync (to show what drift changed)."""
 
     @property
     def ok(self) -> bool:
