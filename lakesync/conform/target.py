@@ -60,6 +60,7 @@ def storable(dtype: pl.DataType) -> pl.DataType:
     if dtype == pl.Null or isinstance(dtype, pl.Categorical | pl.Enum):
         return pl.String()
     unsigned: dict[type[pl.DataType], pl.DataType] = {
+        pl.Int128: pl.Decimal(38, 0),
         pl.UInt8: pl.Int16(),
         pl.UInt16: pl.Int32(),
         pl.UInt32: pl.Int64(),

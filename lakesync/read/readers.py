@@ -308,7 +308,13 @@ def _ndjson(path: Path, spec: ReadSpec) -> Iterator[pl.DataFrame]:
             yield chunk.with_columns(pl.col(ROW).cast(pl.Int64))
             yielded = True
     except (pl.exceptions.ComputeError, pl.exceptions.SchemaError) as exc:
-        msg = f"not valid JSON lines: {_polars_reason(exc)}"
+        reason = _polars_reason(exc)
+        hint = (
+            " (a JSON array of records? use format: json)"
+            if "expected to contain JSON object" in reason
+            else ""
+        )
+        msg = f"not valid JSON lines: {reason}{hint}"
         raise FileReadError(msg) from None
     if not yielded:
         yield pl.DataFrame(schema={ROW: pl.Int64})
