@@ -4,6 +4,7 @@ Layout under the lakehouse URI::
 
     <uri>/<table>                 unified tables            (asset lakehouse/<table>)
     <uri>/_quarantine/<table>     rejected rows and files   (asset lakehouse/_quarantine/<table>)
+    <uri>/_superseded/<table>     versions a merge did not keep, and what beat them
     <uri>/_ledger                 every file seen, per batch (asset lakehouse/_ledger)
     <uri>/_drift                  drift events and decisions (asset lakehouse/_drift)
 """
@@ -37,6 +38,9 @@ class Lakehouse:
 
     def quarantine_uri(self, table: str) -> str:
         return self._join("_quarantine", table)
+
+    def superseded_uri(self, table: str) -> str:
+        return self._join("_superseded", table)
 
     @property
     def ledger_uri(self) -> str:

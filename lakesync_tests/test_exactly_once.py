@@ -291,3 +291,18 @@ def test_random_lakes_killed_anywhere_end_as_a_clean_run(
         sync_all(crashed, "retry")
     assert state(crashed) == state(clean)
     shutil.rmtree(root, ignore_errors=True)
+
+
+def test_two_sync_processes_at_the_same_time_equal_one_clean_run(
+    tmp_path: Path, reference: dict[str, Any], cli_env: dict[str, str]
+) -> None:
+    config_path = generate(tmp_path / "demo").config
+    command = [str(Path(sys.executable).parent / "lakesync"), "sync", "--config", str(config_path)]
+    racers = [
+        subprocess.Popen(command, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [racer.communicate(timeout=300) for racer in racers]
+    for racer, (_, err) in zip(racers, outputs, strict=True):
+        assert racer.returncode == 0, err[-2000:]
+    assert state(load_config(config_path)) == reference

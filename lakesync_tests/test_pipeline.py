@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
@@ -500,3 +501,94 @@ def test_replay_of_an_unreadable_file_takes_the_whole_file(tmp_path: Path) -> No
     plan_replays(config, lakehouse_for(config), [group], run_id="replay")
     assert sync(config, run="replay").rows_committed == 3
     assert sorted(table(config, "orders")["order_id"].to_list()) == [1, 2, 3]
+
+
+# -- merge: which version wins, and where the others go ------------------------------------------
+def customers_lakes(tmp_path: Path, latest_by: str | None) -> LakesyncConfig:
+    table: dict[str, object] = {
+        "mode": "merge",
+        "keys": ["id"],
+        "contract": {
+            "columns": {
+                "id": {"type": "int64", "nullable": False},
+                "name": {"type": "string"},
+                "updated_at": {"type": "datetime"},
+            }
+        },
+    }
+    if latest_by:
+        table["latest_by"] = latest_by
+    datasets = {"customers": {"pattern": "*.csv", "format": "csv", "table": "customers"}}
+    lakes = {"eu": local_lake(tmp_path / "eu", datasets), "us": local_lake(tmp_path / "us", datasets)}
+    return load_config(write_config(tmp_path, lakes=lakes, tables={"customers": table}))
+
+
+def customers_file(path: Path, rows: list[tuple[int, str, str]], landed: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("id,name,updated_at\n" + "".join(f"{i},{n},{u}\n" for i, n, u in rows), encoding="utf-8")
+    touch_at(path, T0 + timedelta(hours=landed))
+
+
+def touch_at(path: Path, when: object) -> None:
+    from lakesync_tests.lakes import touch
+
+    touch(path, when)  # type: ignore[arg-type]
+
+
+def test_lakes_disagreeing_on_a_key_keep_the_latest_version_and_trace_the_others(tmp_path: Path) -> None:
+    config = customers_lakes(tmp_path, "updated_at")
+    customers_file(
+        tmp_path / "us" / "a.csv",
+        [(7, "Ada (US)", "2026-11-02T00:00:00Z"), (8, "Ken", "2026-11-01T00:00:00Z")],
+        landed=1,
+    )
+    customers_file(
+        tmp_path / "eu" / "b.csv", [(7, "Ada (EU)", "2026-11-01T00:00:00Z")], landed=2
+    )  # lands later, is older
+    result = sync(config, "customers")
+    assert result.rows_superseded == 1
+    lakehouse = lakehouse_for(config)
+    rows = pl.read_delta(lakehouse.table_uri("customers")).sort("id")
+    assert rows.select("id", "name").rows() == [(7, "Ada (US)"), (8, "Ken")]
+    lost = pl.read_delta(lakehouse.superseded_uri("customers"))
+    assert lost.select("id", "name", "_lakesync_file", "_lakesync_superseded_by").rows() == [
+        (7, "Ada (EU)", "eu/b.csv", "us/a.csv#1")
+    ]
+    assert (
+        lost["_lakesync_superseded_reason"][0]
+        == "superseded in the same batch by a later version by updated_at"
+    )
+    # A late file with an older version loses against the table; a newer one replaces it.
+    customers_file(
+        tmp_path / "eu" / "c.csv",
+        [(8, "Ken (old)", "2026-10-01T00:00:00Z"), (7, "Ada (new)", "2026-11-05T00:00:00Z")],
+        landed=3,
+    )
+    sync(config, "customers", run="later")
+    rows = pl.read_delta(lakehouse.table_uri("customers")).sort("id")
+    assert rows.select("id", "name").rows() == [(7, "Ada (new)"), (8, "Ken")]
+    lost = pl.read_delta(lakehouse.superseded_uri("customers")).sort("_lakesync_superseded_at")
+    assert lost.select("name", "_lakesync_superseded_by", "_lakesync_superseded_reason").row(-1) == (
+        "Ken (old)",
+        "us/a.csv#2",
+        "the table already holds a later version by updated_at",
+    )
+    # What a later batch replaced stays readable in the change data feed.
+    changes = pl.from_arrow(
+        pa.table(DeltaTable(lakehouse.table_uri("customers")).load_cdf(starting_version=0))
+    )
+    assert isinstance(changes, pl.DataFrame)
+    replaced = changes.filter(pl.col("_change_type") == "update_preimage")
+    assert replaced.select("id", "name").rows() == [(7, "Ada (US)")]
+
+
+def test_without_latest_by_the_most_recently_landed_file_wins(tmp_path: Path) -> None:
+    config = customers_lakes(tmp_path, None)
+    customers_file(tmp_path / "us" / "a.csv", [(7, "Ada (US)", "2026-11-02T00:00:00Z")], landed=1)
+    customers_file(tmp_path / "eu" / "b.csv", [(7, "Ada (EU)", "2026-11-01T00:00:00Z")], landed=2)
+    sync(config, "customers")
+    assert pl.read_delta(lakehouse_for(config).table_uri("customers"))["name"].to_list() == ["Ada (EU)"]
+    lost = pl.read_delta(lakehouse_for(config).superseded_uri("customers"))
+    assert lost.select("name", "_lakesync_superseded_by", "_lakesync_superseded_reason").rows() == [
+        ("Ada (US)", "eu/b.csv#1", "superseded in the same batch by a version in a later file")
+    ]

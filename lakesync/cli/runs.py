@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -39,10 +40,16 @@ def instance() -> tuple[dg.DagsterInstance, bool]:
     if not home:
         return dg.DagsterInstance.ephemeral(), False
     folder = Path(home)
-    if not folder.exists():  # a new instance: quiet, like the project's dagster.yaml
-        folder.mkdir(parents=True)
-        (folder / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
-    return dg.DagsterInstance.get(), True
+    folder.mkdir(parents=True, exist_ok=True)
+    # Two commands opening a new SQLite instance at once would both create its schema; the
+    # first to hold the lock does it, the other finds it done.
+    with (folder / ".lakesync-instance.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "dagster.yaml").exists() and not any(folder.glob("storage")):
+            (folder / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+        opened = dg.DagsterInstance.get()
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    return opened, True
 
 
 def _observation(event: dg.DagsterEvent) -> tuple[str, dict[str, object]] | None:
@@ -63,8 +70,13 @@ def _drift_lines(value: object) -> tuple[str, ...]:
     files: dict[str, list[str]] = {}
     for item in value:
         report = DriftReport.from_dict(item)
+        # Nulls in never-null columns are contract failures, reported with the quarantine.
+        shown = [c for c in report.changes if c.change not in ("nullability", "reordered")]
+        if not shown:
+            continue
         done = f" -> {'; '.join(report.actions)}" if report.actions else ""
-        files.setdefault(f"{report.summary()}{done}", []).append(report.file)
+        what = "; ".join(c.describe() for c in shown)
+        files.setdefault(f"{what}{done}", []).append(report.file)
     return tuple(
         f"{what} ({paths[0] if len(paths) == 1 else f'{len(paths)} files, e.g. {paths[0]}'})"
         for what, paths in files.items()

@@ -8,15 +8,17 @@ committed again, and a concurrent commit of the same batch fails this one.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
 from deltalake import ColumnProperties, DeltaTable, WriterProperties
+from deltalake.exceptions import CommitFailedError
 
 from lakesync.conform.target import TargetSchema
-from lakesync.lakehouse import Lakehouse, commit_properties
+from lakesync.lakehouse import Lakehouse, commit_properties, transaction_version
 
 PROVENANCE: dict[str, pl.DataType] = {
     "_lakesync_file": pl.String(),
@@ -83,7 +85,7 @@ def table_polars_schema(table: DeltaTable | None) -> dict[str, pl.DataType] | No
 def append(
     lakehouse: Lakehouse,
     uri: str,
-    snapshot: DeltaTable | None,
+    snapshot: DeltaTable,
     reader: pa.RecordBatchReader,
     *,
     app_transactions: Mapping[str, int],
@@ -93,7 +95,7 @@ def append(
 ) -> int:
     """Append a stream of rows in one commit; returns the new table version."""
     lakehouse.append(
-        snapshot if snapshot is not None else uri,
+        snapshot,
         reader,
         app_transactions=app_transactions,
         metadata=metadata,
@@ -106,13 +108,44 @@ def append(
     return table.version()
 
 
+def ensure_table(
+    lakehouse: Lakehouse,
+    uri: str,
+    schema: pa.Schema,
+    *,
+    partition_by: list[str],
+    change_data_feed: bool,
+) -> DeltaTable:
+    """The table at ``uri``, created empty with ``schema`` if there is none yet.
+
+    Batches are checked against, and committed to, one snapshot of an existing table: a
+    table created on the fly by the first write could hide a concurrent writer's commit.
+    """
+    existing = lakehouse.open(uri)
+    if existing is not None:
+        return existing
+    with contextlib.suppress(CommitFailedError):  # another writer created it at the same moment
+        DeltaTable.create(
+            uri,
+            schema,
+            mode="ignore",
+            partition_by=partition_by or None,
+            configuration={"delta.enableChangeDataFeed": "true"} if change_data_feed else None,
+            storage_options=dict(lakehouse.storage_options) or None,
+        )
+    created = lakehouse.open(uri)
+    assert created is not None
+    return created
+
+
 def merge(
     lakehouse: Lakehouse,
     uri: str,
-    snapshot: DeltaTable | None,
+    snapshot: DeltaTable,
     rows: pa.Table,
     *,
     keys: Sequence[str],
+    latest_by: str | None,
     app_transactions: Mapping[str, int],
     metadata: Mapping[str, Any],
     partition_by: list[str],
@@ -120,17 +153,12 @@ def merge(
 ) -> int:
     """Upsert ``rows`` on ``keys`` in one commit; returns the new table version.
 
-    ``rows`` must hold each key once (the caller keeps the latest version of each key).
+    ``rows`` must hold each key once (see :mod:`lakesync.commit.winners`). With
+    ``latest_by``, a row only replaces one that is not later. Merge tables keep Delta's
+    change data feed, so every version a later batch replaced stays readable.
     """
-    if snapshot is None:
-        snapshot = DeltaTable.create(
-            uri,
-            rows.schema,
-            mode="ignore",
-            partition_by=partition_by or None,
-            storage_options=dict(lakehouse.storage_options) or None,
-        )
     predicate = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+    later = f"t.`{latest_by}` IS NULL OR s.`{latest_by}` >= t.`{latest_by}`" if latest_by else None
     (
         snapshot.merge(
             rows,
@@ -141,8 +169,38 @@ def merge(
             writer_properties=WRITER_PROPERTIES,
             commit_properties=commit_properties(app_transactions, metadata),
         )
-        .when_matched_update_all()
+        .when_matched_update_all(predicate=later)
         .when_not_matched_insert_all()
         .execute()
     )
     return snapshot.version()
+
+
+def append_once(
+    lakehouse: Lakehouse,
+    uri: str,
+    data: pa.Table,
+    *,
+    app_transactions: Mapping[str, int],
+    metadata: Mapping[str, Any],
+) -> None:
+    """Append ``data`` unless a commit with these application transactions already did."""
+    for _ in range(16):
+        snapshot = lakehouse.open(uri)
+        if snapshot is not None and all(
+            transaction_version(snapshot, app) >= version for app, version in app_transactions.items()
+        ):
+            return
+        try:
+            lakehouse.append(
+                snapshot if snapshot is not None else uri,
+                data,
+                app_transactions=app_transactions,
+                metadata=metadata,
+                schema_mode="merge",
+            )
+        except CommitFailedError:
+            continue
+        return
+    msg = f"could not append to {uri} (concurrent commits)"
+    raise RuntimeError(msg)

@@ -203,6 +203,9 @@ class Table(StrictModel):
     mode: WriteMode = "append"
     """``append`` adds rows; ``merge`` upserts on ``keys``."""
     keys: list[Name] = Field(default_factory=list)
+    latest_by: Name | None = None
+    """Merge tables: the column saying which version of a key is the latest (e.g. updated_at);
+    without it the most recently landed file wins."""
     drift: DriftPolicy = "evolve"
     partition_by: list[Name] = Field(default_factory=list)
     description: str | None = None

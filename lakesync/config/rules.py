@@ -48,6 +48,11 @@ def _table_rules(path: tuple[str, ...], table: Table, contract: ResolvedContract
                 (*path, "keys", str(index)),
                 f"key column {key!r} must be declared nullable: false in the contract",
             )
+    if table.latest_by is not None:
+        if table.mode != "merge":
+            yield (*path, "latest_by"), "only applies to mode: merge"
+        elif table.latest_by not in names:
+            yield (*path, "latest_by"), f"{table.latest_by!r} is not a contract column ({', '.join(names)})"
     for index, column_name in enumerate(table.partition_by):
         if column_name not in names:
             yield (

@@ -192,6 +192,8 @@ def _kind(dtype: pl.DataType) -> str:
 
 def _overlap(values: pl.Series, existing: pl.Series) -> float:
     """Share of a sample of ``values`` also found among ``existing`` (compared as text)."""
+    if values.dtype.is_nested() or existing.dtype.is_nested():
+        return 0.0
     sample = values.drop_nulls().cast(pl.String, strict=False).drop_nulls().unique().head(_SAMPLE)
     if sample.is_empty() or existing.is_empty():
         return 0.0
@@ -273,13 +275,15 @@ def _renames(
                 difflib.SequenceMatcher(None, _normalised(gone.name), _normalised(new)).ratio(), 2
             )
             compatible = _kind(source[new]) == _kind(gone.dtype) or source[new] == pl.String
+            if not compatible:
+                continue
             existing = table_values(gone.name) if table_values is not None else None
             overlap = (
                 _overlap(chunk[new], existing)
                 if chunk is not None and existing is not None and new in chunk.columns
                 else 0.0
             )
-            if compatible and (similarity >= RENAME_NAME_SIMILARITY or overlap >= RENAME_VALUE_OVERLAP):
+            if similarity >= RENAME_NAME_SIMILARITY or overlap >= RENAME_VALUE_OVERLAP:
                 evidence = {"source_column": new, "name_similarity": similarity, "value_overlap": overlap}
                 candidate = ColumnDrift(
                     gone.name, "renamed", describe(source[new]), describe(gone.dtype), evidence

@@ -96,9 +96,10 @@ tables:
         ordered_at:  {type: datetime, description: "When the order was placed (UTC)"}
 
   customers:
-    description: Customers of every region, merged by id (the most recent file wins).
+    description: Customers of every region, merged by id (the latest updated_at wins).
     keys: [customer_id]
     mode: merge
+    latest_by: updated_at
     drift: evolve
     contract:
       columns:

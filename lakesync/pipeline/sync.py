@@ -30,6 +30,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 
 from lakesync.commit import delta, quarantine
 from lakesync.commit.delta import arrow_schema, output_schema, table_polars_schema
+from lakesync.commit.winners import pick_winners
 from lakesync.config import LakesyncConfig, ResolvedContract, Table, resolve_contract
 from lakesync.config.datatypes import describe
 from lakesync.conform import DriftReport, target_schema
@@ -253,8 +254,17 @@ def _commit_round(
     added: dict[str, pl.DataType] = {}
     rescue = any(runtimes[p.dataset].policy in ("evolve", "rescue") for p in plans)
     for _ in range(_MAX_ATTEMPTS):
-        snapshot = lakehouse.open(uri)
         live = [p for p in plans if p.dataset not in failed]
+        first_schema = arrow_schema(
+            output_schema(target_schema(compiled.contract, None, rescue=rescue).with_added(added))
+        )
+        snapshot = delta.ensure_table(
+            lakehouse,
+            uri,
+            first_schema,
+            partition_by=table_config.partition_by,
+            change_data_feed=table_config.mode == "merge",
+        )
         versions = {p.dataset: transaction_version(snapshot, p.dataset) for p in live}
         for p in live:
             if versions[p.dataset] < p.version - 1:
@@ -270,7 +280,7 @@ def _commit_round(
         base = target_schema(compiled.contract, current, rescue=rescue)
         target = base.with_added(added)
         schema = output_schema(target)
-        evolve = current is not None and any(name not in current for name in schema)
+        evolve = any(name not in (current or {}) for name in schema)
         ingested_at = _now()
         streams = [
             RoundStream(
@@ -290,7 +300,7 @@ def _commit_round(
             for batch in (to_write, done)
         ]
         writing, draining = streams
-        result = _Round(table_version=snapshot.version() if snapshot is not None else None, committed=False)
+        result = _Round(table_version=snapshot.version(), committed=False)
         try:
             if to_write:
                 result = _write(
@@ -298,6 +308,7 @@ def _commit_round(
                     uri,
                     snapshot,
                     writing,
+                    table=table,
                     plans=to_write,
                     table_config=table_config,
                     evolve=evolve,
@@ -395,9 +406,10 @@ def _metadata(run_id: str, plans: Sequence[BatchPlan], compiled: CompiledContrac
 def _write(
     lakehouse: Lakehouse,
     uri: str,
-    snapshot: DeltaTable | None,
+    snapshot: DeltaTable,
     stream: RoundStream,
     *,
+    table: str,
     plans: Sequence[BatchPlan],
     table_config: Table,
     evolve: bool,
@@ -420,7 +432,25 @@ def _write(
     rows = pa.Table.from_batches(list(stream.batches()), schema=stream.arrow_schema)
     frame = pl.from_arrow(rows)
     assert isinstance(frame, pl.DataFrame)
-    latest = frame.unique(subset=table_config.keys, keep="last", maintain_order=True)
+    picked = pick_winners(
+        frame,
+        keys=table_config.keys,
+        latest_by=table_config.latest_by,
+        existing=_current_versions(snapshot, frame, table_config),
+    )
+    latest = picked.rows
+    if picked.losers.height:  # before the merge: a crash in between loses no loser, a retry adds none
+        losers = picked.losers.with_columns(
+            pl.lit(metadata["lakesync.run_id"]).alias("_lakesync_run_id"),
+            pl.lit(_now(), dtype=pl.Datetime("us", "UTC")).alias("_lakesync_superseded_at"),
+        )
+        delta.append_once(
+            lakehouse,
+            lakehouse.superseded_uri(table),
+            losers.to_arrow(compat_level=pl.CompatLevel.newest()),
+            app_transactions=transactions,
+            metadata=metadata,
+        )
     if latest.height == 0:
         empty = pa.RecordBatchReader.from_batches(stream.arrow_schema, iter([]))
         version = delta.append(
@@ -440,9 +470,21 @@ def _write(
         snapshot,
         latest.to_arrow(compat_level=pl.CompatLevel.newest()),
         keys=table_config.keys,
+        latest_by=table_config.latest_by,
         app_transactions=transactions,
         metadata=metadata,
         partition_by=table_config.partition_by,
         evolve=evolve,
     )
-    return _Round(table_version=version, committed=True, superseded=frame.height - latest.height)
+    return _Round(table_version=version, committed=True, superseded=picked.losers.height)
+
+
+def _current_versions(snapshot: DeltaTable, frame: pl.DataFrame, table_config: Table) -> pl.DataFrame | None:
+    """The table's current rows for the batch's keys (only needed to compare ``latest_by``)."""
+    if table_config.latest_by is None or frame.is_empty():
+        return None
+    columns = [*table_config.keys, table_config.latest_by, "_lakesync_file", "_lakesync_row"]
+    current = pl.scan_delta(snapshot).select(columns)
+    return current.join(
+        frame.lazy().select(table_config.keys).unique(), on=table_config.keys, how="semi"
+    ).collect()
