@@ -29,11 +29,15 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --python $(PYTHON)
 	@touch $@
 
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	@mkdir -p $(DAGSTER_HOME)
 	@ln -sf ../dagster.yaml $@
 
-setup: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml ## create .venv with the locked dependencies and the local Dagster instance
+setup: $(VENV)/.installed node_modules/.installed $(DAGSTER_HOME)/dagster.yaml ## create .venv (locked Python dependencies), node_modules (azurite, for tests) and the local Dagster instance
 
 demo: setup ## generate three demo lakes, sync them into the lakehouse, print the summary
 	@$(BIN)/lakesync demo --dir $(DEMO_DIR) --reset
@@ -62,4 +66,4 @@ bench: setup ## lakesync vs. the floor (polars + one write_deltalake) on ~10M ro
 	$(BIN)/python -m bench.run
 
 clean: ## remove the venv, the Dagster instance, the demo and caches
-	rm -rf $(VENV) .tools $(DAGSTER_HOME) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache bench/data
+	rm -rf $(VENV) .tools node_modules $(DAGSTER_HOME) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache bench/data

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from lakesync.demo.generate import generate
+from lakesync_tests.servers import Server, start_azure, start_gcs, start_s3
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -36,3 +38,29 @@ def cli_env(dagster_home: Path) -> dict[str, str]:
     env["DAGSTER_HOME"] = str(dagster_home)
     env["PYTHONWARNINGS"] = "ignore"
     return env
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_s3(tmp_path_factory.mktemp("moto"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def azure_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_azure(tmp_path_factory.mktemp("azurite"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_gcs(tmp_path_factory.mktemp("gcs"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def servers(s3_server: Server, azure_server: Server, gcs_server: Server) -> dict[str, Server]:
+    return {"s3": s3_server, "azure": azure_server, "gcs": gcs_server}

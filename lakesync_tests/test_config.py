@@ -91,7 +91,7 @@ def test_an_unknown_provider_is_an_error_naming_the_known_ones() -> None:
             "provider: local\n    root: ./data/lakes/us", "provider: ftp\n    root: ./data/lakes/us"
         )
     )
-    assert found == ["lakes.us_sales.provider: 'ftp' is not one of local (line 14)"]
+    assert found == ["lakes.us_sales.provider: 'ftp' is not one of local, s3, azure, gcs (line 14)"]
 
 
 def test_duplicate_yaml_keys_are_refused_instead_of_silently_keeping_the_last() -> None:
@@ -228,3 +228,84 @@ def test_the_readme_example_validates_as_written(tmp_path: Path) -> None:
     config = parse_config(block, source="README.md", base_dir=tmp_path)
     assert set(config.lakes) == {"eu_sales", "us_sales"}
     assert config.tables["orders"].mode == "merge"
+
+
+CLOUD = textwrap.dedent(
+    """\
+    lakehouse:
+      uri: s3://central-lakehouse/warehouse
+      credentials: {access_key_id: {env: LAKEHOUSE_AWS_KEY_ID}, secret_access_key: {env: LAKEHOUSE_AWS_SECRET}}
+    lakes:
+      eu_sales:
+        provider: s3
+        bucket: eu-sales-raw
+        prefix: landing/
+        region: eu-west-1
+        endpoint_url: null
+        credentials: {access_key_id: {env: EU_AWS_KEY_ID}, secret_access_key: {env: EU_AWS_SECRET}}
+        datasets: {orders: {pattern: "orders/*.parquet", format: parquet, table: orders}}
+      us_crm:
+        provider: azure
+        account: uscrmlake
+        container: exports
+        credentials: {account_key: {env: US_AZURE_KEY}}
+        datasets: {orders: {pattern: "*.csv", format: csv, table: orders}}
+      apac_events:
+        provider: gcs
+        bucket: apac-events
+        project: apac-analytics
+        credentials: {service_account_json: {env: APAC_GCP_SA_JSON}}
+        datasets: {orders: {pattern: "*.ndjson", format: ndjson, table: orders, ordered_keys: true}}
+      onprem:
+        provider: local
+        root: /mnt/nfs/exports
+        datasets: {orders: {pattern: "*.csv", format: csv, table: orders}}
+    tables:
+      orders:
+        contract: {columns: {order_id: {type: int64, nullable: false}}}
+    """
+)
+
+
+def test_lakes_on_every_provider_validate_with_secrets_named_by_variable() -> None:
+    config = parse_config(CLOUD, source="x", base_dir=Path("/cfg"))
+    assert [lake.provider for lake in config.lakes.values()] == ["s3", "azure", "gcs", "local"]
+    assert config.lakes["eu_sales"].credentials.secret_access_key.env == "EU_AWS_SECRET"  # type: ignore[union-attr]
+    assert config.lakehouse.scheme == "s3"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            ("endpoint_url: null", "endpoint_url: http://minio:9000"),
+            "lakes.eu_sales.endpoint_url: is plain http: set allow_http: true",
+        ),
+        (
+            ("{account_key: {env: US_AZURE_KEY}}", "{account_key: {env: A}, sas_token: {env: B}}"),
+            "lakes.us_crm.credentials: give one of account_key, sas_token or a service principal",
+        ),
+        (
+            ("{account_key: {env: US_AZURE_KEY}}", "{client_id: {env: A}}"),
+            "lakes.us_crm.credentials: a service principal needs client_id, client_secret and tenant_id",
+        ),
+        (
+            ("uri: s3://central-lakehouse/warehouse", "uri: az://lakehouse/warehouse"),
+            "lakehouse.credentials: do not fit a az:// lakehouse",
+        ),
+        (
+            ("uri: s3://central-lakehouse/warehouse", "uri: hdfs://x/y"),
+            "lakehouse.uri: hdfs:// is not supported",
+        ),
+        (("{env: EU_AWS_SECRET}", "{env: 1BAD}"), "lakes.eu_sales.credentials.secret_access_key.env"),
+        (
+            ("format: parquet, table: orders}", "format: parquet, table: orders, changed: reingest}"),
+            "lakes.eu_sales.datasets.orders.changed: reingest needs a merge table",
+        ),
+    ],
+)
+def test_cloud_settings_are_checked(change: tuple[str, str], expected: str) -> None:
+    old, new = change
+    assert old in CLOUD
+    found = problems(CLOUD.replace(old, new, 1))
+    assert any(p.startswith(expected) for p in found), found

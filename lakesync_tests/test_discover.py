@@ -15,11 +15,11 @@ from lakesync.discover import (
     LakeUnavailableError,
     Ledger,
     discover,
-    open_store,
     split_batches,
     take_batch,
 )
 from lakesync.discover.patterns import literal_prefix, matches
+from lakesync.discover.stores import LocalStore
 from lakesync.lakehouse import Lakehouse
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -77,7 +77,7 @@ def test_local_listing_matches_the_pattern_and_reports_size_and_mtime(tmp_path: 
             "orders/ü n#%.parquet",
         ],
     )
-    store = open_store("eu", LocalLake(provider="local", root=str(tmp_path), datasets={}))
+    store = LocalStore("eu", LocalLake(provider="local", root=str(tmp_path), datasets={}))
     found = sorted(store.list("orders/**/*.parquet"))
     assert [f.path for f in found] == ["orders/2026/a.parquet", "orders/b.parquet", "orders/ü n#%.parquet"]
     assert [f.size for f in found] == [1, 2, 5]
@@ -85,7 +85,7 @@ def test_local_listing_matches_the_pattern_and_reports_size_and_mtime(tmp_path: 
 
 
 def test_a_missing_lake_folder_is_a_clear_error(tmp_path: Path) -> None:
-    store = open_store("eu", LocalLake(provider="local", root=str(tmp_path / "gone"), datasets={}))
+    store = LocalStore("eu", LocalLake(provider="local", root=str(tmp_path / "gone"), datasets={}))
     with pytest.raises(LakeUnavailableError, match=r"lake 'eu': the folder .*gone does not exist"):
         list(store.list("*.csv"))
 

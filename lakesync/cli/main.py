@@ -76,12 +76,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     config = _load(args)
     if config is None:
         return EXIT_FAILED
-    from lakesync.lakehouse import lakehouse_for
+    from lakesync.defs.lakes import open_stores
+    from lakesync.defs.resources import open_lakehouse
     from lakesync.pipeline.status import dataset_statuses, table_statuses
     from lakesync.record.summary import text_table
 
-    lakehouse = lakehouse_for(config)
-    datasets = dataset_statuses(config, lakehouse)
+    lakehouse = open_lakehouse(config)
+    with open_stores(config) as stores:
+        datasets = dataset_statuses(config, lakehouse, stores=stores)
     print(
         text_table(
             [

@@ -8,7 +8,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from lakesync.config import LakesyncConfig
-from lakesync.lakehouse import lakehouse_for
+from lakesync.defs.lakes import open_stores
+from lakesync.defs.resources import open_lakehouse
+from lakesync.discover import BatchPlan
+from lakesync.lakehouse import Lakehouse
 from lakesync.pipeline.replay import QuarantineGroup, plan_replays, quarantine_groups
 from lakesync.record.drift_log import DriftEvent, DriftLog
 from lakesync.record.summary import sync_summary, text_table
@@ -21,8 +24,16 @@ def _when(event: DriftEvent) -> str:
     return event.last_seen.strftime("%Y-%m-%d %H:%M")
 
 
+def plan_replays_opened(
+    config: LakesyncConfig, lakehouse: Lakehouse, groups: list[QuarantineGroup], *, run_id: str
+) -> list[BatchPlan]:
+    """Plan replays, with the lakes' stores open (to look the files up as they are now)."""
+    with open_stores(config) as stores:
+        return plan_replays(config, lakehouse, groups, run_id=run_id, stores=stores)
+
+
 def drift_list(config: LakesyncConfig, args: argparse.Namespace) -> int:
-    events = DriftLog(lakehouse_for(config)).events(dataset=args.dataset)
+    events = DriftLog(open_lakehouse(config)).events(dataset=args.dataset)
     shown = events if args.all else [e for e in events if e.status == "open"]
     if not shown:
         print("No open drift events." if not args.all else "No drift events.")
@@ -54,7 +65,7 @@ def _replay_held_back(config: LakesyncConfig, event: DriftEvent) -> int:
     """Re-ingest the files a drift event quarantined, through the table's Dagster job."""
     from lakesync.cli.runs import sync
 
-    lakehouse = lakehouse_for(config)
+    lakehouse = open_lakehouse(config)
     groups = [
         g
         for g in quarantine_groups(config, lakehouse, table=event.table)
@@ -64,7 +75,9 @@ def _replay_held_back(config: LakesyncConfig, event: DriftEvent) -> int:
         and "schema_drift" in g.rules
     ]
     if groups:  # the whole files were held back: replay them whole
-        plan_replays(config, lakehouse, [replace(g, level="file") for g in groups], run_id="drift-approve")
+        plan_replays_opened(
+            config, lakehouse, [replace(g, level="file") for g in groups], run_id="drift-approve"
+        )
     outcome = sync(config, datasets=[event.dataset], trigger="drift-review")
     print(sync_summary(outcome.datasets, outcome.tables))
     for failure in outcome.failures:
@@ -73,7 +86,7 @@ def _replay_held_back(config: LakesyncConfig, event: DriftEvent) -> int:
 
 
 def drift_decide(config: LakesyncConfig, args: argparse.Namespace, decision: str) -> int:
-    log = DriftLog(lakehouse_for(config))
+    log = DriftLog(open_lakehouse(config))
     try:
         event = log.decide(args.id, decision, note=args.note)  # type: ignore[arg-type]
     except KeyError as exc:
@@ -96,7 +109,7 @@ def _run(config: LakesyncConfig, dataset: str) -> int:
 
 
 def quarantine_list(config: LakesyncConfig, args: argparse.Namespace) -> int:
-    groups = quarantine_groups(config, lakehouse_for(config), table=args.table)
+    groups = quarantine_groups(config, open_lakehouse(config), table=args.table)
     if not args.all:
         groups = [g for g in groups if g.replayed_in is None]
     if not groups:
@@ -143,7 +156,7 @@ def quarantine_list(config: LakesyncConfig, args: argparse.Namespace) -> int:
 def quarantine_replay(config: LakesyncConfig, args: argparse.Namespace) -> int:
     from lakesync.cli.runs import sync
 
-    lakehouse = lakehouse_for(config)
+    lakehouse = open_lakehouse(config)
     groups = quarantine_groups(config, lakehouse, table=args.table)
     chosen: list[QuarantineGroup] = []
     for wanted in args.ids:
@@ -161,7 +174,7 @@ def quarantine_replay(config: LakesyncConfig, args: argparse.Namespace) -> int:
         print("name quarantine ids or --file LAKE/PATH (see `lakesync quarantine list`)", file=sys.stderr)
         return EXIT_FAILED
     try:
-        plans = plan_replays(config, lakehouse, chosen, run_id="quarantine-replay")
+        plans = plan_replays_opened(config, lakehouse, chosen, run_id="quarantine-replay")
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return EXIT_FAILED

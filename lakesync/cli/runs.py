@@ -14,7 +14,7 @@ from lakesync.config import LakesyncConfig
 from lakesync.conform import DriftReport
 from lakesync.defs import build_definitions
 from lakesync.defs.assets import TABLE_TAG, job_name, op_name
-from lakesync.lakehouse import lakehouse_for
+from lakesync.defs.resources import open_lakehouse
 from lakesync.pipeline.runtime import dataset_runtimes
 from lakesync.pipeline.status import table_statuses
 from lakesync.record.summary import DatasetLine, TableLine
@@ -151,7 +151,7 @@ def sync(
     ordered = [lines[r.key] for r in runtimes if r.key in lines]
     tables = [
         TableLine(s.table, s.delta_version, s.rows, s.quarantined_rows)
-        for s in table_statuses(config, lakehouse_for(config))
+        for s in table_statuses(config, open_lakehouse(config))
         if any(r.table == s.table for r in runtimes)
     ]
     return SyncOutcome(ordered, tables, failures, run_ids, recorded)

@@ -102,6 +102,9 @@ class FormatOptions(StrictModel):
 CSV_ONLY_OPTIONS = ("delimiter", "quote", "header", "encoding", "null_values")
 
 
+ChangedPolicy = Literal["ignore", "reingest"]
+
+
 class Dataset(StrictModel):
     """One kind of file in a lake, feeding one unified table."""
 
@@ -119,7 +122,86 @@ class Dataset(StrictModel):
     timezone: str = "UTC"
     """Zone of timestamps written without an offset."""
     sensor: SensorSettings = Field(default_factory=SensorSettings)
+    ordered_keys: bool = False
+    """Keys only grow (e.g. dated paths): listings start after the last key ingested."""
+    changed: ChangedPolicy = "ignore"
+    """A file seen again with new content (size, mtime or etag): ``ignore`` (report it) or
+    ``reingest`` (upsert it again; merge tables only)."""
     description: str | None = None
+
+
+class EnvSecret(StrictModel):
+    """A secret, read from this environment variable by the Dagster resource that uses it.
+
+    The value is never written in lakesync.yaml, in run configuration, metadata or logs.
+    """
+
+    env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class S3Credentials(StrictModel):
+    access_key_id: EnvSecret
+    secret_access_key: EnvSecret
+    session_token: EnvSecret | None = None
+
+
+class AzureCredentials(StrictModel):
+    """An account key, a SAS token, or a service principal (client id, secret and tenant)."""
+
+    account_key: EnvSecret | None = None
+    sas_token: EnvSecret | None = None
+    client_id: EnvSecret | None = None
+    client_secret: EnvSecret | None = None
+    tenant_id: EnvSecret | None = None
+
+
+class GcsCredentials(StrictModel):
+    service_account_json: EnvSecret
+    """The service account's key file contents (JSON), not its path."""
+
+
+class CloudLake(StrictModel):
+    """What every object-store lake has."""
+
+    prefix: str = ""
+    """Folder inside the bucket/container the dataset patterns are relative to."""
+    endpoint_url: str | None = None
+    """A non-default endpoint (MinIO, Ceph, R2, an emulator, a private endpoint)."""
+    allow_http: bool = False
+    """Allow a plain http endpoint (logged as a warning); https otherwise."""
+    datasets: dict[Name, Dataset]
+    description: str | None = None
+    owners: list[str] = Field(default_factory=list)
+
+
+class S3Lake(CloudLake):
+    """A bucket on S3 or an S3-compatible store."""
+
+    provider: Literal["s3"]
+    bucket: str = Field(min_length=1)
+    region: str | None = None
+    credentials: S3Credentials | None = None
+    """Absent: the default chain (instance role, AWS_* variables, profile)."""
+
+
+class AzureLake(CloudLake):
+    """A container of an Azure storage account (Blob or ADLS Gen2, through the blob endpoint)."""
+
+    provider: Literal["azure"]
+    account: str = Field(min_length=1)
+    container: str = Field(min_length=1)
+    credentials: AzureCredentials | None = None
+    """Absent: DefaultAzureCredential (managed identity, environment, CLI login)."""
+
+
+class GcsLake(CloudLake):
+    """A Google Cloud Storage bucket."""
+
+    provider: Literal["gcs"]
+    bucket: str = Field(min_length=1)
+    project: str | None = None
+    credentials: GcsCredentials | None = None
+    """Absent: application default credentials."""
 
 
 class LocalLake(StrictModel):
@@ -139,21 +221,32 @@ class LocalLake(StrictModel):
         return _resolve_local(value, info)
 
 
-# One class per provider; the cloud providers join this union.
-Lake = Annotated[LocalLake, Field(discriminator="provider")]
-PROVIDERS = ("local",)
+# One class per provider: a new store is one new class here and one in discover/stores.
+Lake = Annotated[LocalLake | S3Lake | AzureLake | GcsLake, Field(discriminator="provider")]
+PROVIDERS = ("local", "s3", "azure", "gcs")
 
 
 class Lakehouse(StrictModel):
     """Where the unified Delta tables live."""
 
     uri: str
-    """A local folder (relative to the config file)."""
+    """A local folder (relative to the config file), ``s3://bucket/path``, ``az://container/path``
+    or ``gs://bucket/path``."""
+    credentials: S3Credentials | AzureCredentials | GcsCredentials | None = None
+    region: str | None = None
+    account: str | None = None
+    """Azure: the storage account of an ``az://`` lakehouse."""
+    endpoint_url: str | None = None
+    allow_http: bool = False
 
     @field_validator("uri")
     @classmethod
     def _uri(cls, value: str, info: ValidationInfo) -> str:
         return _resolve_local(value, info)
+
+    @property
+    def scheme(self) -> str:
+        return self.uri.split("://", 1)[0] if "://" in self.uri else "file"
 
 
 class StrLength(StrictModel):

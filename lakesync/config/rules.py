@@ -9,7 +9,16 @@ from pathlib import PurePosixPath
 
 from lakesync.config.contracts import ContractError, ResolvedContract, resolve_contract
 from lakesync.config.datatypes import FLOAT_TYPES, INTEGER_TYPES
-from lakesync.config.models import CSV_ONLY_OPTIONS, Dataset, LakesyncConfig, Table
+from lakesync.config.models import (
+    CSV_ONLY_OPTIONS,
+    AzureCredentials,
+    Dataset,
+    GcsCredentials,
+    Lakehouse,
+    LakesyncConfig,
+    S3Credentials,
+    Table,
+)
 
 Problem = tuple[tuple[str, ...], str]
 _NUMERIC = (*INTEGER_TYPES, *FLOAT_TYPES)
@@ -29,10 +38,42 @@ def check_rules(config: LakesyncConfig) -> list[Problem]:
             continue
         problems.extend(_table_rules(path, table, contracts[name]))
     for lake_name, lake in config.lakes.items():
+        problems.extend(_connection_rules(("lakes", lake_name), lake))
         for ds_name, dataset in lake.datasets.items():
             path = ("lakes", lake_name, "datasets", ds_name)
             problems.extend(_dataset_rules(path, dataset, config, contracts))
+    problems.extend(_lakehouse_rules(config.lakehouse))
     return problems
+
+
+def _connection_rules(path: tuple[str, ...], where: object) -> Iterator[Problem]:
+    """http only when allowed; Azure credentials of one kind."""
+    endpoint = getattr(where, "endpoint_url", None)
+    if endpoint and endpoint.startswith("http://") and not getattr(where, "allow_http", False):
+        yield (*path, "endpoint_url"), "is plain http: set allow_http: true to allow it (https otherwise)"
+    credentials = getattr(where, "credentials", None)
+    if isinstance(credentials, AzureCredentials):
+        principal = [credentials.client_id, credentials.client_secret, credentials.tenant_id]
+        kinds = [credentials.account_key is not None, credentials.sas_token is not None, any(principal)]
+        if sum(kinds) != 1:
+            yield (*path, "credentials"), "give one of account_key, sas_token or a service principal"
+        elif any(principal) and not all(principal):
+            yield (*path, "credentials"), "a service principal needs client_id, client_secret and tenant_id"
+
+
+def _lakehouse_rules(lakehouse: Lakehouse) -> Iterator[Problem]:
+    path = ("lakehouse",)
+    yield from _connection_rules(path, lakehouse)
+    expected = {"s3": S3Credentials, "az": AzureCredentials, "gs": GcsCredentials}
+    scheme = lakehouse.scheme
+    if scheme not in (*expected, "file"):
+        yield (*path, "uri"), f"{scheme}:// is not supported (a folder, s3://, az:// or gs://)"
+    elif lakehouse.credentials is not None and not isinstance(
+        lakehouse.credentials, expected.get(scheme, type(None))
+    ):
+        yield (*path, "credentials"), f"do not fit a {scheme}:// lakehouse"
+    if scheme == "az" and not lakehouse.account:
+        yield (*path, "account"), "an az:// lakehouse needs its storage account"
 
 
 def _table_rules(path: tuple[str, ...], table: Table, contract: ResolvedContract) -> Iterator[Problem]:
@@ -112,6 +153,9 @@ def _dataset_rules(
     config: LakesyncConfig,
     contracts: dict[str, ResolvedContract],
 ) -> Iterator[Problem]:
+    table = config.tables.get(dataset.table)
+    if dataset.changed == "reingest" and table is not None and table.mode != "merge":
+        yield (*path, "changed"), "reingest needs a merge table (an append table would hold both versions)"
     if dataset.table not in config.tables:
         known = ", ".join(config.tables) or "none declared"
         yield (*path, "table"), f"{dataset.table!r} is not one of the declared tables ({known})"

@@ -17,8 +17,9 @@ from dagster._core.definitions.unresolved_asset_job_definition import (  # not e
 from pydantic import Field
 
 from lakesync.config import LakesyncConfig, ResolvedContract
-from lakesync.config.models import Dataset, LocalLake
+from lakesync.config.models import Dataset
 from lakesync.defs.checks import drift_evaluation
+from lakesync.defs.lakes import AnyLake, lake_resource, location, resource_key
 from lakesync.defs.metadata import (
     DRIFT_KEY,
     LEDGER_KEY,
@@ -31,7 +32,6 @@ from lakesync.defs.metadata import (
     table_key,
     table_metadata,
 )
-from lakesync.defs.resources import LakehouseResource
 from lakesync.pipeline import sync_table
 
 TABLE_TAG = "lakesync/table"
@@ -47,7 +47,7 @@ class SyncConfig(dg.Config):
     )
 
 
-def lake_dataset_spec(lake_name: str, lake: LocalLake, name: str, dataset: Dataset) -> dg.AssetSpec:
+def lake_dataset_spec(lake_name: str, lake: AnyLake, name: str, dataset: Dataset) -> dg.AssetSpec:
     return dg.AssetSpec(
         key=dataset_key(lake_name, name),
         description=dataset.description
@@ -57,7 +57,7 @@ def lake_dataset_spec(lake_name: str, lake: LocalLake, name: str, dataset: Datas
         owners=lake.owners or None,
         tags={"lakesync/lake": lake_name},
         metadata={
-            "lake_root": lake.root,
+            "lake_location": location(lake),
             "pattern": dataset.pattern,
             "format": dataset.format,
             "feeds_table": dataset.table,
@@ -102,6 +102,10 @@ def table_assets(config: LakesyncConfig, table: str, contract: ResolvedContract)
         if ds.table == table
     ]
     project = config  # the op's own `config` parameter is its run configuration
+    feeding = sorted(
+        {lake for lake, spec in config.lakes.items() for ds in spec.datasets.values() if ds.table == table}
+    )
+    cloud = [lake for lake in feeding if lake_resource(config.lakes[lake]) is not None]
     table_spec = dg.AssetSpec(
         key=table_key(table),
         deps=deps,
@@ -133,15 +137,24 @@ def table_assets(config: LakesyncConfig, table: str, contract: ResolvedContract)
         name=op_name(table),
         specs=[table_spec, quarantine_spec],
         can_subset=True,
+        required_resource_keys={"lakehouse", *(resource_key(lake) for lake in cloud)},
         description=f"Ingest new files of every dataset feeding `{table}`, exactly once",
     )
-    def sync(
-        context: dg.AssetExecutionContext, config: SyncConfig, lakehouse: LakehouseResource
-    ) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]
-        target = lakehouse.get()
+    def sync(context: dg.AssetExecutionContext, config: SyncConfig) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]
+        target = context.resources.lakehouse.get()
+        stores = {
+            lake: getattr(context.resources, resource_key(lake)).store(lake, project.lakes[lake])
+            for lake in cloud
+        }
         selected = config.datasets or None
         result = sync_table(
-            project, table, lakehouse=target, run_id=context.run_id, datasets=selected, contract=contract
+            project,
+            table,
+            lakehouse=target,
+            run_id=context.run_id,
+            datasets=selected,
+            contract=contract,
+            stores=stores,
         )
         for dataset in result.datasets:
             observed = dataset_batch_metadata(dataset)

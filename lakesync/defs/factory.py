@@ -7,7 +7,8 @@ import dagster as dg
 from lakesync.config import LakesyncConfig, resolve_contract
 from lakesync.defs.assets import drift_spec, lake_dataset_spec, ledger_spec, table_assets, table_job
 from lakesync.defs.checks import drift_check
-from lakesync.defs.resources import LakehouseResource
+from lakesync.defs.lakes import lake_resources
+from lakesync.defs.resources import lakehouse_resource
 from lakesync.defs.sensors import dataset_sensor
 from lakesync.pipeline.runtime import dataset_runtimes
 
@@ -36,6 +37,6 @@ def build_definitions(config: LakesyncConfig) -> dg.Definitions:
         *(table_definitions(config, name) for name in config.tables),
         dg.Definitions(
             assets=[ledger_spec(), drift_spec()],
-            resources={"lakehouse": LakehouseResource(uri=config.lakehouse.uri)},
+            resources={"lakehouse": lakehouse_resource(config), **lake_resources(config)},
         ),
     )

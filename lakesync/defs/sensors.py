@@ -10,14 +10,14 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dagster as dg
 
 from lakesync.config import LakesyncConfig
 from lakesync.defs.assets import DATASET_TAG, TABLE_TAG, job_name, op_name
+from lakesync.defs.lakes import lake_resource, location, resource_key, store_for
 from lakesync.defs.metadata import dataset_key, scan_metadata
-from lakesync.defs.resources import LakehouseResource
 from lakesync.discover import Ledger, split_batches
 from lakesync.pipeline.runtime import DatasetRuntime
 from lakesync.pipeline.scan import DatasetScan, scan_dataset
@@ -127,6 +127,7 @@ def _run_info(record: dg.RunRecord) -> RunInfo:
 
 def dataset_sensor(config: LakesyncConfig, runtime: DatasetRuntime) -> dg.SensorDefinition:
     settings = runtime.config.sensor
+    key = resource_key(runtime.lake) if lake_resource(config.lakes[runtime.lake]) is not None else None
     asset_key = dataset_key(runtime.lake, runtime.name)
     run_config = {"ops": {op_name(runtime.table): {"config": {"datasets": [runtime.key]}}}}
 
@@ -136,13 +137,17 @@ def dataset_sensor(config: LakesyncConfig, runtime: DatasetRuntime) -> dg.Sensor
         minimum_interval_seconds=max(1, int(settings.interval)),
         default_status=dg.DefaultSensorStatus.RUNNING if settings.enabled else dg.DefaultSensorStatus.STOPPED,
         description=(
-            f"Watches `{runtime.config.pattern}` in lake `{runtime.lake}` ({runtime.store.description}) "
-            f"and ingests new files into `{runtime.table}`"
+            f"Watches `{runtime.config.pattern}` in lake `{runtime.lake}` "
+            f"({location(config.lakes[runtime.lake])}) and ingests new files into `{runtime.table}`"
         ),
+        required_resource_keys={"lakehouse", *([key] if key else [])},
     )
-    def watch(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource) -> dg.SensorResult:
-        scan = scan_dataset(runtime, Ledger(lakehouse.get()))
-        drift = DriftLog(lakehouse.get())
+    def watch(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        lakehouse = context.resources.lakehouse.get()
+        resource = getattr(context.resources, key, None) if key else None
+        live = replace(runtime, store=store_for(runtime.lake, config.lakes[runtime.lake], resource))
+        scan = scan_dataset(live, Ledger(lakehouse))
+        drift = DriftLog(lakehouse)
         fingerprint = config_fingerprint(config, runtime, drift.decisions(runtime.key))
         stopping = [
             e for e in drift.events(dataset=runtime.key) if e.status == "open" and e.report.policy == "fail"

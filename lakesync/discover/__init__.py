@@ -2,7 +2,7 @@
 
 from lakesync.discover.ledger import BatchPlan, DatasetLedger, FileOutcome, Ledger
 from lakesync.discover.planning import Discovery, discover, split_batches, take_batch
-from lakesync.discover.stores import FileEntry, LakeStore, LakeUnavailableError, open_store
+from lakesync.discover.stores import FileEntry, LakeStore, LakeUnavailableError
 
 __all__ = [
     "BatchPlan",
@@ -14,7 +14,6 @@ __all__ = [
     "LakeUnavailableError",
     "Ledger",
     "discover",
-    "open_store",
     "split_batches",
     "take_batch",
 ]

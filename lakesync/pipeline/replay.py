@@ -10,14 +10,14 @@ again, under the replay's batch.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import polars as pl
 
 from lakesync.config import LakesyncConfig
-from lakesync.discover import BatchPlan, Ledger
+from lakesync.discover import BatchPlan, LakeStore, Ledger
 from lakesync.lakehouse import Lakehouse
 from lakesync.pipeline.runtime import dataset_key, dataset_runtimes
 
@@ -105,13 +105,18 @@ def quarantine_groups(
 
 
 def plan_replays(
-    config: LakesyncConfig, lakehouse: Lakehouse, groups: Sequence[QuarantineGroup], *, run_id: str
+    config: LakesyncConfig,
+    lakehouse: Lakehouse,
+    groups: Sequence[QuarantineGroup],
+    *,
+    run_id: str,
+    stores: Mapping[str, LakeStore] | None = None,
 ) -> list[BatchPlan]:
     """Plan a replay batch per dataset and source batch; the table's next run ingests them.
 
     Raises ``ValueError`` naming a group that was already replayed or whose file is gone.
     """
-    runtimes = {r.key: r for r in dataset_runtimes(config)}
+    runtimes = {r.key: r for r in dataset_runtimes(config, stores=stores)}
     ledger = Ledger(lakehouse)
     plans = []
     by_source: dict[tuple[str, int], list[QuarantineGroup]] = {}

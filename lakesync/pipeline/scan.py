@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from lakesync.discover import Discovery, Ledger, discover
+from lakesync.discover import DatasetLedger, Discovery, Ledger, discover
 from lakesync.pipeline.runtime import DatasetRuntime
 
 
@@ -16,8 +16,19 @@ class DatasetScan:
     """Batches planned but not finished (a run died or failed); the next run completes them."""
 
 
+def start_after(runtime: DatasetRuntime, state: DatasetLedger) -> str | None:
+    """Where a listing may start for keys that only grow: after the greatest key known."""
+    if not runtime.config.ordered_keys or state.files.is_empty():
+        return None
+    last = state.files["path"].max()
+    return str(last) if last is not None else None
+
+
 def scan_dataset(runtime: DatasetRuntime, ledger: Ledger) -> DatasetScan:
     """List the dataset and diff it against the ledger; raises ``LakeUnavailableError``."""
     state = ledger.read(runtime.key)
-    found = discover(runtime.store.list(runtime.config.pattern), state.known_tags())
+    listing = runtime.store.list(runtime.config.pattern, start_after=start_after(runtime, state))
+    found = discover(listing, state.known_tags())
+    if runtime.config.changed == "reingest":
+        found = replace(found, new=(*found.new, *found.changed), changed=())
     return DatasetScan(runtime.key, found, tuple(p.version for p in state.pending))

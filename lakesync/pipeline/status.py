@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from lakesync.config import LakesyncConfig
-from lakesync.discover import LakeUnavailableError, Ledger, discover
+from lakesync.discover import LakeStore, LakeUnavailableError, Ledger, discover
 from lakesync.lakehouse import Lakehouse, row_count
 from lakesync.pipeline.runtime import dataset_runtimes
 
@@ -37,10 +38,12 @@ class TableStatus:
     last_commit_at: datetime | None
 
 
-def dataset_statuses(config: LakesyncConfig, lakehouse: Lakehouse) -> list[DatasetStatus]:
+def dataset_statuses(
+    config: LakesyncConfig, lakehouse: Lakehouse, *, stores: Mapping[str, LakeStore] | None = None
+) -> list[DatasetStatus]:
     ledger = Ledger(lakehouse)
     statuses = []
-    for runtime in dataset_runtimes(config):
+    for runtime in dataset_runtimes(config, stores=stores):
         state = ledger.read(runtime.key)
         files: int | None = None
         new: int | None = None

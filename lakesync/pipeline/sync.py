@@ -39,6 +39,7 @@ from lakesync.discover import (
     DatasetLedger,
     FileEntry,
     FileOutcome,
+    LakeStore,
     LakeUnavailableError,
     Ledger,
     discover,
@@ -46,6 +47,7 @@ from lakesync.discover import (
 )
 from lakesync.lakehouse import Lakehouse, row_count, transaction_version
 from lakesync.pipeline.runtime import DatasetRuntime, dataset_runtimes
+from lakesync.pipeline.scan import start_after
 from lakesync.pipeline.stream import WHOLE_FILE_BYTES, Restart, RoundStream
 from lakesync.read import DEFAULT_CHUNK_ROWS
 from lakesync.record import DatasetSync, TableSync
@@ -92,7 +94,7 @@ def _now() -> datetime:
 def _plans_for(runtime: DatasetRuntime, ledger: Ledger, progress: _Progress, run_id: str) -> list[BatchPlan]:
     """Pending batches of a dataset, then its next batch of new files (planned durably)."""
     state = ledger.read(runtime.key)
-    listing = list(runtime.store.list(runtime.config.pattern))
+    listing = list(runtime.store.list(runtime.config.pattern, start_after=start_after(runtime, state)))
     found = discover(listing, state.known_tags())
     progress.files_seen = found.files
     progress.files_changed = len(found.changed)
@@ -106,7 +108,8 @@ def _plans_for(runtime: DatasetRuntime, ledger: Ledger, progress: _Progress, run
     limits = runtime.config.sensor
 
     def choose(current: DatasetLedger) -> list[FileEntry]:
-        fresh = discover(listing, current.known_tags()).new
+        seen = discover(listing, current.known_tags())
+        fresh = [*seen.new, *(seen.changed if runtime.config.changed == "reingest" else ())]
         return take_batch(fresh, max_files=limits.max_files, max_bytes=limits.max_bytes)
 
     if state.pending:  # finish what an earlier run started before taking new files
@@ -127,6 +130,7 @@ def sync_table(
     contract: ResolvedContract | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     whole_file_bytes: int = WHOLE_FILE_BYTES,
+    stores: Mapping[str, LakeStore] | None = None,
 ) -> TableSync:
     """Ingest what is new for ``table`` from its datasets (all, or the ``<lake>.<dataset>`` keys given).
 
@@ -140,7 +144,7 @@ def sync_table(
     drift_log = DriftLog(lakehouse)
     runtimes = {
         r.key: replace(r, decisions=drift_log.decisions(r.key))
-        for r in dataset_runtimes(config, table=table, chunk_rows=chunk_rows)
+        for r in dataset_runtimes(config, table=table, chunk_rows=chunk_rows, stores=stores)
         if datasets is None or r.key in datasets
     }
     ledger = Ledger(lakehouse)

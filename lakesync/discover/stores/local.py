@@ -1,68 +1,16 @@
-"""Lake stores: list the files of a lake and make one readable, never writing to the lake.
-
-Each provider is one class implementing :class:`LakeStore`; ``open_store`` picks it from the
-lake's config. Source lakes are read-only to lakesync: stores only list and read.
-"""
+"""A lake on a local or mounted file system (NFS, SMB): read in place."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
 
 from lakesync.config.models import LocalLake
 from lakesync.discover.patterns import compile_pattern, literal_prefix
-
-
-@dataclass(frozen=True, order=True)
-class FileEntry:
-    """One file of a lake as the listing saw it."""
-
-    path: str
-    """Path relative to the lake root, with ``/`` separators."""
-    size: int
-    modified: datetime
-    """Last modification time, UTC."""
-    etag: str | None = None
-    """Content tag of object stores; ``None`` on local disks."""
-
-    @property
-    def version_tag(self) -> str:
-        """What identifies this content of the file: the etag, else size and mtime."""
-        return self.etag or f"{self.size}:{int(self.modified.timestamp() * 1_000_000)}"
-
-
-class LakeUnavailableError(RuntimeError):
-    """The lake could not be listed (missing folder, unreachable endpoint, no permission)."""
-
-
-class FileChangedError(OSError):
-    """A file's content changed between its listing and its reading."""
-
-
-class LakeStore(Protocol):
-    """What a lake provider must offer to the discover and read stages."""
-
-    name: str
-    description: str
-    """Where the lake is, for messages (never a secret)."""
-
-    def list(self, pattern: str) -> Iterator[FileEntry]:
-        """Every file whose relative path matches the glob ``pattern``."""
-        ...
-
-    def local_path(self, entry: FileEntry) -> AbstractContextManager[Path]:
-        """A local path with the file's bytes as listed; raises :class:`FileChangedError` if it
-        changed since (``FileNotFoundError`` if it is gone)."""
-        ...
-
-    def stat(self, path: str) -> FileEntry | None:
-        """The file at ``path`` as it is now (``None`` if there is none)."""
-        ...
+from lakesync.discover.stores.base import FileChangedError, FileEntry, LakeUnavailableError
 
 
 class LocalStore:
@@ -72,8 +20,10 @@ class LocalStore:
         self.name = name
         self.root = Path(lake.root)
         self.description = f"local folder {self.root}"
+        self.list_calls = 0
 
-    def list(self, pattern: str) -> Iterator[FileEntry]:
+    def list(self, pattern: str, *, start_after: str | None = None) -> Iterator[FileEntry]:
+        self.list_calls += 1
         if not self.root.is_dir():
             msg = f"lake {self.name!r}: the folder {self.root} does not exist or is not a folder"
             raise LakeUnavailableError(msg)
@@ -92,7 +42,7 @@ class LocalStore:
                             stack.append(Path(entry.path))
                             continue
                         relative = entry.path[root_len:].replace(os.sep, "/")
-                        if not regex.match(relative):
+                        if not regex.match(relative) or (start_after is not None and relative <= start_after):
                             continue
                         try:
                             stat = entry.stat()
@@ -129,8 +79,3 @@ def _entry(relative: str, stat: os.stat_result) -> FileEntry:
         size=stat.st_size,
         modified=datetime.fromtimestamp(stat.st_mtime_ns / 1e9, tz=UTC),
     )
-
-
-def open_store(name: str, lake: LocalLake) -> LakeStore:
-    """The store for a lake's provider."""
-    return LocalStore(name, lake)

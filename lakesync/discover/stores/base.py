@@ -1,0 +1,61 @@
+"""What every lake store offers, whatever the provider: listing and reading, never writing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True, order=True)
+class FileEntry:
+    """One file of a lake as the listing saw it."""
+
+    path: str
+    """Path relative to the lake root (or the lake's prefix), with ``/`` separators."""
+    size: int
+    modified: datetime
+    """Last modification time, UTC."""
+    etag: str | None = None
+    """Content tag of object stores; ``None`` on local disks."""
+
+    @property
+    def version_tag(self) -> str:
+        """What identifies this content of the file: the etag, else size and mtime."""
+        return self.etag or f"{self.size}:{int(self.modified.timestamp() * 1_000_000)}"
+
+
+class LakeUnavailableError(RuntimeError):
+    """The lake could not be listed or read (missing folder, unreachable endpoint, refused
+    credentials); the message names the lake and where it is, never a secret."""
+
+
+class FileChangedError(OSError):
+    """A file's content changed between its listing and its reading."""
+
+
+class LakeStore(Protocol):
+    """What a lake provider must offer to the discover and read stages."""
+
+    name: str
+    description: str
+    """Where the lake is, for messages (never a secret)."""
+    list_calls: int
+    """Listing requests made so far (one per page on object stores)."""
+
+    def list(self, pattern: str, *, start_after: str | None = None) -> Iterator[FileEntry]:
+        """Every file whose relative path matches the glob ``pattern`` (after ``start_after``,
+        when keys only grow)."""
+        ...
+
+    def local_path(self, entry: FileEntry) -> AbstractContextManager[Path]:
+        """A local path with the file's bytes as listed; raises :class:`FileChangedError` if it
+        changed since (``FileNotFoundError`` if it is gone)."""
+        ...
+
+    def stat(self, path: str) -> FileEntry | None:
+        """The file at ``path`` as it is now (``None`` if there is none)."""
+        ...

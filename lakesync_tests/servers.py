@@ -1,0 +1,142 @@
+"""The protocol servers tests talk to, each on a free port of 127.0.0.1, stopped by its own pid.
+
+- S3: moto_server (PyPI moto[server])
+- Azure Blob: azurite (npm; installed into node_modules by `make setup`)
+- GCS: gcp-storage-emulator (PyPI)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+PROJECT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+AZURITE = PROJECT / "node_modules" / ".bin" / "azurite-blob"
+# Azurite's well-known development account (public, documented by Microsoft; not a secret).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running server; ``stop()`` ends it (and only it) by its pid."""
+
+    name: str
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    log_file: BinaryIO | None = None
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=15)
+        if self.log_file is not None:
+            self.log_file.close()
+            self.log_file = None
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+
+def _start(
+    name: str, command: list[str], url: str, folder: Path, probe: str, env: dict[str, str] | None = None
+) -> Server:
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / f"{name}.log"
+    log_file = log.open("wb")
+    process = subprocess.Popen(
+        command,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        cwd=folder,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,  # its own process group: stop() reaches its children too
+    )
+    server = Server(name, url, process, log, log_file)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            server.stop()
+            msg = f"{name} exited at start: {log.read_text()[-2000:]}"
+            raise RuntimeError(msg)
+        try:
+            urllib.request.urlopen(probe, timeout=2)
+            return server
+        except urllib.error.HTTPError:
+            return server  # it answers (403, 400...): it is up
+        except OSError:
+            time.sleep(0.2)
+    server.stop()
+    msg = f"{name} did not answer on {url} within 60 s: {log.read_text()[-2000:]}"
+    raise RuntimeError(msg)
+
+
+def start_s3(folder: Path, port: int | None = None) -> Server:
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    return _start(
+        "moto",
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        url,
+        folder,
+        url + "/moto-api/",
+    )
+
+
+def start_azure(folder: Path, port: int | None = None) -> Server:
+    if not AZURITE.exists():
+        msg = f"azurite is not installed at {AZURITE}: run `make setup` (npm ci)"
+        raise RuntimeError(msg)
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
+    command = [
+        str(AZURITE),
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        str(port),
+        "--location",
+        str(folder / "azurite"),
+        "--skipApiVersionCheck",
+        "--disableTelemetry",
+        "--silent",
+        "--loose",
+    ]
+    return _start("azurite", command, url, folder, url + "?comp=list")
+
+
+def start_gcs(folder: Path, port: int | None = None) -> Server:
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [
+        str(BIN / "gcp-storage-emulator"),
+        "start",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--in-memory",
+    ]
+    return _start("gcs", command, url, folder, url + "/storage/v1/b")
