@@ -55,9 +55,10 @@ class GcsStore(ObjectStore):
         # emulator) are caught by looking at the generation again.
         now = self.bucket.get_blob(key)
         if now is None:
-            raise google_errors.NotFound(key)
+            raise google_errors.NotFound(key)  # type: ignore[no-untyped-call]
         if expected is not None and now.generation != expected:
-            raise google_errors.PreconditionFailed(f"{key}: generation {now.generation}, listed {expected}")
+            msg = f"{key}: generation {now.generation}, listed {expected}"
+            raise google_errors.PreconditionFailed(msg)  # type: ignore[no-untyped-call]
 
     def _head(self, key: str) -> StoredObject | None:
         blob = self.bucket.get_blob(key)

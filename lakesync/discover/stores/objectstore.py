@@ -115,9 +115,12 @@ class ObjectStore:
         last_key = after
         for attempt in range(1, self.attempts + 1):
             try:
-                for page in self._pages(prefix, last_key):
+                resume = last_key
+                for page in self._pages(prefix, resume):
                     self.list_calls += 1
                     for obj in page:
+                        if resume is not None and obj.key <= resume:
+                            continue  # a provider that cannot start after a key lists it again
                         last_key = obj.key
                         relative = obj.key[len(self.prefix) :]
                         if relative.endswith("/") or not regex.match(relative):
