@@ -17,7 +17,7 @@ export UV_COMPILE_BYTECODE := 1
 DEV_CONFIG := $(or $(LAKESYNC_CONFIG),$(if $(wildcard lakesync.yaml),$(CURDIR)/lakesync.yaml,$(CURDIR)/$(DEMO_DIR)/lakesync.yaml))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo dev test lint format bench clean
+.PHONY: help setup demo demo-cloud dev test lint format bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ demo: setup ## generate three demo lakes, sync them into the lakehouse, print th
 	@echo
 	@echo "Open the Dagster UI on the demo: make dev  (then http://127.0.0.1:3000)"
 
+demo-cloud: setup ## the demo spread over S3, Azure and GCS emulators, synced into a lakehouse on the S3 emulator
+	@$(BIN)/python -m lakesync.demo.cloud --dir demo-cloud
+
 dev: setup ## dagster dev on 127.0.0.1:3000 (asset graph, sensors, runs)
 	@test -f "$(DEV_CONFIG)" || $(BIN)/lakesync demo --dir $(DEMO_DIR)
 	LAKESYNC_CONFIG=$(DEV_CONFIG) $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
@@ -66,4 +69,4 @@ bench: setup ## lakesync vs. the floor (polars + one write_deltalake) on ~10M ro
 	$(BIN)/python -m bench.run
 
 clean: ## remove the venv, the Dagster instance, the demo and caches
-	rm -rf $(VENV) .tools node_modules $(DAGSTER_HOME) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache bench/data
+	rm -rf $(VENV) .tools node_modules $(DAGSTER_HOME) $(DEMO_DIR) demo-cloud .pytest_cache .mypy_cache .ruff_cache bench/data

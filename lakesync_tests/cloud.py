@@ -11,7 +11,7 @@ from azure.storage.blob import BlobServiceClient
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from lakesync_tests.servers import AZURITE_ACCOUNT, AZURITE_KEY, Server
+from lakesync.demo.servers import AZURITE_ACCOUNT, AZURITE_KEY, Server
 
 
 def unique(prefix: str) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lakesync.demo.generate import generate
-from lakesync_tests.servers import Server, start_azure, start_gcs, start_s3
+from lakesync.demo.servers import Server, start_azure, start_gcs, start_s3
 
 PROJECT = Path(__file__).resolve().parent.parent
 

@@ -17,10 +17,10 @@ import pytest
 from lakesync.config.load import parse_config
 from lakesync.config.models import FormatOptions, LakesyncConfig
 from lakesync.defs.lakes import open_stores
+from lakesync.demo.servers import AZURITE_KEY, Server
 from lakesync.discover.stores import FileChangedError, LakeStore
 from lakesync.read import ReadSpec, read_file
 from lakesync_tests.cloud import Bucket, new_bucket
-from lakesync_tests.servers import AZURITE_KEY, Server
 
 PROVIDERS = ["s3", "azure", "gcs"]
 

@@ -21,6 +21,7 @@ import yaml
 from lakesync.config import load_config
 from lakesync.defs import build_definitions
 from lakesync.defs.resources import open_lakehouse
+from lakesync.demo.servers import AZURITE_KEY, Server, start_s3
 from lakesync_tests.cloud import (
     Bucket,
     azure_lakehouse,
@@ -31,7 +32,6 @@ from lakesync_tests.cloud import (
     unique,
 )
 from lakesync_tests.lakes import ORDERS_CONTRACT, orders_rows, write_orders_csv
-from lakesync_tests.servers import AZURITE_KEY, Server, start_s3
 
 PLANTED_S3 = "PlantedS3Secret-do-not-leak-7f3a91"
 PLANTED_AZURE = base64.b64encode(b"planted-azure-key-do-not-leak-5d2c").decode()

@@ -36,8 +36,13 @@ def names(*secrets: EnvSecret | None) -> list[str]:
     return [s.env for s in secrets if s is not None]
 
 
+_WARNED_HTTP: set[tuple[str, str, str]] = set()
+
+
 def warn_http(kind: str, name: str, endpoint: str | None) -> None:
-    if endpoint and endpoint.startswith("http://"):
+    """Warn, once per process and endpoint, that a lake or lakehouse is reached over plain http."""
+    if endpoint and endpoint.startswith("http://") and (kind, name, endpoint) not in _WARNED_HTTP:
+        _WARNED_HTTP.add((kind, name, endpoint))
         log.warning("%s %r uses plain http (%s): allowed by allow_http: true", kind, name, endpoint)
 
 

@@ -1,4 +1,5 @@
-"""The protocol servers tests talk to, each on a free port of 127.0.0.1, stopped by its own pid.
+"""Protocol servers for the tests and `make demo-cloud`, each on a free port of 127.0.0.1,
+stopped by its own pid.
 
 - S3: moto_server (PyPI moto[server])
 - Azure Blob: azurite (npm; installed into node_modules by `make setup`)
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 AZURITE = PROJECT / "node_modules" / ".bin" / "azurite-blob"
 # Azurite's well-known development account (public, documented by Microsoft; not a secret).
@@ -61,12 +62,12 @@ class Server:
 
 
 def _start(
-    name: str, command: list[str], url: str, folder: Path, probe: str, env: dict[str, str] | None = None
+    name: str, command: list[str], url: str, folder: Path, *, probe: str, env: dict[str, str] | None = None
 ) -> Server:
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / f"{name}.log"
     log_file = log.open("wb")
-    process = subprocess.Popen(
+    process = subprocess.Popen(  # noqa: S603 -- our own emulator command lines, no user input
         command,
         stdout=log_file,
         stderr=subprocess.STDOUT,
@@ -82,12 +83,13 @@ def _start(
             msg = f"{name} exited at start: {log.read_text()[-2000:]}"
             raise RuntimeError(msg)
         try:
-            urllib.request.urlopen(probe, timeout=2)
-            return server
+            urllib.request.urlopen(probe, timeout=2)  # noqa: S310 -- an http://127.0.0.1 probe we built
         except urllib.error.HTTPError:
             return server  # it answers (403, 400...): it is up
         except OSError:
             time.sleep(0.2)
+        else:
+            return server
     server.stop()
     msg = f"{name} did not answer on {url} within 60 s: {log.read_text()[-2000:]}"
     raise RuntimeError(msg)
@@ -101,7 +103,7 @@ def start_s3(folder: Path, port: int | None = None) -> Server:
         [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
         url,
         folder,
-        url + "/moto-api/",
+        probe=url + "/moto-api/",
     )
 
 
@@ -124,7 +126,7 @@ def start_azure(folder: Path, port: int | None = None) -> Server:
         "--silent",
         "--loose",
     ]
-    return _start("azurite", command, url, folder, url + "?comp=list")
+    return _start("azurite", command, url, folder, probe=url + "?comp=list")
 
 
 def start_gcs(folder: Path, port: int | None = None) -> Server:
@@ -139,4 +141,4 @@ def start_gcs(folder: Path, port: int | None = None) -> Server:
         str(port),
         "--in-memory",
     ]
-    return _start("gcs", command, url, folder, url + "/storage/v1/b")
+    return _start("gcs", command, url, folder, probe=url + "/storage/v1/b")
