@@ -16,7 +16,7 @@ from lakesync.config import parse_config
 from lakesync.defs.sensors import decide
 from lakesync.discover import FileOutcome, Ledger, discover, take_batch
 from lakesync.lakehouse import lakehouse_for
-from lakesync.pipeline.runtime import dataset_runtimes
+from lakesync.pipeline.runtime import DatasetRuntime, dataset_runtimes
 from lakesync.pipeline.scan import scan_dataset
 
 
@@ -46,16 +46,8 @@ def _write_files(folder: Path, start: int, count: int) -> None:
         (day / f"part-{i:06d}.csv").write_text("id\n1\n")
 
 
-def build(root: Path, files: int) -> None:
-    root = root.resolve()
-    marker = root / f".complete-{files}"
-    if marker.exists():
-        return
-    lake = root / "lake" / "events"
-    _write_files(lake, 0, files)
-    config = _config(root)
-    runtime = dataset_runtimes(config)[0]
-    ledger = Ledger(lakehouse_for(config))
+def record_all(runtime: DatasetRuntime, ledger: Ledger) -> None:
+    """Make the ledger know every file listed now, through the real plan/record path."""
     listing = list(runtime.store.list(runtime.config.pattern))
     while True:
         plan = ledger.plan(
@@ -72,6 +64,16 @@ def build(root: Path, files: int) -> None:
             table_version=plan.version,
             run_id="bench",
         )
+
+
+def build(root: Path, files: int) -> None:
+    root = root.resolve()
+    marker = root / f".complete-{files}"
+    if marker.exists():
+        return
+    _write_files(root / "lake" / "events", 0, files)
+    config = _config(root)
+    record_all(dataset_runtimes(config)[0], Ledger(lakehouse_for(config)))
     marker.write_text("")
 
 

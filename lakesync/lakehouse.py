@@ -101,6 +101,30 @@ def commit_properties(
     )
 
 
+def read_current(
+    snapshot: DeltaTable | None,
+    schema: pa.Schema,
+    *,
+    columns: list[str] | None = None,
+    partitions: list[tuple[str, str, Any]] | None = None,
+) -> pa.Table:
+    """Rows of a lakesync bookkeeping table (ledger, drift log, quarantine) in today's ``schema``.
+
+    These tables only ever gain nullable columns (their writers merge schemas), so a table an
+    older lakesync wrote lacks some: those read as null, instead of failing every reader.
+    """
+    wanted = columns or schema.names
+    if snapshot is None:
+        return schema.empty_table().select(wanted)
+    present = {f.name for f in snapshot.schema().fields}
+    table = snapshot.to_pyarrow_table(partitions=partitions, columns=[c for c in wanted if c in present])
+    for name in wanted:
+        if name not in present:
+            column = schema.field(name)
+            table = table.append_column(column, pa.nulls(table.num_rows, column.type))
+    return table.select(wanted)
+
+
 def transaction_version(table: DeltaTable | None, app_id: str) -> int:
     """The last committed version of an application transaction (0 when none)."""
     if table is None:

@@ -150,6 +150,34 @@ def test_lakes_on_every_cloud_sync_into_one_lakehouse_exactly_once(
 
 
 @pytest.mark.usefixtures("env")
+@pytest.mark.parametrize("where", ["s3", "azure"])
+def test_a_stale_writer_never_overwrites_a_commit_on_a_cloud_lakehouse(
+    tmp_path: Path, servers: dict[str, Server], where: str
+) -> None:
+    """Two writers holding the same table version both commit: the store's put-if-absent makes
+    the second see version 1 taken and commit as 2, never overwrite it (a lost batch)."""
+    from deltalake import DeltaTable, write_deltalake
+
+    house = unique("lakehouse")
+    if where == "s3":
+        s3_client(servers["s3"]).create_bucket(Bucket=house)
+        lakehouse = s3_lakehouse(servers["s3"], house)
+    else:
+        azure_service(servers["azure"]).create_container(house)
+        lakehouse = azure_lakehouse(servers["azure"], house)
+    config_path, _ = four_lakes(tmp_path, servers, lakehouse)
+    target = open_lakehouse(load_config(config_path))
+    uri, options = target.table_uri("race"), dict(target.storage_options)
+    write_deltalake(uri, pa.table({"writer": ["create"]}), storage_options=options)
+    first, second = (DeltaTable(uri, storage_options=options) for _ in range(2))
+    write_deltalake(first, pa.table({"writer": ["first"]}), mode="append")
+    write_deltalake(second, pa.table({"writer": ["second"]}), mode="append")  # still at version 0
+    final = DeltaTable(uri, storage_options=options)
+    assert final.version() == 2
+    assert sorted(final.to_pyarrow_table()["writer"].to_pylist()) == ["create", "first", "second"]
+
+
+@pytest.mark.usefixtures("env")
 def test_a_lake_whose_server_stops_fails_alone_and_clearly(
     tmp_path: Path, servers: dict[str, Server]
 ) -> None:

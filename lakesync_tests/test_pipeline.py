@@ -592,3 +592,45 @@ def test_without_latest_by_the_most_recently_landed_file_wins(tmp_path: Path) ->
     assert lost.select("name", "_lakesync_superseded_by", "_lakesync_superseded_reason").rows() == [
         ("Ada (US)", "eu/b.csv#1", "superseded in the same batch by a version in a later file")
     ]
+
+
+# -- bookkeeping tables written by an older lakesync ---------------------------------------
+def _as_if_older(uri: str, dropped: list[str], *, partition_by: list[str] | None = None) -> None:
+    """Rewrite a bookkeeping table without some of today's columns, keeping its transactions."""
+    from deltalake import write_deltalake
+
+    snapshot = DeltaTable(uri)
+    older = snapshot.to_pyarrow_table().drop_columns(dropped)
+    write_deltalake(uri, older, mode="overwrite", schema_mode="overwrite", partition_by=partition_by)
+    assert not set(dropped) & {f.name for f in DeltaTable(uri).schema().fields}
+
+
+def test_ledger_and_quarantine_of_an_older_lakesync_are_read_and_extended(tmp_path: Path) -> None:
+    from lakesync.pipeline.replay import quarantine_groups
+
+    write_orders_parquet(
+        tmp_path / "eu" / "a.parquet", orders_rows(1, 5) + orders_rows(6, 1, amount=-1.0), mtime=T0
+    )
+    config = one_lake(tmp_path)
+    sync(config)
+    house = lakehouse_for(config)
+    _as_if_older(house.ledger_uri, ["rows", "replay_of"], partition_by=["dataset"])
+    _as_if_older(house.quarantine_uri("orders"), ["contract"])
+
+    state = Ledger(house).read("eu.orders")  # readers see the missing columns as null
+    assert set(state.known_tags()) == {"a.parquet"}
+    assert [g.file for g in quarantine_groups(config, house)] == ["a.parquet"]
+
+    write_orders_parquet(
+        tmp_path / "eu" / "b.parquet",
+        orders_rows(7, 3) + orders_rows(10, 1, amount=-2.0),
+        mtime=T0 + timedelta(hours=1),
+    )
+    second = sync(config, run="second")  # writers add today's columns back
+    assert second.rows_committed == 3
+    assert second.datasets[0].error is None
+    assert {"rows", "replay_of"} <= {f.name for f in DeltaTable(house.ledger_uri).schema().fields}
+    records = quarantine(config, "orders").sort("file")
+    assert records["file"].to_list() == ["a.parquet", "b.parquet"]
+    assert records["contract"].null_count() == 1  # the older record has none; the new one does
+    assert sorted(table(config, "orders")["order_id"].to_list()) == [1, 2, 3, 4, 5, 7, 8, 9]

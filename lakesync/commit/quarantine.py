@@ -33,6 +33,9 @@ QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "quarantined_at": pl.Datetime("us", "UTC"),
 }
 """One record per rejected row (``level`` = row) or unreadable file (``level`` = file, no row)."""
+QUARANTINE_ARROW: pa.Schema = (
+    pl.DataFrame(schema=QUARANTINE_SCHEMA).to_arrow(compat_level=pl.CompatLevel.newest()).schema
+)
 
 
 def raw_json(chunk: pl.DataFrame) -> pl.Series:
@@ -107,7 +110,11 @@ def write(
         data: pa.Table = pl.concat(frames).to_arrow(compat_level=pl.CompatLevel.newest())
         try:
             lakehouse.append(
-                snapshot if snapshot is not None else uri, data, app_transactions=pending, metadata=metadata
+                snapshot if snapshot is not None else uri,
+                data,
+                app_transactions=pending,
+                metadata=metadata,
+                schema_mode="merge",  # an older lakesync's quarantine table gains today's columns
             )
         except CommitFailedError:
             continue

@@ -61,9 +61,18 @@ class Server:
         return self.process.poll() is None
 
 
-def _start(
-    name: str, command: list[str], url: str, folder: Path, *, probe: str, env: dict[str, str] | None = None
+def start_server(
+    name: str,
+    command: list[str],
+    url: str,
+    folder: Path,
+    *,
+    probe: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
 ) -> Server:
+    """Start ``command`` in its own process group, logging to ``folder``; wait until ``probe``
+    answers (any HTTP status) or fail with the end of its log."""
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / f"{name}.log"
     log_file = log.open("wb")
@@ -76,7 +85,7 @@ def _start(
         start_new_session=True,  # its own process group: stop() reaches its children too
     )
     server = Server(name, url, process, log, log_file)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             server.stop()
@@ -91,14 +100,14 @@ def _start(
         else:
             return server
     server.stop()
-    msg = f"{name} did not answer on {url} within 60 s: {log.read_text()[-2000:]}"
+    msg = f"{name} did not answer on {url} within {timeout:.0f} s: {log.read_text()[-2000:]}"
     raise RuntimeError(msg)
 
 
 def start_s3(folder: Path, port: int | None = None) -> Server:
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
-    return _start(
+    return start_server(
         "moto",
         [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
         url,
@@ -126,7 +135,7 @@ def start_azure(folder: Path, port: int | None = None) -> Server:
         "--silent",
         "--loose",
     ]
-    return _start("azurite", command, url, folder, probe=url + "?comp=list")
+    return start_server("azurite", command, url, folder, probe=url + "?comp=list")
 
 
 def start_gcs(folder: Path, port: int | None = None) -> Server:
@@ -141,4 +150,4 @@ def start_gcs(folder: Path, port: int | None = None) -> Server:
         str(port),
         "--in-memory",
     ]
-    return _start("gcs", command, url, folder, probe=url + "/storage/v1/b")
+    return start_server("gcs", command, url, folder, probe=url + "/storage/v1/b")

@@ -30,7 +30,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 
 from lakesync.discover.stores import FileEntry
-from lakesync.lakehouse import Lakehouse, transaction_version
+from lakesync.lakehouse import Lakehouse, read_current, transaction_version
 
 FileStatus = Literal["planned", "ingested", "quarantined"]
 
@@ -218,17 +218,13 @@ class Ledger:
             "rows",
             "replay_of",
         ]
-        if snapshot is None:
-            return pl.from_arrow(LEDGER_SCHEMA.empty_table().select(columns))  # type: ignore[return-value]
-        table = snapshot.to_pyarrow_table(partitions=[("dataset", "=", dataset)], columns=columns)
+        table = read_current(snapshot, LEDGER_SCHEMA, columns=columns, partitions=[("dataset", "=", dataset)])
         return pl.from_arrow(table)  # type: ignore[return-value]
 
     def all_events(self) -> pl.DataFrame:
         """Every ledger event (for status and audit views)."""
         snapshot = self.lakehouse.open(self.uri)
-        if snapshot is None:
-            return pl.from_arrow(LEDGER_SCHEMA.empty_table())  # type: ignore[return-value]
-        return pl.from_arrow(snapshot.to_pyarrow_table())  # type: ignore[return-value]
+        return pl.from_arrow(read_current(snapshot, LEDGER_SCHEMA))  # type: ignore[return-value]
 
     # -- writing -------------------------------------------------------------------------
     def plan(

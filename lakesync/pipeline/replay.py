@@ -16,9 +16,10 @@ from datetime import datetime
 
 import polars as pl
 
+from lakesync.commit.quarantine import QUARANTINE_ARROW
 from lakesync.config import LakesyncConfig
 from lakesync.discover import BatchPlan, LakeStore, Ledger
-from lakesync.lakehouse import Lakehouse
+from lakesync.lakehouse import Lakehouse, read_current
 from lakesync.pipeline.runtime import dataset_key, dataset_runtimes
 
 
@@ -64,7 +65,7 @@ def quarantine_groups(
         snapshot = lakehouse.open(lakehouse.quarantine_uri(name))
         if snapshot is None:
             continue
-        frame = pl.from_arrow(snapshot.to_pyarrow_table())
+        frame = pl.from_arrow(read_current(snapshot, QUARANTINE_ARROW))
         assert isinstance(frame, pl.DataFrame)
         summary = frame.group_by(["lake", "dataset", "file", "batch"]).agg(
             pl.len().alias("records"),

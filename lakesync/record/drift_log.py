@@ -25,7 +25,7 @@ import pyarrow as pa
 from deltalake.exceptions import CommitFailedError
 
 from lakesync.conform.drift import DriftReport, signature_id
-from lakesync.lakehouse import Lakehouse
+from lakesync.lakehouse import Lakehouse, read_current
 
 Status = Literal["open", "handled", "approved", "rejected"]
 DRIFT_SCHEMA = pa.schema(
@@ -97,8 +97,7 @@ class DriftLog:
 
     def _rows(self) -> pl.DataFrame:
         snapshot = self.lakehouse.open(self.uri)
-        table = DRIFT_SCHEMA.empty_table() if snapshot is None else snapshot.to_pyarrow_table()
-        frame = pl.from_arrow(table)
+        frame = pl.from_arrow(read_current(snapshot, DRIFT_SCHEMA))
         assert isinstance(frame, pl.DataFrame)
         return frame
 
@@ -107,7 +106,9 @@ class DriftLog:
         for _ in range(16):
             snapshot = self.lakehouse.open(self.uri)
             try:
-                self.lakehouse.append(snapshot if snapshot is not None else self.uri, data)
+                self.lakehouse.append(
+                    snapshot if snapshot is not None else self.uri, data, schema_mode="merge"
+                )
             except CommitFailedError:
                 continue
             return
