@@ -5,7 +5,8 @@ The floor is what ingestion cannot beat: polars reading the same files and one s
 (with its ledger, quarantine and provenance columns). Each case runs in its own process so
 its peak RSS is its own; ratios compare cases of the same run on the same machine.
 
-    python -m bench.run [--rows 10000000] [--files 200] [--csv-rows 2000000] [--csv-files 40] [--repeat 3] [--discovery-files 100000] [--cloud-files 100000]
+    python -m bench.run [--rows 10000000] [--files 200] [--csv-rows 2000000] [--csv-files 40] [--repeat 3]
+                        [--discovery-files 100000] [--cloud-files 100000]
 """
 
 from __future__ import annotations
