@@ -42,6 +42,12 @@ class Lakehouse:
     def superseded_uri(self, table: str) -> str:
         return self._join("_superseded", table)
 
+    def feature_uri(self, feature: str) -> str:
+        return self._join("_features", feature)
+
+    def data_docs_dir(self) -> str:
+        return self._join("_data_docs")
+
     @property
     def ledger_uri(self) -> str:
         return self._join("_ledger")

@@ -61,7 +61,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from lakesync.record.summary import sync_summary
 
     outcome = sync(config, lakes=lakes, verbose=args.verbose)
-    print(sync_summary(outcome.datasets, outcome.tables))
+    print(sync_summary(outcome.datasets, outcome.tables, outcome.checks, outcome.features))
     if not outcome.recorded:
         print("\nDAGSTER_HOME is not set: these runs were not recorded for the Dagster UI.")
     if outcome.failures:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
@@ -14,10 +14,11 @@ from lakesync.config import LakesyncConfig
 from lakesync.conform import DriftReport
 from lakesync.defs import build_definitions
 from lakesync.defs.assets import TABLE_TAG, job_name, op_name
+from lakesync.defs.features import BLOCKED_TAG, feature_job_name
 from lakesync.defs.resources import open_lakehouse
 from lakesync.pipeline.runtime import dataset_runtimes
 from lakesync.pipeline.status import table_statuses
-from lakesync.record.summary import DatasetLine, TableLine
+from lakesync.record.summary import CheckLine, DatasetLine, FeatureLine, TableLine
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class SyncOutcome:
     run_ids: list[str]
     recorded: bool
     """Whether the runs are in a persistent Dagster instance (visible in the UI)."""
+    checks: list[CheckLine] = field(default_factory=list)
+    features: list[FeatureLine] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -83,6 +86,60 @@ def _drift_lines(value: object) -> tuple[str, ...]:
     )
 
 
+def _check_line(event: dg.DagsterEvent) -> CheckLine | None:
+    if event.event_type_value != "ASSET_CHECK_EVALUATION":
+        return None
+    evaluation = event.event_specific_data
+    if not isinstance(evaluation, dg.AssetCheckEvaluation) or evaluation.asset_key.path[0] != "lakehouse":
+        return None
+    status = "passed" if evaluation.passed else evaluation.severity.value
+    return CheckLine(evaluation.asset_key.path[-1], evaluation.check_name, status, evaluation.description or "")
+
+
+def _run_features(
+    config: LakesyncConfig, definitions: dg.Definitions, dagster_instance: dg.DagsterInstance, tables: set[str], trigger: str
+) -> tuple[list[FeatureLine], list[str]]:
+    """Bring the feature tables fed by ``tables`` up to date (each refuses on a failed contract)."""
+    lines: list[FeatureLine] = []
+    failures: list[str] = []
+    for name, feature in config.features.items():
+        if not tables & set(feature.inputs):
+            continue
+        result = definitions.resolve_job_def(feature_job_name(name)).execute_in_process(
+            instance=dagster_instance,
+            tags={"lakesync/trigger": trigger},
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+        )
+        run = dagster_instance.get_run_by_id(result.run_id)
+        blocked = run.tags.get(BLOCKED_TAG) if run is not None else None
+        materialized = [e for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"]
+        if not result.success:
+            failure = next((e for e in result.all_events if e.is_step_failure), None)
+            error = failure.step_failure_data.error if failure and failure.step_failure_data else None
+            message = error.message.strip() if error else "the run failed"
+            failures.append(f"feature {name}: {message} (run {result.run_id})")
+            lines.append(FeatureLine(name, None, None, f"failed: {message}"))
+        elif blocked:
+            lines.append(FeatureLine(name, None, None, f"not updated: {blocked}"))
+        elif materialized:
+            values = {
+                k: getattr(v, "value", v)
+                for k, v in materialized[-1].step_materialization_data.materialization.metadata.items()
+            }
+            status = "updated" if values.get("recomputed") else "up to date"
+            version, rows = values.get("delta_version"), values.get("dagster/row_count")
+            lines.append(
+                FeatureLine(
+                    name,
+                    version if isinstance(version, int) else None,
+                    rows if isinstance(rows, int) else None,
+                    status,
+                )
+            )
+    return lines, failures
+
+
 def _int(value: object) -> int:
     return int(value) if isinstance(value, int | float) else 0
 
@@ -106,10 +163,13 @@ def sync(
     lines: dict[str, DatasetLine] = {}
     failures: list[str] = []
     run_ids: list[str] = []
+    checks: list[CheckLine] = []
+    synced: set[str] = set()
     for table in config.tables:
         keys = [r.key for r in runtimes if r.table == table]
         if not keys:
             continue
+        synced.add(table)
         job = definitions.resolve_job_def(job_name(table))
         result = job.execute_in_process(
             run_config={
@@ -122,6 +182,9 @@ def sync(
         )
         run_ids.append(result.run_id)
         for event in result.all_events:
+            check_line = _check_line(event)
+            if check_line is not None:
+                checks.append(check_line)
             found = _observation(event)
             if found is None:
                 continue
@@ -141,17 +204,22 @@ def sync(
                 drift=_drift_lines(values.get("drift")),
             )
         if not result.success:
+            failed_checks = [c for c in checks if c.table == table and c.status == "ERROR"]
             failure = next((e for e in result.all_events if e.is_step_failure), None)
             message = (
-                failure.step_failure_data.error.message.strip()
+                "; ".join(f"{c.check} check failed: {c.description}" for c in failed_checks)
+                if failed_checks
+                else failure.step_failure_data.error.message.strip()
                 if failure and failure.step_failure_data.error
                 else "the run failed"
             )
             failures.append(f"{table}: {message} (run {result.run_id})")
+    features, feature_failures = _run_features(config, definitions, dagster_instance, synced, trigger)
+    failures.extend(feature_failures)
     ordered = [lines[r.key] for r in runtimes if r.key in lines]
     tables = [
         TableLine(s.table, s.delta_version, s.rows, s.quarantined_rows)
         for s in table_statuses(config, open_lakehouse(config))
         if any(r.table == s.table for r in runtimes)
     ]
-    return SyncOutcome(ordered, tables, failures, run_ids, recorded)
+    return SyncOutcome(ordered, tables, failures, run_ids, recorded, checks, features)

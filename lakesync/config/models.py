@@ -9,6 +9,7 @@ with its key path in one pass.
 from __future__ import annotations
 
 import codecs
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,7 +23,7 @@ from pydantic import (
 )
 
 from lakesync.config.datatypes import parse_type
-from lakesync.config.units import parse_duration, parse_size
+from lakesync.config.units import parse_duration, parse_fraction, parse_size
 
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=64)]
 """Lake, dataset, table and column names: letters, digits and underscores, starting with a letter."""
@@ -105,6 +106,39 @@ CSV_ONLY_OPTIONS = ("delimiter", "quote", "header", "encoding", "null_values")
 ChangedPolicy = Literal["ignore", "reingest"]
 
 
+class FreshnessSettings(StrictModel):
+    """How stale a lake dataset may get before its freshness check fails."""
+
+    max_lag: float | None = None
+    """Longest acceptable time since the newest file landed *and* since the last successful
+    ingestion, e.g. ``2h``; unset: the check reports both ages and passes."""
+
+    @field_validator("max_lag", mode="before")
+    @classmethod
+    def _max_lag(cls, value: Any) -> float | None:
+        return None if value is None else parse_duration(value)
+
+
+class VolumeSettings(StrictModel):
+    """Rows per batch and per day, judged against the dataset's recent history."""
+
+    tolerance: float = 0.5
+    """How far (share of the median, e.g. ``50%``) a batch or a day may be from the recent median."""
+    min_history: int = Field(default=5, ge=1)
+    """Batches (and days) of history needed before the check judges; until then it says so."""
+    history: int = Field(default=30, ge=2)
+    """How many recent batches (and days) the median is taken over."""
+
+    @field_validator("tolerance", mode="before")
+    @classmethod
+    def _tolerance(cls, value: Any) -> float:
+        share = parse_fraction(value) if isinstance(value, str) else float(value)
+        if share < 0:
+            msg = f"{value!r} must not be negative"
+            raise ValueError(msg)
+        return share
+
+
 class Dataset(StrictModel):
     """One kind of file in a lake, feeding one unified table."""
 
@@ -127,6 +161,8 @@ class Dataset(StrictModel):
     changed: ChangedPolicy = "ignore"
     """A file seen again with new content (size, mtime or etag): ``ignore`` (report it) or
     ``reingest`` (upsert it again; merge tables only)."""
+    freshness: FreshnessSettings = Field(default_factory=FreshnessSettings)
+    volume: VolumeSettings = Field(default_factory=VolumeSettings)
     description: str | None = None
 
 
@@ -289,6 +325,27 @@ class Contract(StrictModel):
     """``package.module:ClassName`` of a ``pandera.polars.DataFrameModel``."""
 
 
+class Maintenance(StrictModel):
+    """The table's maintenance schedule: OPTIMIZE (compaction) then VACUUM."""
+
+    enabled: bool = True
+    """Run the schedule by default."""
+    cron: str = "0 3 * * *"
+    """When, as a cron expression (UTC); default 03:00 every day."""
+    optimize: bool = True
+    """Compact small files into larger ones."""
+    vacuum: bool = True
+    """Delete files no version within ``retention`` needs."""
+    retention: float = 7 * 86400.0
+    """Time travel kept by VACUUM, e.g. ``7d`` (Delta's default); shorter needs care: readers of
+    older versions fail."""
+
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _retention(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
 class Table(StrictModel):
     """A unified Delta table and its contract."""
 
@@ -301,7 +358,55 @@ class Table(StrictModel):
     without it the most recently landed file wins."""
     drift: DriftPolicy = "evolve"
     partition_by: list[Name] = Field(default_factory=list)
+    max_failed_rows: float = 0.05
+    """Share of a run's rows that may fail the contract (they are quarantined, the check warns)
+    before the contract check fails with ERROR and blocks downstream assets; ``5%`` or ``0.05``."""
+    expectations: str | None = None
+    """A Great Expectations (1.x) suite as JSON, run on every committed version as an asset check;
+    relative to the config file."""
+    maintenance: Maintenance = Field(default_factory=Maintenance)
     description: str | None = None
+
+    @field_validator("max_failed_rows", mode="before")
+    @classmethod
+    def _max_failed_rows(cls, value: Any) -> float:
+        return parse_fraction(value)
+
+    @field_validator("expectations")
+    @classmethod
+    def _expectations(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else _resolve_local(value, info)
+
+
+AGGREGATIONS = ("count", "sum", "mean", "min", "max", "n_unique", "first", "last")
+AGGREGATION = re.compile(r"^\s*(" + "|".join(AGGREGATIONS) + r")\(\s*([A-Za-z][A-Za-z0-9_]*)?\s*\)\s*$")
+
+
+class Feature(StrictModel):
+    """A downstream table computed with polars from unified tables, kept in sync with them.
+
+    Either ``group_by`` + ``aggregations`` (one input), or ``function``: ``package.module:name``
+    of a function taking ``{table: polars.LazyFrame}`` and returning a ``LazyFrame``.
+    """
+
+    inputs: list[Name] = Field(min_length=1)
+    """The unified tables it is computed from."""
+    group_by: list[Name] = Field(default_factory=list)
+    aggregations: dict[Name, str] = Field(default_factory=dict)
+    """Output column -> ``count()``, ``sum(col)``, ``mean(col)``, ``min(col)``, ``max(col)``,
+    ``n_unique(col)``, ``first(col)`` or ``last(col)``."""
+    function: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    description: str | None = None
+
+    @field_validator("aggregations")
+    @classmethod
+    def _aggregations(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            match = AGGREGATION.match(text)
+            if match is None or (match.group(1) != "count" and not match.group(2)):
+                msg = f"{name}: {text!r} is not an aggregation (use {', '.join(a + '(col)' for a in AGGREGATIONS)})"
+                raise ValueError(msg)
+        return value
 
 
 class LakesyncConfig(StrictModel):
@@ -310,3 +415,4 @@ class LakesyncConfig(StrictModel):
     lakehouse: Lakehouse
     lakes: dict[Name, Lake]
     tables: dict[Name, Table]
+    features: dict[Name, Feature] = Field(default_factory=dict)

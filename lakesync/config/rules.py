@@ -9,8 +9,11 @@ from pathlib import PurePosixPath
 
 from lakesync.config.contracts import ContractError, ResolvedContract, resolve_contract
 from lakesync.config.datatypes import FLOAT_TYPES, INTEGER_TYPES
+from lakesync.config.expectations import suite_problems
 from lakesync.config.models import (
+    AGGREGATION,
     CSV_ONLY_OPTIONS,
+    Feature,
     AzureCredentials,
     Dataset,
     GcsCredentials,
@@ -21,6 +24,8 @@ from lakesync.config.models import (
 )
 
 Problem = tuple[tuple[str, ...], str]
+_CRON = re.compile(r"^\s*([\d*/,\-A-Za-z?]+\s+){4}[\d*/,\-A-Za-z?]+\s*$")
+_PROVENANCE_PREFIX = "_lakesync_"
 _NUMERIC = (*INTEGER_TYPES, *FLOAT_TYPES)
 
 
@@ -43,7 +48,40 @@ def check_rules(config: LakesyncConfig) -> list[Problem]:
             path = ("lakes", lake_name, "datasets", ds_name)
             problems.extend(_dataset_rules(path, dataset, config, contracts))
     problems.extend(_lakehouse_rules(config.lakehouse))
+    for name, feature in config.features.items():
+        problems.extend(_feature_rules(("features", name), feature, config, contracts))
     return problems
+
+
+def _feature_rules(
+    path: tuple[str, ...], feature: Feature, config: LakesyncConfig, contracts: dict[str, ResolvedContract]
+) -> Iterator[Problem]:
+    for index, table in enumerate(feature.inputs):
+        if table not in config.tables:
+            known = ", ".join(config.tables) or "none declared"
+            yield (*path, "inputs", str(index)), f"{table!r} is not one of the declared tables ({known})"
+    if feature.function is not None:
+        if feature.aggregations or feature.group_by:
+            yield path, "give either function or group_by + aggregations, not both"
+        return
+    if not feature.aggregations:
+        yield path, "needs aggregations (with group_by) or a function (package.module:name)"
+        return
+    if len(feature.inputs) != 1:
+        yield (*path, "inputs"), "group_by + aggregations read one table; use a function to combine tables"
+        return
+    contract = contracts.get(feature.inputs[0])
+    if contract is None:
+        return
+    known = set(contract.names)
+    for index, column in enumerate(feature.group_by):
+        if column not in known and not column.startswith(_PROVENANCE_PREFIX):
+            yield (*path, "group_by", str(index)), f"{column!r} is not a column of {feature.inputs[0]!r}"
+    for name, text in feature.aggregations.items():
+        match = AGGREGATION.match(text)
+        column = match.group(2) if match else None
+        if column is not None and column not in known and not column.startswith(_PROVENANCE_PREFIX):
+            yield (*path, "aggregations", name), f"{column!r} is not a column of {feature.inputs[0]!r}"
 
 
 def _connection_rules(path: tuple[str, ...], where: object) -> Iterator[Problem]:
@@ -100,6 +138,10 @@ def _table_rules(path: tuple[str, ...], table: Table, contract: ResolvedContract
                 (*path, "partition_by", str(index)),
                 f"{column_name!r} is not a contract column ({', '.join(names)})",
             )
+    if not _CRON.match(table.maintenance.cron):
+        yield (*path, "maintenance", "cron"), f"{table.maintenance.cron!r} is not a cron expression"
+    if table.expectations is not None:
+        yield from (((*path, "expectations"), problem) for problem in suite_problems(table.expectations))
     if table.contract.columns:
         for column_name, spec in table.contract.columns.items():
             yield from _check_rules_for(

@@ -66,3 +66,23 @@ def format_size(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     return f"{value:.1f} TB"
+
+
+def parse_fraction(value: str | int | float) -> float:
+    """A share such as ``5%`` or ``0.05`` as a number between 0 and 1."""
+    if isinstance(value, bool):
+        msg = f"{value!r} is not a share (use e.g. 5% or 0.05)"
+        raise ValueError(msg)  # noqa: TRY004 - pydantic reports ValueErrors as config problems
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        except ValueError:
+            msg = f"{value!r} is not a share (use e.g. 5% or 0.05)"
+            raise ValueError(msg) from None
+    else:
+        share = float(value)
+    if not 0 <= share <= 1:
+        msg = f"{value!r} must be between 0% and 100%"
+        raise ValueError(msg)
+    return share

@@ -7,7 +7,7 @@
 - ``lakehouse/_ledger``: every file planned, ingested or quarantined.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import dagster as dg
@@ -18,7 +18,14 @@ from pydantic import Field
 
 from lakesync.config import LakesyncConfig, ResolvedContract
 from lakesync.config.models import Dataset
-from lakesync.defs.checks import drift_evaluation
+from lakesync.defs.checks import (
+    CONSERVATION_CHECK,
+    CONTRACT_CHECK,
+    check_result,
+    drift_evaluation,
+    table_check_specs,
+    volume_evaluation,
+)
 from lakesync.defs.lakes import AnyLake, lake_resource, location, resource_key
 from lakesync.defs.metadata import (
     DRIFT_KEY,
@@ -29,13 +36,21 @@ from lakesync.defs.metadata import (
     dataset_key,
     quarantine_key,
     quarantine_metadata,
+    delta_metadata,
     table_key,
     table_metadata,
 )
+from lakesync.discover import Ledger
+from lakesync.monitor import conservation_verdict, contract_verdict
 from lakesync.pipeline import sync_table
+from lakesync.record import TableSync
 
 TABLE_TAG = "lakesync/table"
 DATASET_TAG = "lakesync/dataset"
+CONTRACT_TAG = "lakesync/contract"
+"""Set to ``failed`` on a run whose contract check failed with ERROR: its data is committed, so
+the run is not retried and does not pause the dataset's sensor."""
+_NO_RETRY_TAG = "dagster/retry_on_asset_or_op_failure"
 
 
 class SyncConfig(dg.Config):
@@ -102,6 +117,12 @@ def table_assets(config: LakesyncConfig, table: str, contract: ResolvedContract)
         if ds.table == table
     ]
     project = config  # the op's own `config` parameter is its run configuration
+    volumes = {
+        f"{lake_name}.{ds_name}": ds.volume
+        for lake_name, lake in config.lakes.items()
+        for ds_name, ds in lake.datasets.items()
+        if ds.table == table
+    }
     feeding = sorted(
         {lake for lake, spec in config.lakes.items() for ds in spec.datasets.values() if ds.table == table}
     )
@@ -120,6 +141,8 @@ def table_assets(config: LakesyncConfig, table: str, contract: ResolvedContract)
             "dagster/table_name": table,
             "mode": settings.mode,
             "keys": ", ".join(settings.keys) or "(none)",
+            "partition_columns": ", ".join(settings.partition_by) or "(none)",
+            "max_failed_rows": settings.max_failed_rows,
             "drift_policy": settings.drift,
             "contract_fingerprint": contract.fingerprint,
         },
@@ -136,17 +159,21 @@ def table_assets(config: LakesyncConfig, table: str, contract: ResolvedContract)
     @dg.multi_asset(
         name=op_name(table),
         specs=[table_spec, quarantine_spec],
+        check_specs=table_check_specs(table),
         can_subset=True,
         required_resource_keys={"lakehouse", *(resource_key(lake) for lake in cloud)},
         description=f"Ingest new files of every dataset feeding `{table}`, exactly once",
     )
-    def sync(context: dg.AssetExecutionContext, config: SyncConfig) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]
+    def sync(
+        context: dg.AssetExecutionContext, config: SyncConfig
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:  # type: ignore[type-arg]
         target = context.resources.lakehouse.get()
         stores = {
             lake: getattr(context.resources, resource_key(lake)).store(lake, project.lakes[lake])
             for lake in cloud
         }
         selected = config.datasets or None
+        ledger = Ledger(target)
         result = sync_table(
             project,
             table,
@@ -165,6 +192,9 @@ def table_assets(config: LakesyncConfig, table: str, contract: ResolvedContract)
                 dg.AssetObservation(asset_key=dataset_key(dataset.lake, dataset.dataset), metadata=observed)
             )
             context.log_event(drift_evaluation(dataset))
+            volume = volume_evaluation(dataset, ledger, volumes[dataset.key])
+            if volume is not None:
+                context.log_event(volume)
             for report in dataset.drift:
                 log = context.log.warning if report.needs_review else context.log.info
                 done = f" ({'; '.join(report.actions)})" if report.actions else ""
@@ -179,6 +209,7 @@ def table_assets(config: LakesyncConfig, table: str, contract: ResolvedContract)
                     table_key(table),
                     {
                         **table_metadata(result, uri=target.table_uri(table)),
+                        **delta_metadata(target.open(target.table_uri(table))),
                         "dagster/column_schema": column_schema(contract, result.columns),
                     },
                 )
@@ -194,6 +225,8 @@ def table_assets(config: LakesyncConfig, table: str, contract: ResolvedContract)
                 yield dg.MaterializeResult(asset_key=key, metadata=metadata)
             else:
                 context.log_event(dg.AssetMaterialization(asset_key=key, metadata=metadata))
+        if any(d.batches for d in result.datasets):
+            yield from _table_checks(context, result, settings.max_failed_rows)
         if result.commits:
             context.log_event(
                 dg.AssetMaterialization(asset_key=LEDGER_KEY, metadata={"dagster/uri": target.ledger_uri})
@@ -212,10 +245,31 @@ def table_assets(config: LakesyncConfig, table: str, contract: ResolvedContract)
     return sync
 
 
-def table_job(table: str, assets: dg.AssetsDefinition) -> UnresolvedAssetJobDefinition:
+def _table_checks(
+    context: dg.AssetExecutionContext, result: TableSync, max_failed_rows: float
+) -> Iterator[dg.AssetCheckResult]:
+    """The contract and conservation checks of a sync that read something."""
+    contract = contract_verdict(result, max_failed_rows=max_failed_rows)
+    conservation = conservation_verdict(result)
+    if not (contract.passed and conservation.passed) and "ERROR" in (
+        contract.severity if not contract.passed else "",
+        conservation.severity if not conservation.passed else "",
+    ):
+        # The rows are committed (exactly once); what failed is the data. Retrying would not help,
+        # and the dataset's sensor goes on with new files: the check blocks downstream assets.
+        context.instance.add_run_tags(context.run_id, {CONTRACT_TAG: "failed", _NO_RETRY_TAG: "false"})
+        context.log.error("%s: %s", result.table, contract.description if not contract.passed else conservation.description)
+    key = table_key(result.table)
+    yield check_result(contract, asset_key=key, check_name=CONTRACT_CHECK)
+    yield check_result(conservation, asset_key=key, check_name=CONSERVATION_CHECK)
+
+
+def table_job(
+    table: str, assets: dg.AssetsDefinition, checks: Sequence[dg.AssetChecksDefinition] = ()
+) -> UnresolvedAssetJobDefinition:
     return dg.define_asset_job(
         name=job_name(table),
-        selection=dg.AssetSelection.assets(assets),
+        selection=dg.AssetSelection.assets(assets) | dg.AssetSelection.checks(*checks),
         tags={TABLE_TAG: table},
         description=f"Ingest what is new for `{table}` (launched by the dataset sensors and `lakesync sync`)",
     )

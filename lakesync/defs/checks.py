@@ -1,11 +1,32 @@
-"""Asset checks on lake datasets: schema drift (reported by every ingestion run)."""
+"""Asset checks, generated per table and dataset from the configuration.
 
+- ``lakes/<lake>/<dataset>``: ``drift`` and ``volume`` (reported by every ingestion run),
+  ``freshness`` (reported by the dataset's sensor as it ticks); each also runs on its own.
+- ``lakehouse/<table>``: ``contract`` and ``conservation`` (reported by the sync; blocking),
+  ``expectations`` (a Great Expectations suite, when the table names one).
+
+What passes and fails is decided in :mod:`lakesync.monitor`; this module only wires it.
+"""
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import polars as pl
 
-from lakesync.defs.metadata import dataset_key
+from lakesync.config import LakesyncConfig
+from lakesync.config.models import VolumeSettings
+from lakesync.defs.lakes import lake_resource, resource_key, store_for
+from lakesync.defs.metadata import dataset_key, table_key
 from lakesync.defs.resources import LakehouseResource
+from lakesync.discover import Ledger
+from lakesync.monitor import Verdict, batch_history, freshness_verdict, volume_verdict
+from lakesync.monitor.expectations import run_suite
+from lakesync.pipeline.runtime import DatasetRuntime
+from lakesync.pipeline.scan import DatasetScan, scan_dataset
 from lakesync.record import DatasetSync
 from lakesync.record.drift_log import DriftLog
 
@@ -72,6 +93,178 @@ def drift_check(lake: str, dataset: str) -> dg.AssetChecksDefinition:
             description=f"{len(open_events)} drift event(s) wait for review"
             if open_events
             else "no drift waits",
+        )
+
+    return check
+
+
+# -- verdicts of lakesync.monitor as Dagster check evaluations -------------------------------
+
+CONTRACT_CHECK = "contract"
+CONSERVATION_CHECK = "conservation"
+VOLUME_CHECK = "volume"
+FRESHNESS_CHECK = "freshness"
+EXPECTATIONS_CHECK = "expectations"
+
+
+def _md(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def cell(value: Any) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def verdict_metadata(verdict: Verdict) -> dict[str, Any]:
+    metadata: dict[str, Any] = {}
+    for name, value in verdict.facts.items():
+        metadata[name] = dg.MetadataValue.timestamp(value) if isinstance(value, datetime) else value
+    for name, (header, rows) in verdict.tables.items():
+        metadata[name] = dg.MetadataValue.md(_md(header, rows))
+    return metadata
+
+
+def _severity(verdict: Verdict) -> dg.AssetCheckSeverity:
+    return dg.AssetCheckSeverity.ERROR if verdict.severity == "ERROR" else dg.AssetCheckSeverity.WARN
+
+
+def check_result(verdict: Verdict, *, asset_key: dg.AssetKey, check_name: str) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        asset_key=asset_key,
+        check_name=check_name,
+        passed=verdict.passed,
+        severity=_severity(verdict),
+        description=verdict.description,
+        metadata=verdict_metadata(verdict),
+    )
+
+
+def check_evaluation(verdict: Verdict, *, asset_key: dg.AssetKey, check_name: str) -> dg.AssetCheckEvaluation:
+    return dg.AssetCheckEvaluation(
+        asset_key=asset_key,
+        check_name=check_name,
+        passed=verdict.passed,
+        severity=_severity(verdict),
+        description=verdict.description,
+        metadata=verdict_metadata(verdict),
+    )
+
+
+def table_check_specs(table: str) -> list[dg.AssetCheckSpec]:
+    """Checks the table's sync reports on every commit; both block downstream assets on ERROR."""
+    return [
+        dg.AssetCheckSpec(
+            CONTRACT_CHECK,
+            asset=table_key(table),
+            blocking=True,
+            description="The pandera contract on this run's rows: failures by rule and column with "
+            "examples; ERROR (blocking downstream) above the table's max_failed_rows",
+        ),
+        dg.AssetCheckSpec(
+            CONSERVATION_CHECK,
+            asset=table_key(table),
+            blocking=True,
+            description="Rows read = rows committed + rows quarantined, per dataset, for this run",
+        ),
+    ]
+
+
+def volume_evaluation(
+    result: DatasetSync, ledger: Ledger, settings: VolumeSettings
+) -> dg.AssetCheckEvaluation | None:
+    """The volume check of a dataset after a run that ingested batches."""
+    if not result.batch_rows:
+        return None
+    history = batch_history(_events(ledger, result.key))
+    verdict = volume_verdict(history, settings=settings, latest_batch=max(b for b, _ in result.batch_rows))
+    return check_evaluation(verdict, asset_key=dataset_key(result.lake, result.dataset), check_name=VOLUME_CHECK)
+
+
+def _events(ledger: Ledger, key: str) -> pl.DataFrame:
+    events = ledger.read(key).events
+    return events if events is not None else pl.DataFrame()
+
+
+def volume_check(lake: str, dataset: str, settings: VolumeSettings) -> dg.AssetChecksDefinition:
+    key = f"{lake}.{dataset}"
+
+    @dg.asset_check(
+        asset=dataset_key(lake, dataset),
+        name=VOLUME_CHECK,
+        description=f"Rows per batch and per day against the median of recent history "
+        f"(tolerance {settings.tolerance:.0%}, judged after {settings.min_history} batches/days)",
+    )
+    def check(lakehouse: LakehouseResource) -> dg.AssetCheckResult:
+        history = batch_history(_events(Ledger(lakehouse.get()), key))
+        latest = int(history["batch"].max()) if history.height else 0  # type: ignore[arg-type]
+        verdict = volume_verdict(history, settings=settings, latest_batch=latest)
+        return check_result(verdict, asset_key=dataset_key(lake, dataset), check_name=VOLUME_CHECK)
+
+    return check
+
+
+def freshness_of(scan: DatasetScan, max_lag: float | None) -> Verdict:
+    return freshness_verdict(
+        newest_file=scan.newest_file,
+        oldest_waiting=scan.oldest_waiting,
+        last_ingested=scan.last_ingested,
+        max_lag=max_lag,
+    )
+
+
+def freshness_check(config: LakesyncConfig, runtime: DatasetRuntime) -> dg.AssetChecksDefinition:
+    """Declared freshness check of a dataset: its sensor reports it as it ticks; run on its own it
+    lists the lake now."""
+    lake = config.lakes[runtime.lake]
+    key = resource_key(runtime.lake) if lake_resource(lake) is not None else None
+    max_lag = runtime.config.freshness.max_lag
+    lag = f"max_lag {max_lag:.0f} s" if max_lag else "no max_lag set"
+    asset_key = dataset_key(runtime.lake, runtime.name)
+
+    @dg.asset_check(
+        asset=asset_key,
+        name=FRESHNESS_CHECK,
+        description=f"Age of the newest file and of files waiting to be ingested ({lag})",
+        required_resource_keys={"lakehouse", *([key] if key else [])},
+    )
+    def check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        resource = getattr(context.resources, key) if key else None
+        live = replace(runtime, store=store_for(runtime.lake, lake, resource))
+        scan = scan_dataset(live, Ledger(context.resources.lakehouse.get()))
+        return check_result(freshness_of(scan, max_lag), asset_key=asset_key, check_name=FRESHNESS_CHECK)
+
+    return check
+
+
+def expectations_check(table: str, suite_path: str) -> dg.AssetChecksDefinition:
+    """The table's Great Expectations suite, run on the committed version after every sync."""
+
+    @dg.asset_check(
+        asset=table_key(table),
+        name=EXPECTATIONS_CHECK,
+        description=f"Great Expectations suite {Path(suite_path).name} on the committed Delta version",
+    )
+    def check(lakehouse: LakehouseResource) -> dg.AssetCheckResult:
+        run = run_suite(suite_path, lakehouse.get(), table)
+        rows = [(o.type, o.column, "passed" if o.success else "FAILED", o.observed) for o in run.outcomes]
+        metadata: dict[str, Any] = {
+            "suite": run.suite,
+            "delta_version": run.delta_version,
+            "rows_validated": run.rows,
+            "expectations": len(run.outcomes),
+            "failed": run.failed,
+            "results": dg.MetadataValue.md(_md(["expectation", "column", "result", "observed"], rows)),
+        }
+        if run.docs_index:
+            metadata["data_docs"] = dg.MetadataValue.url(run.docs_index)
+        return dg.AssetCheckResult(
+            passed=run.success,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata=metadata,
+            description=f"{run.failed} of {len(run.outcomes)} expectations failed on version {run.delta_version}"
+            if run.failed
+            else f"all {len(run.outcomes)} expectations passed on version {run.delta_version}",
         )
 
     return check

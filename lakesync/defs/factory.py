@@ -6,8 +6,10 @@ import dagster as dg
 
 from lakesync.config import LakesyncConfig, resolve_contract
 from lakesync.defs.assets import drift_spec, lake_dataset_spec, ledger_spec, table_assets, table_job
-from lakesync.defs.checks import drift_check
+from lakesync.defs.checks import drift_check, expectations_check, freshness_check, volume_check
+from lakesync.defs.features import feature_asset, feature_job
 from lakesync.defs.lakes import lake_resources
+from lakesync.defs.maintenance import maintenance_definitions
 from lakesync.defs.resources import lakehouse_resource
 from lakesync.defs.sensors import dataset_sensor
 from lakesync.pipeline.runtime import dataset_runtimes
@@ -19,15 +21,34 @@ def lake_definitions(config: LakesyncConfig, lake_name: str) -> dg.Definitions:
     runtimes = [r for r in dataset_runtimes(config) if r.lake == lake_name]
     return dg.Definitions(
         assets=[lake_dataset_spec(lake_name, lake, name, ds) for name, ds in lake.datasets.items()],
-        asset_checks=[drift_check(lake_name, name) for name in lake.datasets],
+        asset_checks=[
+            *(drift_check(lake_name, name) for name in lake.datasets),
+            *(volume_check(lake_name, name, ds.volume) for name, ds in lake.datasets.items()),
+            *(freshness_check(config, runtime) for runtime in runtimes),
+        ],
         sensors=[dataset_sensor(config, runtime) for runtime in runtimes],
     )
 
 
 def table_definitions(config: LakesyncConfig, table: str) -> dg.Definitions:
-    """A unified table's multi-asset (table + quarantine) and the job that runs it."""
-    assets = table_assets(config, table, resolve_contract(table, config.tables[table]))
-    return dg.Definitions(assets=[assets], jobs=[table_job(table, assets)])
+    """A unified table's multi-asset (table + quarantine) and its checks, the job that runs it,
+    and its maintenance job and schedule."""
+    settings = config.tables[table]
+    assets = table_assets(config, table, resolve_contract(table, settings))
+    checks = [expectations_check(table, settings.expectations)] if settings.expectations else []
+    maintain, schedule = maintenance_definitions(config, table)
+    return dg.Definitions(
+        assets=[assets],
+        asset_checks=checks,
+        jobs=[table_job(table, assets, checks), maintain],
+        schedules=[schedule],
+    )
+
+
+def feature_definitions(config: LakesyncConfig, name: str) -> dg.Definitions:
+    """A feature table's asset (kept fresh by its automation condition) and its job."""
+    asset = feature_asset(config, name)
+    return dg.Definitions(assets=[asset], jobs=[feature_job(name, asset)])
 
 
 def build_definitions(config: LakesyncConfig) -> dg.Definitions:
@@ -35,6 +56,7 @@ def build_definitions(config: LakesyncConfig) -> dg.Definitions:
     return dg.Definitions.merge(
         *(lake_definitions(config, name) for name in config.lakes),
         *(table_definitions(config, name) for name in config.tables),
+        *(feature_definitions(config, name) for name in config.features),
         dg.Definitions(
             assets=[ledger_spec(), drift_spec()],
             resources={"lakehouse": lakehouse_resource(config), **lake_resources(config)},

@@ -7,7 +7,10 @@ from typing import Any
 
 import dagster as dg
 
+from deltalake import DeltaTable
+
 from lakesync.commit.delta import PROVENANCE
+from lakesync.commit.maintenance import file_stats
 from lakesync.config import LakesyncConfig, ResolvedContract
 from lakesync.config.datatypes import logical_name
 from lakesync.conform.target import RESCUED
@@ -30,6 +33,10 @@ def table_key(table: str) -> dg.AssetKey:
 
 def quarantine_key(table: str) -> dg.AssetKey:
     return dg.AssetKey(["lakehouse", "_quarantine", table])
+
+
+def feature_key(feature: str) -> dg.AssetKey:
+    return dg.AssetKey(["features", feature])
 
 
 LEDGER_KEY = dg.AssetKey(["lakehouse", "_ledger"])
@@ -132,6 +139,24 @@ def table_metadata(result: TableSync, *, uri: str) -> dict[str, Any]:
             )
         ),
     }
+
+
+def delta_metadata(snapshot: DeltaTable | None) -> dict[str, Any]:
+    """What the Delta log says about a table: last operation, files and their size, partitions."""
+    if snapshot is None:
+        return {}
+    stats = file_stats(snapshot)
+    last = snapshot.history(1)
+    metadata: dict[str, Any] = {
+        "delta_version": snapshot.version(),
+        "delta_files": stats.files,
+        "delta_bytes": stats.bytes,
+        "delta_avg_file_bytes": stats.bytes // stats.files if stats.files else 0,
+        "partition_columns": ", ".join(snapshot.metadata().partition_columns) or "(none)",
+    }
+    if last:
+        metadata["delta_last_operation"] = str(last[0].get("operation", ""))
+    return metadata
 
 
 def quarantine_metadata(result: TableSync, *, uri: str) -> dict[str, Any]:

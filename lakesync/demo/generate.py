@@ -87,6 +87,8 @@ tables:
     keys: [order_id]
     mode: merge
     drift: evolve
+    max_failed_rows: 5%                       # above it the contract check fails and blocks features
+    expectations: ./expectations/orders.json  # a Great Expectations suite, run on every new version
     contract:
       columns:
         order_id:    {type: int64, nullable: false, unique: true, description: "Order id, unique across regions"}
@@ -108,7 +110,32 @@ tables:
         email:       {type: string, checks: {regex: "^[^@ ]+@[^@ ]+$"}}
         country:     {type: string, checks: {str_length: {min: 2, max: 2}}}
         updated_at:  {type: datetime}
+
+features:
+  customer_spend:
+    description: Spend per customer and currency, kept in sync with orders.
+    inputs: [orders]
+    group_by: [customer_id, currency]
+    aggregations:
+      orders: count()
+      total_amount: sum(amount)
+      average_amount: mean(amount)
+      first_order_at: min(ordered_at)
+      last_order_at: max(ordered_at)
 """
+
+SUITE = {
+    "name": "orders_distribution",
+    "expectations": [
+        {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1000, "max_value": 10_000_000}},
+        {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "order_id"}},
+        {"type": "expect_column_mean_to_be_between", "kwargs": {"column": "amount", "min_value": 50, "max_value": 2000}},
+        {
+            "type": "expect_column_distinct_values_to_be_in_set",
+            "kwargs": {"column": "currency", "value_set": ["EUR", "USD", "GBP", "JPY"]},
+        },
+    ],
+}
 
 
 @dataclass(frozen=True)
@@ -284,5 +311,7 @@ def generate(root: Path, *, reset: bool = False) -> DemoSummary:
 
     config = root / "lakesync.yaml"
     config.write_text(CONFIG, encoding="utf-8")
+    (root / "expectations").mkdir(exist_ok=True)
+    (root / "expectations" / "orders.json").write_text(json.dumps(SUITE, indent=2) + "\n", encoding="utf-8")
     (root / MARKER).write_text("written by `lakesync demo`\n", encoding="utf-8")
     return DemoSummary(root=root, config=config, files=files, rows=rows_written)

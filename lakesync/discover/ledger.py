@@ -217,6 +217,7 @@ class Ledger:
             "recorded_at",
             "rows",
             "replay_of",
+            "rows_read",
         ]
         table = read_current(snapshot, LEDGER_SCHEMA, columns=columns, partitions=[("dataset", "=", dataset)])
         return pl.from_arrow(table)  # type: ignore[return-value]

@@ -52,6 +52,7 @@ from lakesync.pipeline.stream import WHOLE_FILE_BYTES, Restart, RoundStream
 from lakesync.read import DEFAULT_CHUNK_ROWS
 from lakesync.record import DatasetSync, TableSync
 from lakesync.record.drift_log import DriftLog
+from lakesync.record.failures import ContractFailures, summarize
 from lakesync.validate import CompiledContract, compile_contract
 
 _MAX_ATTEMPTS = 64
@@ -73,6 +74,8 @@ class _Progress:
     max_latency: float | None = None
     error: str | None = None
     stopped_by_drift: bool = False
+    failures: ContractFailures = field(default_factory=ContractFailures)
+    batch_rows: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -85,6 +88,8 @@ class _Round:
     """Datasets left out of the round, with the reason."""
     outcomes: dict[str, list[FileOutcome]] = field(default_factory=dict)
     """Per dataset, what happened to each file of its batch."""
+    failures: dict[str, ContractFailures] = field(default_factory=dict)
+    """Per dataset, what its batch's quarantine records say failed."""
 
 
 def _now() -> datetime:
@@ -190,6 +195,9 @@ def sync_table(
             p.batches.append(plan.version)
             outcomes = result.outcomes.get(plan.dataset, [])
             p.outcomes.extend(outcomes)
+            p.batch_rows.append((plan.version, sum(o.rows_read for o in outcomes)))
+            if plan.dataset in result.failures:
+                p.failures = p.failures.merged(result.failures[plan.dataset])
             for outcome in outcomes:
                 latency = (_now() - outcome.entry.modified).total_seconds()
                 p.max_latency = max(p.max_latency or 0.0, latency)
@@ -235,6 +243,8 @@ def _dataset_result(runtime: DatasetRuntime, p: _Progress) -> DatasetSync:
         error=p.error,
         drift_held_back=held + (1 if p.stopped_by_drift else 0),
         drift_handled=handled,
+        failures=p.failures,
+        batch_rows=tuple(p.batch_rows),
     )
 
 
@@ -350,6 +360,7 @@ def _commit_round(
             ledger.record(p, outcomes[p.dataset], table_version=result.table_version, run_id=run_id)
         result.failed = failed
         result.outcomes = outcomes
+        result.failures = summarize(records)
         return result
     msg = f"table {table!r}: gave up after {_MAX_ATTEMPTS} attempts to commit a batch"
     raise RuntimeError(msg)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from lakesync.conform.drift import DriftReport
+from lakesync.record.failures import ContractFailures
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,10 @@ class DatasetSync:
     """Files held back by schema drift (quarantined by policy or rejection, or stopping the dataset)."""
     drift_handled: int = 0
     """Files whose schema drift was handled (columns added, values rescued, approved drift)."""
+    failures: ContractFailures = field(default_factory=ContractFailures)
+    """What was rejected (rows by rule and column, unreadable files), with examples."""
+    batch_rows: tuple[tuple[int, int], ...] = ()
+    """(batch, rows read) of each batch of this run."""
 
     @property
     def conserved(self) -> bool:

@@ -59,7 +59,31 @@ class TableLine:
     quarantined_rows: int
 
 
-def sync_summary(datasets: Sequence[DatasetLine], tables: Sequence[TableLine]) -> str:
+@dataclass(frozen=True)
+class CheckLine:
+    """The result of one asset check of a table in a sync."""
+
+    table: str
+    check: str
+    status: str
+    """passed, WARN or ERROR."""
+    description: str
+
+
+@dataclass(frozen=True)
+class FeatureLine:
+    feature: str
+    delta_version: int | None
+    rows: int | None
+    status: str
+
+
+def sync_summary(
+    datasets: Sequence[DatasetLine],
+    tables: Sequence[TableLine],
+    checks: Sequence[CheckLine] = (),
+    features: Sequence[FeatureLine] = (),
+) -> str:
     """The summary `lakesync sync` and `make demo` print."""
     first = text_table(
         ["lake", "dataset", "files seen", "ingested", "quarantined", "rows read", "committed", "quarantined"],
@@ -82,6 +106,16 @@ def sync_summary(datasets: Sequence[DatasetLine], tables: Sequence[TableLine]) -
         [(t.table, t.delta_version, t.rows, t.quarantined_rows) for t in tables],
     )
     out = [first, "", second]
+    if checks:
+        out += ["", text_table(["table", "check", "result", "detail"], [(c.table, c.check, c.status, c.description) for c in checks])]
+    if features:
+        out += [
+            "",
+            text_table(
+                ["feature", "delta version", "rows", "status"],
+                [(f.feature, f.delta_version, f.rows, f.status) for f in features],
+            ),
+        ]
     drifted = [(d, line) for d in datasets for line in d.drift]
     if drifted:
         out += ["", "Schema drift:"] + [f"  {d.lake}.{d.dataset}: {line}" for d, line in drifted]

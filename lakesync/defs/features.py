@@ -1,0 +1,102 @@
+"""Feature tables as Dagster assets, refreshed whenever their inputs change.
+
+``features/<name>`` depends on its input tables and carries
+``AutomationCondition.eager() & all_deps_blocking_checks_passed()``: the daemon recomputes it
+after each new commit of an input, never on top of a failed (blocking) contract. The asset
+checks the same itself, so a manual materialization or ``lakesync sync`` is blocked too.
+"""
+
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+
+from lakesync.config import LakesyncConfig
+from lakesync.defs.checks import CONSERVATION_CHECK, CONTRACT_CHECK
+from lakesync.defs.metadata import delta_metadata, feature_key, table_key
+from lakesync.features import build_feature
+
+FEATURE_TAG = "lakesync/feature"
+BLOCKED_TAG = "lakesync/blocked"
+
+
+def feature_job_name(feature: str) -> str:
+    return f"build_{feature}"
+
+
+def blocking_failures(instance: dg.DagsterInstance, tables: list[str]) -> list[str]:
+    """The input tables whose latest contract or conservation check failed with ERROR."""
+    keys = [
+        dg.AssetCheckKey(table_key(table), name) for table in tables for name in (CONTRACT_CHECK, CONSERVATION_CHECK)
+    ]
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+    failed = []
+    for key, record in latest.items():
+        event = record.event
+        evaluation = event.dagster_event.event_specific_data if event and event.dagster_event else None
+        if (
+            isinstance(evaluation, dg.AssetCheckEvaluation)
+            and not evaluation.passed
+            and evaluation.severity == dg.AssetCheckSeverity.ERROR
+        ):
+            failed.append(
+                f"{key.asset_key.path[-1]}: {key.name} check failed in run {record.run_id}"
+                + (f" ({evaluation.description})" if evaluation.description else "")
+            )
+    return failed
+
+
+def feature_asset(config: LakesyncConfig, name: str) -> dg.AssetsDefinition:
+    feature = config.features[name]
+    project = config
+    how = (
+        f"`{feature.function}`"
+        if feature.function
+        else f"{', '.join(feature.aggregations)} by {', '.join(feature.group_by) or '(all rows)'}"
+    )
+
+    @dg.asset(
+        key=feature_key(name),
+        deps=[table_key(t) for t in feature.inputs],
+        description=feature.description or f"Feature table from {', '.join(feature.inputs)}: {how}",
+        group_name="features",
+        kinds={"delta", "polars"},
+        automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+        output_required=False,
+        required_resource_keys={"lakehouse"},
+        tags={FEATURE_TAG: name},
+        metadata={"inputs": ", ".join(feature.inputs), "computed_as": how},
+    )
+    def build(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]
+        blocked = blocking_failures(context.instance, list(feature.inputs))
+        if blocked:
+            context.instance.add_run_tags(context.run_id, {BLOCKED_TAG: "; ".join(blocked)[:1000]})
+            context.log.warning("%s is not updated: %s", name, "; ".join(blocked))
+            return
+        target = context.resources.lakehouse.get()
+        built = build_feature(project, name, target, run_id=context.run_id)
+        if not built.updated:
+            context.log.info("%s is up to date with %s", name, built.inputs)
+        yield dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": built.rows,
+                "dagster/uri": target.feature_uri(name),
+                **delta_metadata(target.open(target.feature_uri(name))),
+                "input_versions": dg.MetadataValue.json(built.inputs),
+                "recomputed": built.updated,
+                "dagster/column_schema": dg.TableSchema(
+                    columns=[dg.TableColumn(name=k, type=v) for k, v in built.columns.items()]
+                ),
+            }
+        )
+
+    return build
+
+
+def feature_job(name: str, asset: dg.AssetsDefinition) -> Any:
+    return dg.define_asset_job(
+        name=feature_job_name(name),
+        selection=dg.AssetSelection.assets(asset),
+        tags={FEATURE_TAG: name},
+        description=f"Recompute the feature table `{name}` (also done by the daemon when its inputs change)",
+    )

@@ -1,0 +1,97 @@
+"""What failed the contract in a batch: counts by rule and column, and a few examples.
+
+Computed from the quarantine records a batch wrote (one per rejected row, one per unreadable
+file), so the contract check shows exactly what the quarantine table holds.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import polars as pl
+
+SAMPLE_SIZE = 10
+
+
+@dataclass(frozen=True)
+class FailureCase:
+    file: str
+    row: int | None
+    columns: str
+    rules: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ContractFailures:
+    """One dataset's rejected rows and files of a run."""
+
+    rows_failed: int = 0
+    files_failed: int = 0
+    by_rule: tuple[tuple[str, str, int], ...] = ()
+    """(rule, column, rows), most frequent first."""
+    samples: tuple[FailureCase, ...] = ()
+
+    def merged(self, other: ContractFailures) -> ContractFailures:
+        counts = Counter({(rule, column): n for rule, column, n in self.by_rule})
+        counts.update({(rule, column): n for rule, column, n in other.by_rule})
+        return ContractFailures(
+            rows_failed=self.rows_failed + other.rows_failed,
+            files_failed=self.files_failed + other.files_failed,
+            by_rule=_ranked(counts),
+            samples=(*self.samples, *other.samples)[:SAMPLE_SIZE],
+        )
+
+
+def _ranked(counts: Counter[tuple[str, str]]) -> tuple[tuple[str, str, int], ...]:
+    return tuple((rule, column, n) for (rule, column), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _pairs(rules: Sequence[str], columns: Sequence[str]) -> Iterable[tuple[str, str]]:
+    if len(rules) == len(columns):
+        return zip(rules, columns, strict=True)
+    return ((rule, column) for rule in rules for column in (columns or [""]))
+
+
+def summarize(records: Sequence[pl.DataFrame]) -> dict[str, ContractFailures]:
+    """Per ``<lake>.<dataset>``, the failures in its quarantine records."""
+    frames = [f for f in records if f.height]
+    if not frames:
+        return {}
+    data = pl.concat(frames, how="diagonal_relaxed")
+    result: dict[str, ContractFailures] = {}
+    for (lake, dataset), group in data.group_by(["lake", "dataset"], maintain_order=True):
+        counts: Counter[tuple[str, str]] = Counter()
+        samples: list[FailureCase] = []
+        rows = group.filter(pl.col("level") == "row")
+        for record in rows.select("file", "row", "rules", "columns", "reason").iter_rows(named=True):
+            counts.update(_pairs(record["rules"] or [], record["columns"] or []))
+            if len(samples) < SAMPLE_SIZE:
+                samples.append(
+                    FailureCase(
+                        file=record["file"],
+                        row=record["row"],
+                        columns=", ".join(record["columns"] or []),
+                        rules=", ".join(record["rules"] or []),
+                        reason=record["reason"] or "",
+                    )
+                )
+        files = group.filter(pl.col("level") == "file")
+        for record in files.select("file", "rules", "reason").iter_rows(named=True):
+            counts.update((rule, "(file)") for rule in record["rules"] or [])
+            if len(samples) < SAMPLE_SIZE:
+                samples.append(
+                    FailureCase(
+                        file=record["file"],
+                        row=None,
+                        columns="",
+                        rules=", ".join(record["rules"] or []),
+                        reason=record["reason"] or "",
+                    )
+                )
+        result[f"{lake}.{dataset}"] = ContractFailures(
+            rows_failed=rows.height, files_failed=files.height, by_rule=_ranked(counts), samples=tuple(samples)
+        )
+    return result
