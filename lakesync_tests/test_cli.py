@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -55,13 +56,22 @@ def test_demo_then_sync_prints_the_summary_and_records_runs_for_the_ui(
         in first.stdout
     )
     assert "orders                 1  3770" in first.stdout
+    assert re.search(
+        r"orders +contract +WARN +30 of 3800 rows \(0\.79%\) and 1 file\(s\) quarantined", first.stdout
+    )
+    assert re.search(
+        r"orders +conservation +passed +3800 rows read = 3770 committed \+ 30 quarantined", first.stdout
+    )
+    assert re.search(r"orders +expectations +passed +all 4 expectations passed on version 1", first.stdout)
+    assert re.search(r"customer_spend +0 +\d+ +updated", first.stdout)
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         runs = instance.get_runs()
-        assert {r.job_name for r in runs} == {"ingest_orders", "ingest_customers"}
+        assert {r.job_name for r in runs} == {"ingest_orders", "ingest_customers", "build_customer_spend"}
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
         assert instance.get_latest_materialization_event(dg.AssetKey(["lakehouse", "orders"])) is not None
     second = lakesync("sync", "--config", str(config), env=cli_env)
     assert second.returncode == 0
+    assert re.search(r"customer_spend +0 +\d+ +up to date", second.stdout)
     assert (
         "eu_sales    orders              5         0            0          0          0            0"
         in second.stdout

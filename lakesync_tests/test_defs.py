@@ -32,6 +32,7 @@ DEMO_KEYS = {
     "lakehouse/_quarantine/customers",
     "lakehouse/_ledger",
     "lakehouse/_drift",
+    "features/customer_spend",
 }
 
 
@@ -52,16 +53,47 @@ def test_definitions_are_generated_from_the_config(demo: Path) -> None:
     assert orders.group_name == "lakehouse"
     assert graph.get(dg.AssetKey(["lakes", "us_sales", "orders"])).group_name == "us_sales"
     assert {s.name: s.default_status for s in repo.sensor_defs} == {
-        f"watch_{key}": dg.DefaultSensorStatus.RUNNING
-        for key in (
-            "eu_sales__orders",
-            "eu_sales__customers",
-            "us_sales__orders",
-            "us_sales__customers",
-            "apac_sales__orders",
-        )
+        **{
+            f"watch_{key}": dg.DefaultSensorStatus.RUNNING
+            for key in (
+                "eu_sales__orders",
+                "eu_sales__customers",
+                "us_sales__orders",
+                "us_sales__customers",
+                "apac_sales__orders",
+            )
+        },
+        "refresh_features": dg.DefaultSensorStatus.RUNNING,
     }
-    assert {j.name for j in repo.get_all_jobs()} >= {"ingest_orders", "ingest_customers"}
+    assert {j.name for j in repo.get_all_jobs()} >= {
+        "ingest_orders",
+        "ingest_customers",
+        "build_customer_spend",
+        "maintain_orders",
+        "maintain_customers",
+    }
+    assert {s.name: s.cron_schedule for s in repo.schedule_defs} == {
+        "maintain_orders_schedule": "0 3 * * *",
+        "maintain_customers_schedule": "0 3 * * *",
+    }
+    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    assert {
+        ("lakehouse/orders", "contract"),
+        ("lakehouse/orders", "conservation"),
+        ("lakehouse/orders", "expectations"),
+        ("lakehouse/customers", "contract"),
+        ("lakes/eu_sales/orders", "drift"),
+        ("lakes/eu_sales/orders", "volume"),
+        ("lakes/eu_sales/orders", "freshness"),
+    } <= checks
+    assert ("lakehouse/customers", "expectations") not in checks  # only tables naming a suite
+    contract_spec = repo.assets_defs_by_key[dg.AssetKey(["lakehouse", "orders"])].get_spec_for_check_key(
+        dg.AssetCheckKey(dg.AssetKey(["lakehouse", "orders"]), "contract")
+    )
+    assert contract_spec.blocking
+    feature = graph.get(dg.AssetKey(["features", "customer_spend"]))
+    assert {k.to_user_string() for k in feature.parent_keys} == {"lakehouse/orders"}
+    assert "all_deps_blocking_checks_passed" in str(feature.automation_condition)
     spec = repo.assets_defs_by_key[dg.AssetKey(["lakehouse", "orders"])].specs_by_key[
         dg.AssetKey(["lakehouse", "orders"])
     ]
@@ -260,7 +292,9 @@ def test_drift_is_checked_and_observed_per_dataset(tmp_path: Path) -> None:
     resources = {"lakehouse": LakehouseResource(uri=load_config(config_path).lakehouse.uri)}
     with dg.instance_for_test() as instance:
         result = repo.get_job("ingest_orders").execute_in_process(instance=instance, resources=resources)
-        checks = {e.asset_key.path[1]: e for e in result.get_asset_check_evaluations()}
+        checks = {
+            e.asset_key.path[1]: e for e in result.get_asset_check_evaluations() if e.check_name == "drift"
+        }
         assert (checks["eu"].passed, checks["eu"].severity) == (False, dg.AssetCheckSeverity.ERROR)
         assert checks["eu"].metadata["files_held_back"].value == 1
         assert (checks["us"].passed, checks["us"].severity) == (False, dg.AssetCheckSeverity.WARN)
@@ -269,7 +303,12 @@ def test_drift_is_checked_and_observed_per_dataset(tmp_path: Path) -> None:
         assert "channel" not in metadata["schema_before"].value
         assert metadata["schema_after"].value["channel"] == "string"
         # The declared check, run on its own, reports what waits for review.
-        checks_job = dg.define_asset_job("drift_checks", selection=dg.AssetSelection.all_asset_checks())
+        checks_job = dg.define_asset_job(
+            "drift_checks",
+            selection=dg.AssetSelection.checks(
+                *(dg.AssetCheckKey(dg.AssetKey(["lakes", lake, "orders"]), "drift") for lake in ("eu", "us"))
+            ),
+        )
         defs = dg.Definitions.merge(
             build_definitions(load_config(config_path)), dg.Definitions(jobs=[checks_job])
         )

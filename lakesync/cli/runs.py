@@ -93,11 +93,17 @@ def _check_line(event: dg.DagsterEvent) -> CheckLine | None:
     if not isinstance(evaluation, dg.AssetCheckEvaluation) or evaluation.asset_key.path[0] != "lakehouse":
         return None
     status = "passed" if evaluation.passed else evaluation.severity.value
-    return CheckLine(evaluation.asset_key.path[-1], evaluation.check_name, status, evaluation.description or "")
+    return CheckLine(
+        evaluation.asset_key.path[-1], evaluation.check_name, status, evaluation.description or ""
+    )
 
 
 def _run_features(
-    config: LakesyncConfig, definitions: dg.Definitions, dagster_instance: dg.DagsterInstance, tables: set[str], trigger: str
+    config: LakesyncConfig,
+    definitions: dg.Definitions,
+    dagster_instance: dg.DagsterInstance,
+    tables: set[str],
+    trigger: str,
 ) -> tuple[list[FeatureLine], list[str]]:
     """Bring the feature tables fed by ``tables`` up to date (each refuses on a failed contract)."""
     lines: list[FeatureLine] = []

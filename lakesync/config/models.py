@@ -404,7 +404,8 @@ class Feature(StrictModel):
         for name, text in value.items():
             match = AGGREGATION.match(text)
             if match is None or (match.group(1) != "count" and not match.group(2)):
-                msg = f"{name}: {text!r} is not an aggregation (use {', '.join(a + '(col)' for a in AGGREGATIONS)})"
+                known = ", ".join(a + "(col)" for a in AGGREGATIONS)
+                msg = f"{name}: {text!r} is not an aggregation (use {known})"
                 raise ValueError(msg)
         return value
 

@@ -13,9 +13,9 @@ from lakesync.config.expectations import suite_problems
 from lakesync.config.models import (
     AGGREGATION,
     CSV_ONLY_OPTIONS,
-    Feature,
     AzureCredentials,
     Dataset,
+    Feature,
     GcsCredentials,
     Lakehouse,
     LakesyncConfig,
@@ -73,15 +73,15 @@ def _feature_rules(
     contract = contracts.get(feature.inputs[0])
     if contract is None:
         return
-    known = set(contract.names)
-    for index, column in enumerate(feature.group_by):
-        if column not in known and not column.startswith(_PROVENANCE_PREFIX):
-            yield (*path, "group_by", str(index)), f"{column!r} is not a column of {feature.inputs[0]!r}"
-    for name, text in feature.aggregations.items():
+    columns = set(contract.names)
+    for index, name in enumerate(feature.group_by):
+        if name not in columns and not name.startswith(_PROVENANCE_PREFIX):
+            yield (*path, "group_by", str(index)), f"{name!r} is not a column of {feature.inputs[0]!r}"
+    for output, text in feature.aggregations.items():
         match = AGGREGATION.match(text)
-        column = match.group(2) if match else None
-        if column is not None and column not in known and not column.startswith(_PROVENANCE_PREFIX):
-            yield (*path, "aggregations", name), f"{column!r} is not a column of {feature.inputs[0]!r}"
+        source = match.group(2) if match else None
+        if source is not None and source not in columns and not source.startswith(_PROVENANCE_PREFIX):
+            yield (*path, "aggregations", output), f"{source!r} is not a column of {feature.inputs[0]!r}"
 
 
 def _connection_rules(path: tuple[str, ...], where: object) -> Iterator[Problem]:

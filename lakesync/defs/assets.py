@@ -34,9 +34,9 @@ from lakesync.defs.metadata import (
     column_schema,
     dataset_batch_metadata,
     dataset_key,
+    delta_metadata,
     quarantine_key,
     quarantine_metadata,
-    delta_metadata,
     table_key,
     table_metadata,
 )
@@ -258,7 +258,9 @@ def _table_checks(
         # The rows are committed (exactly once); what failed is the data. Retrying would not help,
         # and the dataset's sensor goes on with new files: the check blocks downstream assets.
         context.instance.add_run_tags(context.run_id, {CONTRACT_TAG: "failed", _NO_RETRY_TAG: "false"})
-        context.log.error("%s: %s", result.table, contract.description if not contract.passed else conservation.description)
+        context.log.error(
+            "%s: %s", result.table, contract.description if not contract.passed else conservation.description
+        )
     key = table_key(result.table)
     yield check_result(contract, asset_key=key, check_name=CONTRACT_CHECK)
     yield check_result(conservation, asset_key=key, check_name=CONSERVATION_CHECK)

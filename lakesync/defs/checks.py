@@ -178,7 +178,9 @@ def volume_evaluation(
         return None
     history = batch_history(_events(ledger, result.key))
     verdict = volume_verdict(history, settings=settings, latest_batch=max(b for b, _ in result.batch_rows))
-    return check_evaluation(verdict, asset_key=dataset_key(result.lake, result.dataset), check_name=VOLUME_CHECK)
+    return check_evaluation(
+        verdict, asset_key=dataset_key(result.lake, result.dataset), check_name=VOLUME_CHECK
+    )
 
 
 def _events(ledger: Ledger, key: str) -> pl.DataFrame:
@@ -262,9 +264,12 @@ def expectations_check(table: str, suite_path: str) -> dg.AssetChecksDefinition:
             passed=run.success,
             severity=dg.AssetCheckSeverity.WARN,
             metadata=metadata,
-            description=f"{run.failed} of {len(run.outcomes)} expectations failed on version {run.delta_version}"
-            if run.failed
-            else f"all {len(run.outcomes)} expectations passed on version {run.delta_version}",
+            description=(
+                f"{run.failed} of {len(run.outcomes)} expectations failed"
+                if run.failed
+                else f"all {len(run.outcomes)} expectations passed"
+            )
+            + f" on version {run.delta_version}",
         )
 
     return check

@@ -10,6 +10,7 @@ from lakesync.defs.checks import drift_check, expectations_check, freshness_chec
 from lakesync.defs.features import feature_asset, feature_job
 from lakesync.defs.lakes import lake_resources
 from lakesync.defs.maintenance import maintenance_definitions
+from lakesync.defs.metadata import feature_key
 from lakesync.defs.resources import lakehouse_resource
 from lakesync.defs.sensors import dataset_sensor
 from lakesync.pipeline.runtime import dataset_runtimes
@@ -51,6 +52,21 @@ def feature_definitions(config: LakesyncConfig, name: str) -> dg.Definitions:
     return dg.Definitions(assets=[asset], jobs=[feature_job(name, asset)])
 
 
+def automation_sensor(config: LakesyncConfig) -> list[dg.AutomationConditionSensorDefinition]:
+    """Runs by default, so the daemon refreshes feature tables when their inputs change."""
+    if not config.features:
+        return []
+    return [
+        dg.AutomationConditionSensorDefinition(
+            "refresh_features",
+            target=dg.AssetSelection.keys(*(feature_key(name) for name in config.features)),
+            default_status=dg.DefaultSensorStatus.RUNNING,
+            minimum_interval_seconds=30,
+            description="Materializes feature tables whose inputs changed (never on a failed contract)",
+        )
+    ]
+
+
 def build_definitions(config: LakesyncConfig) -> dg.Definitions:
     """All definitions of a configuration: lakes, tables, the ledger and the lakehouse resource."""
     return dg.Definitions.merge(
@@ -59,6 +75,7 @@ def build_definitions(config: LakesyncConfig) -> dg.Definitions:
         *(feature_definitions(config, name) for name in config.features),
         dg.Definitions(
             assets=[ledger_spec(), drift_spec()],
+            sensors=automation_sensor(config),
             resources={"lakehouse": lakehouse_resource(config), **lake_resources(config)},
         ),
     )

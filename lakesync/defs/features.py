@@ -27,7 +27,9 @@ def feature_job_name(feature: str) -> str:
 def blocking_failures(instance: dg.DagsterInstance, tables: list[str]) -> list[str]:
     """The input tables whose latest contract or conservation check failed with ERROR."""
     keys = [
-        dg.AssetCheckKey(table_key(table), name) for table in tables for name in (CONTRACT_CHECK, CONSERVATION_CHECK)
+        dg.AssetCheckKey(table_key(table), name)
+        for table in tables
+        for name in (CONTRACT_CHECK, CONSERVATION_CHECK)
     ]
     latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
     failed = []
@@ -61,7 +63,8 @@ def feature_asset(config: LakesyncConfig, name: str) -> dg.AssetsDefinition:
         description=feature.description or f"Feature table from {', '.join(feature.inputs)}: {how}",
         group_name="features",
         kinds={"delta", "polars"},
-        automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+        automation_condition=dg.AutomationCondition.eager()
+        & dg.AutomationCondition.all_deps_blocking_checks_passed(),
         output_required=False,
         required_resource_keys={"lakehouse"},
         tags={FEATURE_TAG: name},

@@ -14,7 +14,9 @@ def maintenance_job_name(table: str) -> str:
     return f"maintain_{table}"
 
 
-def maintenance_definitions(config: LakesyncConfig, table: str) -> tuple[dg.JobDefinition, dg.ScheduleDefinition]:
+def maintenance_definitions(
+    config: LakesyncConfig, table: str
+) -> tuple[dg.JobDefinition, dg.ScheduleDefinition]:
     settings = config.tables[table].maintenance
     steps = " then ".join(s for s, on in (("OPTIMIZE", settings.optimize), ("VACUUM", settings.vacuum)) if on)
 
@@ -60,7 +62,9 @@ def maintenance_definitions(config: LakesyncConfig, table: str) -> tuple[dg.JobD
         job=job,
         cron_schedule=settings.cron,
         execution_timezone="UTC",
-        default_status=dg.DefaultScheduleStatus.RUNNING if settings.enabled else dg.DefaultScheduleStatus.STOPPED,
+        default_status=dg.DefaultScheduleStatus.RUNNING
+        if settings.enabled
+        else dg.DefaultScheduleStatus.STOPPED,
         description=f"{steps} on `{table}` at `{settings.cron}` (UTC)",
     )
     return job, schedule

@@ -6,7 +6,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
-
 from deltalake import DeltaTable
 
 from lakesync.commit.delta import PROVENANCE

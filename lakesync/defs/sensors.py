@@ -11,11 +11,13 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import dagster as dg
 
 from lakesync.config import LakesyncConfig
-from lakesync.defs.assets import DATASET_TAG, TABLE_TAG, job_name, op_name
+from lakesync.defs.assets import CONTRACT_TAG, DATASET_TAG, TABLE_TAG, job_name, op_name
+from lakesync.defs.checks import FRESHNESS_CHECK, check_evaluation, freshness_of
 from lakesync.defs.lakes import lake_resource, location, resource_key, store_for
 from lakesync.defs.metadata import dataset_key, scan_metadata
 from lakesync.discover import Ledger, split_batches
@@ -24,6 +26,8 @@ from lakesync.pipeline.scan import DatasetScan, scan_dataset
 from lakesync.record.drift_log import Decisions, DriftLog
 
 CONFIG_TAG = "lakesync/config"
+FRESHNESS_EVERY_SECONDS = 600.0
+"""A sensor reports its dataset's freshness when the verdict changes, and at least this often."""
 MAX_RUNS_PER_TICK = 5
 RETRY_AFTER_SECONDS = 600.0
 _WAITING = (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING)
@@ -37,6 +41,8 @@ class RunInfo:
     status: str
     config: str | None
     end_time: float | None = None
+    data_failed: bool = False
+    """The run committed its batch but its data failed a blocking check: not a reason to pause."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,7 @@ def decide(
         return Decision(skip=stopped_by)
     if waiting:
         return Decision(skip=f"{len(new)} new file(s) will be ingested by queued run {waiting[0].run_id}")
-    if last is not None and last.status == "FAILURE" and last.config == config:
+    if last is not None and last.status == "FAILURE" and last.config == config and not last.data_failed:
         waited = now - (last.end_time or now)
         if waited < RETRY_AFTER_SECONDS:
             return Decision(
@@ -115,6 +121,14 @@ def decide(
     )
 
 
+def _cursor(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text or "{}")
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _run_info(record: dg.RunRecord) -> RunInfo:
     run = record.dagster_run
     return RunInfo(
@@ -122,6 +136,7 @@ def _run_info(record: dg.RunRecord) -> RunInfo:
         status=run.status.value,
         config=run.tags.get(CONFIG_TAG),
         end_time=record.end_time,
+        data_failed=run.tags.get(CONTRACT_TAG) == "failed",
     )
 
 
@@ -180,11 +195,19 @@ def dataset_sensor(config: LakesyncConfig, runtime: DatasetRuntime) -> dg.Sensor
             stopped_by=stopped_by,
         )
         metadata = scan_metadata(scan.discovery, pending_batches=len(scan.pending), now_seconds=now)
+        observed = {k: metadata[k] for k in ("files", "bytes", "files_new", "batches_pending")}
+        previous = _cursor(context.cursor)
+        events: list[dg.AssetObservation | dg.AssetCheckEvaluation] = []
+        if observed != previous.get("observed"):
+            events.append(dg.AssetObservation(asset_key=asset_key, metadata=metadata))
+        freshness = freshness_of(scan, runtime.config.freshness.max_lag)
+        verdict = [freshness.passed, freshness.severity]
+        reported = float(previous.get("freshness_at", 0.0))
+        if verdict != previous.get("freshness") or now - reported >= FRESHNESS_EVERY_SECONDS:
+            events.append(check_evaluation(freshness, asset_key=asset_key, check_name=FRESHNESS_CHECK))
+            reported = now
         state = json.dumps(
-            {k: metadata[k] for k in ("files", "bytes", "files_new", "batches_pending")}, sort_keys=True
-        )
-        events = (
-            [] if state == context.cursor else [dg.AssetObservation(asset_key=asset_key, metadata=metadata)]
+            {"observed": observed, "freshness": verdict, "freshness_at": reported}, sort_keys=True
         )
         requests = [
             dg.RunRequest(

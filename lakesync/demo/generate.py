@@ -127,9 +127,15 @@ features:
 SUITE = {
     "name": "orders_distribution",
     "expectations": [
-        {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1000, "max_value": 10_000_000}},
+        {
+            "type": "expect_table_row_count_to_be_between",
+            "kwargs": {"min_value": 1000, "max_value": 10_000_000},
+        },
         {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "order_id"}},
-        {"type": "expect_column_mean_to_be_between", "kwargs": {"column": "amount", "min_value": 50, "max_value": 2000}},
+        {
+            "type": "expect_column_mean_to_be_between",
+            "kwargs": {"column": "amount", "min_value": 50, "max_value": 2000},
+        },
         {
             "type": "expect_column_distinct_values_to_be_in_set",
             "kwargs": {"column": "currency", "value_set": ["EUR", "USD", "GBP", "JPY"]},

@@ -113,7 +113,12 @@ def build_feature(
         assert snapshot is not None
         schema = pl.from_arrow(pa.schema(snapshot.schema().to_arrow()).empty_table()).schema  # type: ignore[union-attr]
         return FeatureBuild(
-            name, snapshot.version(), row_count(snapshot), versions, {k: str(v) for k, v in schema.items()}, False
+            name,
+            snapshot.version(),
+            row_count(snapshot),
+            versions,
+            {k: str(v) for k, v in schema.items()},
+            False,
         )
     options = dict(lakehouse.storage_options) or None
     inputs = {

@@ -68,6 +68,7 @@ def run_suite(suite_path: str, lakehouse: Lakehouse, table: str, *, version: int
     written to ``<lakehouse>/_data_docs`` when the lakehouse is a local folder."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no calls home from a sync
     import great_expectations as gx  # noqa: PLC0415 - lazy: seconds to import
+    from great_expectations.checkpoint.actions import UpdateDataDocsAction  # noqa: PLC0415
     from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: PLC0415
 
     definition = read_suite(suite_path)
@@ -99,7 +100,7 @@ def run_suite(suite_path: str, lakehouse: Lakehouse, table: str, *, version: int
         gx.ValidationDefinition(name=f"{table}:{name}", data=batch, suite=suite)
     )
     docs: str | None = None
-    actions = []
+    actions: list[Any] = []
     if "://" not in lakehouse.uri:
         docs_dir = Path(lakehouse.data_docs_dir())
         docs_dir.mkdir(parents=True, exist_ok=True)
@@ -107,11 +108,14 @@ def run_suite(suite_path: str, lakehouse: Lakehouse, table: str, *, version: int
             site_name="lakesync",
             site_config={
                 "class_name": "SiteBuilder",
-                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(docs_dir),
+                },
                 "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
             },
         )
-        actions.append(gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["lakesync"]))
+        actions.append(UpdateDataDocsAction(name="data_docs", site_names=["lakesync"]))
         docs = (docs_dir / "index.html").as_uri()
     checkpoint = context.checkpoints.add(
         gx.Checkpoint(
@@ -122,7 +126,7 @@ def run_suite(suite_path: str, lakehouse: Lakehouse, table: str, *, version: int
         )
     )
     if pandas is None:  # only row counts: a frame with the right number of rows, no columns read
-        import pandas as pd  # noqa: PLC0415
+        import pandas as pd  # type: ignore[import-untyped]  # noqa: PLC0415
 
         pandas = pd.DataFrame(index=range(rows))
     result = checkpoint.run(batch_parameters={"dataframe": pandas})

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import polars as pl
 
 from lakesync.config.models import VolumeSettings
-from lakesync.record import DatasetSync, TableSync
+from lakesync.record import TableSync
 
 Severity = Literal["WARN", "ERROR"]
 
@@ -45,8 +45,9 @@ def _age(seconds: float) -> str:
 
 def contract_verdict(result: TableSync, *, max_failed_rows: float) -> Verdict:
     """ERROR (blocking downstream) when more than ``max_failed_rows`` of the run's rows failed the
-    contract, or every file failed; WARN when some rows or files were quarantined; passed otherwise."""
-    rows_checked = result.rows_read
+    contract; WARN when some rows or files (unreadable, held back by drift) were quarantined."""
+    held = sum(d.failures.rows_held_by_drift for d in result.datasets)
+    rows_checked = result.rows_read - held
     rows_failed = sum(d.failures.rows_failed for d in result.datasets)
     files_failed = sum(d.failures.files_failed for d in result.datasets)
     files = result.files_ingested + result.files_quarantined
@@ -67,21 +68,20 @@ def contract_verdict(result: TableSync, *, max_failed_rows: float) -> Verdict:
         "max_failed_rows": max_failed_rows,
         "files_checked": files,
         "files_failed": files_failed,
+        "rows_held_by_drift": held,
         "contract_fingerprint": result.contract,
     }
-    tables = {}
+    tables: dict[str, tuple[list[str], list[tuple[Any, ...]]]] = {}
     if by_rule:
         ranked = sorted(by_rule.items(), key=lambda kv: (-kv[1], kv[0]))
         tables["failures_by_rule"] = (["rule", "column", "rows"], [(r, c, n) for (r, c), n in ranked])
     if samples:
         tables["failure_examples"] = (["file", "row", "columns", "reason"], samples)
-    whole = files > 0 and files_failed == files
-    if share > max_failed_rows or whole:
-        what = "every file failed" if whole and share <= max_failed_rows else f"{share:.2%} of rows failed"
+    if share > max_failed_rows:
         return Verdict(
             False,
             "ERROR",
-            f"{what} (more than max_failed_rows {max_failed_rows:.2%}): downstream assets are not "
+            f"{share:.2%} of rows failed (more than max_failed_rows {max_failed_rows:.2%}): downstream assets are not "
             "updated. See lakesync quarantine list, fix the source or the contract, then replay",
             facts,
             tables,
@@ -90,8 +90,9 @@ def contract_verdict(result: TableSync, *, max_failed_rows: float) -> Verdict:
         return Verdict(
             False,
             "WARN",
-            f"{rows_failed} of {rows_checked} rows ({share:.2%}) and {files_failed} file(s) quarantined "
-            f"(within max_failed_rows {max_failed_rows:.2%})",
+            f"{rows_failed} of {rows_checked} rows ({share:.2%})"
+            + (f" and {files_failed} file(s)" if files_failed else "")
+            + f" quarantined (within max_failed_rows {max_failed_rows:.2%})",
             facts,
             tables,
         )
@@ -125,7 +126,8 @@ def conservation_verdict(result: TableSync) -> Verdict:
     return Verdict(
         True,
         "ERROR",
-        f"{result.rows_read} rows read = {result.rows_committed} committed + {result.rows_quarantined} quarantined",
+        f"{result.rows_read} rows read = {result.rows_committed} committed"
+        f" + {result.rows_quarantined} quarantined",
         facts,
         tables,
     )
@@ -141,7 +143,10 @@ def batch_history(events: pl.DataFrame) -> pl.DataFrame:
         done = done.filter(pl.col("replay_of").is_null())
     return (
         done.group_by("batch")
-        .agg(pl.col("rows_read").fill_null(0).sum().cast(pl.Int64).alias("rows"), pl.col("recorded_at").max().alias("at"))
+        .agg(
+            pl.col("rows_read").fill_null(0).sum().cast(pl.Int64).alias("rows"),
+            pl.col("recorded_at").max().alias("at"),
+        )
         .sort("batch")
     )
 
@@ -175,7 +180,9 @@ def volume_verdict(
         median, ok = _judge(rows, earlier, tolerance)
         facts["batch_median"] = median
         if not ok:
-            findings.append(f"batch {latest_batch} has {rows} rows, median of the last {len(earlier)} is {median:g}")
+            findings.append(
+                f"batch {latest_batch} has {rows} rows, median of the last {len(earlier)} is {median:g}"
+            )
     today = now.astimezone(UTC).date()
     days = (
         history.with_columns(day=pl.col("at").dt.convert_time_zone("UTC").dt.date())
@@ -197,7 +204,9 @@ def volume_verdict(
         median, ok = _judge(day_rows, previous, tolerance)
         facts["day_median"] = median
         if not ok:
-            findings.append(f"{yesterday} had {day_rows} rows, median of the {len(previous)} days before is {median:g}")
+            findings.append(
+                f"{yesterday} had {day_rows} rows, median of the {len(previous)} days before is {median:g}"
+            )
     if findings:
         return Verdict(False, "WARN", "; ".join(findings) + f" (tolerance {tolerance:.0%})", facts)
     judged = "within tolerance" if len(notes) < 2 else "not judged yet"
@@ -250,4 +259,6 @@ def freshness_verdict(
             f"no new file for {_age(age)} (max_lag {_age(max_lag)}): ask the lake's owners",
             facts,
         )
-    return Verdict(True, "WARN", f"newest file {_age(age)} old, nothing waiting (max_lag {_age(max_lag)})", facts)
+    return Verdict(
+        True, "WARN", f"newest file {_age(age)} old, nothing waiting (max_lag {_age(max_lag)})", facts
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-
 from lakesync.discover import DatasetLedger, Discovery, Ledger, discover
 from lakesync.pipeline.runtime import DatasetRuntime
 

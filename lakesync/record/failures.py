@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import polars as pl
 
 SAMPLE_SIZE = 10
+DRIFT_RULE = "schema_drift"
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,11 @@ class ContractFailures:
     """One dataset's rejected rows and files of a run."""
 
     rows_failed: int = 0
+    """Rows the contract (types, nullability, checks, uniqueness) rejected."""
     files_failed: int = 0
+    """Files that could not be read at all."""
+    rows_held_by_drift: int = 0
+    """Rows of files quarantined whole by schema drift (the drift check reports those)."""
     by_rule: tuple[tuple[str, str, int], ...] = ()
     """(rule, column, rows), most frequent first."""
     samples: tuple[FailureCase, ...] = ()
@@ -40,13 +45,16 @@ class ContractFailures:
         return ContractFailures(
             rows_failed=self.rows_failed + other.rows_failed,
             files_failed=self.files_failed + other.files_failed,
+            rows_held_by_drift=self.rows_held_by_drift + other.rows_held_by_drift,
             by_rule=_ranked(counts),
             samples=(*self.samples, *other.samples)[:SAMPLE_SIZE],
         )
 
 
 def _ranked(counts: Counter[tuple[str, str]]) -> tuple[tuple[str, str, int], ...]:
-    return tuple((rule, column, n) for (rule, column), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return tuple(
+        (rule, column, n) for (rule, column), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    )
 
 
 def _pairs(rules: Sequence[str], columns: Sequence[str]) -> Iterable[tuple[str, str]]:
@@ -65,7 +73,10 @@ def summarize(records: Sequence[pl.DataFrame]) -> dict[str, ContractFailures]:
     for (lake, dataset), group in data.group_by(["lake", "dataset"], maintain_order=True):
         counts: Counter[tuple[str, str]] = Counter()
         samples: list[FailureCase] = []
-        rows = group.filter(pl.col("level") == "row")
+        level_rows = group.filter(pl.col("level") == "row")
+        drifted = pl.col("rules").list.contains(DRIFT_RULE)
+        held = level_rows.filter(drifted).height
+        rows = level_rows.filter(~drifted)
         for record in rows.select("file", "row", "rules", "columns", "reason").iter_rows(named=True):
             counts.update(_pairs(record["rules"] or [], record["columns"] or []))
             if len(samples) < SAMPLE_SIZE:
@@ -92,6 +103,9 @@ def summarize(records: Sequence[pl.DataFrame]) -> dict[str, ContractFailures]:
                     )
                 )
         result[f"{lake}.{dataset}"] = ContractFailures(
-            rows_failed=rows.height, files_failed=files.height, by_rule=_ranked(counts), samples=tuple(samples)
+            rows_failed=rows.height,
+            files_failed=files.height,
+            by_rule=_ranked(counts),
+            samples=tuple(samples),
         )
     return result

@@ -107,7 +107,13 @@ def sync_summary(
     )
     out = [first, "", second]
     if checks:
-        out += ["", text_table(["table", "check", "result", "detail"], [(c.table, c.check, c.status, c.description) for c in checks])]
+        out += [
+            "",
+            text_table(
+                ["table", "check", "result", "detail"],
+                [(c.table, c.check, c.status, c.description) for c in checks],
+            ),
+        ]
     if features:
         out += [
             "",
