@@ -24,14 +24,50 @@ T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def write_config(
-    root: Path, *, lakes: dict[str, Any], tables: dict[str, Any], lakehouse: str = "lakehouse"
+    root: Path,
+    *,
+    lakes: dict[str, Any],
+    tables: dict[str, Any],
+    lakehouse: str = "lakehouse",
+    features: dict[str, Any] | None = None,
 ) -> Path:
     path = root / "lakesync.yaml"
-    path.write_text(
-        yaml.safe_dump({"lakehouse": {"uri": lakehouse}, "lakes": lakes, "tables": tables}, sort_keys=False),
-        encoding="utf-8",
-    )
+    document: dict[str, Any] = {"lakehouse": {"uri": lakehouse}, "lakes": lakes, "tables": tables}
+    if features:
+        document["features"] = features
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
     return path
+
+
+SPEND_FEATURE = {
+    "inputs": ["orders"],
+    "group_by": ["customer_id"],
+    "aggregations": {"orders": "count()", "total": "sum(amount)", "last_order_at": "max(ordered_at)"},
+}
+
+
+def contract_lake(root: Path) -> Path:
+    """A lake of good orders feeding ``orders`` and a ``spend`` feature; :func:`break_contract`
+    then lands a file where most rows fail the contract."""
+    write_orders_parquet(root / "lake" / "a.parquet", orders_rows(1, 100), mtime=T0)
+    return write_config(
+        root,
+        lakes={
+            "eu": local_lake(
+                root / "lake", {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}}
+            )
+        },
+        tables={"orders": orders_table(max_failed_rows="10%")},
+        features={"spend": SPEND_FEATURE},
+    )
+
+
+def break_contract(root: Path, name: str = "b.parquet", start: int = 1000) -> Path:
+    """60 of 100 rows with a negative amount: above the table's max_failed_rows of 10%."""
+    rows = orders_rows(start, 100)
+    for row in rows[:60]:
+        row["amount"] = -1.0
+    return write_orders_parquet(root / "lake" / name, rows, mtime=T0 + timedelta(hours=1))
 
 
 def orders_table(*, mode: str = "append", drift: str = "evolve", **extra: Any) -> dict[str, Any]:
