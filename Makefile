@@ -17,7 +17,10 @@ export UV_COMPILE_BYTECODE := 1
 DEV_CONFIG := $(or $(LAKESYNC_CONFIG),$(if $(wildcard lakesync.yaml),$(CURDIR)/lakesync.yaml,$(CURDIR)/$(DEMO_DIR)/lakesync.yaml))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo demo-cloud dev test lint format bench clean
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: help setup demo demo-cloud dev test lint format bench clean browser
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
@@ -32,6 +35,14 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
+
+# The browser tests drive Debian's chromium (Playwright never downloads a browser here).
+$(CHROMIUM):
+	@echo "Installing Debian's chromium for the browser tests"
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null
+
+browser: $(CHROMIUM) ## install Debian's chromium (for the browser tests; needs apt)
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	@mkdir -p $(DAGSTER_HOME)
@@ -53,7 +64,7 @@ dev: setup ## dagster dev on 127.0.0.1:3000 (asset graph, sensors, runs)
 	@test -f "$(DEV_CONFIG)" || $(BIN)/lakesync demo --dir $(DEMO_DIR)
 	LAKESYNC_CONFIG=$(DEV_CONFIG) $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
-test: setup ## run the test suite
+test: setup $(CHROMIUM) ## run the test suite (browser tests included)
 	$(BIN)/pytest
 
 lint: setup ## format check, lint, and strict type check

@@ -7,7 +7,7 @@
 - ``lakehouse/_ledger``: every file planned, ingested or quarantined.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
@@ -23,6 +23,7 @@ from lakesync.defs.checks import (
     CONTRACT_CHECK,
     check_result,
     drift_evaluation,
+    expectations_result,
     table_check_specs,
     volume_evaluation,
 )
@@ -159,7 +160,7 @@ def table_assets(config: LakesyncConfig, table: str, contract: ResolvedContract)
     @dg.multi_asset(
         name=op_name(table),
         specs=[table_spec, quarantine_spec],
-        check_specs=table_check_specs(table),
+        check_specs=table_check_specs(table, expectations=settings.expectations),
         can_subset=True,
         required_resource_keys={"lakehouse", *(resource_key(lake) for lake in cloud)},
         description=f"Ingest new files of every dataset feeding `{table}`, exactly once",
@@ -225,6 +226,8 @@ def table_assets(config: LakesyncConfig, table: str, contract: ResolvedContract)
                 yield dg.MaterializeResult(asset_key=key, metadata=metadata)
             else:
                 context.log_event(dg.AssetMaterialization(asset_key=key, metadata=metadata))
+        if result.commits and settings.expectations:
+            yield expectations_result(table, settings.expectations, target)
         if any(d.batches for d in result.datasets):
             yield from _table_checks(context, result, settings.max_failed_rows)
         if result.commits:
@@ -266,12 +269,10 @@ def _table_checks(
     yield check_result(conservation, asset_key=key, check_name=CONSERVATION_CHECK)
 
 
-def table_job(
-    table: str, assets: dg.AssetsDefinition, checks: Sequence[dg.AssetChecksDefinition] = ()
-) -> UnresolvedAssetJobDefinition:
+def table_job(table: str, assets: dg.AssetsDefinition) -> UnresolvedAssetJobDefinition:
     return dg.define_asset_job(
         name=job_name(table),
-        selection=dg.AssetSelection.assets(assets) | dg.AssetSelection.checks(*checks),
+        selection=dg.AssetSelection.assets(assets),
         tags={TABLE_TAG: table},
         description=f"Ingest what is new for `{table}` (launched by the dataset sensors and `lakesync sync`)",
     )

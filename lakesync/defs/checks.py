@@ -23,6 +23,7 @@ from lakesync.defs.lakes import lake_resource, resource_key, store_for
 from lakesync.defs.metadata import dataset_key, table_key
 from lakesync.defs.resources import LakehouseResource
 from lakesync.discover import Ledger
+from lakesync.lakehouse import Lakehouse
 from lakesync.monitor import Verdict, batch_history, freshness_verdict, volume_verdict
 from lakesync.monitor.expectations import run_suite
 from lakesync.pipeline.runtime import DatasetRuntime
@@ -151,9 +152,22 @@ def check_evaluation(verdict: Verdict, *, asset_key: dg.AssetKey, check_name: st
     )
 
 
-def table_check_specs(table: str) -> list[dg.AssetCheckSpec]:
-    """Checks the table's sync reports on every commit; both block downstream assets on ERROR."""
+def table_check_specs(table: str, *, expectations: str | None = None) -> list[dg.AssetCheckSpec]:
+    """Checks the table's sync reports on every commit: contract and conservation block downstream
+    assets on ERROR; a Great Expectations suite (when the table names one) warns."""
+    suite = (
+        [
+            dg.AssetCheckSpec(
+                EXPECTATIONS_CHECK,
+                asset=table_key(table),
+                description=f"Great Expectations suite {Path(expectations).name} on the committed version",
+            )
+        ]
+        if expectations
+        else []
+    )
     return [
+        *suite,
         dg.AssetCheckSpec(
             CONTRACT_CHECK,
             asset=table_key(table),
@@ -239,37 +253,40 @@ def freshness_check(config: LakesyncConfig, runtime: DatasetRuntime) -> dg.Asset
     return check
 
 
-def expectations_check(table: str, suite_path: str) -> dg.AssetChecksDefinition:
-    """The table's Great Expectations suite, run on the committed version after every sync."""
-
-    @dg.asset_check(
-        asset=table_key(table),
-        name=EXPECTATIONS_CHECK,
-        description=f"Great Expectations suite {Path(suite_path).name} on the committed Delta version",
-    )
-    def check(lakehouse: LakehouseResource) -> dg.AssetCheckResult:
-        run = run_suite(suite_path, lakehouse.get(), table)
-        rows = [(o.type, o.column, "passed" if o.success else "FAILED", o.observed) for o in run.outcomes]
-        metadata: dict[str, Any] = {
-            "suite": run.suite,
-            "delta_version": run.delta_version,
-            "rows_validated": run.rows,
-            "expectations": len(run.outcomes),
-            "failed": run.failed,
-            "results": dg.MetadataValue.md(_md(["expectation", "column", "result", "observed"], rows)),
-        }
-        if run.docs_index:
-            metadata["data_docs"] = dg.MetadataValue.url(run.docs_index)
+def expectations_result(table: str, suite_path: str, lakehouse: Lakehouse) -> dg.AssetCheckResult:
+    """The table's Great Expectations suite on its committed version (WARN: it does not block)."""
+    key = table_key(table)
+    try:
+        run = run_suite(suite_path, lakehouse, table)
+    except Exception as exc:  # noqa: BLE001 - a broken suite is reported on the check, not fatal to the sync
         return dg.AssetCheckResult(
-            passed=run.success,
+            asset_key=key,
+            check_name=EXPECTATIONS_CHECK,
+            passed=False,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata=metadata,
-            description=(
-                f"{run.failed} of {len(run.outcomes)} expectations failed"
-                if run.failed
-                else f"all {len(run.outcomes)} expectations passed"
-            )
-            + f" on version {run.delta_version}",
+            description=f"the suite {suite_path} could not run: {type(exc).__name__}: {exc}",
         )
-
-    return check
+    rows = [(o.type, o.column, "passed" if o.success else "FAILED", o.observed) for o in run.outcomes]
+    metadata: dict[str, Any] = {
+        "suite": run.suite,
+        "delta_version": run.delta_version,
+        "rows_validated": run.rows,
+        "expectations": len(run.outcomes),
+        "failed": run.failed,
+        "results": dg.MetadataValue.md(_md(["expectation", "column", "result", "observed"], rows)),
+    }
+    if run.docs_index:
+        metadata["data_docs"] = dg.MetadataValue.url(run.docs_index)
+    return dg.AssetCheckResult(
+        asset_key=key,
+        check_name=EXPECTATIONS_CHECK,
+        passed=run.success,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=metadata,
+        description=(
+            f"{run.failed} of {len(run.outcomes)} expectations failed"
+            if run.failed
+            else f"all {len(run.outcomes)} expectations passed"
+        )
+        + f" on version {run.delta_version}",
+    )

@@ -6,7 +6,7 @@ import dagster as dg
 
 from lakesync.config import LakesyncConfig, resolve_contract
 from lakesync.defs.assets import drift_spec, lake_dataset_spec, ledger_spec, table_assets, table_job
-from lakesync.defs.checks import drift_check, expectations_check, freshness_check, volume_check
+from lakesync.defs.checks import drift_check, freshness_check, volume_check
 from lakesync.defs.features import feature_asset, feature_job
 from lakesync.defs.lakes import lake_resources
 from lakesync.defs.maintenance import maintenance_definitions
@@ -36,12 +36,10 @@ def table_definitions(config: LakesyncConfig, table: str) -> dg.Definitions:
     and its maintenance job and schedule."""
     settings = config.tables[table]
     assets = table_assets(config, table, resolve_contract(table, settings))
-    checks = [expectations_check(table, settings.expectations)] if settings.expectations else []
     maintain, schedule = maintenance_definitions(config, table)
     return dg.Definitions(
         assets=[assets],
-        asset_checks=checks,
-        jobs=[table_job(table, assets, checks), maintain],
+        jobs=[table_job(table, assets), maintain],
         schedules=[schedule],
     )
 

@@ -41,10 +41,7 @@ def blocking_failures(instance: dg.DagsterInstance, tables: list[str]) -> list[s
             and not evaluation.passed
             and evaluation.severity == dg.AssetCheckSeverity.ERROR
         ):
-            failed.append(
-                f"{key.asset_key.path[-1]}: {key.name} check failed in run {record.run_id}"
-                + (f" ({evaluation.description})" if evaluation.description else "")
-            )
+            failed.append(f"{key.asset_key.path[-1]}: {key.name} check failed in run {record.run_id[:8]}")
     return failed
 
 

@@ -43,10 +43,12 @@ class Server:
     process: subprocess.Popen[bytes]
     log: Path
     log_file: BinaryIO | None = None
+    stop_signal: int = signal.SIGTERM
+    """``dagster dev`` ignores SIGTERM when not started from a terminal: it is stopped with SIGKILL."""
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            os.killpg(self.process.pid, self.stop_signal)
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -70,6 +72,7 @@ def start_server(
     probe: str,
     env: dict[str, str] | None = None,
     timeout: float = 60,
+    stop_signal: int = signal.SIGTERM,
 ) -> Server:
     """Start ``command`` in its own process group, logging to ``folder``; wait until ``probe``
     answers (any HTTP status) or fail with the end of its log."""
@@ -84,7 +87,7 @@ def start_server(
         env={**os.environ, **(env or {})},
         start_new_session=True,  # its own process group: stop() reaches its children too
     )
-    server = Server(name, url, process, log, log_file)
+    server = Server(name, url, process, log, log_file, stop_signal)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -81,8 +81,8 @@ def contract_verdict(result: TableSync, *, max_failed_rows: float) -> Verdict:
         return Verdict(
             False,
             "ERROR",
-            f"{share:.2%} of rows failed (more than max_failed_rows {max_failed_rows:.2%}): downstream assets are not "
-            "updated. See lakesync quarantine list, fix the source or the contract, then replay",
+            f"{share:.2%} of rows failed (more than max_failed_rows {max_failed_rows:.2%}): downstream assets "
+            "are not updated. See lakesync quarantine list, fix the source or the contract, then replay",
             facts,
             tables,
         )

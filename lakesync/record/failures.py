@@ -105,6 +105,7 @@ def summarize(records: Sequence[pl.DataFrame]) -> dict[str, ContractFailures]:
         result[f"{lake}.{dataset}"] = ContractFailures(
             rows_failed=rows.height,
             files_failed=files.height,
+            rows_held_by_drift=held,
             by_rule=_ranked(counts),
             samples=tuple(samples),
         )

@@ -1,0 +1,225 @@
+"""The Dagster UI on a synced lakehouse, in a real browser (Debian's chromium, driven by Playwright),
+and the same facts through Dagster's GraphQL API so a UI change fails loudly.
+
+The fixture writes the demo lakes plus an APAC file whose every row breaks the contract (10% of
+the run's rows: above the orders table's max_failed_rows of 5%), syncs them with `lakesync sync`,
+and starts `dagster dev` on a free loopback port. Screenshots go to ``$LAKESYNC_ARTIFACTS``
+(default ``test-artifacts/``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, sync_playwright
+
+from lakesync.demo.servers import Server, free_port, start_server
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(os.environ.get("LAKESYNC_ARTIFACTS", ROOT / "test-artifacts"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _bad_apac_file(demo: Path) -> None:
+    rows = [
+        {
+            "order_id": 900_000 + i,
+            "customer_id": 5,
+            "amount": -5.0,
+            "currency": "EUR",
+            "ordered_at": "2026-11-05T10:00:00Z",
+        }
+        for i in range(400)
+    ]
+    path = demo / "data" / "lakes" / "apac_sales" / "orders" / "orders-bad.ndjson"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("ui")
+    home = root / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    env = {**os.environ, "DAGSTER_HOME": str(home), "LAKESYNC_CONFIG": str(root / "demo" / "lakesync.yaml")}
+    subprocess.run(
+        [BIN / "lakesync", "demo", "--dir", str(root / "demo")], env=env, check=True, capture_output=True
+    )
+    _bad_apac_file(root / "demo")
+    synced = subprocess.run([BIN / "lakesync", "sync"], env=env, capture_output=True, text=True, check=False)
+    assert synced.returncode == 1, synced.stdout + synced.stderr  # the orders contract failed
+    assert "orders: contract check failed: 10.24% of rows failed" in synced.stderr
+    port = free_port()
+    server = start_server(
+        "dagster-dev",
+        [str(BIN / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port), "-w", str(ROOT / "workspace.yaml")],
+        f"http://127.0.0.1:{port}",
+        root / "logs",
+        probe=f"http://127.0.0.1:{port}/server_info",
+        env=env,
+        timeout=180,
+        stop_signal=signal.SIGKILL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not _asset_edges(server) and time.monotonic() < deadline:  # code location loading
+            time.sleep(1)
+        yield server
+    finally:
+        server.stop()
+        assert not server.running
+
+
+def graphql(server: Server, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    request = urllib.request.Request(  # noqa: S310 - our own loopback server
+        f"{server.url}/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        body = json.loads(response.read())
+    assert "errors" not in body, body
+    return body["data"]  # type: ignore[no-any-return]
+
+
+def _asset_edges(server: Server) -> set[tuple[str, str]]:
+    try:
+        data = graphql(server, "{ assetNodes { assetKey { path } dependencyKeys { path } } }")
+    except (OSError, AssertionError):
+        return set()
+    return {
+        ("/".join(dep["path"]), "/".join(node["assetKey"]["path"]))
+        for node in data["assetNodes"]
+        for dep in node["dependencyKeys"]
+    }
+
+
+ASSET = """
+query($path: [String!]!) { assetNodeOrError(assetKey: {path: $path}) { ... on AssetNode {
+  assetChecksOrError { ... on AssetChecks { checks {
+    name blocking executionForLatestMaterialization { status evaluation { severity description } } } } }
+  assetMaterializations(limit: 1) { runId metadataEntries { label ... on IntMetadataEntry { intValue } } }
+} } }
+"""
+
+
+def test_graphql_shows_the_lineage_the_checks_and_the_blocked_feature(ui: Server) -> None:
+    edges = _asset_edges(ui)
+    for lake in ("eu_sales", "us_sales", "apac_sales"):
+        assert (f"lakes/{lake}/orders", "lakehouse/orders") in edges
+    for lake in ("eu_sales", "us_sales"):
+        assert (f"lakes/{lake}/customers", "lakehouse/customers") in edges
+    assert ("lakehouse/orders", "features/customer_spend") in edges
+    node = graphql(ui, ASSET, {"path": ["lakehouse", "orders"]})["assetNodeOrError"]
+    checks = {c["name"]: c for c in node["assetChecksOrError"]["checks"]}
+    contract = checks["contract"]["executionForLatestMaterialization"]
+    assert checks["contract"]["blocking"] and contract["status"] == "FAILED"
+    assert contract["evaluation"]["severity"] == "ERROR"
+    assert "10.24% of rows failed" in contract["evaluation"]["description"]
+    assert checks["conservation"]["executionForLatestMaterialization"]["status"] == "SUCCEEDED"
+    assert checks["expectations"]["executionForLatestMaterialization"]["status"] == "SUCCEEDED"
+    (latest,) = node["assetMaterializations"]
+    values = {e["label"]: e.get("intValue") for e in latest["metadataEntries"]}
+    assert values["dagster/row_count"] == 3770 and values["rows_quarantined"] == 430
+    feature = graphql(ui, ASSET, {"path": ["features", "customer_spend"]})["assetNodeOrError"]
+    assert feature["assetMaterializations"] == []  # blocked by the failed contract
+    runs = graphql(
+        ui,
+        '{ runsOrError(filter: {pipelineName: "build_customer_spend"}) { ... on Runs { results { status tags { key value } } } } }',
+    )["runsOrError"]["results"]
+    (run,) = runs
+    tags = {t["key"]: t["value"] for t in run["tags"]}
+    assert run["status"] == "SUCCESS" and tags["lakesync/blocked"].startswith(
+        "orders: contract check failed in run"
+    )
+
+
+@pytest.fixture(scope="module")
+def browser_page() -> Iterator[Page]:
+    assert CHROMIUM.exists(), "Debian's chromium is installed by `make test` (make browser)"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def _open(page: Page, url: str) -> None:
+    page.goto(url)
+    skip = page.get_by_role("button", name="Skip")  # Dagster's one-time community dialog
+    try:
+        skip.wait_for(timeout=5000)
+        skip.click()
+    except Exception:  # noqa: BLE001, S110 - the dialog only shows once per browser profile
+        pass
+
+
+def _shot(page: Page, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=path)
+    return path
+
+
+def test_the_browser_shows_lakes_flowing_into_the_table_and_on_to_the_feature(
+    ui: Server, browser_page: Page
+) -> None:
+    page = browser_page
+    _open(page, f"{ui.url}/assets/lakehouse/orders?view=lineage&lineageScope=neighbors")
+    feature = page.locator('[data-tooltip="customer_spend"]')
+    feature.first.wait_for(timeout=60_000)
+    for group in ("apac_sales", "eu_sales", "us_sales", "lakehouse", "features"):
+        assert page.get_by_text(group, exact=True).count() >= 1, group
+    page.get_by_text("Never materialized").wait_for(timeout=30_000)  # the feature, blocked
+    assert page.get_by_text("Never materialized").count() == 1
+    assert page.locator("svg path").count() >= 4  # the four edges are drawn
+    assert _shot(page, "lineage.png").stat().st_size > 10_000
+    # The overview lists the lakes upstream and the feature downstream.
+    _open(page, f"{ui.url}/assets/lakehouse/orders")
+    page.get_by_text("Row count").wait_for(timeout=60_000)
+    body = page.inner_text("body")
+    assert "3,770" in body
+    for column in ("order_id", "customer_id", "amount", "currency", "ordered_at", "_lakesync_file"):
+        assert column in body
+    assert "greater_than_or_equal_to(0)" in body  # constraints from the contract
+    for upstream in ("lakes / eu_sales / orders", "lakes / us_sales / orders", "lakes / apac_sales / orders"):
+        assert upstream in body
+    assert "features / customer_spend" in body
+
+
+def test_the_browser_shows_the_failed_contract_check(ui: Server, browser_page: Page) -> None:
+    page = browser_page
+    _open(page, f"{ui.url}/assets/lakehouse/orders?view=checks")
+    page.get_by_text("contract", exact=True).first.wait_for(timeout=60_000)
+    page.get_by_text("contract", exact=True).first.click()
+    page.get_by_text("This is a blocking asset check.").wait_for(timeout=30_000)
+    body = page.inner_text("body")
+    assert "Checks (3)" in body
+    statuses = body.split("Execute all", 1)[1]
+    assert "conservation\nconservation\nSucceeded" in statuses
+    assert "contract\ncontract\nFailed" in statuses
+    assert "expectations\nexpectations\nSucceeded" in statuses
+    assert "10.24% of rows failed" in body
+    assert _shot(page, "contract-check.png").stat().st_size > 10_000
