@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
+from lakesync.commit.maintenance import maintain_table
 from lakesync.config import load_config
 from lakesync.config.models import Maintenance, VolumeSettings
 from lakesync.defs import build_definitions
@@ -21,7 +22,6 @@ from lakesync.lakehouse import lakehouse_for
 from lakesync.monitor import freshness_verdict, volume_verdict
 from lakesync.pipeline import sync_table
 from lakesync.pipeline.scan import DatasetScan
-from lakesync.commit.maintenance import maintain_table
 from lakesync_tests.lakes import (
     T0,
     break_contract,
@@ -94,6 +94,7 @@ def test_a_failed_contract_blocks_the_feature_table_until_good_data_lands(tmp_pa
         by_rule = contract.metadata["failures_by_rule"].value
         assert "| greater_than_or_equal_to(0) | amount | 60 |" in by_rule
         assert "b.parquet" in contract.metadata["failure_examples"].value
+        assert "| eu.orders | 2 | 100 | 60 | 0 | 0 |" in contract.metadata["datasets"].value
         assert "60.00% of rows failed (more than max_failed_rows 10.00%)" in (contract.description or "")
         assert _evaluation(failed, "conservation").passed  # 40 committed + 60 quarantined
         assert DeltaTable(lakehouse.table_uri("orders")).to_pyarrow_table().num_rows == 140
@@ -327,7 +328,7 @@ def test_maintenance_compacts_and_vacuums_without_changing_a_row(tmp_path: Path)
     assert (facts["files_before"], facts["files_after"]) == (6, 1)
     assert facts["files_compacted"] == 6 and facts["files_vacuumed"] == 6
     assert pl.read_delta(lakehouse.table_uri("orders")).sort("order_id").equals(before)
-    parquet = [p for p in (Path(lakehouse.table_uri("orders"))).glob("*.parquet")]
+    parquet = list(Path(lakehouse.table_uri("orders")).glob("*.parquet"))
     assert len(parquet) == 1  # the old files are gone from disk
     # exactly-once bookkeeping survives: nothing is ingested twice
     again = sync_table(config, "orders", lakehouse=lakehouse, run_id="r2")

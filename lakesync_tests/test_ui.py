@@ -91,12 +91,12 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def graphql(server: Server, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-    request = urllib.request.Request(  # noqa: S310 - our own loopback server
+    request = urllib.request.Request(
         f"{server.url}/graphql",
         data=json.dumps({"query": query, "variables": variables or {}}).encode(),
         headers={"Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+    with urllib.request.urlopen(request, timeout=30) as response:
         body = json.loads(response.read())
     assert "errors" not in body, body
     return body["data"]  # type: ignore[no-any-return]
@@ -172,7 +172,7 @@ def _open(page: Page, url: str) -> None:
     try:
         skip.wait_for(timeout=5000)
         skip.click()
-    except Exception:  # noqa: BLE001, S110 - the dialog only shows once per browser profile
+    except Exception:  # noqa: BLE001 - the dialog only shows once per browser profile
         pass
 
 

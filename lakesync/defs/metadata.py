@@ -17,7 +17,8 @@ from lakesync.discover.planning import Discovery
 from lakesync.record import DatasetSync, TableSync
 
 _PROVENANCE_DOCS = {
-    "_lakesync_file": "Source of the row: the lake, a slash, and the path of the file in that lake (see lakehouse/_ledger)",
+    "_lakesync_file": "Source of the row: its lake, a slash, and the file's path in that lake "
+    "(see lakehouse/_ledger)",
     "_lakesync_row": "Record number of the row in its file (1-based)",
 }
 

@@ -71,7 +71,23 @@ def contract_verdict(result: TableSync, *, max_failed_rows: float) -> Verdict:
         "rows_held_by_drift": held,
         "contract_fingerprint": result.contract,
     }
-    tables: dict[str, tuple[list[str], list[tuple[Any, ...]]]] = {}
+    tables: dict[str, tuple[list[str], list[tuple[Any, ...]]]] = {
+        "datasets": (
+            ["dataset", "batches", "rows read", "rows failed", "files unreadable", "rows held by drift"],
+            [
+                (
+                    d.key,
+                    ", ".join(str(b) for b in d.batches),
+                    d.rows_read,
+                    d.failures.rows_failed,
+                    d.failures.files_failed,
+                    d.failures.rows_held_by_drift,
+                )
+                for d in result.datasets
+                if d.batches
+            ],
+        )
+    }
     if by_rule:
         ranked = sorted(by_rule.items(), key=lambda kv: (-kv[1], kv[0]))
         tables["failures_by_rule"] = (["rule", "column", "rows"], [(r, c, n) for (r, c), n in ranked])
@@ -81,8 +97,9 @@ def contract_verdict(result: TableSync, *, max_failed_rows: float) -> Verdict:
         return Verdict(
             False,
             "ERROR",
-            f"{share:.2%} of rows failed (more than max_failed_rows {max_failed_rows:.2%}): downstream assets "
-            "are not updated. See lakesync quarantine list, fix the source or the contract, then replay",
+            f"{share:.2%} of rows failed (more than max_failed_rows {max_failed_rows:.2%}): downstream "
+            "assets are not updated. See lakesync quarantine list, fix the source or the contract, "
+            "then replay",
             facts,
             tables,
         )
