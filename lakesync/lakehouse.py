@@ -53,6 +53,10 @@ class Lakehouse:
         return self._join("_ledger")
 
     @property
+    def audit_uri(self) -> str:
+        return self._join("_audit")
+
+    @property
     def drift_uri(self) -> str:
         return self._join("_drift")
 

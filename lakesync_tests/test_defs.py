@@ -33,6 +33,7 @@ DEMO_KEYS = {
     "lakehouse/_ledger",
     "lakehouse/_drift",
     "features/customer_spend",
+    "lakehouse/_audit",
 }
 
 

@@ -140,6 +140,13 @@ def cmd_review(args: argparse.Namespace) -> int:
     return run(config, args)
 
 
+def cmd_governance(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if config is None:
+        return EXIT_FAILED
+    return int(args.governance(config, args))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from lakesync.demo.generate import generate
 
@@ -181,6 +188,10 @@ def parser() -> argparse.ArgumentParser:
     add_commands(commands, with_config)
     for name in ("drift", "quarantine"):
         commands.choices[name].set_defaults(func=cmd_review)
+    from lakesync.cli.governance import add_commands as add_governance
+
+    add_governance(commands, with_config)
+    commands.choices["audit"].set_defaults(func=cmd_governance)
     demo = commands.add_parser("demo", help="write demo lakes and a lakesync.yaml for them")
     demo.add_argument("--dir", default=".", help="where to write them (default: .)")
     demo.add_argument(

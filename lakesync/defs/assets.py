@@ -29,6 +29,7 @@ from lakesync.defs.checks import (
 )
 from lakesync.defs.lakes import AnyLake, lake_resource, location, resource_key
 from lakesync.defs.metadata import (
+    AUDIT_KEY,
     DRIFT_KEY,
     LEDGER_KEY,
     column_lineage,
@@ -86,6 +87,16 @@ def ledger_spec() -> dg.AssetSpec:
     return dg.AssetSpec(
         key=LEDGER_KEY,
         description="Every file lakesync planned, ingested or quarantined, per dataset batch",
+        group_name="lakehouse",
+        kinds={"delta"},
+    )
+
+
+def audit_spec() -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key=AUDIT_KEY,
+        description="The audit trail: every file and batch ingested or quarantined (source, size, etag, "
+        "rows, table version, run, credential names) and every drift decision; `lakesync audit` queries it",
         group_name="lakehouse",
         kinds={"delta"},
     )
@@ -233,6 +244,10 @@ def table_assets(config: LakesyncConfig, table: str, contract: ResolvedContract)
         if result.commits:
             context.log_event(
                 dg.AssetMaterialization(asset_key=LEDGER_KEY, metadata={"dagster/uri": target.ledger_uri})
+            )
+        if any(d.batches for d in result.datasets):
+            context.log_event(
+                dg.AssetMaterialization(asset_key=AUDIT_KEY, metadata={"dagster/uri": target.audit_uri})
             )
         if any(d.drift_held_back or d.drift_handled for d in result.datasets):
             context.log_event(

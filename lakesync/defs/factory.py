@@ -5,7 +5,14 @@ from __future__ import annotations
 import dagster as dg
 
 from lakesync.config import LakesyncConfig, resolve_contract
-from lakesync.defs.assets import drift_spec, lake_dataset_spec, ledger_spec, table_assets, table_job
+from lakesync.defs.assets import (
+    audit_spec,
+    drift_spec,
+    lake_dataset_spec,
+    ledger_spec,
+    table_assets,
+    table_job,
+)
 from lakesync.defs.checks import drift_check, freshness_check, volume_check
 from lakesync.defs.features import feature_asset, feature_job
 from lakesync.defs.lakes import lake_resources
@@ -72,7 +79,7 @@ def build_definitions(config: LakesyncConfig) -> dg.Definitions:
         *(table_definitions(config, name) for name in config.tables),
         *(feature_definitions(config, name) for name in config.features),
         dg.Definitions(
-            assets=[ledger_spec(), drift_spec()],
+            assets=[ledger_spec(), drift_spec(), audit_spec()],
             sensors=automation_sensor(config),
             resources={"lakehouse": lakehouse_resource(config), **lake_resources(config)},
         ),

@@ -41,6 +41,7 @@ def feature_key(feature: str) -> dg.AssetKey:
 
 LEDGER_KEY = dg.AssetKey(["lakehouse", "_ledger"])
 DRIFT_KEY = dg.AssetKey(["lakehouse", "_drift"])
+AUDIT_KEY = dg.AssetKey(["lakehouse", "_audit"])
 
 
 def _check_text(contract_column: Any) -> list[str]:

@@ -51,6 +51,7 @@ from lakesync.pipeline.scan import start_after
 from lakesync.pipeline.stream import WHOLE_FILE_BYTES, Restart, RoundStream
 from lakesync.read import DEFAULT_CHUNK_ROWS
 from lakesync.record import DatasetSync, TableSync
+from lakesync.record.audit import AuditLog, batch_records, credential_names
 from lakesync.record.drift_log import DriftLog
 from lakesync.record.failures import ContractFailures, summarize
 from lakesync.validate import CompiledContract, compile_contract
@@ -355,6 +356,24 @@ def _commit_round(
             metadata=_metadata(run_id, live, compiled),
         )
         outcomes = {**writing.outcomes, **draining.outcomes}
+        audited_at = _now()
+        AuditLog(lakehouse).record_batches(
+            {
+                p.dataset: (
+                    p.version,
+                    batch_records(
+                        p,
+                        outcomes[p.dataset],
+                        table_version=result.table_version,
+                        run_id=run_id,
+                        contract=compiled.contract.fingerprint,
+                        credential=credential_names(config, runtimes[p.dataset].lake),
+                        recorded_at=audited_at,
+                    ),
+                )
+                for p in live
+            }
+        )
         _record_drift(DriftLog(lakehouse), table, live, outcomes, run_id=run_id)
         for p in live:
             ledger.record(p, outcomes[p.dataset], table_version=result.table_version, run_id=run_id)

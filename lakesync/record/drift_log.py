@@ -26,6 +26,7 @@ from deltalake.exceptions import CommitFailedError
 
 from lakesync.conform.drift import DriftReport, signature_id
 from lakesync.lakehouse import Lakehouse, read_current
+from lakesync.record.audit import AuditLog
 
 Status = Literal["open", "handled", "approved", "rejected"]
 DRIFT_SCHEMA = pa.schema(
@@ -221,6 +222,21 @@ class DriftLog:
                     "note": note,
                     "run_id": None,
                     "recorded_at": datetime.now(tz=UTC),
+                }
+            ]
+        )
+        lake, dataset = event.dataset.split(".", 1)
+        AuditLog(self.lakehouse).append(
+            [
+                {
+                    "kind": "drift_decision",
+                    "lake": lake,
+                    "dataset": dataset,
+                    "table": event.table,
+                    "status": decision,
+                    "actor": actor or getpass.getuser(),
+                    "note": note,
+                    "detail": json.dumps({"event": event.id, "summary": event.report.summary()}),
                 }
             ]
         )

@@ -1,0 +1,77 @@
+"""`lakesync audit`: query the audit trail (what was ingested, from where, by which run)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from datetime import UTC, datetime, timedelta
+
+from lakesync.config import LakesyncConfig
+from lakesync.config.units import parse_duration
+from lakesync.defs.resources import open_lakehouse
+from lakesync.record.audit import AuditLog
+from lakesync.record.summary import text_table
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_COLUMNS = [
+    "recorded_at",
+    "kind",
+    "lake",
+    "dataset",
+    "path",
+    "status",
+    "rows_read",
+    "rows_committed",
+    "rows_quarantined",
+    "table",
+    "table_version",
+    "batch",
+    "run_id",
+]
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """``2h``, ``7d`` (ago) or an ISO 8601 date/time (UTC when no offset is given)."""
+    now = now or datetime.now(tz=UTC)
+    if re.fullmatch(r"\s*\d+(\.\d+)?\s*(ms|s|m|h|d)\s*", text):
+        return now - timedelta(seconds=parse_duration(text))
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        msg = f"--since {text!r}: use a duration (2h, 7d) or an ISO date/time (2026-11-01, 2026-11-01T08:00)"
+        raise ValueError(msg) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def cmd_audit(config: LakesyncConfig, args: argparse.Namespace) -> int:
+    try:
+        since = parse_since(args.since) if args.since else None
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    if args.table and args.table not in config.tables:
+        print(f"unknown table {args.table!r} (tables: {', '.join(config.tables)})", file=sys.stderr)
+        return EXIT_USAGE
+    records = AuditLog(open_lakehouse(config)).read(table=args.table, file=args.file, since=since)
+    if args.format == "json":
+        for row in records.iter_rows(named=True):
+            print(json.dumps({k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}))
+        return EXIT_OK
+    if records.is_empty():
+        print("no audit records match")
+        return EXIT_OK
+    shown = records.select(_COLUMNS).with_columns(run_id=records["run_id"].str.slice(0, 8))
+    print(text_table(_COLUMNS, shown.rows()))
+    return EXIT_OK
+
+
+def add_commands(commands: argparse._SubParsersAction, with_config: object) -> None:  # type: ignore[type-arg]
+    assert callable(with_config)
+    audit = with_config(commands.add_parser("audit", help="the audit trail: every file, batch and decision"))
+    audit.add_argument("--table", help="only records of this table")
+    audit.add_argument("--file", help="only records of files whose LAKE/PATH contains this")
+    audit.add_argument("--since", help="only records since: a duration (2h, 7d) or an ISO date/time")
+    audit.add_argument("--format", choices=["table", "json"], default="table")
+    audit.set_defaults(governance=cmd_audit)

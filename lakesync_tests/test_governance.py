@@ -1,0 +1,157 @@
+"""Governance: the audit trail of every sync (issue 6, first part)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+
+from lakesync.cli.governance import parse_since
+from lakesync.config import load_config
+from lakesync.lakehouse import lakehouse_for
+from lakesync.pipeline import sync_table
+from lakesync.record.audit import AuditLog, credential_names
+from lakesync.record.drift_log import DriftLog
+from lakesync_tests.lakes import T0, local_lake, orders_rows, orders_table, write_config, write_orders_parquet
+from lakesync_tests.test_defs import drift_lakes
+
+BIN = Path(sys.executable).parent
+
+
+def test_every_file_of_a_sync_is_in_the_audit_trail_once(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    write_orders_parquet(lake / "a.parquet", orders_rows(1, 10), mtime=T0)
+    write_orders_parquet(lake / "b.parquet", orders_rows(100, 5, amount=-1.0), mtime=T0)
+    (lake / "c.parquet").write_bytes(b"not parquet")
+    config_path = write_config(
+        tmp_path,
+        lakes={
+            "eu": local_lake(
+                lake, {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}}
+            )
+        },
+        tables={"orders": orders_table()},
+    )
+    config = load_config(config_path)
+    lakehouse = lakehouse_for(config)
+    result = sync_table(config, "orders", lakehouse=lakehouse, run_id="run-1")
+    audit = AuditLog(lakehouse).read()
+    files = audit.filter(pl.col("kind") == "file").sort("path")
+    assert files["path"].to_list() == ["a.parquet", "b.parquet", "c.parquet"]
+    assert files["status"].to_list() == ["ingested", "ingested", "quarantined"]
+    assert files["rows_committed"].to_list() == [10, 0, 0]
+    assert files["rows_quarantined"].to_list() == [0, 5, 0]
+    assert files["size"].to_list() == [
+        (lake / n).stat().st_size for n in ("a.parquet", "b.parquet", "c.parquet")
+    ]
+    assert "not a readable parquet file" in files["reason"][2]
+    assert set(files["table_version"]) == {result.delta_version}
+    assert set(files["run_id"]) == {"run-1"} and set(files["contract"]) == {result.contract}
+    (batch,) = audit.filter(pl.col("kind") == "batch").iter_rows(named=True)
+    assert (batch["rows_read"], batch["rows_committed"], batch["rows_quarantined"]) == (15, 10, 5)
+    assert batch["status"] == "2 ingested, 1 quarantined"
+    # A second sync finds nothing new and audits nothing; a new file adds its own records.
+    sync_table(config, "orders", lakehouse=lakehouse, run_id="run-2")
+    assert AuditLog(lakehouse).read().height == 4
+    write_orders_parquet(lake / "d.parquet", orders_rows(200, 3), mtime=T0 + timedelta(hours=1))
+    sync_table(config, "orders", lakehouse=lakehouse, run_id="run-3")
+    assert AuditLog(lakehouse).read(file="eu/d.parquet")["batch"].to_list() == [2]
+
+
+def test_a_retried_batch_is_audited_once(tmp_path: Path) -> None:
+    lakehouse = lakehouse_for(load_config(drift_lakes(tmp_path)))
+    log = AuditLog(lakehouse)
+    record = {
+        "kind": "batch",
+        "recorded_at": datetime.now(tz=UTC),
+        "lake": "eu",
+        "dataset": "orders",
+        "batch": 1,
+    }
+    log.record_batches({"eu.orders": (1, [record])})
+    log.record_batches({"eu.orders": (1, [record])})  # a retry of the same batch
+    assert log.read().height == 1
+
+
+def test_drift_decisions_are_audit_records(tmp_path: Path) -> None:
+    config = load_config(drift_lakes(tmp_path))
+    lakehouse = lakehouse_for(config)
+    sync_table(config, "orders", lakehouse=lakehouse, run_id="r1")
+    (event,) = DriftLog(lakehouse).events(dataset="eu.orders")
+    DriftLog(lakehouse).decide(event.id, "rejected", actor="ada", note="not ours")
+    (decision,) = AuditLog(lakehouse).read().filter(pl.col("kind") == "drift_decision").iter_rows(named=True)
+    assert (decision["actor"], decision["note"], decision["status"]) == ("ada", "not ours", "rejected")
+    assert json.loads(decision["detail"])["event"] == event.id
+
+
+def test_credentials_are_audited_by_name_only(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path,
+        lakes={
+            "eu": {
+                "provider": "s3",
+                "bucket": "b",
+                "credentials": {
+                    "access_key_id": {"env": "EU_KEY_ID"},
+                    "secret_access_key": {"env": "EU_SECRET"},
+                },
+                "datasets": {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}},
+            },
+            "local": local_lake(
+                tmp_path, {"orders": {"pattern": "*.csv", "format": "csv", "table": "orders"}}
+            ),
+        },
+        tables={"orders": orders_table()},
+    )
+    config = load_config(path)
+    assert credential_names(config, "eu") == "EU_KEY_ID, EU_SECRET"
+    assert credential_names(config, "local") is None
+
+
+def test_lakesync_audit_filters_by_table_file_and_time(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    write_orders_parquet(lake / "a.parquet", orders_rows(1, 4), mtime=T0)
+    write_orders_parquet(lake / "b.parquet", orders_rows(10, 2), mtime=T0)
+    config_path = write_config(
+        tmp_path,
+        lakes={
+            "eu": local_lake(
+                lake, {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}}
+            )
+        },
+        tables={"orders": orders_table()},
+    )
+    config = load_config(config_path)
+    sync_table(config, "orders", lakehouse=lakehouse_for(config), run_id="r1")
+
+    def audit(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [BIN / "lakesync", "audit", "--config", str(config_path), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    listed = audit("--table", "orders")
+    assert listed.returncode == 0, listed.stderr
+    assert "a.parquet" in listed.stdout and "b.parquet" in listed.stdout
+    one = [
+        json.loads(line) for line in audit("--file", "eu/b.parquet", "--format", "json").stdout.splitlines()
+    ]
+    assert [(r["kind"], r["path"], r["rows_committed"]) for r in one] == [("file", "b.parquet", 2)]
+    assert audit("--since", "1h", "--format", "json").stdout.count("\n") == 3
+    assert audit("--since", "2999-01-01").stdout.strip() == "no audit records match"
+    bad = audit("--since", "yesterday")
+    assert bad.returncode == 2 and "use a duration (2h, 7d) or an ISO date/time" in bad.stderr
+    assert audit("--table", "nope").returncode == 2
+
+
+def test_since_reads_durations_and_dates() -> None:
+    now = datetime(2026, 11, 26, 12, tzinfo=UTC)
+    assert parse_since("2h", now) == now - timedelta(hours=2)
+    assert parse_since("2026-11-01", now) == datetime(2026, 11, 1, tzinfo=UTC)
+    assert parse_since("2026-11-01T08:00+01:00", now) == datetime(2026, 11, 1, 7, tzinfo=UTC)
