@@ -155,3 +155,105 @@ def test_since_reads_durations_and_dates() -> None:
     assert parse_since("2h", now) == now - timedelta(hours=2)
     assert parse_since("2026-11-01", now) == datetime(2026, 11, 1, tzinfo=UTC)
     assert parse_since("2026-11-01T08:00+01:00", now) == datetime(2026, 11, 1, 7, tzinfo=UTC)
+
+
+def test_trace_follows_a_merged_row_to_its_source_file_and_its_history(tmp_path: Path) -> None:
+    write_orders_parquet(tmp_path / "eu" / "a.parquet", orders_rows(1, 3), mtime=T0)
+    config_path = write_config(
+        tmp_path,
+        lakes={
+            "eu": local_lake(
+                tmp_path / "eu", {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}}
+            ),
+            "us": local_lake(
+                tmp_path / "us", {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}}
+            ),
+        },
+        tables={"orders": orders_table(mode="merge")},
+    )
+    config = load_config(config_path)
+    lakehouse = lakehouse_for(config)
+    first = sync_table(config, "orders", lakehouse=lakehouse, run_id="run-eu")
+    # Later the US lake sends a new version of order 2 (and order 3); the EU lake, in the same
+    # sync, an older one of order 2, which loses (the most recently landed file wins).
+    write_orders_parquet(
+        tmp_path / "us" / "b.parquet",
+        [*orders_rows(2, 1, amount=99.0), *orders_rows(3, 1, amount=7.0)],
+        mtime=T0 + timedelta(hours=2),
+    )
+    write_orders_parquet(
+        tmp_path / "eu" / "c.parquet", orders_rows(2, 1, amount=50.0), mtime=T0 + timedelta(hours=1)
+    )
+    second = sync_table(config, "orders", lakehouse=lakehouse, run_id="run-us")
+    listed = subprocess.run(
+        [
+            BIN / "lakesync",
+            "trace",
+            "--config",
+            str(config_path),
+            "--table",
+            "orders",
+            "--where",
+            "order_id = 2",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0].startswith("orders: order_id=2, customer_id=1000, amount=99.0")
+    assert lines[1].split() == ["source", "us/b.parquet", "record", "1"]
+    assert f"Delta version {second.delta_version}, batch 1 of us.orders, run run-us" in lines[2]
+    history = [line.split(":")[0].split() for line in lines if line.lstrip().startswith("history")]
+    assert history == [
+        ["history", "version", str(first.delta_version)],
+        ["history", "version", str(second.delta_version)],
+    ]
+    assert (
+        "insert from eu/a.parquet" in listed.stdout and "update_postimage from us/b.parquet" in listed.stdout
+    )
+    assert "superseded eu/c.parquet#1:" in listed.stdout
+    (three,) = [
+        json.loads(line)
+        for line in subprocess.run(
+            [
+                BIN / "lakesync",
+                "trace",
+                "--config",
+                str(config_path),
+                "--table",
+                "orders",
+                "--where",
+                "order_id = 3",
+                "--format",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+    ]
+    assert (three["lake"], three["file"], three["record"], three["row"]["amount"]) == (
+        "us",
+        "b.parquet",
+        2,
+        7.0,
+    )
+    assert three["superseded"] == [] and three["batch"] == 1 and three["run_id"] == "run-us"
+    bad = subprocess.run(
+        [
+            BIN / "lakesync",
+            "trace",
+            "--config",
+            str(config_path),
+            "--table",
+            "orders",
+            "--where",
+            "order_id = ",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2 and "is not a SQL condition" in bad.stderr

@@ -1,4 +1,4 @@
-"""`lakesync audit`: query the audit trail (what was ingested, from where, by which run)."""
+"""`lakesync audit` (the audit trail) and `lakesync trace` (where a row came from)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 import re
 import sys
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
 from lakesync.config import LakesyncConfig
@@ -13,6 +14,7 @@ from lakesync.config.units import parse_duration
 from lakesync.defs.resources import open_lakehouse
 from lakesync.record.audit import AuditLog
 from lakesync.record.summary import text_table
+from lakesync.record.trace import RowTrace, TraceError, trace_rows
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _COLUMNS = [
@@ -75,3 +77,49 @@ def add_commands(commands: argparse._SubParsersAction, with_config: object) -> N
     audit.add_argument("--since", help="only records since: a duration (2h, 7d) or an ISO date/time")
     audit.add_argument("--format", choices=["table", "json"], default="table")
     audit.set_defaults(governance=cmd_audit)
+    trace = with_config(
+        commands.add_parser("trace", help="where rows came from: source file, commit, history")
+    )
+    trace.add_argument("--table", required=True)
+    trace.add_argument("--where", required=True, help='a SQL condition, e.g. "order_id = 42"')
+    trace.add_argument("--format", choices=["text", "json"], default="text")
+    trace.set_defaults(governance=cmd_trace)
+
+
+def format_trace(traces: list[RowTrace], table: str) -> str:
+    if not traces:
+        return f"no row of {table} matches"
+    out: list[str] = []
+    for trace in traces:
+        values = ", ".join(f"{k}={v}" for k, v in trace.row.items() if v is not None and k != "_rescued_data")
+        out.append(f"{table}: {values}")
+        out.append(f"  source     {trace.lake}/{trace.file} record {trace.record}")
+        if trace.batch is not None:
+            when = trace.ingested_at.isoformat(timespec="seconds") if trace.ingested_at else "?"
+            out.append(
+                f"  committed  Delta version {trace.table_version}, batch {trace.batch} of {trace.dataset}, "
+                f"run {trace.run_id}, {when}"
+            )
+        else:
+            out.append("  committed  (no ledger record of this file: written by hand?)")
+        for change in trace.history:
+            at = change.at.isoformat(timespec="seconds") if change.at else "?"
+            out.append(f"  history    version {change.version}: {change.change} from {change.source} ({at})")
+        for source, why in trace.superseded:
+            out.append(f"  superseded {source}: {why}")
+        out.append("")
+    return "\n".join(out).rstrip()
+
+
+def cmd_trace(config: LakesyncConfig, args: argparse.Namespace) -> int:
+    try:
+        traces = trace_rows(config, open_lakehouse(config), args.table, args.where)
+    except TraceError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    if args.format == "json":
+        for trace in traces:
+            print(json.dumps(asdict(trace), default=str))
+    else:
+        print(format_trace(traces, args.table))
+    return EXIT_OK

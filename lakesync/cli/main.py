@@ -191,7 +191,8 @@ def parser() -> argparse.ArgumentParser:
     from lakesync.cli.governance import add_commands as add_governance
 
     add_governance(commands, with_config)
-    commands.choices["audit"].set_defaults(func=cmd_governance)
+    for name in ("audit", "trace"):
+        commands.choices[name].set_defaults(func=cmd_governance)
     demo = commands.add_parser("demo", help="write demo lakes and a lakesync.yaml for them")
     demo.add_argument("--dir", default=".", help="where to write them (default: .)")
     demo.add_argument(

@@ -218,6 +218,8 @@ class Ledger:
             "rows",
             "replay_of",
             "rows_read",
+            "run_id",
+            "table_version",
         ]
         table = read_current(snapshot, LEDGER_SCHEMA, columns=columns, partitions=[("dataset", "=", dataset)])
         return pl.from_arrow(table)  # type: ignore[return-value]
