@@ -9,9 +9,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
+import pytest
+from deltalake import DeltaTable
 
 from lakesync.cli.governance import parse_since
-from lakesync.config import load_config
+from lakesync.commit.erase import ErasureError, erase_subject
+from lakesync.config import LakesyncConfig, load_config
 from lakesync.lakehouse import lakehouse_for
 from lakesync.pipeline import sync_table
 from lakesync.record.audit import AuditLog, credential_names
@@ -257,3 +260,105 @@ def test_trace_follows_a_merged_row_to_its_source_file_and_its_history(tmp_path:
         check=False,
     )
     assert bad.returncode == 2 and "is not a SQL condition" in bad.stderr
+
+
+def _synced_demo(tmp_path: Path) -> tuple[Path, LakesyncConfig]:
+    from lakesync.demo.generate import generate
+    from lakesync.features import build_feature
+
+    demo = generate(tmp_path / "demo")
+    config = load_config(demo.config)
+    lakehouse = lakehouse_for(config)
+    for table in config.tables:
+        sync_table(config, table, lakehouse=lakehouse, run_id=f"sync-{table}")
+    build_feature(config, "customer_spend", lakehouse, run_id="features")
+    return demo.config, config
+
+
+def _count(uri: str, column: str, value: int, version: int | None = None) -> int:
+    frame = pl.read_delta(uri, version=version)
+    return frame.filter(pl.col(column) == value).height
+
+
+@pytest.mark.parametrize("purge", [False, True])
+def test_erasure_deletes_a_subject_from_every_table_and_leaves_a_receipt(tmp_path: Path, purge: bool) -> None:
+    config_path, config = _synced_demo(tmp_path)
+    lakehouse = lakehouse_for(config)
+    orders, customers = lakehouse.table_uri("orders"), lakehouse.table_uri("customers")
+    spend = lakehouse.feature_uri("customer_spend")
+    held = {uri: _count(uri, "customer_id", 210) for uri in (orders, customers, spend)}
+    assert all(held.values())  # customer 210 has orders, a customer row and spend features
+    versions = {uri: DeltaTable(uri).version() for uri in held}
+    dry = erase_subject(config, lakehouse, "customer", "210", dry_run=True)
+    assert {t.table: t.rows for t in dry.tables}["orders"] == held[orders]
+    assert all(DeltaTable(uri).version() == v for uri, v in versions.items())  # nothing deleted
+    args = ["--purge"] if purge else []
+    done = subprocess.run(
+        [
+            BIN / "lakesync",
+            "erase",
+            "--config",
+            str(config_path),
+            "--subject",
+            "customer=210",
+            "--format",
+            "json",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    receipt = json.loads(done.stdout)
+    rows = {t["table"]: t["rows"] for t in receipt["tables"]}
+    assert (
+        rows["orders"] == held[orders]
+        and rows["customers"] == 1
+        and rows["features/customer_spend"] == held[spend]
+    )
+    assert rows["_superseded/customers"] == 1  # 210 was in both customer lakes; the EU version lost
+    assert "eu_sales/customers/customers-0001.parquet" in receipt["source_files"]
+    assert "us_sales/crm/customers.csv" in receipt["source_files"]
+    for uri in held:
+        assert _count(uri, "customer_id", 210) == 0
+    assert _count(orders, "customer_id", 211) > 0  # others untouched
+    if purge:
+        assert "time travel" in done.stderr and receipt["purged"]
+        for uri, version in versions.items():  # the files of older versions are gone
+            with pytest.raises(Exception):  # noqa: B017, PT011 - delta-rs raises its own IO errors
+                _count(uri, "customer_id", 210, version=version)
+    else:
+        assert any("remain readable through Delta time travel until VACUUM" in n for n in receipt["notes"])
+        assert all(_count(uri, "customer_id", 210, version=v) == held[uri] for uri, v in versions.items())
+    (audited,) = AuditLog(lakehouse).read().filter(pl.col("kind") == "erasure").iter_rows(named=True)
+    detail = json.loads(audited["detail"])
+    assert detail["subject_hash"] == receipt["subject_hash"] and "210" not in audited["detail"].replace(
+        receipt["subject_hash"], ""
+    ).replace(receipt["at"], "")
+    # The next sync goes on as before: exactly once, nothing re-ingested.
+    assert sync_table(config, "orders", lakehouse=lakehouse, run_id="again").rows_committed == 0
+
+
+def test_erasure_reaches_quarantined_raw_values(tmp_path: Path) -> None:
+    _, config = _synced_demo(tmp_path)
+    lakehouse = lakehouse_for(config)
+    quarantined = pl.read_delta(lakehouse.quarantine_uri("orders"))
+    # a quarantined row whose raw values name a customer (the EU lake calls it customer_id too)
+    raw = next(r for r in quarantined["raw"].to_list() if r and '"customer_id":"' in r)
+    customer = json.loads(raw)["customer_id"]
+    receipt = erase_subject(config, lakehouse, "customer", customer)
+    assert {t.table: t.rows for t in receipt.tables}["_quarantine/orders"] >= 1
+    left = pl.read_delta(lakehouse.quarantine_uri("orders"))["raw"].to_list()
+    assert not any(
+        f'"customer_id":"{customer}"' in (r or "") or f'"CustomerID":"{customer}"' in (r or "") for r in left
+    )
+
+
+def test_erasure_refuses_an_unknown_subject_or_a_badly_typed_key(tmp_path: Path) -> None:
+    _, config = _synced_demo(tmp_path)
+    lakehouse = lakehouse_for(config)
+    with pytest.raises(ErasureError, match="unknown subject 'patient' \\(subjects: customer\\)"):
+        erase_subject(config, lakehouse, "patient", "1")
+    with pytest.raises(ErasureError, match=r"orders\.customer_id is int64: 'abc' is not a whole number"):
+        erase_subject(config, lakehouse, "customer", "abc")

@@ -1,14 +1,17 @@
-"""`lakesync audit` (the audit trail) and `lakesync trace` (where a row came from)."""
+"""`lakesync audit` (the audit trail), `lakesync trace` (where a row came from) and
+`lakesync erase` (a data subject's right to erasure)."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import re
 import sys
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
+from lakesync.commit.erase import ErasureError, Receipt, erase_subject
 from lakesync.config import LakesyncConfig
 from lakesync.config.units import parse_duration
 from lakesync.defs.resources import open_lakehouse
@@ -84,6 +87,16 @@ def add_commands(commands: argparse._SubParsersAction, with_config: object) -> N
     trace.add_argument("--where", required=True, help='a SQL condition, e.g. "order_id = 42"')
     trace.add_argument("--format", choices=["text", "json"], default="text")
     trace.set_defaults(governance=cmd_trace)
+    erase = with_config(
+        commands.add_parser("erase", help="delete a data subject's rows everywhere; prints a receipt")
+    )
+    erase.add_argument("--subject", required=True, help="SUBJECT=KEY, e.g. customer=12345")
+    erase.add_argument("--dry-run", action="store_true", help="count what would be deleted; delete nothing")
+    erase.add_argument(
+        "--purge", action="store_true", help="also vacuum the rewritten files (ends time travel)"
+    )
+    erase.add_argument("--format", choices=["text", "json"], default="text")
+    erase.set_defaults(governance=cmd_erase)
 
 
 def format_trace(traces: list[RowTrace], table: str) -> str:
@@ -122,4 +135,49 @@ def cmd_trace(config: LakesyncConfig, args: argparse.Namespace) -> int:
             print(json.dumps(asdict(trace), default=str))
     else:
         print(format_trace(traces, args.table))
+    return EXIT_OK
+
+
+def format_receipt(receipt: Receipt) -> str:
+    head = "Erasure receipt (dry run)" if receipt.dry_run else "Erasure receipt"
+    out = [
+        f"{head}: subject {receipt.subject}, sha256 {receipt.subject_hash}, "
+        f"{receipt.at.isoformat(timespec='seconds')}",
+        "",
+        text_table(
+            ["table", "rows deleted", "version before", "new version"],
+            [(t.table, t.rows, t.version_before, t.version_after) for t in receipt.tables],
+        ),
+    ]
+    if receipt.source_files:
+        out += ["", "Source files that held the subject:"] + [f"  {f}" for f in receipt.source_files]
+    out += [""] + [f"Note: {n}" for n in receipt.notes]
+    return "\n".join(out)
+
+
+def cmd_erase(config: LakesyncConfig, args: argparse.Namespace) -> int:
+    subject, sep, value = args.subject.partition("=")
+    if not sep or not subject or not value:
+        print("--subject takes SUBJECT=KEY, e.g. customer=12345", file=sys.stderr)
+        return EXIT_USAGE
+    if args.purge and not args.dry_run:
+        print(
+            "warning: --purge vacuums the affected tables with zero retention: time travel to their "
+            "versions before this erasure will no longer be possible",
+            file=sys.stderr,
+        )
+    try:
+        receipt = erase_subject(
+            config,
+            open_lakehouse(config),
+            subject,
+            value,
+            dry_run=args.dry_run,
+            purge=args.purge,
+            actor=getpass.getuser(),
+        )
+    except ErasureError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps(receipt.to_dict()) if args.format == "json" else format_receipt(receipt))
     return EXIT_OK

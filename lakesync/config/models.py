@@ -310,6 +310,9 @@ class ColumnSpec(StrictModel):
     """No two rows of one file share a value (later duplicates are quarantined)."""
     checks: Checks = Field(default_factory=Checks)
     description: str | None = None
+    subject_key: Name | None = None
+    """The data subject this column identifies (e.g. ``customer``): `lakesync erase --subject
+    customer=...` deletes the rows holding that value, in every table marking the same subject."""
 
     @field_validator("type")
     @classmethod

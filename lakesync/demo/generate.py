@@ -92,7 +92,7 @@ tables:
     contract:
       columns:
         order_id:    {type: int64, nullable: false, unique: true, description: "Order id, unique across regions"}
-        customer_id: {type: int64, nullable: false, description: "Customer who placed the order"}
+        customer_id: {type: int64, nullable: false, subject_key: customer, description: "Customer who placed the order"}
         amount:      {type: float64, checks: {ge: 0}, description: "Order total in its currency"}
         currency:    {type: string, checks: {isin: [EUR, USD, GBP, JPY]}, description: "ISO 4217 currency code"}
         ordered_at:  {type: datetime, description: "When the order was placed (UTC)"}
@@ -105,7 +105,7 @@ tables:
     drift: evolve
     contract:
       columns:
-        customer_id: {type: int64, nullable: false, unique: true}
+        customer_id: {type: int64, nullable: false, unique: true, subject_key: customer}
         name:        {type: string, nullable: false}
         email:       {type: string, checks: {regex: "^[^@ ]+@[^@ ]+$"}}
         country:     {type: string, checks: {str_length: {min: 2, max: 2}}}

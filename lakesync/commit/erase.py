@@ -1,0 +1,265 @@
+"""Right to erasure: delete a data subject's rows from every table that holds them.
+
+Columns marked ``subject_key: <subject>`` in a contract name where a subject's key lives. An
+erasure deletes, for one ``<subject>=<value>``:
+
+- the rows of each unified table whose subject column equals the value, and rows whose
+  ``_rescued_data`` holds it for that column;
+- the versions of those rows a merge kept in ``_superseded/<table>``;
+- quarantine records whose raw source values hold it (under the dataset's source column name);
+- the rows of feature tables computed from those tables that carry the subject column.
+
+Each delete is one Delta commit (copy-on-write: files holding the subject are rewritten
+without it). The old files stay readable through time travel until VACUUM; ``purge`` vacuums
+the affected tables at once with a zero retention, which ends time travel before that point.
+The receipt names the subject by a hash, never by its key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+from deltalake import DeltaTable
+
+from lakesync.config.models import LakesyncConfig
+from lakesync.lakehouse import Lakehouse, commit_properties
+from lakesync.record.audit import AuditLog
+
+RESCUED = "_rescued_data"
+PROVENANCE_FILE = "_lakesync_file"
+
+
+class ErasureError(ValueError):
+    """The erasure cannot be done as asked (unknown subject, a value of the wrong type...)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One table to erase from and how its rows name the subject."""
+
+    name: str
+    """As shown: ``orders``, ``_quarantine/orders``, ``_superseded/orders``, ``features/spend``."""
+    uri: str
+    expr: pl.Expr
+    predicate: str
+    """The same condition in Delta's SQL."""
+    source: pl.Expr | None
+    """The source file of each row (``<lake>/<path>``), for the receipt."""
+
+
+@dataclass(frozen=True)
+class Erased:
+    table: str
+    rows: int
+    version_before: int
+    version_after: int | None
+    """``None`` on a dry run or when nothing matched."""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    subject: str
+    subject_hash: str
+    dry_run: bool
+    purged: bool
+    at: datetime
+    tables: tuple[Erased, ...]
+    source_files: tuple[str, ...]
+    """Files in the source lakes that held the subject (lakesync never writes there)."""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def rows(self) -> int:
+        return sum(t.rows for t in self.tables)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["at"] = self.at.isoformat()
+        return data
+
+
+def subject_hash(subject: str, value: str) -> str:
+    return hashlib.sha256(f"{subject}={value}".encode()).hexdigest()
+
+
+def subject_columns(config: LakesyncConfig, subject: str) -> dict[str, str]:
+    """Table -> the column holding ``subject`` (inline contracts)."""
+    found: dict[str, str] = {}
+    for table, settings in config.tables.items():
+        for name, spec in (settings.contract.columns or {}).items():
+            if spec.subject_key == subject:
+                found[table] = name
+    return found
+
+
+def known_subjects(config: LakesyncConfig) -> list[str]:
+    return sorted(
+        {
+            spec.subject_key
+            for t in config.tables.values()
+            for spec in (t.contract.columns or {}).values()
+            if spec.subject_key
+        }
+    )
+
+
+def _literal(config: LakesyncConfig, table: str, column: str, value: str) -> tuple[Any, str]:
+    """The value in the column's type, and as a SQL literal."""
+    spec = (config.tables[table].contract.columns or {})[column]
+    if spec.type.startswith("int"):
+        try:
+            number = int(value)
+        except ValueError:
+            msg = f"{table}.{column} is {spec.type}: {value!r} is not a whole number"
+            raise ErasureError(msg) from None
+        return number, str(number)
+    if spec.type != "string":
+        msg = f"{table}.{column} is {spec.type}: erasure supports string and integer subject keys"
+        raise ErasureError(msg)
+    return value, "'" + value.replace("'", "''") + "'"
+
+
+def _json_pair(column: str, value: str) -> str:
+    """How ``column: value`` appears in lakesync's JSON of text values (raw, rescued)."""
+    return json.dumps({column: value}, separators=(",", ":"))[1:-1]
+
+
+def _like(column: str, fragment: str) -> str:
+    escaped = fragment.replace("'", "''")
+    return f"{column} LIKE '%{escaped}%'"
+
+
+def _targets(config: LakesyncConfig, lakehouse: Lakehouse, subject: str, value: str) -> Iterator[Target]:
+    for table, column in subject_columns(config, subject).items():
+        typed, literal = _literal(config, table, column, value)
+        rescued = _json_pair(column, value)
+        data_expr = pl.col(column) == typed
+        data_sql = f"{column} = {literal}"
+        for name, uri in (
+            (table, lakehouse.table_uri(table)),
+            (f"_superseded/{table}", lakehouse.superseded_uri(table)),
+        ):
+            snapshot = lakehouse.open(uri)
+            if snapshot is None:
+                continue
+            names = {f.name for f in snapshot.schema().fields}
+            expr, sql = data_expr, data_sql
+            if RESCUED in names:
+                expr = expr | pl.col(RESCUED).str.contains(rescued, literal=True).fill_null(False)
+                sql = f"({sql}) OR {_like(RESCUED, rescued)}"
+            yield Target(name, uri, expr, sql, pl.col(PROVENANCE_FILE) if PROVENANCE_FILE in names else None)
+        sources = {
+            source
+            for spec in config.lakes.values()
+            for ds in spec.datasets.values()
+            if ds.table == table
+            for source, canonical in ds.columns.items()
+            if canonical == column
+        } | {column}
+        fragments = [_json_pair(s, value) for s in sorted(sources)]
+        uri = lakehouse.quarantine_uri(table)
+        if lakehouse.open(uri) is not None:
+            yield Target(
+                f"_quarantine/{table}",
+                uri,
+                pl.any_horizontal(
+                    [pl.col("raw").str.contains(f, literal=True).fill_null(False) for f in fragments]
+                ),
+                " OR ".join(_like("raw", f) for f in fragments),
+                pl.concat_str([pl.col("lake"), pl.lit("/"), pl.col("file")]),
+            )
+        for feature, spec in config.features.items():
+            uri = lakehouse.feature_uri(feature)
+            snapshot = lakehouse.open(uri) if table in spec.inputs else None
+            if snapshot is not None and column in {f.name for f in snapshot.schema().fields}:
+                yield Target(f"features/{feature}", uri, data_expr, data_sql, None)
+
+
+def erase_subject(
+    config: LakesyncConfig,
+    lakehouse: Lakehouse,
+    subject: str,
+    value: str,
+    *,
+    dry_run: bool = False,
+    purge: bool = False,
+    actor: str | None = None,
+) -> Receipt:
+    """Delete every row of ``subject=value`` (see the module doc); returns the receipt, which is
+    also appended to the audit table (unless ``dry_run``)."""
+    if subject not in known_subjects(config):
+        known = ", ".join(known_subjects(config)) or "none: mark a contract column with subject_key"
+        msg = f"unknown subject {subject!r} (subjects: {known})"
+        raise ErasureError(msg)
+    digest = subject_hash(subject, value)
+    erased: list[Erased] = []
+    files: set[str] = set()
+    seen_targets: set[str] = set()
+    for target in _targets(config, lakehouse, subject, value):
+        if target.name in seen_targets:
+            continue
+        seen_targets.add(target.name)
+        snapshot = DeltaTable(target.uri, storage_options=dict(lakehouse.storage_options) or None)
+        current: pl.DataFrame = pl.from_arrow(snapshot.to_pyarrow_table())  # type: ignore[assignment]
+        matches = current.filter(target.expr)
+        if target.source is not None and matches.height:
+            files.update(str(f) for f in matches.select(target.source.alias("f"))["f"].drop_nulls().to_list())
+        before = snapshot.version()
+        after: int | None = None
+        if matches.height and not dry_run:
+            snapshot.delete(
+                target.predicate,
+                commit_properties=commit_properties(
+                    None, {"lakesync.operation": "erasure", "lakesync.subject": digest}
+                ),
+            )
+            after = snapshot.version()
+            if purge:
+                snapshot.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False)
+        erased.append(Erased(target.name, matches.height, before, after))
+    notes = []
+    if dry_run:
+        notes.append("dry run: nothing was deleted")
+    elif purge:
+        notes.append(
+            "purged: the files that held the subject were vacuumed; time travel to versions before "
+            "this erasure is no longer possible for the tables listed"
+        )
+    else:
+        notes.append(
+            "the deleted rows remain readable through Delta time travel until VACUUM (the tables' "
+            "maintenance schedule, or lakesync erase --purge)"
+        )
+    if files:
+        notes.append(
+            "the source lakes are read-only to lakesync: ask their owners to delete the files listed"
+        )
+    receipt = Receipt(
+        subject=subject,
+        subject_hash=digest,
+        dry_run=dry_run,
+        purged=purge and not dry_run,
+        at=datetime.now(tz=UTC),
+        tables=tuple(erased),
+        source_files=tuple(sorted(files)),
+        notes=tuple(notes),
+    )
+    if not dry_run:
+        AuditLog(lakehouse).append(
+            [
+                {
+                    "kind": "erasure",
+                    "status": "purged" if purge else "deleted (recoverable until VACUUM)",
+                    "rows_committed": -receipt.rows,
+                    "actor": actor,
+                    "detail": json.dumps(receipt.to_dict(), default=str),
+                }
+            ]
+        )
+    return receipt
