@@ -362,3 +362,28 @@ def test_erasure_refuses_an_unknown_subject_or_a_badly_typed_key(tmp_path: Path)
         erase_subject(config, lakehouse, "patient", "1")
     with pytest.raises(ErasureError, match=r"orders\.customer_id is int64: 'abc' is not a whole number"):
         erase_subject(config, lakehouse, "customer", "abc")
+
+
+def test_an_erased_subject_arriving_again_is_dropped_and_recorded_as_erased(tmp_path: Path) -> None:
+    _, config = _synced_demo(tmp_path)
+    lakehouse = lakehouse_for(config)
+    erase_subject(config, lakehouse, "customer", "0210")  # the same customer as 210
+    late = tmp_path / "demo" / "data" / "lakes" / "eu_sales" / "orders" / "2026" / "11" / "part-0099.parquet"
+    rows = orders_rows(700_000, 6, customer_id=210) + orders_rows(700_100, 4, customer_id=211)
+    write_orders_parquet(late, rows, mtime=T0 + timedelta(days=20))
+    result = sync_table(config, "orders", lakehouse=lakehouse, run_id="late")
+    (eu,) = [d for d in result.datasets if d.key == "eu_sales.orders"]
+    assert (eu.rows_read, eu.rows_committed, eu.rows_quarantined, eu.rows_erased) == (10, 4, 0, 6)
+    assert eu.conserved
+    orders = pl.read_delta(lakehouse.table_uri("orders"))
+    assert orders.filter(pl.col("customer_id") == 210).is_empty()
+    assert orders.filter(pl.col("order_id") >= 700_100).height == 4
+    assert (
+        pl.read_delta(lakehouse.quarantine_uri("orders"))
+        .filter(pl.col("file").str.contains("part-0099"))
+        .is_empty()
+    )
+    (audited,) = (
+        AuditLog(lakehouse).read(file="part-0099").filter(pl.col("kind") == "file").iter_rows(named=True)
+    )
+    assert (audited["rows_committed"], audited["rows_erased"]) == (4, 6)

@@ -197,6 +197,10 @@ def erase_subject(
         known = ", ".join(known_subjects(config)) or "none: mark a contract column with subject_key"
         msg = f"unknown subject {subject!r} (subjects: {known})"
         raise ErasureError(msg)
+    columns = subject_columns(config, subject)
+    for table, column in columns.items():
+        typed, _ = _literal(config, table, column, value)
+        value = str(typed)  # one spelling per key: `0042` and `42` are the same customer
     digest = subject_hash(subject, value)
     erased: list[Erased] = []
     files: set[str] = set()
@@ -263,3 +267,37 @@ def erase_subject(
             ]
         )
     return receipt
+
+
+@dataclass(frozen=True)
+class ErasureList:
+    """The subjects erased from a table, by hash: rows of theirs arriving later are dropped."""
+
+    column: str
+    subject: str
+    hashes: frozenset[str]
+
+    def keep(self, frame: pl.DataFrame) -> pl.Series:
+        """True for the rows of ``frame`` whose subject was not erased."""
+        values = frame[self.column].drop_nulls().unique().to_list()
+        erased = [v for v in values if subject_hash(self.subject, str(v)) in self.hashes]
+        if not erased:
+            return pl.Series("keep", [True] * frame.height, dtype=pl.Boolean)
+        return (~frame[self.column].is_in(erased)).fill_null(True).alias("keep")
+
+
+def erasure_list(config: LakesyncConfig, lakehouse: Lakehouse, table: str) -> ErasureList | None:
+    """The erasure list of ``table``'s subject column, from the erasure receipts in the audit trail."""
+    settings = config.tables[table]
+    column = next((n for n, s in (settings.contract.columns or {}).items() if s.subject_key), None)
+    if column is None:
+        return None
+    subject = (settings.contract.columns or {})[column].subject_key
+    assert subject is not None
+    receipts = AuditLog(lakehouse).read().filter(pl.col("kind") == "erasure")
+    hashes = set()
+    for detail in receipts["detail"].drop_nulls().to_list():
+        receipt = json.loads(detail)
+        if receipt.get("subject") == subject and not receipt.get("dry_run"):
+            hashes.add(str(receipt["subject_hash"]))
+    return ErasureList(column, subject, frozenset(hashes)) if hashes else None

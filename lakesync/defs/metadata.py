@@ -180,6 +180,7 @@ def dataset_batch_metadata(result: DatasetSync) -> dict[str, Any]:
         "rows_read": result.rows_read,
         "rows_committed": result.rows_committed,
         "rows_quarantined": result.rows_quarantined,
+        "rows_erased": result.rows_erased,
         "batches": dg.MetadataValue.json(list(result.batches)),
     }
     if result.max_latency_seconds is not None:

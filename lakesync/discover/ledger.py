@@ -54,6 +54,7 @@ LEDGER_SCHEMA = pa.schema(
         pa.field("recorded_at", pa.timestamp("us", tz="UTC"), nullable=False),
         pa.field("rows", pa.list_(pa.int64())),
         pa.field("replay_of", pa.int64()),
+        pa.field("rows_erased", pa.int64()),
     ]
 )
 _COMPACT_EVERY = 25  # done-batches between compactions of a dataset's ledger partition
@@ -89,6 +90,8 @@ class FileOutcome:
     rows_quarantined: int
     reason: str | None = None
     drift: dict[str, Any] | None = None
+    rows_erased: int = 0
+    """Rows of subjects erased earlier (``lakesync erase``), dropped on arrival."""
 
 
 @dataclass(frozen=True)
@@ -351,6 +354,7 @@ class Ledger:
                     rows_read=outcome.rows_read,
                     rows_committed=outcome.rows_committed,
                     rows_quarantined=outcome.rows_quarantined,
+                    rows_erased=outcome.rows_erased,
                     table_version=table_version,
                     reason=outcome.reason,
                     drift=json.dumps(outcome.drift, sort_keys=True) if outcome.drift else None,
@@ -416,6 +420,7 @@ class Ledger:
         rows_read: int | None = None,
         rows_committed: int | None = None,
         rows_quarantined: int | None = None,
+        rows_erased: int | None = None,
         table_version: int | None = None,
         reason: str | None = None,
         drift: str | None = None,
@@ -433,6 +438,7 @@ class Ledger:
             "rows_read": rows_read,
             "rows_committed": rows_committed,
             "rows_quarantined": rows_quarantined,
+            "rows_erased": rows_erased,
             "table_version": table_version,
             "reason": reason,
             "drift": drift,

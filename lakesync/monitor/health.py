@@ -119,17 +119,25 @@ def contract_verdict(result: TableSync, *, max_failed_rows: float) -> Verdict:
 def conservation_verdict(result: TableSync) -> Verdict:
     """ERROR when any dataset's rows read differ from its rows committed + quarantined."""
     rows = [
-        (d.key, d.rows_read, d.rows_committed, d.rows_quarantined, "yes" if d.conserved else "NO")
+        (
+            d.key,
+            d.rows_read,
+            d.rows_committed,
+            d.rows_quarantined,
+            d.rows_erased,
+            "yes" if d.conserved else "NO",
+        )
         for d in result.datasets
         if d.batches
     ]
-    broken = [r for r in rows if r[4] == "NO"]
+    broken = [r for r in rows if r[5] == "NO"]
     facts = {
         "rows_read": result.rows_read,
         "rows_committed": result.rows_committed,
         "rows_quarantined": result.rows_quarantined,
+        "rows_erased": result.rows_erased,
     }
-    tables = {"datasets": (["dataset", "read", "committed", "quarantined", "conserved"], rows)}
+    tables = {"datasets": (["dataset", "read", "committed", "quarantined", "erased", "conserved"], rows)}
     if broken:
         names = ", ".join(r[0] for r in broken)
         return Verdict(
@@ -144,7 +152,8 @@ def conservation_verdict(result: TableSync) -> Verdict:
         True,
         "ERROR",
         f"{result.rows_read} rows read = {result.rows_committed} committed"
-        f" + {result.rows_quarantined} quarantined",
+        f" + {result.rows_quarantined} quarantined"
+        + (f" + {result.rows_erased} of erased subjects dropped" if result.rows_erased else ""),
         facts,
         tables,
     )

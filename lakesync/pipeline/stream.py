@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from lakesync.commit import quarantine
 from lakesync.commit.delta import source_file, with_provenance
+from lakesync.commit.erase import ErasureList
 from lakesync.conform import DriftReport, TargetSchema, classify, conform_chunk, rename
 from lakesync.conform.drift import signature_id
 from lakesync.discover import BatchPlan, FileEntry, FileOutcome
@@ -63,6 +64,7 @@ class FileTally:
     rows_read: int = 0
     rows_committed: int = 0
     rows_quarantined: int = 0
+    rows_erased: int = 0
     streamed: int = 0
     records: list[pl.DataFrame] = field(default_factory=list)
 
@@ -85,6 +87,7 @@ class RoundStream:
         run_id: str,
         whole_file_bytes: int = WHOLE_FILE_BYTES,
         table_values: Callable[[str], pl.Series | None] | None = None,
+        erased: ErasureList | None = None,
     ) -> None:
         self.plans = list(plans)
         self.runtimes = runtimes
@@ -98,6 +101,7 @@ class RoundStream:
         self.run_id = run_id
         self.whole_file_bytes = whole_file_bytes
         self.table_values = table_values
+        self.erased = erased
         self.outcomes: dict[str, list[FileOutcome]] = {p.dataset: [] for p in self.plans}
         self.records: list[pl.DataFrame] = []
         self.restart: Restart | None = None
@@ -242,6 +246,7 @@ class RoundStream:
             tally.rows_quarantined,
             reason=quarantine_all,
             drift=report.to_dict() if report is not None and report.changes else None,
+            rows_erased=tally.rows_erased,
         )
         holder.append(FileResult(outcome=outcome, records=tally.records))
 
@@ -338,6 +343,10 @@ class RoundStream:
             valid = valid.filter(~pl.col(ROW).is_in(bad.implode()))
             tally.records.append(quarantine.row_records(raw, failures, context=context))
             tally.rows_quarantined += bad.len()
+        if self.erased is not None and valid.height:
+            keep = self.erased.keep(valid)
+            tally.rows_erased += valid.height - int(keep.sum())
+            valid = valid.filter(keep)
         tally.rows_committed += valid.height
         if valid.height:
             rows = with_provenance(

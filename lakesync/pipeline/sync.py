@@ -30,6 +30,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 
 from lakesync.commit import delta, quarantine
 from lakesync.commit.delta import arrow_schema, output_schema, table_polars_schema
+from lakesync.commit.erase import ErasureList, erasure_list
 from lakesync.commit.winners import pick_winners
 from lakesync.config import LakesyncConfig, ResolvedContract, Table, resolve_contract
 from lakesync.config.datatypes import describe
@@ -164,6 +165,7 @@ def sync_table(
             queues[key] = []
             log.error("%s", exc)  # noqa: TRY400 - the message says it all; no traceback for users
     before = table_polars_schema(lakehouse.open(lakehouse.table_uri(table))) or {}
+    erased = erasure_list(config, lakehouse, table)
     commits = 0
     superseded = 0
     quarantine_version: int | None = None
@@ -179,6 +181,7 @@ def sync_table(
             ledger=ledger,
             run_id=run_id,
             whole_file_bytes=whole_file_bytes,
+            erased=erased,
         )
         commits += int(result.committed)
         superseded += result.superseded
@@ -237,6 +240,7 @@ def _dataset_result(runtime: DatasetRuntime, p: _Progress) -> DatasetSync:
         rows_read=sum(o.rows_read for o in p.outcomes),
         rows_committed=sum(o.rows_committed for o in p.outcomes),
         rows_quarantined=sum(o.rows_quarantined for o in p.outcomes),
+        rows_erased=sum(o.rows_erased for o in p.outcomes),
         batches=tuple(p.batches),
         drift=reports,
         newest_file=p.newest,
@@ -260,6 +264,7 @@ def _commit_round(
     ledger: Ledger,
     run_id: str,
     whole_file_bytes: int,
+    erased: ErasureList | None = None,
 ) -> _Round:
     """Stream, commit and record one batch per dataset; retried until it holds exactly once."""
     table_config = config.tables[table]
@@ -311,6 +316,7 @@ def _commit_round(
                 run_id=run_id,
                 whole_file_bytes=whole_file_bytes,
                 table_values=values,
+                erased=erased,
             )
             for batch in (to_write, done)
         ]

@@ -38,6 +38,7 @@ AUDIT_SCHEMA = pa.schema(
         pa.field("rows_read", pa.int64()),
         pa.field("rows_committed", pa.int64()),
         pa.field("rows_quarantined", pa.int64()),
+        pa.field("rows_erased", pa.int64()),
         pa.field("table_version", pa.int64()),
         pa.field("contract", pa.string()),
         pa.field("drift", pa.string()),
@@ -101,6 +102,7 @@ def batch_records(
             "rows_read": outcome.rows_read,
             "rows_committed": outcome.rows_committed,
             "rows_quarantined": outcome.rows_quarantined,
+            "rows_erased": outcome.rows_erased,
             "drift": "; ".join(outcome.drift.get("actions", [])) or None if outcome.drift else None,
             "reason": outcome.reason,
         }
@@ -116,6 +118,7 @@ def batch_records(
             "rows_read": sum(o.rows_read for o in outcomes),
             "rows_committed": sum(o.rows_committed for o in outcomes),
             "rows_quarantined": sum(o.rows_quarantined for o in outcomes),
+            "rows_erased": sum(o.rows_erased for o in outcomes),
             "detail": json.dumps({"files": len(outcomes)}),
         }
     )

@@ -29,6 +29,8 @@ class DatasetSync:
     rows_read: int = 0
     rows_committed: int = 0
     rows_quarantined: int = 0
+    rows_erased: int = 0
+    """Rows of erased subjects dropped on arrival (`lakesync erase`), recorded, not quarantined."""
     batches: tuple[int, ...] = ()
     drift: tuple[DriftReport, ...] = ()
     newest_file: datetime | None = None
@@ -47,7 +49,7 @@ class DatasetSync:
 
     @property
     def conserved(self) -> bool:
-        return self.rows_read == self.rows_committed + self.rows_quarantined
+        return self.rows_read == self.rows_committed + self.rows_quarantined + self.rows_erased
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,10 @@ class TableSync:
     @property
     def rows_quarantined(self) -> int:
         return sum(d.rows_quarantined for d in self.datasets)
+
+    @property
+    def rows_erased(self) -> int:
+        return sum(d.rows_erased for d in self.datasets)
 
     @property
     def files_ingested(self) -> int:
