@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -52,6 +53,9 @@ def test_every_file_of_a_sync_is_in_the_audit_trail_once(tmp_path: Path) -> None
         (lake / n).stat().st_size for n in ("a.parquet", "b.parquet", "c.parquet")
     ]
     assert "not a readable parquet file" in files["reason"][2]
+    assert files["checksum"].to_list() == [
+        hashlib.sha256((lake / n).read_bytes()).hexdigest() for n in ("a.parquet", "b.parquet", "c.parquet")
+    ]
     assert set(files["table_version"]) == {result.delta_version}
     assert set(files["run_id"]) == {"run-1"} and set(files["contract"]) == {result.contract}
     (batch,) = audit.filter(pl.col("kind") == "batch").iter_rows(named=True)

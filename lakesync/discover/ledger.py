@@ -92,6 +92,8 @@ class FileOutcome:
     drift: dict[str, Any] | None = None
     rows_erased: int = 0
     """Rows of subjects erased earlier (``lakesync erase``), dropped on arrival."""
+    checksum: str | None = None
+    """SHA-256 of the file's content as read (``None`` when it could not be read at all)."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -25,6 +25,7 @@ from lakesync.commit.erase import ErasureList
 from lakesync.conform import DriftReport, TargetSchema, classify, conform_chunk, rename
 from lakesync.conform.drift import signature_id
 from lakesync.discover import BatchPlan, FileEntry, FileOutcome
+from lakesync.discover.stores import file_checksum
 from lakesync.pipeline.runtime import DatasetRuntime
 from lakesync.read import ROW, FileReadError, read_file
 from lakesync.validate import CompiledContract, UniqueTracker, validate_chunk
@@ -210,8 +211,10 @@ class RoundStream:
         tracker = UniqueTracker(self.compiled.unique)
         selected = plan.rows.get(entry.path)
         only = pl.Series(ROW, selected, dtype=pl.Int64).implode() if selected is not None else None
+        checksum: str | None = None
         try:
             with runtime.store.local_path(entry) as path:
+                checksum = file_checksum(path)
                 for whole in read_file(path, runtime.read_spec):
                     # A replay of quarantined rows takes only those records of the file.
                     raw = whole if only is None else whole.filter(pl.col(ROW).is_in(only))
@@ -235,7 +238,8 @@ class RoundStream:
             line = f"line {exc.line}: " if isinstance(exc, FileReadError) and exc.line else ""
             if tally.streamed:
                 raise Restart(exclude_file=(plan.dataset, entry.path, f"{line}{reason}")) from exc
-            holder.append(self._unreadable(runtime, plan, entry, f"{line}{reason}"))
+            unreadable = self._unreadable(runtime, plan, entry, f"{line}{reason}")
+            holder.append(replace(unreadable, outcome=replace(unreadable.outcome, checksum=checksum)))
             return
         status: Literal["ingested", "quarantined"] = "quarantined" if quarantine_all else "ingested"
         outcome = FileOutcome(
@@ -247,6 +251,7 @@ class RoundStream:
             reason=quarantine_all,
             drift=report.to_dict() if report is not None and report.changes else None,
             rows_erased=tally.rows_erased,
+            checksum=checksum,
         )
         holder.append(FileResult(outcome=outcome, records=tally.records))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -59,3 +60,9 @@ class LakeStore(Protocol):
     def stat(self, path: str) -> FileEntry | None:
         """The file at ``path`` as it is now (``None`` if there is none)."""
         ...
+
+
+def file_checksum(path: Path) -> str:
+    """SHA-256 of a file's content (for the audit trail)."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
