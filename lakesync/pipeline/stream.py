@@ -9,6 +9,7 @@ streamed (a truncated file, a column drift must add), the stream stops with a
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -214,7 +215,8 @@ class RoundStream:
         checksum: str | None = None
         try:
             with runtime.store.local_path(entry) as path:
-                checksum = file_checksum(path)
+                with contextlib.suppress(OSError):  # a file gone since listing: read_file says so
+                    checksum = file_checksum(path)
                 for whole in read_file(path, runtime.read_spec):
                     # A replay of quarantined rows takes only those records of the file.
                     raw = whole if only is None else whole.filter(pl.col(ROW).is_in(only))
