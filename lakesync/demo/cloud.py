@@ -108,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(root, ignore_errors=True)
     local = generate(root / "source")
     config = yaml.safe_load(local.config.read_text())
+    for table in config["tables"].values():  # suites stay beside the demo's own config
+        if table.get("expectations"):
+            table["expectations"] = str((local.config.parent / table["expectations"]).resolve())
     servers: list[Server] = []
     try:
         folder = Path(tempfile.mkdtemp(prefix="lakesync-servers-"))
@@ -137,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.update(DEMO_ENV)
 
         outcome = sync(load_config(path))
-        print(sync_summary(outcome.datasets, outcome.tables))
+        print(sync_summary(outcome.datasets, outcome.tables, outcome.checks, outcome.features))
         for failure in outcome.failures:
             print(f"  {failure}")
         return 0 if outcome.ok else 1
