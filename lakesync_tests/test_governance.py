@@ -14,6 +14,7 @@ import pytest
 from deltalake import DeltaTable
 
 from lakesync.cli.governance import parse_since
+from lakesync.cli.main import main
 from lakesync.commit.erase import ErasureError, erase_subject
 from lakesync.config import LakesyncConfig, load_config
 from lakesync.lakehouse import lakehouse_for
@@ -119,7 +120,16 @@ def test_credentials_are_audited_by_name_only(tmp_path: Path) -> None:
     assert credential_names(config, "local") is None
 
 
-def test_lakesync_audit_filters_by_table_file_and_time(tmp_path: Path) -> None:
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> subprocess.CompletedProcess[str]:
+    """The `lakesync` command in this process (the subprocess tests prove the installed one)."""
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(list(argv), code, out.out, out.err)
+
+
+def test_lakesync_audit_filters_by_table_file_and_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     lake = tmp_path / "lake"
     write_orders_parquet(lake / "a.parquet", orders_rows(1, 4), mtime=T0)
     write_orders_parquet(lake / "b.parquet", orders_rows(10, 2), mtime=T0)
@@ -136,12 +146,7 @@ def test_lakesync_audit_filters_by_table_file_and_time(tmp_path: Path) -> None:
     sync_table(config, "orders", lakehouse=lakehouse_for(config), run_id="r1")
 
     def audit(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [BIN / "lakesync", "audit", "--config", str(config_path), *args],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        return cli(capsys, "audit", "--config", str(config_path), *args)
 
     listed = audit("--table", "orders")
     assert listed.returncode == 0, listed.stderr
@@ -164,7 +169,9 @@ def test_since_reads_durations_and_dates() -> None:
     assert parse_since("2026-11-01T08:00+01:00", now) == datetime(2026, 11, 1, 7, tzinfo=UTC)
 
 
-def test_trace_follows_a_merged_row_to_its_source_file_and_its_history(tmp_path: Path) -> None:
+def test_trace_follows_a_merged_row_to_its_source_file_and_its_history(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     write_orders_parquet(tmp_path / "eu" / "a.parquet", orders_rows(1, 3), mtime=T0)
     config_path = write_config(
         tmp_path,
@@ -223,22 +230,17 @@ def test_trace_follows_a_merged_row_to_its_source_file_and_its_history(tmp_path:
     assert "superseded eu/c.parquet#1:" in listed.stdout
     (three,) = [
         json.loads(line)
-        for line in subprocess.run(
-            [
-                BIN / "lakesync",
-                "trace",
-                "--config",
-                str(config_path),
-                "--table",
-                "orders",
-                "--where",
-                "order_id = 3",
-                "--format",
-                "json",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
+        for line in cli(
+            capsys,
+            "trace",
+            "--config",
+            str(config_path),
+            "--table",
+            "orders",
+            "--where",
+            "order_id = 3",
+            "--format",
+            "json",
         ).stdout.splitlines()
     ]
     assert (three["lake"], three["file"], three["record"], three["row"]["amount"]) == (
@@ -248,21 +250,7 @@ def test_trace_follows_a_merged_row_to_its_source_file_and_its_history(tmp_path:
         7.0,
     )
     assert three["superseded"] == [] and three["batch"] == 1 and three["run_id"] == "run-us"
-    bad = subprocess.run(
-        [
-            BIN / "lakesync",
-            "trace",
-            "--config",
-            str(config_path),
-            "--table",
-            "orders",
-            "--where",
-            "order_id = ",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    bad = cli(capsys, "trace", "--config", str(config_path), "--table", "orders", "--where", "order_id = ")
     assert bad.returncode == 2 and "is not a SQL condition" in bad.stderr
 
 
