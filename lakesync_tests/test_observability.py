@@ -175,8 +175,8 @@ def test_volume_needs_history_then_judges_batches_and_days() -> None:
     spike = _history([100, 110, 90, 100, 105, 400], start=now - timedelta(days=6))
     judged = volume_verdict(spike, settings=settings, latest_batch=6, now=now)
     assert not judged.passed and judged.severity == "WARN"
-    assert "batch 6 has 400 rows, median of the last 5 is 100" in judged.description
-    assert "2026-11-19 had 400 rows, median of the 5 days before is 100" in judged.description
+    assert "batch 6 has 400 rows, median of the 5 batches before is 100" in judged.description
+    assert "2026-11-19 has 400 rows, median of the 5 days before is 100" in judged.description
 
 
 def test_freshness_tells_a_quiet_source_from_a_stuck_ingestion() -> None:

@@ -8,7 +8,6 @@
 What passes and fails is decided in :mod:`lakesync.monitor`; this module only wires it.
 """
 
-from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +19,7 @@ import polars as pl
 from lakesync.config import LakesyncConfig
 from lakesync.config.models import VolumeSettings
 from lakesync.defs.lakes import lake_resource, resource_key, store_for
-from lakesync.defs.metadata import dataset_key, table_key
+from lakesync.defs.metadata import dataset_key, md_table, table_key
 from lakesync.defs.resources import LakehouseResource
 from lakesync.discover import Ledger
 from lakesync.lakehouse import Lakehouse
@@ -108,21 +107,12 @@ FRESHNESS_CHECK = "freshness"
 EXPECTATIONS_CHECK = "expectations"
 
 
-def _md(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    def cell(value: Any) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def verdict_metadata(verdict: Verdict) -> dict[str, Any]:
     metadata: dict[str, Any] = {}
     for name, value in verdict.facts.items():
         metadata[name] = dg.MetadataValue.timestamp(value) if isinstance(value, datetime) else value
     for name, (header, rows) in verdict.tables.items():
-        metadata[name] = dg.MetadataValue.md(_md(header, rows))
+        metadata[name] = dg.MetadataValue.md(md_table(header, rows))
     return metadata
 
 
@@ -130,26 +120,25 @@ def _severity(verdict: Verdict) -> dg.AssetCheckSeverity:
     return dg.AssetCheckSeverity.ERROR if verdict.severity == "ERROR" else dg.AssetCheckSeverity.WARN
 
 
+def _verdict_fields(verdict: Verdict, asset_key: dg.AssetKey, check_name: str) -> dict[str, Any]:
+    return {
+        "asset_key": asset_key,
+        "check_name": check_name,
+        "passed": verdict.passed,
+        "severity": _severity(verdict),
+        "description": verdict.description,
+        "metadata": verdict_metadata(verdict),
+    }
+
+
 def check_result(verdict: Verdict, *, asset_key: dg.AssetKey, check_name: str) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        asset_key=asset_key,
-        check_name=check_name,
-        passed=verdict.passed,
-        severity=_severity(verdict),
-        description=verdict.description,
-        metadata=verdict_metadata(verdict),
-    )
+    """A verdict as the result of a check run in an op."""
+    return dg.AssetCheckResult(**_verdict_fields(verdict, asset_key, check_name))
 
 
 def check_evaluation(verdict: Verdict, *, asset_key: dg.AssetKey, check_name: str) -> dg.AssetCheckEvaluation:
-    return dg.AssetCheckEvaluation(
-        asset_key=asset_key,
-        check_name=check_name,
-        passed=verdict.passed,
-        severity=_severity(verdict),
-        description=verdict.description,
-        metadata=verdict_metadata(verdict),
-    )
+    """A verdict as an evaluation logged from elsewhere (a sensor, another asset's op)."""
+    return dg.AssetCheckEvaluation(**_verdict_fields(verdict, asset_key, check_name))
 
 
 def table_check_specs(table: str, *, expectations: str | None = None) -> list[dg.AssetCheckSpec]:
@@ -273,7 +262,7 @@ def expectations_result(table: str, suite_path: str, lakehouse: Lakehouse) -> dg
         "rows_validated": run.rows,
         "expectations": len(run.outcomes),
         "failed": run.failed,
-        "results": dg.MetadataValue.md(_md(["expectation", "column", "result", "observed"], rows)),
+        "results": dg.MetadataValue.md(md_table(["expectation", "column", "result", "observed"], rows)),
     }
     if run.docs_index:
         metadata["data_docs"] = dg.MetadataValue.url(run.docs_index)

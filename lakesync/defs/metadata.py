@@ -93,9 +93,14 @@ def column_lineage(config: LakesyncConfig, table: str, contract: ResolvedContrac
     return dg.TableColumnLineage(deps_by_column={k: v for k, v in deps.items() if v})
 
 
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A markdown table; pipes and line breaks in values are escaped."""
+
+    def cell(value: Any) -> str:
+        return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
+
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -126,7 +131,7 @@ def table_metadata(result: TableSync, *, uri: str) -> dict[str, Any]:
         "contract_fingerprint": result.contract,
         "batches": dg.MetadataValue.json({d.key: list(d.batches) for d in result.datasets if d.batches}),
         "datasets": dg.MetadataValue.md(
-            _md_table(
+            md_table(
                 [
                     "dataset",
                     "files in",

@@ -192,23 +192,29 @@ def volume_verdict(
     now = now or datetime.now(tz=UTC)
     tolerance = settings.tolerance
     facts: dict[str, Any] = {"tolerance": tolerance, "min_history": settings.min_history}
-    findings: list[str] = []
-    notes: list[str] = []
     batches = history.filter(pl.col("batch") <= latest_batch)
     current = batches.filter(pl.col("batch") == latest_batch)
     earlier = batches.filter(pl.col("batch") < latest_batch).tail(settings.history)["rows"].to_list()
     rows = int(current["rows"][0]) if current.height else 0
-    facts["batch_rows"] = rows
-    facts["batch_history"] = len(earlier)
-    if len(earlier) < settings.min_history:
-        notes.append(f"batch: {len(earlier)} of {settings.min_history} earlier batches needed before judging")
-    else:
-        median, ok = _judge(rows, earlier, tolerance)
-        facts["batch_median"] = median
+    findings: list[str] = []
+    notes: list[str] = []
+
+    def judge(what: str, value: int, earlier: list[int], unit: str, finding: str) -> None:
+        facts[f"{what}_rows"] = value
+        facts[f"{what}_history"] = len(earlier)
+        if len(earlier) < settings.min_history:
+            notes.append(
+                f"{what}: {len(earlier)} of {settings.min_history} earlier {unit} needed before judging"
+            )
+            return
+        median, ok = _judge(value, earlier, tolerance)
+        facts[f"{what}_median"] = median
         if not ok:
             findings.append(
-                f"batch {latest_batch} has {rows} rows, median of the last {len(earlier)} is {median:g}"
+                f"{finding} has {value} rows, median of the {len(earlier)} {unit} before is {median:g}"
             )
+
+    judge("batch", rows, earlier, "batches", f"batch {latest_batch}")
     today = now.astimezone(UTC).date()
     days = (
         history.with_columns(day=pl.col("at").dt.convert_time_zone("UTC").dt.date())
@@ -220,19 +226,8 @@ def volume_verdict(
     yesterday = today - timedelta(days=1)
     previous = days.filter(pl.col("day") < yesterday).tail(settings.history)["rows"].to_list()
     last_day = days.filter(pl.col("day") == yesterday)["rows"].to_list()
-    day_rows = int(last_day[0]) if last_day else 0
     facts["day"] = yesterday.isoformat()
-    facts["day_rows"] = day_rows
-    facts["day_history"] = len(previous)
-    if len(previous) < settings.min_history:
-        notes.append(f"day: {len(previous)} of {settings.min_history} earlier days needed before judging")
-    else:
-        median, ok = _judge(day_rows, previous, tolerance)
-        facts["day_median"] = median
-        if not ok:
-            findings.append(
-                f"{yesterday} had {day_rows} rows, median of the {len(previous)} days before is {median:g}"
-            )
+    judge("day", int(last_day[0]) if last_day else 0, previous, "days", str(yesterday))
     if findings:
         return Verdict(False, "WARN", "; ".join(findings) + f" (tolerance {tolerance:.0%})", facts)
     judged = "within tolerance" if len(notes) < 2 else "not judged yet"
