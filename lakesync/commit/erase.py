@@ -209,9 +209,13 @@ def erase_subject(
         if target.name in seen_targets:
             continue
         seen_targets.add(target.name)
-        snapshot = DeltaTable(target.uri, storage_options=dict(lakehouse.storage_options) or None)
-        current: pl.DataFrame = pl.from_arrow(snapshot.to_pyarrow_table())  # type: ignore[assignment]
-        matches = current.filter(target.expr)
+        options = dict(lakehouse.storage_options) or None
+        snapshot = DeltaTable(target.uri, storage_options=options)
+        matches = (  # only the subject's rows are read (filters pushed into the scan)
+            pl.scan_delta(target.uri, version=snapshot.version(), storage_options=options)
+            .filter(target.expr)
+            .collect()
+        )
         if target.source is not None and matches.height:
             files.update(str(f) for f in matches.select(target.source.alias("f"))["f"].drop_nulls().to_list())
         before = snapshot.version()
@@ -294,9 +298,8 @@ def erasure_list(config: LakesyncConfig, lakehouse: Lakehouse, table: str) -> Er
         return None
     subject = (settings.contract.columns or {})[column].subject_key
     assert subject is not None
-    receipts = AuditLog(lakehouse).read().filter(pl.col("kind") == "erasure")
     hashes = set()
-    for detail in receipts["detail"].drop_nulls().to_list():
+    for detail in AuditLog(lakehouse).details("erasure"):
         receipt = json.loads(detail)
         if receipt.get("subject") == subject and not receipt.get("dry_run"):
             hashes.add(str(receipt["subject_hash"]))
