@@ -28,7 +28,9 @@ class Lakehouse:
     """Where the unified tables live and how to reach them."""
 
     uri: str
-    storage_options: Mapping[str, str] = field(default_factory=dict)
+    storage_options: Mapping[str, str] = field(default_factory=dict, repr=False)
+    pii_key: str | None = field(default=None, repr=False)
+    """The secret of ``pii: hash`` columns (from the resource's ``dg.EnvVar``), when any is hashed."""
 
     def _join(self, *parts: str) -> str:
         return "/".join([self.uri.rstrip("/"), *parts])

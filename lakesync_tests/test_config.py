@@ -148,6 +148,25 @@ def test_duplicate_yaml_keys_are_refused_instead_of_silently_keeping_the_last() 
             ('pattern: "orders/**', 'pattern: "../orders/**'),
             "lakes.eu_sales.datasets.orders.pattern: must be relative to the lake root",
         ),
+        (
+            ("nullable: false, unique: true}", "nullable: false, unique: true, pii: mask}"),
+            "tables.orders.contract.columns.order_id.pii: 'order_id' is a merge key: it can be hashed",
+        ),
+        (
+            ("{type: datetime}\n", "{type: datetime, pii: hash}\n    latest_by: ordered_at\n"),
+            "tables.orders.contract.columns.ordered_at.pii: 'ordered_at' is the table's latest_by",
+        ),
+        (
+            (
+                "customer_id: {type: int64, nullable: false}",
+                "customer_id: {type: int64, subject_key: c, pii: drop}",
+            ),
+            "tables.orders.contract.columns.customer_id.pii: 'customer_id' is a subject key",
+        ),
+        (
+            ("{type: float64, checks: {ge: 0}}", "{type: float64, mask: {keep_suffix: 2}}"),
+            "tables.orders.contract.columns.amount: `mask` settings apply to `pii: mask` only",
+        ),
     ],
 )
 def test_cross_field_rules_name_the_key_and_what_to_do(change: tuple[str, str], expected: str) -> None:
@@ -167,8 +186,9 @@ def test_a_contract_can_be_a_pandera_model_named_by_import_path(
             import polars as pl
 
             class Orders(pa.DataFrameModel):
-                order_id: pl.Int64 = pa.Field(unique=True, description="the order")
+                order_id: pl.Int64 = pa.Field(unique=True, description="the order", metadata={"subject_key": "who"})
                 amount: pl.Float64 = pa.Field(ge=0, nullable=True)
+                email: pl.String = pa.Field(nullable=True, metadata={"pii": "mask", "mask": {"keep_prefix": 1}})
             """
         )
     )
@@ -180,7 +200,9 @@ def test_a_contract_can_be_a_pandera_model_named_by_import_path(
     )
     config = parse_config(text, source="x", base_dir=tmp_path)
     contract = resolve_contract("orders", config.tables["orders"])
-    assert contract.names == ("order_id", "amount")
+    assert contract.names == ("order_id", "amount", "email")
+    assert contract.subjects == {"order_id": "who"}
+    assert [(r.treatment, r.keep_prefix) for r in contract.pii.values()] == [("mask", 1)]
     order_id = contract.column("order_id")
     assert order_id is not None and order_id.unique and not order_id.nullable
     assert order_id.description == "the order"

@@ -11,10 +11,12 @@ import sys
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
+import dagster as dg
+
 from lakesync.commit.erase import ErasureError, Receipt, erase_subject
 from lakesync.config import LakesyncConfig
 from lakesync.config.units import parse_duration
-from lakesync.defs.resources import open_lakehouse
+from lakesync.defs.resources import config_problem, open_lakehouse
 from lakesync.record.audit import AuditLog
 from lakesync.record.summary import text_table
 from lakesync.record.trace import RowTrace, TraceError, trace_rows
@@ -169,7 +171,7 @@ def cmd_erase(config: LakesyncConfig, args: argparse.Namespace) -> int:
     try:
         receipt = erase_subject(
             config,
-            open_lakehouse(config),
+            open_lakehouse(config, pii_key=True),
             subject,
             value,
             dry_run=args.dry_run,
@@ -179,5 +181,8 @@ def cmd_erase(config: LakesyncConfig, args: argparse.Namespace) -> int:
     except ErasureError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
+    except dg.DagsterInvalidConfigError as exc:
+        print(f"cannot erase: {config_problem(exc)}", file=sys.stderr)
+        return EXIT_FAILED
     print(json.dumps(receipt.to_dict()) if args.format == "json" else format_receipt(receipt))
     return EXIT_OK

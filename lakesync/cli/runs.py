@@ -15,7 +15,7 @@ from lakesync.conform import DriftReport
 from lakesync.defs import build_definitions
 from lakesync.defs.assets import TABLE_TAG, job_name, op_name
 from lakesync.defs.features import BLOCKED_TAG, feature_job_name
-from lakesync.defs.resources import open_lakehouse
+from lakesync.defs.resources import config_problem, open_lakehouse
 from lakesync.pipeline.runtime import dataset_runtimes
 from lakesync.pipeline.status import table_statuses
 from lakesync.record.summary import CheckLine, DatasetLine, FeatureLine, TableLine
@@ -175,17 +175,21 @@ def sync(
         keys = [r.key for r in runtimes if r.table == table]
         if not keys:
             continue
-        synced.add(table)
         job = definitions.resolve_job_def(job_name(table))
-        result = job.execute_in_process(
-            run_config={
-                "ops": {op_name(table): {"config": {"datasets": keys}}},
-                "loggers": {"console": {"config": {"log_level": "INFO" if verbose else "ERROR"}}},
-            },
-            instance=dagster_instance,
-            tags={TABLE_TAG: table, "lakesync/trigger": trigger},
-            raise_on_error=False,
-        )
+        try:
+            result = job.execute_in_process(
+                run_config={
+                    "ops": {op_name(table): {"config": {"datasets": keys}}},
+                    "loggers": {"console": {"config": {"log_level": "INFO" if verbose else "ERROR"}}},
+                },
+                instance=dagster_instance,
+                tags={TABLE_TAG: table, "lakesync/trigger": trigger},
+                raise_on_error=False,
+            )
+        except dg.DagsterInvalidConfigError as exc:  # a secret's variable is not set
+            failures.append(f"{table}: not synced: {config_problem(exc)}")
+            continue
+        synced.add(table)
         run_ids.append(result.run_id)
         for event in result.all_events:
             check_line = _check_line(event)

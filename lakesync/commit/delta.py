@@ -17,6 +17,7 @@ import pyarrow as pa
 from deltalake import ColumnProperties, DeltaTable, WriterProperties
 from deltalake.exceptions import CommitFailedError
 
+from lakesync.conform.pii import PiiPolicy
 from lakesync.conform.target import TargetSchema
 from lakesync.lakehouse import Lakehouse, commit_properties, transaction_version
 
@@ -48,9 +49,11 @@ def source_file(lake: str, path: str) -> str:
     return f"{lake}/{path}"
 
 
-def output_schema(target: TargetSchema) -> dict[str, pl.DataType]:
-    """The polars schema of rows as committed: target columns then provenance."""
-    return {**target.polars_schema(), **PROVENANCE}
+def output_schema(target: TargetSchema, pii: PiiPolicy | None = None) -> dict[str, pl.DataType]:
+    """The polars schema of rows as committed: target columns (personal data as stored) then
+    provenance."""
+    columns = target.polars_schema()
+    return {**(pii.stored_schema(columns) if pii else columns), **PROVENANCE}
 
 
 def arrow_schema(schema: Mapping[str, pl.DataType]) -> pa.Schema:

@@ -27,7 +27,9 @@ from typing import Any
 import polars as pl
 from deltalake import DeltaTable
 
+from lakesync.config.contracts import ContractColumn, ResolvedContract, resolve_contract
 from lakesync.config.models import LakesyncConfig
+from lakesync.conform.pii import hash_text
 from lakesync.lakehouse import Lakehouse, commit_properties
 from lakesync.record.audit import AuditLog
 
@@ -88,41 +90,53 @@ def subject_hash(subject: str, value: str) -> str:
     return hashlib.sha256(f"{subject}={value}".encode()).hexdigest()
 
 
-def subject_columns(config: LakesyncConfig, subject: str) -> dict[str, str]:
-    """Table -> the column holding ``subject`` (inline contracts)."""
-    found: dict[str, str] = {}
-    for table, settings in config.tables.items():
-        for name, spec in (settings.contract.columns or {}).items():
-            if spec.subject_key == subject:
-                found[table] = name
+def _contracts(config: LakesyncConfig) -> dict[str, ResolvedContract]:
+    """Every table's resolved contract (inline columns or a pandera model)."""
+    return {name: resolve_contract(name, table) for name, table in config.tables.items()}
+
+
+def subject_columns(config: LakesyncConfig, subject: str) -> dict[str, ContractColumn]:
+    """Table -> the contract column holding ``subject``."""
+    found: dict[str, ContractColumn] = {}
+    for table, contract in _contracts(config).items():
+        for column in contract.columns:
+            if column.subject_key == subject:
+                found[table] = column
     return found
 
 
 def known_subjects(config: LakesyncConfig) -> list[str]:
-    return sorted(
-        {
-            spec.subject_key
-            for t in config.tables.values()
-            for spec in (t.contract.columns or {}).values()
-            if spec.subject_key
-        }
-    )
+    return sorted({s for contract in _contracts(config).values() for s in contract.subjects.values()})
 
 
-def _literal(config: LakesyncConfig, table: str, column: str, value: str) -> tuple[Any, str]:
-    """The value in the column's type, and as a SQL literal."""
-    spec = (config.tables[table].contract.columns or {})[column]
-    if spec.type.startswith("int"):
+def _typed(table: str, column: ContractColumn, value: str) -> Any:
+    """The key in the column's type (one spelling per key: ``0042`` and ``42`` are one customer)."""
+    if column.type.name.startswith("int"):
         try:
-            number = int(value)
+            return int(value)
         except ValueError:
-            msg = f"{table}.{column} is {spec.type}: {value!r} is not a whole number"
+            msg = f"{table}.{column.name} is {column.type.name}: {value!r} is not a whole number"
             raise ErasureError(msg) from None
-        return number, str(number)
-    if spec.type != "string":
-        msg = f"{table}.{column} is {spec.type}: erasure supports string and integer subject keys"
+    if column.type.name != "string":
+        msg = f"{table}.{column.name} is {column.type.name}: erasure supports string and integer subject keys"
         raise ErasureError(msg)
-    return value, "'" + value.replace("'", "''") + "'"
+    return value
+
+
+def _stored(table: str, column: ContractColumn, value: str, key: str | None) -> tuple[Any, str, str]:
+    """How the key is stored: the value in the table, as a SQL literal, and as raw/rescued text."""
+    typed = _typed(table, column, value)
+    if column.pii is None:
+        literal = str(typed) if isinstance(typed, int) else "'" + typed.replace("'", "''") + "'"
+        return typed, literal, value
+    if key is None:
+        msg = (
+            f"{table}.{column.name} is stored hashed (pii: hash): erasing needs the lakehouse's secret "
+            "key (lakehouse.pii_key, default $LAKESYNC_PII_KEY)"
+        )
+        raise ErasureError(msg)
+    hashed = hash_text(key.encode(), str(typed))
+    return hashed, f"'{hashed}'", hash_text(key.encode(), value)
 
 
 def _json_pair(column: str, value: str) -> str:
@@ -136,9 +150,10 @@ def _like(column: str, fragment: str) -> str:
 
 
 def _targets(config: LakesyncConfig, lakehouse: Lakehouse, subject: str, value: str) -> Iterator[Target]:
-    for table, column in subject_columns(config, subject).items():
-        typed, literal = _literal(config, table, column, value)
-        rescued = _json_pair(column, value)
+    for table, spec in subject_columns(config, subject).items():
+        column = spec.name
+        typed, literal, text = _stored(table, spec, value, lakehouse.pii_key)
+        rescued = _json_pair(column, text)
         data_expr = pl.col(column) == typed
         data_sql = f"{column} = {literal}"
         for name, uri in (
@@ -162,7 +177,7 @@ def _targets(config: LakesyncConfig, lakehouse: Lakehouse, subject: str, value: 
             for source, canonical in ds.columns.items()
             if canonical == column
         } | {column}
-        fragments = [_json_pair(s, value) for s in sorted(sources)]
+        fragments = [_json_pair(s, text) for s in sorted(sources)]
         uri = lakehouse.quarantine_uri(table)
         if lakehouse.open(uri) is not None:
             yield Target(
@@ -174,9 +189,9 @@ def _targets(config: LakesyncConfig, lakehouse: Lakehouse, subject: str, value: 
                 " OR ".join(_like("raw", f) for f in fragments),
                 pl.concat_str([pl.col("lake"), pl.lit("/"), pl.col("file")]),
             )
-        for feature, spec in config.features.items():
+        for feature, settings in config.features.items():
             uri = lakehouse.feature_uri(feature)
-            snapshot = lakehouse.open(uri) if table in spec.inputs else None
+            snapshot = lakehouse.open(uri) if table in settings.inputs else None
             if snapshot is not None and column in {f.name for f in snapshot.schema().fields}:
                 yield Target(f"features/{feature}", uri, data_expr, data_sql, None)
 
@@ -197,10 +212,8 @@ def erase_subject(
         known = ", ".join(known_subjects(config)) or "none: mark a contract column with subject_key"
         msg = f"unknown subject {subject!r} (subjects: {known})"
         raise ErasureError(msg)
-    columns = subject_columns(config, subject)
-    for table, column in columns.items():
-        typed, _ = _literal(config, table, column, value)
-        value = str(typed)  # one spelling per key: `0042` and `42` are the same customer
+    for table, column in subject_columns(config, subject).items():
+        value = str(_typed(table, column, value))  # one spelling per key
     digest = subject_hash(subject, value)
     erased: list[Erased] = []
     files: set[str] = set()
@@ -292,12 +305,10 @@ class ErasureList:
 
 def erasure_list(config: LakesyncConfig, lakehouse: Lakehouse, table: str) -> ErasureList | None:
     """The erasure list of ``table``'s subject column, from the erasure receipts in the audit trail."""
-    settings = config.tables[table]
-    column = next((n for n, s in (settings.contract.columns or {}).items() if s.subject_key), None)
-    if column is None:
+    subjects = resolve_contract(table, config.tables[table]).subjects
+    if not subjects:
         return None
-    subject = (settings.contract.columns or {})[column].subject_key
-    assert subject is not None
+    column, subject = next(iter(subjects.items()))
     hashes = set()
     for detail in AuditLog(lakehouse).details("erasure"):
         receipt = json.loads(detail)

@@ -11,17 +11,35 @@ import hashlib
 import importlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import pandera.polars as pa
 import polars as pl
 
 from lakesync.config.datatypes import LogicalType, logical_name, parse_type
-from lakesync.config.models import ColumnSpec, Table
+from lakesync.config.models import ColumnSpec, LakesyncConfig, MaskSettings, PiiTreatment, Table
 
 
 class ContractError(ValueError):
     """A contract that cannot be turned into a pandera schema."""
+
+
+@dataclass(frozen=True)
+class PiiRule:
+    """How a personal-data column is treated before anything is written."""
+
+    treatment: PiiTreatment
+    keep_prefix: int = 0
+    keep_suffix: int = 0
+
+    def describe(self) -> str:
+        if self.treatment == "hash":
+            return "hashed (keyed SHA-256, hex)"
+        if self.treatment == "drop":
+            return "dropped (checked by the contract, never stored)"
+        kept = [f"first {self.keep_prefix}"] if self.keep_prefix else []
+        kept += [f"last {self.keep_suffix}"] if self.keep_suffix else []
+        return f"masked (keeps the {' and '.join(kept)} characters)" if kept else "masked (***)"
 
 
 @dataclass(frozen=True)
@@ -32,6 +50,9 @@ class ContractColumn:
     unique: bool
     description: str | None
     checks: tuple[pa.Check, ...]
+    subject_key: str | None = None
+    """The data subject the column identifies (``lakesync erase --subject <subject>=<key>``)."""
+    pii: PiiRule | None = None
 
     def check_names(self) -> tuple[str, ...]:
         return tuple(str(check.error or check.name) for check in self.checks)
@@ -52,6 +73,16 @@ class ResolvedContract:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
+
+    @property
+    def pii(self) -> dict[str, PiiRule]:
+        """Column -> its treatment, for the personal-data columns."""
+        return {c.name: c.pii for c in self.columns if c.pii is not None}
+
+    @property
+    def subjects(self) -> dict[str, str]:
+        """Column -> the data subject it identifies."""
+        return {c.name: c.subject_key for c in self.columns if c.subject_key is not None}
 
 
 def _inline_checks(spec: ColumnSpec) -> list[pa.Check]:
@@ -89,9 +120,39 @@ def _from_inline(name: str, columns: dict[str, ColumnSpec]) -> ResolvedContract:
                 unique=spec.unique,
                 description=spec.description,
                 checks=tuple(_inline_checks(spec)),
+                subject_key=spec.subject_key,
+                pii=_pii_rule(spec.pii, spec.mask),
             )
         )
     return _finish(name, resolved)
+
+
+def _pii_rule(treatment: PiiTreatment | None, mask: MaskSettings | None) -> PiiRule | None:
+    if treatment is None:
+        return None
+    mask = mask or MaskSettings()
+    return PiiRule(treatment, keep_prefix=mask.keep_prefix, keep_suffix=mask.keep_suffix)
+
+
+def _model_governance(
+    path: str, column: str, metadata: dict[str, Any] | None
+) -> tuple[str | None, PiiRule | None]:
+    """``subject_key`` and ``pii`` of a model column, from ``pa.Field(metadata={...})``."""
+    metadata = metadata or {}
+    subject = metadata.get("subject_key")
+    treatment = metadata.get("pii")
+    if subject is not None and not (isinstance(subject, str) and subject.isidentifier()):
+        msg = f"column {column!r} of {path!r}: metadata subject_key must be a name, not {subject!r}"
+        raise ContractError(msg)
+    if treatment is not None and treatment not in get_args(PiiTreatment):
+        msg = f"column {column!r} of {path!r}: metadata pii must be hash, mask or drop, not {treatment!r}"
+        raise ContractError(msg)
+    try:
+        mask = MaskSettings.model_validate(metadata["mask"]) if "mask" in metadata else None
+    except ValueError as exc:
+        msg = f"column {column!r} of {path!r}: metadata mask: {exc}"
+        raise ContractError(msg) from None
+    return subject, _pii_rule(treatment, mask)
 
 
 def load_model(path: str) -> type[pa.DataFrameModel]:
@@ -128,6 +189,7 @@ def _from_model(name: str, path: str) -> ResolvedContract:
         except ValueError as exc:
             msg = f"column {column!r} of {path!r}: {exc}"
             raise ContractError(msg) from exc
+        subject, pii = _model_governance(path, str(column), spec.metadata)
         resolved.append(
             ContractColumn(
                 name=str(column),
@@ -136,6 +198,8 @@ def _from_model(name: str, path: str) -> ResolvedContract:
                 unique=bool(spec.unique),
                 description=spec.description,
                 checks=tuple(spec.checks),
+                subject_key=subject,
+                pii=pii,
             )
         )
     return _finish(name, resolved, frame_checks=list(schema.checks))
@@ -181,6 +245,8 @@ def _fingerprint(columns: list[ContractColumn], frame_checks: list[pa.Check]) ->
             "checks": sorted(
                 [str(ch.name), json.dumps(ch.statistics, sort_keys=True, default=str)] for ch in c.checks
             ),
+            # Only when set, so contracts without personal data keep their fingerprints.
+            **({"pii": [c.pii.treatment, c.pii.keep_prefix, c.pii.keep_suffix]} if c.pii else {}),
         }
         for c in columns
     ]
@@ -202,3 +268,15 @@ def resolve_contract(name: str, table: Table) -> ResolvedContract:
         msg = "a contract needs at least one column"
         raise ContractError(msg)
     return _from_inline(name, contract.columns)
+
+
+def hashes_pii(config: LakesyncConfig) -> bool:
+    """Whether some table's contract hashes a column (then the lakehouse needs its secret key)."""
+    for name, table in config.tables.items():
+        try:
+            contract = resolve_contract(name, table)
+        except ContractError:
+            continue  # reported by the config check
+        if any(rule.treatment == "hash" for rule in contract.pii.values()):
+            return True
+    return False

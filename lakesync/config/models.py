@@ -20,6 +20,7 @@ from pydantic import (
     StringConstraints,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from lakesync.config.datatypes import parse_type
@@ -32,6 +33,7 @@ ColumnName = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 Format = Literal["parquet", "csv", "ndjson", "json"]
 DriftPolicy = Literal["evolve", "rescue", "quarantine", "fail"]
 WriteMode = Literal["append", "merge"]
+PiiTreatment = Literal["hash", "mask", "drop"]
 
 
 class StrictModel(BaseModel):
@@ -272,6 +274,9 @@ class Lakehouse(StrictModel):
     region: str | None = None
     account: str | None = None
     """Azure: the storage account of an ``az://`` lakehouse."""
+    pii_key: EnvSecret = Field(default_factory=lambda: EnvSecret(env="LAKESYNC_PII_KEY"))
+    """The secret of ``pii: hash`` columns (keyed SHA-256): the same everywhere, so a hashed key
+    still joins across lakes and tables. Read only when some column is hashed."""
     endpoint_url: str | None = None
     allow_http: bool = False
 
@@ -302,6 +307,13 @@ class Checks(StrictModel):
     str_length: StrLength | None = None
 
 
+class MaskSettings(StrictModel):
+    """What ``pii: mask`` keeps of a value; the rest becomes ``***``."""
+
+    keep_prefix: int = Field(default=0, ge=0)
+    keep_suffix: int = Field(default=0, ge=0)
+
+
 class ColumnSpec(StrictModel):
     type: str
     """int8..int64, float32, float64, bool, string, date, datetime or decimal(p,s)."""
@@ -313,6 +325,18 @@ class ColumnSpec(StrictModel):
     subject_key: Name | None = None
     """The data subject this column identifies (e.g. ``customer``): `lakesync erase --subject
     customer=...` deletes the rows holding that value, in every table marking the same subject."""
+    pii: PiiTreatment | None = None
+    """Personal data, treated before anything is written (table, quarantine, rescued data, audit,
+    Dagster metadata): ``hash`` (keyed SHA-256, hex), ``mask`` (keeps ``mask``'s prefix/suffix)
+    or ``drop`` (checked by the contract, never stored)."""
+    mask: MaskSettings | None = None
+
+    @model_validator(mode="after")
+    def _mask_needs_pii_mask(self) -> ColumnSpec:
+        if self.mask is not None and self.pii != "mask":
+            msg = "`mask` settings apply to `pii: mask` only"
+            raise ValueError(msg)
+        return self
 
     @field_validator("type")
     @classmethod

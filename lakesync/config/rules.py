@@ -73,7 +73,7 @@ def _feature_rules(
     contract = contracts.get(feature.inputs[0])
     if contract is None:
         return
-    columns = set(contract.names)
+    columns = set(contract.names) - {n for n, r in contract.pii.items() if r.treatment == "drop"}
     for index, name in enumerate(feature.group_by):
         if name not in columns and not name.startswith(_PROVENANCE_PREFIX):
             yield (*path, "group_by", str(index)), f"{name!r} is not a column of {feature.inputs[0]!r}"
@@ -138,6 +138,7 @@ def _table_rules(path: tuple[str, ...], table: Table, contract: ResolvedContract
                 (*path, "partition_by", str(index)),
                 f"{column_name!r} is not a contract column ({', '.join(names)})",
             )
+    yield from _pii_rules(path, table, contract)
     if not _CRON.match(table.maintenance.cron):
         yield (*path, "maintenance", "cron"), f"{table.maintenance.cron!r} is not a cron expression"
     if table.expectations is not None:
@@ -146,6 +147,26 @@ def _table_rules(path: tuple[str, ...], table: Table, contract: ResolvedContract
         for column_name, spec in table.contract.columns.items():
             yield from _check_rules_for(
                 (*path, "contract", "columns", column_name, "checks"), contract, column_name, spec
+            )
+
+
+def _pii_rules(path: tuple[str, ...], table: Table, contract: ResolvedContract) -> Iterator[Problem]:
+    """Personal-data columns must still do the jobs the table gives them."""
+    where = ("contract", "columns") if table.contract.columns else ("contract", "model")
+    for name, rule in contract.pii.items():
+        at = (*path, *where, name, "pii") if table.contract.columns else (*path, *where)
+        if name in table.keys and rule.treatment != "hash":
+            yield at, f"{name!r} is a merge key: it can be hashed (stable), not {rule.treatment}ed"
+        if name == table.latest_by or name in table.partition_by:
+            role = "latest_by" if name == table.latest_by else "partition_by"
+            yield at, f"{name!r} is the table's {role}: personal data cannot order or partition rows"
+        if contract.subjects.get(name) and rule.treatment != "hash":
+            yield (
+                at,
+                (
+                    f"{name!r} is a subject key: `lakesync erase` finds a subject by it, so it can be "
+                    f"hashed but not {rule.treatment}ed"
+                ),
             )
 
 

@@ -7,7 +7,7 @@ reason, raw value) for the quarantine, or, under the ``rescue`` policy, moves in
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import polars as pl
@@ -80,6 +80,7 @@ def conform_chunk(
     formats: TextFormats,
     rescue_values: bool = False,
     rescue_unknown: bool = False,
+    treat: Callable[[str, pl.Series], pl.Series | None] | None = None,
 ) -> ConformedChunk:
     """Conform an already renamed chunk to ``target``.
 
@@ -91,6 +92,8 @@ def conform_chunk(
         rescue_values: a value that does not fit its (nullable) column moves to
             ``_rescued_data`` instead of failing its row (drift policies evolve and rescue).
         rescue_unknown: columns the table does not have move to ``_rescued_data`` (rescue).
+        treat: how a column's rescued text may be stored (personal data: hashed, masked, or
+            ``None`` when the column is dropped).
     """
     columns: list[pl.Series] = [chunk[ROW]]
     failures: list[pl.DataFrame] = []
@@ -120,7 +123,10 @@ def conform_chunk(
         converted = convert(source, column.dtype, formats)
         if converted.bad.any():
             if rescue_values and target.rescue and column.nullable:
-                rescued[source_name] = as_text(source).set(~converted.bad, None)
+                text = as_text(source).set(~converted.bad, None)
+                kept = treat(column.name, text) if treat is not None else text
+                if kept is not None:
+                    rescued[source_name] = kept
             else:
                 bad_raw = as_text(source.filter(converted.bad))
                 message = pl.select(

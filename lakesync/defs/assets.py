@@ -8,6 +8,7 @@
 """
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import dagster as dg
@@ -42,6 +43,7 @@ from lakesync.defs.metadata import (
     table_key,
     table_metadata,
 )
+from lakesync.defs.resources import PII_KEY
 from lakesync.discover import Ledger
 from lakesync.monitor import conservation_verdict, contract_verdict
 from lakesync.pipeline import sync_table
@@ -168,18 +170,22 @@ def table_assets(config: LakesyncConfig, table: str, contract: ResolvedContract)
         skippable=True,
     )
 
+    hashing = [PII_KEY] if any(r.treatment == "hash" for r in contract.pii.values()) else []
+
     @dg.multi_asset(
         name=op_name(table),
         specs=[table_spec, quarantine_spec],
         check_specs=table_check_specs(table, expectations=settings.expectations),
         can_subset=True,
-        required_resource_keys={"lakehouse", *(resource_key(lake) for lake in cloud)},
+        required_resource_keys={"lakehouse", *hashing, *(resource_key(lake) for lake in cloud)},
         description=f"Ingest new files of every dataset feeding `{table}`, exactly once",
     )
     def sync(
         context: dg.AssetExecutionContext, config: SyncConfig
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:  # type: ignore[type-arg]
         target = context.resources.lakehouse.get()
+        if hashing:
+            target = replace(target, pii_key=context.resources.pii_key.key)
         stores = {
             lake: getattr(context.resources, resource_key(lake)).store(lake, project.lakes[lake])
             for lake in cloud

@@ -18,7 +18,7 @@ from lakesync.defs.features import feature_asset, feature_job
 from lakesync.defs.lakes import lake_resources
 from lakesync.defs.maintenance import maintenance_definitions
 from lakesync.defs.metadata import feature_key
-from lakesync.defs.resources import lakehouse_resource
+from lakesync.defs.resources import lakehouse_resource, pii_key_resource
 from lakesync.defs.sensors import dataset_sensor
 from lakesync.pipeline.runtime import dataset_runtimes
 
@@ -81,6 +81,10 @@ def build_definitions(config: LakesyncConfig) -> dg.Definitions:
         dg.Definitions(
             assets=[ledger_spec(), drift_spec(), audit_spec()],
             sensors=automation_sensor(config),
-            resources={"lakehouse": lakehouse_resource(config), **lake_resources(config)},
+            resources={
+                "lakehouse": lakehouse_resource(config),
+                **pii_key_resource(config),
+                **lake_resources(config),
+            },
         ),
     )

@@ -11,6 +11,7 @@ from deltalake import DeltaTable
 from lakesync.commit.delta import PROVENANCE
 from lakesync.commit.maintenance import file_stats
 from lakesync.config import LakesyncConfig, ResolvedContract
+from lakesync.config.contracts import ContractColumn
 from lakesync.config.datatypes import logical_name
 from lakesync.conform.target import RESCUED
 from lakesync.discover.planning import Discovery
@@ -48,18 +49,28 @@ def _check_text(contract_column: Any) -> list[str]:
     return [str(check.error or check.name) for check in contract_column.checks]
 
 
+def _described(column: ContractColumn) -> str | None:
+    """The contract's description, and for personal data how it is stored."""
+    if column.pii is None:
+        return column.description
+    note = f"PII: {column.pii.describe()}; the contract checks the {column.type.name} value before"
+    return f"{column.description} ({note})" if column.description else note
+
+
 def column_schema(contract: ResolvedContract, columns: Mapping[str, str] | None = None) -> dg.TableSchema:
     """The table's columns: the contract's (with descriptions and constraints), evolved ones, provenance."""
     result = [
         dg.TableColumn(
             name=column.name,
-            type=column.type.name,
-            description=column.description,
+            type="string" if column.pii is not None else column.type.name,
+            description=_described(column),
             constraints=dg.TableColumnConstraints(
                 nullable=column.nullable, unique=column.unique, other=_check_text(column)
             ),
+            tags={"pii": column.pii.treatment} if column.pii is not None else None,
         )
         for column in contract.columns
+        if column.pii is None or column.pii.treatment != "drop"
     ]
     known = set(contract.names) | set(PROVENANCE)
     for name, kind in (columns or {}).items():
@@ -78,14 +89,15 @@ def column_schema(contract: ResolvedContract, columns: Mapping[str, str] | None 
 
 def column_lineage(config: LakesyncConfig, table: str, contract: ResolvedContract) -> dg.TableColumnLineage:
     """Each canonical column from the source column of every dataset feeding the table."""
-    deps: dict[str, list[dg.TableColumnDep]] = {name: [] for name in contract.names}
+    dropped = {name for name, rule in contract.pii.items() if rule.treatment == "drop"}
+    deps: dict[str, list[dg.TableColumnDep]] = {n: [] for n in contract.names if n not in dropped}
     for lake_name, lake in config.lakes.items():
         for ds_name, dataset in lake.datasets.items():
             if dataset.table != table:
                 continue
             source_of = {canonical: source for source, canonical in dataset.columns.items()}
-            for name in contract.names:
-                deps[name].append(
+            for name, found in deps.items():
+                found.append(
                     dg.TableColumnDep(
                         asset_key=dataset_key(lake_name, ds_name), column_name=source_of.get(name, name)
                     )

@@ -1,9 +1,12 @@
 """Dagster resources: how ops and sensors reach the lakehouse (and, in lakes.py, each lake)."""
 
+import re
+from dataclasses import replace
 from typing import Any
 
 import dagster as dg
 
+from lakesync.config.contracts import hashes_pii
 from lakesync.config.models import AzureCredentials, GcsCredentials, LakesyncConfig, S3Credentials
 from lakesync.defs.lakes import env
 from lakesync.lakehouse import Lakehouse
@@ -64,6 +67,21 @@ class LakehouseResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         return {key: value for key, value in options.items() if value}
 
 
+class PiiKeyResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """The secret ``pii: hash`` columns are hashed with (only syncs of such tables need it)."""
+
+    key: str
+
+
+PII_KEY = "pii_key"
+"""The resource key of :class:`PiiKeyResource` (present when some column is hashed)."""
+
+
+def pii_key_resource(config: LakesyncConfig) -> dict[str, PiiKeyResource]:
+    """``{PII_KEY: resource}`` when some contract hashes a column, else nothing."""
+    return {PII_KEY: PiiKeyResource(key=env(config.lakehouse.pii_key))} if hashes_pii(config) else {}
+
+
 def lakehouse_resource(config: LakesyncConfig) -> LakehouseResource:
     """The lakehouse resource of a configuration, its secrets as ``dg.EnvVar``."""
     house = config.lakehouse
@@ -94,8 +112,26 @@ def lakehouse_resource(config: LakesyncConfig) -> LakehouseResource:
     return LakehouseResource(**{k: v for k, v in fields.items() if v is not None})
 
 
-def open_lakehouse(config: LakesyncConfig) -> Lakehouse:
-    """The lakehouse outside a run (the CLI): Dagster reads the secret variables now."""
+def open_lakehouse(config: LakesyncConfig, *, pii_key: bool = False) -> Lakehouse:
+    """The lakehouse outside a run (the CLI): Dagster reads the secret variables now (the PII
+    key only when asked, and only when some column is hashed)."""
     with lakehouse_resource(config).process_config_and_initialize_cm() as resource:
         lakehouse: Lakehouse = resource.get()
+    for key_resource in pii_key_resource(config).values() if pii_key else ():
+        with key_resource.process_config_and_initialize_cm() as initialized:
+            lakehouse = replace(lakehouse, pii_key=initialized.key)
     return lakehouse
+
+
+_UNSET = re.compile(r'environment variable "([^"]+)" which is not set')
+
+
+def config_problem(exc: dg.DagsterInvalidConfigError) -> str:
+    """What is wrong with a run's resources, in a sentence (a secret's variable name, never its value)."""
+    unset = sorted(set(_UNSET.findall(str(exc))))
+    if unset:
+        return (
+            f"the environment variable(s) {', '.join(unset)} named in lakesync.yaml as secrets "
+            "(lake or lakehouse credentials; lakehouse.pii_key for `pii: hash` columns) are not set"
+        )
+    return str(exc).splitlines()[0]

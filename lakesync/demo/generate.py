@@ -107,7 +107,7 @@ tables:
       columns:
         customer_id: {type: int64, nullable: false, unique: true, subject_key: customer}
         name:        {type: string, nullable: false}
-        email:       {type: string, checks: {regex: "^[^@ ]+@[^@ ]+$"}}
+        email:       {type: string, checks: {regex: "^[^@ ]+@[^@ ]+$"}, pii: mask, mask: {keep_prefix: 2, keep_suffix: 12}}
         country:     {type: string, checks: {str_length: {min: 2, max: 2}}}
         updated_at:  {type: datetime}
 

@@ -24,7 +24,9 @@ from lakesync.commit import quarantine
 from lakesync.commit.delta import source_file, with_provenance
 from lakesync.commit.erase import ErasureList
 from lakesync.conform import DriftReport, TargetSchema, classify, conform_chunk, rename
+from lakesync.conform.conform import as_text
 from lakesync.conform.drift import signature_id
+from lakesync.conform.pii import PiiPolicy
 from lakesync.discover import BatchPlan, FileEntry, FileOutcome
 from lakesync.discover.stores import file_checksum
 from lakesync.pipeline.runtime import DatasetRuntime
@@ -90,6 +92,7 @@ class RoundStream:
         whole_file_bytes: int = WHOLE_FILE_BYTES,
         table_values: Callable[[str], pl.Series | None] | None = None,
         erased: ErasureList | None = None,
+        pii: PiiPolicy | None = None,
     ) -> None:
         self.plans = list(plans)
         self.runtimes = runtimes
@@ -104,6 +107,7 @@ class RoundStream:
         self.whole_file_bytes = whole_file_bytes
         self.table_values = table_values
         self.erased = erased
+        self.pii = pii or PiiPolicy({})
         self.outcomes: dict[str, list[FileOutcome]] = {p.dataset: [] for p in self.plans}
         self.records: list[pl.DataFrame] = []
         self.restart: Restart | None = None
@@ -326,7 +330,8 @@ class RoundStream:
             failures = pl.DataFrame(
                 {"row": raw[ROW], "column": "(file)", "rule": "schema_drift", "message": quarantine_all}
             )
-            tally.records.append(quarantine.row_records(raw, failures, context=context))
+            stored_raw = self.pii.raw(raw, runtime.source_names) if self.pii else raw
+            tally.records.append(quarantine.row_records(stored_raw, failures, context=context))
             tally.rows_quarantined += raw.height
             return
         conformed = conform_chunk(
@@ -336,6 +341,7 @@ class RoundStream:
             formats=runtime.formats,
             rescue_values=runtime.policy in ("evolve", "rescue"),
             rescue_unknown=runtime.policy == "rescue",
+            treat=self.pii.treat_text if self.pii else None,
         )
         failures = conformed.failures
         candidates = conformed.frame
@@ -348,7 +354,11 @@ class RoundStream:
         if failures.height:
             bad = failures["row"].unique()
             valid = valid.filter(~pl.col(ROW).is_in(bad.implode()))
-            tally.records.append(quarantine.row_records(raw, failures, context=context))
+            stored_raw = raw
+            if self.pii:
+                failures = self.pii.failures(failures, _quoted(self.pii, runtime, raw, conformed.frame))
+                stored_raw = self.pii.raw(raw, runtime.source_names)
+            tally.records.append(quarantine.row_records(stored_raw, failures, context=context))
             tally.rows_quarantined += bad.len()
         if self.erased is not None and valid.height:
             keep = self.erased.keep(valid)
@@ -356,6 +366,8 @@ class RoundStream:
             valid = valid.filter(keep)
         tally.rows_committed += valid.height
         if valid.height:
+            if self.pii:
+                valid = self.pii.rows(valid)
             rows = with_provenance(
                 valid, source=source_file(runtime.lake, entry.path), columns=self.output_columns
             )
@@ -363,3 +375,18 @@ class RoundStream:
             if not table.schema.equals(self.arrow_schema):
                 table = table.cast(self.arrow_schema)
             yield from table.to_batches()
+
+
+def _quoted(
+    pii: PiiPolicy, runtime: DatasetRuntime, raw: pl.DataFrame, conformed: pl.DataFrame
+) -> list[tuple[str, pl.DataFrame]]:
+    """The texts failure messages may quote for each personal-data column: raw and conformed."""
+    quoted = []
+    for name in pii.rules:
+        source = runtime.source_names.get(name, name)
+        for frame, column in ((raw, source), (conformed, name)):
+            if column in frame.columns:
+                quoted.append(
+                    (name, frame.select(pl.col(ROW).alias("row"), as_text(frame[column]).alias("text")))
+                )
+    return quoted

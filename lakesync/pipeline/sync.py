@@ -35,6 +35,7 @@ from lakesync.commit.winners import pick_winners
 from lakesync.config import LakesyncConfig, ResolvedContract, Table, resolve_contract
 from lakesync.config.datatypes import describe
 from lakesync.conform import DriftReport, target_schema
+from lakesync.conform.pii import PiiPolicy
 from lakesync.discover import (
     BatchPlan,
     DatasetLedger,
@@ -148,6 +149,7 @@ def sync_table(
     """
     contract = contract or resolve_contract(table, config.tables[table])
     compiled = compile_contract(contract)
+    pii = PiiPolicy.of(contract, lakehouse.pii_key)  # refused before anything is written
     drift_log = DriftLog(lakehouse)
     runtimes = {
         r.key: replace(r, decisions=drift_log.decisions(r.key))
@@ -182,6 +184,7 @@ def sync_table(
             run_id=run_id,
             whole_file_bytes=whole_file_bytes,
             erased=erased,
+            pii=pii,
         )
         commits += int(result.committed)
         superseded += result.superseded
@@ -265,6 +268,7 @@ def _commit_round(
     run_id: str,
     whole_file_bytes: int,
     erased: ErasureList | None = None,
+    pii: PiiPolicy | None = None,
 ) -> _Round:
     """Stream, commit and record one batch per dataset; retried until it holds exactly once."""
     table_config = config.tables[table]
@@ -275,8 +279,11 @@ def _commit_round(
     rescue = any(runtimes[p.dataset].policy in ("evolve", "rescue") for p in plans)
     for _ in range(_MAX_ATTEMPTS):
         live = [p for p in plans if p.dataset not in failed]
-        first_schema = arrow_schema(
-            output_schema(target_schema(compiled.contract, None, rescue=rescue).with_added(added))
+        pii = pii or PiiPolicy({})
+        first_schema = pii.marked(
+            arrow_schema(
+                output_schema(target_schema(compiled.contract, None, rescue=rescue).with_added(added), pii)
+            )
         )
         snapshot = delta.ensure_table(
             lakehouse,
@@ -295,11 +302,12 @@ def _commit_round(
                 raise BatchOrderError(msg)
         to_write = [p for p in live if versions[p.dataset] < p.version]
         done = [p for p in live if versions[p.dataset] >= p.version]
+        pii.check_table(table, [(f.name, f.metadata) for f in snapshot.schema().fields])
         current = table_polars_schema(snapshot)
         values = _value_sampler(snapshot)
         base = target_schema(compiled.contract, current, rescue=rescue)
         target = base.with_added(added)
-        schema = output_schema(target)
+        schema = output_schema(target, pii)
         evolve = any(name not in (current or {}) for name in schema)
         ingested_at = _now()
         streams = [
@@ -310,13 +318,14 @@ def _commit_round(
                 base_target=base,
                 compiled=compiled,
                 output_columns=list(schema),
-                arrow_schema=arrow_schema(schema),
+                arrow_schema=pii.marked(arrow_schema(schema)),
                 excluded=excluded,
                 ingested_at=ingested_at,
                 run_id=run_id,
                 whole_file_bytes=whole_file_bytes,
                 table_values=values,
                 erased=erased,
+                pii=pii,
             )
             for batch in (to_write, done)
         ]
@@ -508,7 +517,7 @@ def _write(
         lakehouse,
         uri,
         snapshot,
-        latest.to_arrow(compat_level=pl.CompatLevel.newest()),
+        latest.to_arrow(compat_level=pl.CompatLevel.newest()).cast(stream.arrow_schema),
         keys=table_config.keys,
         latest_by=table_config.latest_by,
         app_transactions=transactions,

@@ -1,0 +1,212 @@
+"""Personal data, treated before anything is written.
+
+A contract column marked ``pii: hash | mask | drop`` is validated on its real values (so a
+regex or a range still means something), then treated before any byte leaves the process:
+
+- ``hash``: HMAC-SHA256 of the value's text under the lakehouse's secret key, as 64 hex
+  characters. The key is the same for every lake, so a hashed key still joins across lakes
+  and tables; without the key the hash cannot be recomputed from a guessed value.
+- ``mask``: keeps ``keep_prefix`` and ``keep_suffix`` characters around ``***`` (a value too
+  short to keep anything is ``***``). Null stays null.
+- ``drop``: the column never reaches the table (the contract still checks it).
+
+The same treatment applies to the rows committed, to quarantine records (raw values under
+their source names, and failure messages quoting a value), and to values rescued into
+``_rescued_data``. What remains is what the audit trail, Dagster metadata and logs can see.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import polars as pl
+import pyarrow as pa
+
+from lakesync.config.contracts import PiiRule, ResolvedContract
+from lakesync.conform.conform import as_text
+
+MASK = "***"
+MIN_KEY_CHARS = 16
+MARK = "lakesync.pii"
+"""Delta column metadata saying how a stored column's values were treated."""
+
+
+class PiiError(ValueError):
+    """Personal data cannot be written as configured (no key, or a treatment that changed)."""
+
+
+def mark(rule: PiiRule | None) -> str | None:
+    """The column metadata recording a treatment (mask settings included)."""
+    if rule is None:
+        return None
+    if rule.treatment == "mask":
+        return f"mask:{rule.keep_prefix}:{rule.keep_suffix}"
+    return rule.treatment
+
+
+def hash_text(key: bytes, text: str) -> str:
+    """The keyed SHA-256 (HMAC) of one value's text, as hex."""
+    return hmac.digest(key, text.encode(), "sha256").hex()
+
+
+def mask_expr(values: pl.Expr, rule: PiiRule) -> pl.Expr:
+    keep = rule.keep_prefix + rule.keep_suffix
+    kept = values.str.head(rule.keep_prefix) + pl.lit(MASK) + values.str.tail(rule.keep_suffix)
+    return pl.when(values.str.len_chars() > keep).then(kept).otherwise(pl.lit(MASK))
+
+
+@dataclass(frozen=True)
+class PiiPolicy:
+    """A table's personal-data columns and the key their hashes use."""
+
+    rules: Mapping[str, PiiRule]
+    """Canonical column -> its treatment."""
+    key: bytes | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, contract: ResolvedContract, key: str | None) -> PiiPolicy:
+        """The policy of a contract; refuses (naming the columns) when hashing has no key."""
+        rules = contract.pii
+        hashed = sorted(name for name, rule in rules.items() if rule.treatment == "hash")
+        if hashed and (key is None or len(key) < MIN_KEY_CHARS):
+            problem = "is not set" if key is None else f"is shorter than {MIN_KEY_CHARS} characters"
+            msg = (
+                f"table {contract.table!r}: column(s) {', '.join(hashed)} are `pii: hash`, which needs "
+                f"the lakehouse's secret key (lakehouse.pii_key, default $LAKESYNC_PII_KEY), and it "
+                f"{problem}: set it to a long random value, the same wherever this lakehouse is "
+                "written, and keep it secret"
+            )
+            raise PiiError(msg)
+        return cls(rules, key.encode() if key is not None and hashed else None)
+
+    def __bool__(self) -> bool:
+        return bool(self.rules)
+
+    @property
+    def dropped(self) -> frozenset[str]:
+        return frozenset(n for n, r in self.rules.items() if r.treatment == "drop")
+
+    def stored_schema(self, schema: Mapping[str, pl.DataType]) -> dict[str, pl.DataType]:
+        """The schema rows are stored with: dropped columns gone, hashed and masked ones text."""
+        return {
+            name: (pl.String() if name in self.rules else dtype)
+            for name, dtype in schema.items()
+            if name not in self.dropped
+        }
+
+    def marked(self, schema: pa.Schema) -> pa.Schema:
+        """``schema`` with each personal-data field marked by its treatment (kept by Delta)."""
+        fields = [
+            field.with_metadata({MARK: mark(self.rules[field.name])}) if field.name in self.rules else field
+            for field in schema
+        ]
+        return pa.schema(fields, metadata=schema.metadata)
+
+    def check_table(self, table: str, fields: Sequence[tuple[str, Mapping[str, str]]]) -> None:
+        """Refuse to write when a stored column's treatment is not the contract's.
+
+        ``fields`` are the Delta table's (name, metadata). New rows treated differently from
+        the rows already there would leave values in the clear, or mix hashes with values.
+        """
+        for name, metadata in fields:
+            stored = (metadata or {}).get(MARK)
+            wanted = mark(self.rules.get(name))
+            if stored == wanted:
+                continue
+            if stored is None:
+                msg = (
+                    f"table {table!r}: the contract makes column {name!r} `pii: "
+                    f"{self.rules[name].treatment}`, but the table already holds its values untreated, "
+                    "and lakesync does not rewrite stored rows (not supported yet): rebuild the table "
+                    "from its sources under the new contract, or take `pii` off the column again"
+                )
+            else:
+                msg = (
+                    f"table {table!r}: column {name!r} holds values stored as `{stored}` (pii), but the "
+                    f"contract now says {'nothing' if wanted is None else repr(wanted)}: new rows would "
+                    "be stored differently from the rows there; put the column's `pii` setting back"
+                )
+            raise PiiError(msg)
+
+    def treat_text(self, name: str, values: pl.Series) -> pl.Series | None:
+        """Text values of canonical column ``name`` as they may be stored (``None``: dropped)."""
+        rule = self.rules.get(name)
+        if rule is None:
+            return values
+        if rule.treatment == "drop":
+            return None
+        text = as_text(values)
+        if rule.treatment == "mask":
+            return pl.select(mask_expr(pl.lit(text), rule)).to_series().alias(values.name)
+        assert self.key is not None
+        key = self.key
+        unique = text.drop_nulls().unique()
+        hashed = pl.Series([hash_text(key, v) for v in unique.to_list()], dtype=pl.String)
+        return text.replace_strict(unique, hashed, default=None, return_dtype=pl.String)
+
+    def rows(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Conformed rows (canonical names) with hashed and masked values; dropped columns stay
+        (the commit's column list leaves them out)."""
+        treated = []
+        for name, rule in self.rules.items():
+            if rule.treatment != "drop" and name in frame.columns:
+                values = self.treat_text(name, frame[name])
+                assert values is not None
+                treated.append(values)
+        return frame.with_columns(treated) if treated else frame
+
+    def raw(self, raw: pl.DataFrame, source_names: Mapping[str, str]) -> pl.DataFrame:
+        """A raw chunk (source column names) with its personal values treated (for quarantine)."""
+        treated: list[pl.Series] = []
+        gone: list[str] = []
+        for name in self.rules:
+            source = source_names.get(name, name)
+            if source not in raw.columns:
+                continue
+            values = self.treat_text(name, raw[source])
+            if values is None:
+                gone.append(source)
+            else:
+                treated.append(values.alias(source))
+        return raw.with_columns(treated).drop(gone)
+
+    def failures(self, failures: pl.DataFrame, originals: Sequence[tuple[str, pl.DataFrame]]) -> pl.DataFrame:
+        """Failure messages with any quoted personal value replaced by its treated text.
+
+        ``originals`` are (canonical column, frame of row and text) pairs: the values messages
+        may quote (the raw text, the conformed value's text), one text per row in each frame.
+        A message about the whole table (a model's frame-level check) may quote anything: its
+        values are withheld.
+        """
+        if failures.is_empty():
+            return failures
+        withheld = pl.lit("(table): a frame-level check failed (values withheld: the table has pii columns)")
+        failures = failures.with_columns(
+            message=pl.when(pl.col("column") == "(table)").then(withheld).otherwise(pl.col("message"))
+        )
+        failing = failures["row"].unique().implode()
+        swaps: dict[int, list[tuple[str, str]]] = {}
+        for name, frame in originals:
+            if name not in self.rules:
+                continue
+            quoted = frame.filter(
+                pl.col("row").is_in(failing) & pl.col("text").is_not_null() & (pl.col("text") != "")
+            )
+            treated = self.treat_text(name, quoted["text"])
+            replacements = (
+                treated.fill_null(MASK) if treated is not None else pl.repeat(MASK, quoted.height, eager=True)
+            )
+            for row, text, new in zip(quoted["row"], quoted["text"], replacements, strict=True):
+                swaps.setdefault(row, []).append((text, new))
+        if not swaps:
+            return failures
+        messages = []
+        for row, message in zip(failures["row"], failures["message"], strict=True):
+            treated = message
+            # Longest first: a value inside another is not replaced before the one holding it.
+            for text, new in sorted(swaps.get(row, ()), key=lambda pair: -len(pair[0])):
+                treated = treated.replace(text, new)
+            messages.append(treated)
+        return failures.with_columns(message=pl.Series(messages, dtype=pl.String))
