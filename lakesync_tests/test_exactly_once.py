@@ -130,6 +130,8 @@ def state(config: LakesyncConfig) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for table in config.tables:
         rows = read(lakehouse.table_uri(table))
+        if rows.height:
+            rows = rows.drop("_lakesync_ingested_at")
         out[table] = sorted(map(str, rows.rows()))
         rejected = read(lakehouse.quarantine_uri(table))
         if rejected.height:

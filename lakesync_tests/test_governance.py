@@ -11,17 +11,26 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 from deltalake import DeltaTable
 
 from lakesync.cli.governance import parse_since
 from lakesync.cli.main import main
 from lakesync.commit.erase import ErasureError, erase_subject
-from lakesync.config import LakesyncConfig, load_config
+from lakesync.config import ConfigError, LakesyncConfig, load_config
 from lakesync.lakehouse import lakehouse_for
 from lakesync.pipeline import sync_table
 from lakesync.record.audit import AuditLog, credential_names
 from lakesync.record.drift_log import DriftLog
-from lakesync_tests.lakes import T0, local_lake, orders_rows, orders_table, write_config, write_orders_parquet
+from lakesync_tests.lakes import (
+    ORDERS_CONTRACT,
+    T0,
+    local_lake,
+    orders_rows,
+    orders_table,
+    write_config,
+    write_orders_parquet,
+)
 from lakesync_tests.test_defs import drift_lakes
 
 BIN = Path(sys.executable).parent
@@ -379,3 +388,105 @@ def test_an_erased_subject_arriving_again_is_dropped_and_recorded_as_erased(tmp_
         AuditLog(lakehouse).read(file="part-0099").filter(pl.col("kind") == "file").iter_rows(named=True)
     )
     assert (audited["rows_committed"], audited["rows_erased"]) == (4, 6)
+
+
+def _with_provenance(config_path: Path, provenance: dict[str, object]) -> LakesyncConfig:
+    document = yaml.safe_load(config_path.read_text())
+    document["lakehouse"]["provenance"] = provenance
+    config_path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return load_config(config_path)
+
+
+def _two_lakes(tmp_path: Path, **table: object) -> Path:
+    write_orders_parquet(tmp_path / "eu" / "a.parquet", orders_rows(1, 3), mtime=T0)
+    write_orders_parquet(
+        tmp_path / "us" / "b.parquet", orders_rows(3, 2, amount=9.0), mtime=T0 + timedelta(hours=1)
+    )
+    dataset = {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}}
+    return write_config(
+        tmp_path,
+        lakes={"eu": local_lake(tmp_path / "eu", dataset), "us": local_lake(tmp_path / "us", dataset)},
+        tables={"orders": orders_table(**table)},
+    )
+
+
+def test_every_row_carries_its_lake_file_record_batch_and_ingestion_time(tmp_path: Path) -> None:
+    config = load_config(_two_lakes(tmp_path))
+    lakehouse = lakehouse_for(config)
+    before = datetime.now(tz=UTC)
+    sync_table(config, "orders", lakehouse=lakehouse, run_id="r1")
+    write_orders_parquet(tmp_path / "eu" / "c.parquet", orders_rows(10, 1), mtime=T0 + timedelta(hours=2))
+    sync_table(config, "orders", lakehouse=lakehouse, run_id="r2")
+    after = datetime.now(tz=UTC)
+    rows = pl.read_delta(lakehouse.table_uri("orders")).sort("_lakesync_file", "_lakesync_row")
+    provenance = rows.select("_lakesync_lake", "_lakesync_file", "_lakesync_row", "_lakesync_batch").rows()
+    assert provenance == [
+        ("eu", "eu/a.parquet", 1, 1),
+        ("eu", "eu/a.parquet", 2, 1),
+        ("eu", "eu/a.parquet", 3, 1),
+        ("eu", "eu/c.parquet", 1, 2),
+        ("us", "us/b.parquet", 1, 1),
+        ("us", "us/b.parquet", 2, 1),
+    ]
+    times = rows["_lakesync_ingested_at"]
+    assert times.dtype == pl.Datetime("us", "UTC") and before <= times.min() <= times.max() <= after  # type: ignore[operator]
+    assert times.n_unique() == 2  # one per batch commit
+    # The batch number is the one the audit trail and the ledger know the file by.
+    audit = AuditLog(lakehouse).read(file="eu/c.parquet")
+    assert audit["batch"].to_list() == [2]
+
+
+def test_provenance_columns_can_be_renamed_or_left_out_and_trace_still_works(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_path = _two_lakes(tmp_path, mode="merge")
+    renamed = {
+        "file": "src_file",
+        "row": "src_row",
+        "lake": False,
+        "batch": "load_batch",
+        "ingested_at": False,
+    }
+    config = _with_provenance(config_path, renamed)
+    lakehouse = lakehouse_for(config)
+    sync_table(config, "orders", lakehouse=lakehouse, run_id="r1")
+    table = pl.read_delta(lakehouse.table_uri("orders"))
+    assert [c for c in table.columns if c not in ORDERS_CONTRACT["columns"]] == [
+        "_rescued_data",  # drift policy evolve: values that do not fit their column are rescued
+        "src_file",
+        "src_row",
+        "load_batch",
+    ]
+    # Order 3 came from both lakes: the later file won the merge, the other is superseded.
+    assert table.filter(pl.col("order_id") == 3)[["src_file", "src_row"]].row(0) == ("us/b.parquet", 1)
+    losers = pl.read_delta(lakehouse.superseded_uri("orders"))
+    assert losers["_lakesync_superseded_by"].to_list() == ["us/b.parquet#1"]
+    (traced,) = [
+        json.loads(line)
+        for line in cli(
+            capsys, "trace", "--config", str(config_path), "--table", "orders", "--where", "order_id = 3",
+            "--format", "json",
+        ).stdout.splitlines()
+    ]  # fmt: skip
+    assert (traced["lake"], traced["file"], traced["record"]) == ("us", "b.parquet", 1)
+    assert set(traced["row"]) == {*ORDERS_CONTRACT["columns"], "_rescued_data"}
+    assert traced["superseded"][0][0] == "eu/a.parquet#3"
+    clash = dict(renamed, batch="src_file")
+    with pytest.raises(
+        ConfigError, match=r"lakehouse\.provenance: two provenance columns have the same name"
+    ):
+        _with_provenance(config_path, clash)
+
+
+def test_a_table_written_without_some_provenance_columns_gains_them_for_new_rows(tmp_path: Path) -> None:
+    config_path = _two_lakes(tmp_path)
+    old = _with_provenance(config_path, {"lake": False, "batch": False, "ingested_at": False})
+    lakehouse = lakehouse_for(old)
+    sync_table(old, "orders", lakehouse=lakehouse, run_id="r1")
+    assert "_lakesync_lake" not in pl.read_delta(lakehouse.table_uri("orders")).columns
+    config = _with_provenance(config_path, {})
+    write_orders_parquet(tmp_path / "eu" / "c.parquet", orders_rows(10, 1), mtime=T0 + timedelta(hours=2))
+    sync_table(config, "orders", lakehouse=lakehouse, run_id="r2")
+    rows = pl.read_delta(lakehouse.table_uri("orders")).sort("order_id")
+    assert rows["_lakesync_lake"].to_list() == [None] * 5 + ["eu"]
+    assert rows["_lakesync_batch"].to_list() == [None] * 5 + [2]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import polars as pl
@@ -17,54 +19,104 @@ import pyarrow as pa
 from deltalake import ColumnProperties, DeltaTable, WriterProperties
 from deltalake.exceptions import CommitFailedError
 
+from lakesync.config.models import LakesyncConfig
 from lakesync.conform.pii import PiiPolicy
 from lakesync.conform.target import TargetSchema
 from lakesync.lakehouse import Lakehouse, commit_properties, transaction_version
+from lakesync.read import ROW
 
-PROVENANCE: dict[str, pl.DataType] = {
-    "_lakesync_file": pl.String(),
-    "_lakesync_row": pl.Int64(),
-}
-"""Columns every unified row carries: its source file (``<lake>/<path in the lake>``) and its
-record number there. What is the same for a whole batch (dataset, batch number, run, commit
-time) is in the ledger, per file, and in the Delta commit's metadata, not repeated per row:
-each constant column costs ~6% of the Parquet encoding (measured with ``make bench``)."""
 
-# Provenance is written for lookups, not for data skipping: no Parquet statistics, and row
-# numbers (an increasing sequence) delta-encoded instead of dictionary-encoded. Compression
-# must be named: properties without it make delta-rs write uncompressed files.
-WRITER_PROPERTIES = WriterProperties(
-    compression="SNAPPY",
-    column_properties={
-        "_lakesync_file": ColumnProperties(statistics_enabled="NONE"),
-        "_lakesync_row": ColumnProperties(
+@dataclass(frozen=True)
+class Provenance:
+    """The provenance columns of unified rows, by the names the configuration gives them.
+
+    ``file`` (``<lake>/<path in the lake>``) and ``row`` (record number in the file) identify
+    a row's source; ``lake``, ``batch`` (the dataset's batch number) and ``ingested_at`` (when
+    the batch was committed) are optional. The constant ones are written plain without
+    statistics (measured cheapest, ``make bench``); row numbers delta-encoded.
+    """
+
+    file: str = "_lakesync_file"
+    row: str = "_lakesync_row"
+    lake: str | None = "_lakesync_lake"
+    batch: str | None = "_lakesync_batch"
+    ingested_at: str | None = "_lakesync_ingested_at"
+
+    @classmethod
+    def of(cls, config: LakesyncConfig) -> Provenance:
+        settings = config.lakehouse.provenance
+        return cls(
+            file=settings.file,
+            row=settings.row,
+            lake=settings.lake if isinstance(settings.lake, str) else None,
+            batch=settings.batch if isinstance(settings.batch, str) else None,
+            ingested_at=settings.ingested_at if isinstance(settings.ingested_at, str) else None,
+        )
+
+    def schema(self) -> dict[str, pl.DataType]:
+        types: dict[str | None, pl.DataType] = {
+            self.file: pl.String(),
+            self.row: pl.Int64(),
+            self.lake: pl.String(),
+            self.batch: pl.Int64(),
+            self.ingested_at: pl.Datetime("us", "UTC"),
+        }
+        return {name: dtype for name, dtype in types.items() if name is not None}
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(self.schema())
+
+    def writer_properties(self) -> WriterProperties:
+        """Provenance is written for lookups, not data skipping: no statistics. Compression must
+        be named: properties without it make delta-rs write uncompressed files."""
+        plain = ColumnProperties(statistics_enabled="NONE", dictionary_enabled=False)
+        columns = dict.fromkeys(self.names, plain)
+        columns[self.row] = ColumnProperties(
             dictionary_enabled=False, encoding="DELTA_BINARY_PACKED", statistics_enabled="NONE"
-        ),
-    },
-)
+        )
+        return WriterProperties(compression="SNAPPY", column_properties=columns)
+
+    def add(
+        self,
+        frame: pl.DataFrame,
+        *,
+        lake: str,
+        path: str,
+        batch: int,
+        ingested_at: datetime,
+        columns: Sequence[str],
+    ) -> pl.DataFrame:
+        """``frame`` (with the reader's ``_lakesync_row``) in output column order, provenance added."""
+        values: dict[str | None, pl.Expr] = {
+            self.file: pl.lit(source_file(lake, path), dtype=pl.String),
+            self.lake: pl.lit(lake, dtype=pl.String),
+            self.batch: pl.lit(batch, dtype=pl.Int64),
+            self.ingested_at: pl.lit(ingested_at, dtype=pl.Datetime("us", "UTC")),
+        }
+        if self.row != ROW:
+            frame = frame.rename({ROW: self.row})
+        return frame.with_columns(**{k: v for k, v in values.items() if k is not None}).select(columns)
 
 
 def source_file(lake: str, path: str) -> str:
-    """The ``_lakesync_file`` of a row: lake name, then the file's path in the lake."""
+    """The ``file`` provenance of a row: lake name, then the file's path in the lake."""
     return f"{lake}/{path}"
 
 
-def output_schema(target: TargetSchema, pii: PiiPolicy | None = None) -> dict[str, pl.DataType]:
+def output_schema(
+    target: TargetSchema, pii: PiiPolicy | None = None, provenance: Provenance | None = None
+) -> dict[str, pl.DataType]:
     """The polars schema of rows as committed: target columns (personal data as stored) then
     provenance."""
     columns = target.polars_schema()
-    return {**(pii.stored_schema(columns) if pii else columns), **PROVENANCE}
+    return {**(pii.stored_schema(columns) if pii else columns), **(provenance or Provenance()).schema()}
 
 
 def arrow_schema(schema: Mapping[str, pl.DataType]) -> pa.Schema:
     """The Arrow schema polars produces for ``schema`` (what every streamed batch must match)."""
     empty = pl.DataFrame(schema=dict(schema))
     return empty.to_arrow(compat_level=pl.CompatLevel.newest()).schema
-
-
-def with_provenance(frame: pl.DataFrame, *, source: str, columns: Sequence[str]) -> pl.DataFrame:
-    """``frame`` (with ``_lakesync_row``) in output column order, its source file filled in."""
-    return frame.with_columns(pl.lit(source, dtype=pl.String).alias("_lakesync_file")).select(columns)
 
 
 def to_batches(frame: pl.DataFrame, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
@@ -95,6 +147,7 @@ def append(
     metadata: Mapping[str, Any],
     partition_by: list[str],
     evolve: bool,
+    provenance: Provenance,
 ) -> int:
     """Append a stream of rows in one commit; returns the new table version."""
     lakehouse.append(
@@ -104,7 +157,7 @@ def append(
         metadata=metadata,
         partition_by=partition_by,
         schema_mode="merge" if evolve else None,
-        writer_properties=WRITER_PROPERTIES,
+        writer_properties=provenance.writer_properties(),
     )
     table = lakehouse.open(uri)
     assert table is not None
@@ -153,6 +206,7 @@ def merge(
     metadata: Mapping[str, Any],
     partition_by: list[str],
     evolve: bool,
+    provenance: Provenance,
 ) -> int:
     """Upsert ``rows`` on ``keys`` in one commit; returns the new table version.
 
@@ -169,7 +223,7 @@ def merge(
             source_alias="s",
             target_alias="t",
             merge_schema=evolve,
-            writer_properties=WRITER_PROPERTIES,
+            writer_properties=provenance.writer_properties(),
             commit_properties=commit_properties(app_transactions, metadata),
         )
         .when_matched_update_all(predicate=later)

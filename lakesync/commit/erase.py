@@ -27,6 +27,7 @@ from typing import Any
 import polars as pl
 from deltalake import DeltaTable
 
+from lakesync.commit.delta import Provenance
 from lakesync.config.contracts import ContractColumn, ResolvedContract, resolve_contract
 from lakesync.config.models import LakesyncConfig
 from lakesync.conform.pii import hash_text
@@ -34,7 +35,6 @@ from lakesync.lakehouse import Lakehouse, commit_properties
 from lakesync.record.audit import AuditLog
 
 RESCUED = "_rescued_data"
-PROVENANCE_FILE = "_lakesync_file"
 
 
 class ErasureError(ValueError):
@@ -150,6 +150,7 @@ def _like(column: str, fragment: str) -> str:
 
 
 def _targets(config: LakesyncConfig, lakehouse: Lakehouse, subject: str, value: str) -> Iterator[Target]:
+    source_column = Provenance.of(config).file
     for table, spec in subject_columns(config, subject).items():
         column = spec.name
         typed, literal, text = _stored(table, spec, value, lakehouse.pii_key)
@@ -168,7 +169,7 @@ def _targets(config: LakesyncConfig, lakehouse: Lakehouse, subject: str, value: 
             if RESCUED in names:
                 expr = expr | pl.col(RESCUED).str.contains(rescued, literal=True).fill_null(False)
                 sql = f"({sql}) OR {_like(RESCUED, rescued)}"
-            yield Target(name, uri, expr, sql, pl.col(PROVENANCE_FILE) if PROVENANCE_FILE in names else None)
+            yield Target(name, uri, expr, sql, pl.col(source_column) if source_column in names else None)
         sources = {
             source
             for spec in config.lakes.values()

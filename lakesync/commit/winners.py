@@ -30,8 +30,8 @@ class Winners:
     """Every other version, with ``_lakesync_superseded_by`` and the reason."""
 
 
-def _source(frame: pl.DataFrame) -> pl.Expr:
-    return pl.col("_lakesync_file") + pl.lit("#") + pl.col("_lakesync_row").cast(pl.String)
+def _source(file: str, row: str) -> pl.Expr:
+    return pl.col(file) + pl.lit("#") + pl.col(row).cast(pl.String)
 
 
 def pick_winners(
@@ -40,6 +40,7 @@ def pick_winners(
     keys: Sequence[str],
     latest_by: str | None,
     existing: pl.DataFrame | None = None,
+    source: tuple[str, str] = ("_lakesync_file", "_lakesync_row"),
 ) -> Winners:
     """Split rows (in landing order) into one winner per key and the versions it supersedes.
 
@@ -48,6 +49,7 @@ def pick_winners(
         keys: the merge keys.
         latest_by: the column deciding which version is the latest, if the table names one.
         existing: the table's current rows for these keys (keys, ``latest_by``, provenance).
+        source: the provenance columns naming a row's file and record number.
     """
     keyed = frame.with_row_index(_SEQ)
     order = [pl.col(latest_by).is_not_null(), latest_by, _SEQ] if latest_by else [_SEQ]
@@ -56,11 +58,11 @@ def pick_winners(
     rule = f"a later version by {latest_by}" if latest_by else "a version in a later file"
     beaten = keyed.join(winners.select(_SEQ), on=_SEQ, how="anti")
     losers = beaten.join(
-        winners.select(*keys, _source(winners).alias(SUPERSEDED_BY)), on=list(keys), how="left"
+        winners.select(*keys, _source(*source).alias(SUPERSEDED_BY)), on=list(keys), how="left"
     ).with_columns(pl.lit(f"superseded in the same batch by {rule}").alias(REASON))
     if latest_by and existing is not None and existing.height:
         current = existing.select(
-            *keys, pl.col(latest_by).alias("__current"), _source(existing).alias("__current_source")
+            *keys, pl.col(latest_by).alias("__current"), _source(*source).alias("__current_source")
         )
         compared = winners.join(current, on=list(keys), how="left")
         older = compared.filter(

@@ -264,6 +264,26 @@ Lake = Annotated[LocalLake | S3Lake | AzureLake | GcsLake, Field(discriminator="
 PROVIDERS = ("local", "s3", "azure", "gcs")
 
 
+class Provenance(StrictModel):
+    """The provenance columns every unified row carries (names configurable; ``false`` leaves
+    ``lake``, ``batch`` or ``ingested_at`` out; ``file`` and ``row`` are always there: trace,
+    erasure and merges rely on them)."""
+
+    lake: ColumnName | Literal[False] = "_lakesync_lake"
+    file: ColumnName = "_lakesync_file"
+    """``<lake>/<path in the lake>`` of the file the row came from."""
+    row: ColumnName = "_lakesync_row"
+    """The row's record number in that file (1-based)."""
+    batch: ColumnName | Literal[False] = "_lakesync_batch"
+    """The dataset's batch number that committed the row (see ``lakesync audit``)."""
+    ingested_at: ColumnName | Literal[False] = "_lakesync_ingested_at"
+
+    def columns(self) -> list[str]:
+        """The names of the columns that are on."""
+        names = (self.file, self.row, self.lake, self.batch, self.ingested_at)
+        return [n for n in names if isinstance(n, str)]
+
+
 class Lakehouse(StrictModel):
     """Where the unified Delta tables live."""
 
@@ -274,6 +294,7 @@ class Lakehouse(StrictModel):
     region: str | None = None
     account: str | None = None
     """Azure: the storage account of an ``az://`` lakehouse."""
+    provenance: Provenance = Field(default_factory=Provenance)
     pii_key: EnvSecret = Field(default_factory=lambda: EnvSecret(env="LAKESYNC_PII_KEY"))
     """The secret of ``pii: hash`` columns (keyed SHA-256): the same everywhere, so a hashed key
     still joins across lakes and tables. Read only when some column is hashed."""

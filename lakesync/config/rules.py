@@ -25,7 +25,6 @@ from lakesync.config.models import (
 
 Problem = tuple[tuple[str, ...], str]
 _CRON = re.compile(r"^\s*([\d*/,\-A-Za-z?]+\s+){4}[\d*/,\-A-Za-z?]+\s*$")
-_PROVENANCE_PREFIX = "_lakesync_"
 _NUMERIC = (*INTEGER_TYPES, *FLOAT_TYPES)
 
 
@@ -42,12 +41,20 @@ def check_rules(config: LakesyncConfig) -> list[Problem]:
             problems.append(((*path, *where), str(exc)))
             continue
         problems.extend(_table_rules(path, table, contracts[name]))
+        clash = sorted(set(contracts[name].names) & set(config.lakehouse.provenance.columns()))
+        if clash:
+            problems.append(
+                ((*path, "contract"), f"{', '.join(clash)}: also a provenance column (lakehouse.provenance)")
+            )
     for lake_name, lake in config.lakes.items():
         problems.extend(_connection_rules(("lakes", lake_name), lake))
         for ds_name, dataset in lake.datasets.items():
             path = ("lakes", lake_name, "datasets", ds_name)
             problems.extend(_dataset_rules(path, dataset, config, contracts))
     problems.extend(_lakehouse_rules(config.lakehouse))
+    names = config.lakehouse.provenance.columns()
+    if len(set(names)) != len(names):
+        problems.append((("lakehouse", "provenance"), "two provenance columns have the same name"))
     for name, feature in config.features.items():
         problems.extend(_feature_rules(("features", name), feature, config, contracts))
     return problems
@@ -74,13 +81,14 @@ def _feature_rules(
     if contract is None:
         return
     columns = set(contract.names) - {n for n, r in contract.pii.items() if r.treatment == "drop"}
+    columns |= set(config.lakehouse.provenance.columns())
     for index, name in enumerate(feature.group_by):
-        if name not in columns and not name.startswith(_PROVENANCE_PREFIX):
+        if name not in columns:
             yield (*path, "group_by", str(index)), f"{name!r} is not a column of {feature.inputs[0]!r}"
     for output, text in feature.aggregations.items():
         match = AGGREGATION.match(text)
         source = match.group(2) if match else None
-        if source is not None and source not in columns and not source.startswith(_PROVENANCE_PREFIX):
+        if source is not None and source not in columns:
             yield (*path, "aggregations", output), f"{source!r} is not a column of {feature.inputs[0]!r}"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -77,14 +77,16 @@ def target_schema(
     table_schema: Mapping[str, pl.DataType] | None,
     *,
     rescue: bool,
+    provenance: Collection[str] = (),
 ) -> TargetSchema:
-    """Contract columns, then columns earlier drift added to the Delta table, in table order."""
+    """Contract columns, then columns earlier drift added to the Delta table, in table order
+    (``provenance`` names the table's provenance columns, which are not data)."""
     columns = [
         TargetColumn(c.name, c.type.dtype, nullable=c.nullable, origin="contract") for c in contract.columns
     ]
     known = {c.name for c in columns}
     for name, dtype in (table_schema or {}).items():
-        if name in known or name == RESCUED or name.startswith(PROVENANCE_PREFIX):
+        if name in known or name == RESCUED or name in provenance or name.startswith(PROVENANCE_PREFIX):
             continue
         columns.append(TargetColumn(name, dtype, nullable=True, origin="evolved"))
     return TargetSchema(tuple(columns), rescue=rescue or RESCUED in (table_schema or {}))

@@ -17,6 +17,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import (  # not e
 )
 from pydantic import Field
 
+from lakesync.commit.delta import Provenance
 from lakesync.config import LakesyncConfig, ResolvedContract
 from lakesync.config.models import Dataset
 from lakesync.defs.checks import (
@@ -150,7 +151,7 @@ def table_assets(config: LakesyncConfig, table: str, contract: ResolvedContract)
         kinds={"delta", "polars", "pandera"},
         skippable=True,
         metadata={
-            "dagster/column_schema": column_schema(contract),
+            "dagster/column_schema": column_schema(contract, provenance=Provenance.of(project)),
             "dagster/column_lineage": column_lineage(config, table, contract),
             "dagster/table_name": table,
             "mode": settings.mode,
@@ -228,7 +229,9 @@ def table_assets(config: LakesyncConfig, table: str, contract: ResolvedContract)
                     {
                         **table_metadata(result, uri=target.table_uri(table)),
                         **delta_metadata(target.open(target.table_uri(table))),
-                        "dagster/column_schema": column_schema(contract, result.columns),
+                        "dagster/column_schema": column_schema(
+                            contract, result.columns, Provenance.of(project)
+                        ),
                     },
                 )
             )

@@ -8,7 +8,7 @@ from typing import Any
 import dagster as dg
 from deltalake import DeltaTable
 
-from lakesync.commit.delta import PROVENANCE
+from lakesync.commit.delta import Provenance
 from lakesync.commit.maintenance import file_stats
 from lakesync.config import LakesyncConfig, ResolvedContract
 from lakesync.config.contracts import ContractColumn
@@ -17,11 +17,16 @@ from lakesync.conform.target import RESCUED
 from lakesync.discover.planning import Discovery
 from lakesync.record import DatasetSync, TableSync
 
-_PROVENANCE_DOCS = {
-    "_lakesync_file": "Source of the row: its lake, a slash, and the file's path in that lake "
-    "(see lakehouse/_ledger)",
-    "_lakesync_row": "Record number of the row in its file (1-based)",
-}
+
+def _provenance_docs(provenance: Provenance) -> dict[str | None, str]:
+    return {
+        provenance.file: "Source of the row: its lake, a slash, and the file's path in that lake "
+        "(see lakehouse/_ledger)",
+        provenance.row: "Record number of the row in its file (1-based)",
+        provenance.lake: "The lake the row came from",
+        provenance.batch: "The batch of its dataset that committed the row (lakesync audit)",
+        provenance.ingested_at: "When lakesync ingested the row's batch (UTC)",
+    }
 
 
 def dataset_key(lake: str, dataset: str) -> dg.AssetKey:
@@ -57,7 +62,11 @@ def _described(column: ContractColumn) -> str | None:
     return f"{column.description} ({note})" if column.description else note
 
 
-def column_schema(contract: ResolvedContract, columns: Mapping[str, str] | None = None) -> dg.TableSchema:
+def column_schema(
+    contract: ResolvedContract,
+    columns: Mapping[str, str] | None = None,
+    provenance: Provenance | None = None,
+) -> dg.TableSchema:
     """The table's columns: the contract's (with descriptions and constraints), evolved ones, provenance."""
     result = [
         dg.TableColumn(
@@ -72,7 +81,8 @@ def column_schema(contract: ResolvedContract, columns: Mapping[str, str] | None 
         for column in contract.columns
         if column.pii is None or column.pii.treatment != "drop"
     ]
-    known = set(contract.names) | set(PROVENANCE)
+    provenance = provenance or Provenance()
+    known = set(contract.names) | provenance.names
     for name, kind in (columns or {}).items():
         if name in known:
             continue
@@ -82,8 +92,9 @@ def column_schema(contract: ResolvedContract, columns: Mapping[str, str] | None 
             else "Added by schema drift (policy evolve); not in the contract"
         )
         result.append(dg.TableColumn(name=name, type=kind, description=description))
-    for name, dtype in PROVENANCE.items():
-        result.append(dg.TableColumn(name=name, type=logical_name(dtype), description=_PROVENANCE_DOCS[name]))
+    docs = _provenance_docs(provenance)
+    for name, dtype in provenance.schema().items():
+        result.append(dg.TableColumn(name=name, type=logical_name(dtype), description=docs[name]))
     return dg.TableSchema(columns=result)
 
 

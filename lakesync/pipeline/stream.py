@@ -21,7 +21,7 @@ import polars as pl
 import pyarrow as pa
 
 from lakesync.commit import quarantine
-from lakesync.commit.delta import source_file, with_provenance
+from lakesync.commit.delta import Provenance
 from lakesync.commit.erase import ErasureList
 from lakesync.conform import DriftReport, TargetSchema, classify, conform_chunk, rename
 from lakesync.conform.conform import as_text
@@ -93,6 +93,7 @@ class RoundStream:
         table_values: Callable[[str], pl.Series | None] | None = None,
         erased: ErasureList | None = None,
         pii: PiiPolicy | None = None,
+        provenance: Provenance | None = None,
     ) -> None:
         self.plans = list(plans)
         self.runtimes = runtimes
@@ -108,6 +109,7 @@ class RoundStream:
         self.table_values = table_values
         self.erased = erased
         self.pii = pii or PiiPolicy({})
+        self.provenance = provenance or Provenance()
         self.outcomes: dict[str, list[FileOutcome]] = {p.dataset: [] for p in self.plans}
         self.records: list[pl.DataFrame] = []
         self.restart: Restart | None = None
@@ -368,8 +370,13 @@ class RoundStream:
         if valid.height:
             if self.pii:
                 valid = self.pii.rows(valid)
-            rows = with_provenance(
-                valid, source=source_file(runtime.lake, entry.path), columns=self.output_columns
+            rows = self.provenance.add(
+                valid,
+                lake=runtime.lake,
+                path=entry.path,
+                batch=plan.version,
+                ingested_at=self.ingested_at,
+                columns=self.output_columns,
             )
             table = rows.to_arrow(compat_level=pl.CompatLevel.newest())
             if not table.schema.equals(self.arrow_schema):

@@ -29,7 +29,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from lakesync.commit import delta, quarantine
-from lakesync.commit.delta import arrow_schema, output_schema, table_polars_schema
+from lakesync.commit.delta import Provenance, arrow_schema, output_schema, table_polars_schema
 from lakesync.commit.erase import ErasureList, erasure_list
 from lakesync.commit.winners import pick_winners
 from lakesync.config import LakesyncConfig, ResolvedContract, Table, resolve_contract
@@ -150,6 +150,7 @@ def sync_table(
     contract = contract or resolve_contract(table, config.tables[table])
     compiled = compile_contract(contract)
     pii = PiiPolicy.of(contract, lakehouse.pii_key)  # refused before anything is written
+    provenance = Provenance.of(config)
     drift_log = DriftLog(lakehouse)
     runtimes = {
         r.key: replace(r, decisions=drift_log.decisions(r.key))
@@ -185,6 +186,7 @@ def sync_table(
             whole_file_bytes=whole_file_bytes,
             erased=erased,
             pii=pii,
+            provenance=provenance,
         )
         commits += int(result.committed)
         superseded += result.superseded
@@ -269,6 +271,7 @@ def _commit_round(
     whole_file_bytes: int,
     erased: ErasureList | None = None,
     pii: PiiPolicy | None = None,
+    provenance: Provenance | None = None,
 ) -> _Round:
     """Stream, commit and record one batch per dataset; retried until it holds exactly once."""
     table_config = config.tables[table]
@@ -280,9 +283,12 @@ def _commit_round(
     for _ in range(_MAX_ATTEMPTS):
         live = [p for p in plans if p.dataset not in failed]
         pii = pii or PiiPolicy({})
+        provenance = provenance or Provenance.of(config)
         first_schema = pii.marked(
             arrow_schema(
-                output_schema(target_schema(compiled.contract, None, rescue=rescue).with_added(added), pii)
+                output_schema(
+                    target_schema(compiled.contract, None, rescue=rescue).with_added(added), pii, provenance
+                )
             )
         )
         snapshot = delta.ensure_table(
@@ -305,9 +311,9 @@ def _commit_round(
         pii.check_table(table, [(f.name, f.metadata) for f in snapshot.schema().fields])
         current = table_polars_schema(snapshot)
         values = _value_sampler(snapshot)
-        base = target_schema(compiled.contract, current, rescue=rescue)
+        base = target_schema(compiled.contract, current, rescue=rescue, provenance=provenance.names)
         target = base.with_added(added)
-        schema = output_schema(target, pii)
+        schema = output_schema(target, pii, provenance)
         evolve = any(name not in (current or {}) for name in schema)
         ingested_at = _now()
         streams = [
@@ -326,6 +332,7 @@ def _commit_round(
                 table_values=values,
                 erased=erased,
                 pii=pii,
+                provenance=provenance,
             )
             for batch in (to_write, done)
         ]
@@ -476,6 +483,7 @@ def _write(
             metadata=metadata,
             partition_by=table_config.partition_by,
             evolve=evolve,
+            provenance=stream.provenance,
         )
         return _Round(table_version=version, committed=True)
     rows = pa.Table.from_batches(list(stream.batches()), schema=stream.arrow_schema)
@@ -485,7 +493,8 @@ def _write(
         frame,
         keys=table_config.keys,
         latest_by=table_config.latest_by,
-        existing=_current_versions(snapshot, frame, table_config),
+        existing=_current_versions(snapshot, frame, table_config, stream.provenance),
+        source=(stream.provenance.file, stream.provenance.row),
     )
     latest = picked.rows
     if picked.losers.height:  # before the merge: a crash in between loses no loser, a retry adds none
@@ -511,6 +520,7 @@ def _write(
             metadata=metadata,
             partition_by=table_config.partition_by,
             evolve=evolve,
+            provenance=stream.provenance,
         )
         return _Round(table_version=version, committed=True)
     version = delta.merge(
@@ -524,15 +534,18 @@ def _write(
         metadata=metadata,
         partition_by=table_config.partition_by,
         evolve=evolve,
+        provenance=stream.provenance,
     )
     return _Round(table_version=version, committed=True, superseded=picked.losers.height)
 
 
-def _current_versions(snapshot: DeltaTable, frame: pl.DataFrame, table_config: Table) -> pl.DataFrame | None:
+def _current_versions(
+    snapshot: DeltaTable, frame: pl.DataFrame, table_config: Table, provenance: Provenance
+) -> pl.DataFrame | None:
     """The table's current rows for the batch's keys (only needed to compare ``latest_by``)."""
     if table_config.latest_by is None or frame.is_empty():
         return None
-    columns = [*table_config.keys, table_config.latest_by, "_lakesync_file", "_lakesync_row"]
+    columns = [*table_config.keys, table_config.latest_by, provenance.file, provenance.row]
     current = pl.scan_delta(snapshot).select(columns)
     return current.join(
         frame.lazy().select(table_config.keys).unique(), on=table_config.keys, how="semi"

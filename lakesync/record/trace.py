@@ -14,6 +14,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
+from lakesync.commit.delta import Provenance
 from lakesync.config import LakesyncConfig
 from lakesync.discover.ledger import Ledger
 from lakesync.lakehouse import Lakehouse
@@ -88,9 +89,10 @@ def trace_rows(config: LakesyncConfig, lakehouse: Lakehouse, table: str, where: 
     cdf = _changes(snapshot, found, keys) if merge else None
     losers = lakehouse.open(lakehouse.superseded_uri(table)) if merge else None
     superseded: pl.DataFrame | None = pl.from_arrow(losers.to_pyarrow_table()) if losers is not None else None  # type: ignore[assignment]
+    provenance = Provenance.of(config)
     traces = []
     for row in found.iter_rows(named=True):
-        source = str(row.get("_lakesync_file") or "")
+        source = str(row.get(provenance.file) or "")
         lake, _, path = source.partition("/")
         hit = _ingestion(events, lake, path)
         history: tuple[Change, ...] = ()
@@ -101,7 +103,7 @@ def trace_rows(config: LakesyncConfig, lakehouse: Lakehouse, table: str, where: 
                     int(c["_commit_version"]),
                     str(c["_change_type"]),
                     c["_commit_timestamp"],
-                    c.get("_lakesync_file"),
+                    c.get(provenance.file),
                 )
                 for c in cdf.filter(same_key & (pl.col("_change_type") != "update_preimage")).iter_rows(
                     named=True
@@ -110,16 +112,20 @@ def trace_rows(config: LakesyncConfig, lakehouse: Lakehouse, table: str, where: 
         lost: tuple[tuple[str, str], ...] = ()
         if superseded is not None and same_key is not None:
             lost = tuple(
-                (f"{s['_lakesync_file']}#{s['_lakesync_row']}", str(s["_lakesync_superseded_reason"]))
+                (f"{s[provenance.file]}#{s[provenance.row]}", str(s["_lakesync_superseded_reason"]))
                 for s in superseded.filter(same_key).iter_rows(named=True)
             )
         traces.append(
             RowTrace(
-                row={k: v for k, v in row.items() if not k.startswith("_lakesync_")},
+                row={
+                    k: v
+                    for k, v in row.items()
+                    if k not in provenance.names and not k.startswith("_lakesync_")
+                },
                 lake=lake,
                 dataset=hit["dataset"] if hit else None,
                 file=path,
-                record=row.get("_lakesync_row"),
+                record=row.get(provenance.row),
                 batch=hit["batch"] if hit else None,
                 run_id=hit["run_id"] if hit else None,
                 table_version=hit["table_version"] if hit else None,
@@ -129,6 +135,11 @@ def trace_rows(config: LakesyncConfig, lakehouse: Lakehouse, table: str, where: 
             )
         )
     return traces
+
+
+def _internal(column: str, provenance: Provenance) -> bool:
+    """Provenance, and lakesync's own columns: not part of the row's data."""
+    return column in provenance.names or column.startswith("_lakesync_")
 
 
 def _ingestion(events: dict[str, pl.DataFrame | None], lake: str, path: str) -> dict[str, Any] | None:
