@@ -2,7 +2,9 @@
 
 The floor is what ingestion cannot beat: polars reading the same files and one streaming
 ``write_deltalake`` append. lakesync does discover + read + conform + validate + commit
-(with its ledger, quarantine and provenance columns). Each case runs in its own process so
+(with its ledger, quarantine, audit and provenance columns). ``lakesync-min`` is the same with
+only the provenance columns trace needs (file, row): the difference is what the optional ones
+(lake, batch, ingested_at) cost. Each case runs in its own process so
 its peak RSS is its own; ratios compare cases of the same run on the same machine.
 
     python -m bench.run [--rows 10000000] [--files 200] [--csv-rows 2000000] [--csv-files 40] [--repeat 3]
@@ -88,6 +90,9 @@ def generate(rows: int, files: int, fmt: str) -> Path:
 
 
 # -- the cases (each runs in a child process) -------------------------------------------------
+CASES = ("floor", "lakesync", "lakesync-min")
+
+
 def floor(folder: Path, fmt: str, target: Path) -> dict[str, Any]:
     import pyarrow as pa
     from deltalake import write_deltalake
@@ -108,14 +113,15 @@ def floor(folder: Path, fmt: str, target: Path) -> dict[str, Any]:
     return {"rows_committed": rows}
 
 
-def lakesync(folder: Path, fmt: str, target: Path) -> dict[str, Any]:
+def lakesync(folder: Path, fmt: str, target: Path, *, all_provenance: bool = True) -> dict[str, Any]:
     from lakesync.config import parse_config
     from lakesync.lakehouse import lakehouse_for
     from lakesync.pipeline import sync_table
 
+    provenance = {} if all_provenance else {"lake": False, "batch": False, "ingested_at": False}
     config_text = json.dumps(
         {
-            "lakehouse": {"uri": str(target)},
+            "lakehouse": {"uri": str(target), "provenance": provenance},
             "lakes": {
                 "bench": {
                     "provider": "local",
@@ -143,13 +149,16 @@ def lakesync(folder: Path, fmt: str, target: Path) -> dict[str, Any]:
 def child(case: str, folder: Path, fmt: str) -> None:
     # Import before the clock starts, for both cases: the bench measures ingestion, not
     # interpreter start-up (a Dagster run worker imports once per run).
-    for module in ("deltalake", "pyarrow", *(("lakesync.pipeline",) if case == "lakesync" else ())):
+    for module in ("deltalake", "pyarrow", *(("lakesync.pipeline",) if case != "floor" else ())):
         importlib.import_module(module)
     with tempfile.TemporaryDirectory(prefix="lakesync-bench-") as tmp:
         target = Path(tmp) / "table"
         started = time.perf_counter()
         cpu = time.process_time()
-        outcome = (floor if case == "floor" else lakesync)(folder, fmt, target)
+        if case == "floor":
+            outcome = floor(folder, fmt, target)
+        else:
+            outcome = lakesync(folder, fmt, target, all_provenance=case == "lakesync")
         outcome["wall_s"] = time.perf_counter() - started
         outcome["cpu_s"] = time.process_time() - cpu
     print(json.dumps(outcome))
@@ -186,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cloud-files", type=int, default=100_000, help="objects in the S3 (moto) tick case (0: skip)"
     )
-    parser.add_argument("--child", choices=["floor", "lakesync"])
+    parser.add_argument("--child", choices=CASES)
     parser.add_argument("--folder", type=Path)
     parser.add_argument("--format", choices=["parquet", "csv"])
     args = parser.parse_args(argv)
@@ -199,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generating {rows:,} rows of {fmt} in {files} files ...", flush=True)
         folder = generate(rows, files, fmt)
         size = sum(p.stat().st_size for p in folder.glob(f"*.{fmt}"))
-        runs: dict[str, list[dict[str, Any]]] = {"floor": [], "lakesync": []}
+        runs: dict[str, list[dict[str, Any]]] = {case: [] for case in CASES}
         for attempt in range(args.repeat):  # interleaved, so both see the same machine load
             for case, outcomes in runs.items():
                 print(f"  {case} {attempt + 1}/{args.repeat} ...", flush=True)
@@ -236,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def report(results: list[dict[str, Any]], ticks: list[dict[str, Any]], cloud: dict[str, Any]) -> None:
     header = (
-        f"{'format':8} {'case':9} {'rows':>11} {'files':>5} {'wall s':>7} {'cpu s':>7} "
+        f"{'format':8} {'case':12} {'rows':>11} {'files':>5} {'wall s':>7} {'cpu s':>7} "
         f"{'rows/s':>11} {'MB/s':>7} {'peak RSS MB':>11} {'x floor':>7}"
     )
     lines = [header, "-" * len(header)]
@@ -245,7 +254,7 @@ def report(results: list[dict[str, Any]], ticks: list[dict[str, Any]], cloud: di
         ratio = r["wall_s"] / floors[r["format"]]["wall_s"]
         r["ratio_to_floor"] = ratio
         lines.append(
-            f"{r['format']:8} {r['case']:9} {r['rows']:>11,} {r['files']:>5} {r['wall_s']:>7.2f} "
+            f"{r['format']:8} {r['case']:12} {r['rows']:>11,} {r['files']:>5} {r['wall_s']:>7.2f} "
             f"{r['process_cpu_s']:>7.2f} {r['rows'] / r['wall_s']:>11,.0f} "
             f"{r['input_mb'] / r['wall_s']:>7.1f} {r['peak_rss_mb']:>11.0f} {ratio:>7.2f}"
         )
@@ -253,6 +262,17 @@ def report(results: list[dict[str, Any]], ticks: list[dict[str, Any]], cloud: di
     print("\n".join(lines))
     print("\nMedian of the runs (wall s of every run in the JSON); peak RSS is the largest run's.")
     print("Targets: lakesync wall <= 1.5x the floor; lakesync peak RSS <= 1 GB.")
+    by_case = {(r["format"], r["case"]): r for r in results}
+    for fmt in dict.fromkeys(r["format"] for r in results):
+        full, minimal = by_case.get((fmt, "lakesync")), by_case.get((fmt, "lakesync-min"))
+        if full and minimal:
+            cost = full["wall_s"] / minimal["wall_s"] - 1
+            cpu = full["process_cpu_s"] / minimal["process_cpu_s"] - 1
+            full["provenance_cost"] = {"wall": cost, "cpu": cpu}
+            print(
+                f"Provenance columns lake + batch + ingested_at ({fmt}): {cost:+.1%} wall, {cpu:+.1%} CPU "
+                "(lakesync vs lakesync-min, medians; target < 5%)"
+            )
     if ticks:
         median = sorted(t["tick_s"] for t in ticks)[len(ticks) // 2]
         print(
