@@ -490,3 +490,38 @@ def test_a_table_written_without_some_provenance_columns_gains_them_for_new_rows
     rows = pl.read_delta(lakehouse.table_uri("orders")).sort("order_id")
     assert rows["_lakesync_lake"].to_list() == [None] * 5 + ["eu"]
     assert rows["_lakesync_batch"].to_list() == [None] * 5 + [2]
+
+
+def test_a_pandera_model_contract_marks_its_subject_key_for_erasure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "model_contracts.py").write_text(
+        "import pandera.polars as pa\n"
+        "import polars as pl\n\n"
+        "class Orders(pa.DataFrameModel):\n"
+        "    order_id: pl.Int64 = pa.Field(unique=True)\n"
+        '    customer_id: pl.Int64 = pa.Field(metadata={"subject_key": "customer"})\n'
+        "    amount: pl.Float64 = pa.Field(ge=0, nullable=True)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    write_orders_parquet(tmp_path / "eu" / "a.parquet", orders_rows(1, 6), mtime=T0)
+    config = load_config(
+        write_config(
+            tmp_path,
+            lakes={
+                "eu": local_lake(
+                    tmp_path / "eu",
+                    {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}},
+                )
+            },
+            tables={"orders": {"contract": {"model": "model_contracts:Orders"}}},
+        )
+    )
+    lakehouse = lakehouse_for(config)
+    sync_table(config, "orders", lakehouse=lakehouse, run_id="r1")
+    table = pl.read_delta(lakehouse.table_uri("orders"))
+    customer = table["customer_id"][0]
+    held = table.filter(pl.col("customer_id") == customer).height
+    receipt = erase_subject(config, lakehouse, "customer", str(customer))
+    assert {t.table: t.rows for t in receipt.tables} == {"orders": held}
+    assert pl.read_delta(lakehouse.table_uri("orders")).filter(pl.col("customer_id") == customer).is_empty()
