@@ -99,7 +99,9 @@ class PiiPolicy:
     def marked(self, schema: pa.Schema) -> pa.Schema:
         """``schema`` with each personal-data field marked by its treatment (kept by Delta)."""
         fields = [
-            column.with_metadata({MARK: mark(self.rules[column.name])}) if column.name in self.rules else column
+            column.with_metadata({MARK: mark(self.rules[column.name])})
+            if column.name in self.rules
+            else column
             for column in schema
         ]
         return pa.schema(fields, metadata=schema.metadata)
