@@ -17,7 +17,8 @@ from deltalake import DeltaTable
 
 from lakesync.commit.erase import erase_subject
 from lakesync.config import load_config
-from lakesync.conform.pii import PiiError
+from lakesync.config.contracts import PiiRule
+from lakesync.conform.pii import PiiError, PiiPolicy, hasher
 from lakesync.defs import build_definitions
 from lakesync.lakehouse import Lakehouse
 from lakesync.pipeline import sync_table
@@ -195,3 +196,16 @@ def test_a_column_stored_in_the_clear_is_not_hashed_from_one_day_to_the_next(tmp
     pq.write_table(pa.Table.from_pylist(_people(500, 3)), later)
     with pytest.raises(PiiError, match="makes column 'customer_id' `pii: hash`, but the table already holds"):
         sync_table(load_config(config_path), "customers", lakehouse=lakehouse, run_id="r2")
+
+
+@pytest.mark.parametrize("key", [b"k" * 16, b"k" * 64, b"long key " * 20])
+def test_the_fast_hash_is_hmac_sha256(key: bytes) -> None:
+    for text in ("", "planted.alice@example.org", "ü" * 100):
+        assert hasher(key)(text) == hmac.new(key, text.encode(), "sha256").hexdigest()
+    policy = PiiPolicy({"e": PiiRule("hash")}, key=key)
+    mostly_repeated = pl.Series("e", ["a", "b", None, "a", "a", "a"])
+    distinct = pl.Series("e", ["a", "b", None, "c"])
+    for values in (mostly_repeated, distinct):
+        treated = policy.treat_text("e", values)
+        assert treated is not None and treated.name == "e"
+        assert treated.to_list() == [None if v is None else hasher(key)(v) for v in values.to_list()]
