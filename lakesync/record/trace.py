@@ -1,6 +1,7 @@
 """Where a row came from: ``lakesync trace --table T --where "order_id = 42"``.
 
-Each row carries its source (``_lakesync_file`` = ``<lake>/<path>``, ``_lakesync_row``); the
+Each row carries its source (``_lakesync_file`` = ``<lake>/<path>``, ``_lakesync_row``, names
+configurable); the
 ledger knows which batch, run and Delta version committed that file; merge tables keep Delta's
 change data feed, which lists every later version that changed a row with the same key.
 """
@@ -86,10 +87,10 @@ def trace_rows(config: LakesyncConfig, lakehouse: Lakehouse, table: str, where: 
     events = {key: ledger.read(key).events for key in datasets}
     keys = config.tables[table].keys
     merge = config.tables[table].mode == "merge" and bool(keys)
-    cdf = _changes(snapshot, found, keys) if merge else None
+    provenance = Provenance.of(config)
+    cdf = _changes(snapshot, found, keys, provenance.file) if merge else None
     losers = lakehouse.open(lakehouse.superseded_uri(table)) if merge else None
     superseded: pl.DataFrame | None = pl.from_arrow(losers.to_pyarrow_table()) if losers is not None else None  # type: ignore[assignment]
-    provenance = Provenance.of(config)
     traces = []
     for row in found.iter_rows(named=True):
         source = str(row.get(provenance.file) or "")
@@ -160,12 +161,41 @@ def _ingestion(events: dict[str, pl.DataFrame | None], lake: str, path: str) -> 
     return None
 
 
-def _changes(snapshot: Any, found: pl.DataFrame, keys: list[str]) -> pl.DataFrame | None:
-    """The change data feed rows of the keys found (every version since the table began)."""
+def _sql_literal(value: Any) -> str | None:
+    """``value`` as a Delta SQL literal (``None`` when lakesync does not spell its type)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return None
+
+
+def _key_predicate(found: pl.DataFrame, keys: list[str]) -> str | None:
+    """``(k1 = v1 AND k2 = v2) OR ...`` for the keys found, so the change feed is read for them only."""
+    terms = []
+    for row in found.select(keys).unique().iter_rows(named=True):
+        parts = []
+        for key, value in row.items():
+            literal = _sql_literal(value)
+            if literal is None:
+                return None
+            parts.append(f"`{key}` = {literal}")
+        terms.append("(" + " AND ".join(parts) + ")")
+    return " OR ".join(terms) or None
+
+
+def _changes(snapshot: Any, found: pl.DataFrame, keys: list[str], source: str) -> pl.DataFrame | None:
+    """The change data feed rows of the keys found (every version since the table began).
+
+    The keys are pushed into the read as a predicate and only the columns shown are read.
+    """
     if found.is_empty():
         return None
+    columns = [*keys, source, "_change_type", "_commit_version", "_commit_timestamp"]
     try:
-        reader = snapshot.load_cdf(starting_version=0)
+        reader = snapshot.load_cdf(starting_version=0, columns=columns, predicate=_key_predicate(found, keys))
     except Exception:  # noqa: BLE001 - a table without a change data feed: no history to show
         return None
     table = pa.table(reader.read_all()) if hasattr(reader, "read_all") else pa.table(reader)
