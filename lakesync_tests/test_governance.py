@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from deltalake import DeltaTable
@@ -18,6 +19,7 @@ from lakesync.cli.governance import parse_since
 from lakesync.cli.main import main
 from lakesync.commit.erase import ErasureError, erase_subject
 from lakesync.config import ConfigError, LakesyncConfig, load_config
+from lakesync.discover.ledger import Ledger
 from lakesync.lakehouse import lakehouse_for
 from lakesync.pipeline import sync_table
 from lakesync.record.audit import AuditLog, credential_names
@@ -276,6 +278,35 @@ def _synced_demo(tmp_path: Path) -> tuple[Path, LakesyncConfig]:
     return demo.config, config
 
 
+def _stats_name(stats: str | None, column: str, value: object) -> bool:
+    if not stats:
+        return False
+    parsed = json.loads(stats)
+    return any((parsed.get(bound) or {}).get(column) == value for bound in ("minValues", "maxValues"))
+
+
+def _leftovers(root: Path, column: str, value: object) -> list[tuple[str, str]]:
+    """Every file under ``root`` still holding ``column == value``: as a row of a data or change
+    data file, or in the file statistics of a Delta commit or checkpoint."""
+    found: list[tuple[str, str]] = []
+    for path in sorted(root.rglob("*")):
+        if path.suffix == ".json" and path.parent.name == "_delta_log":
+            for line in path.read_text().splitlines():
+                add = json.loads(line).get("add")
+                if add and _stats_name(add.get("stats"), column, value):
+                    found.append((str(path), "statistics"))
+        elif path.suffix == ".parquet":
+            table = pq.read_table(path)
+            if "add" in table.column_names:  # a checkpoint
+                adds = [a for a in table.column("add").to_pylist() if a]
+                if any(_stats_name(a.get("stats"), column, value) for a in adds):
+                    found.append((str(path), "statistics"))
+            elif column in table.column_names and value in table.column(column).to_pylist():
+                kind = "rows in change data" if "_change_data" in path.parts else "rows"
+                found.append((str(path), kind))
+    return found
+
+
 def _count(uri: str, column: str, value: int, version: int | None = None) -> int:
     frame = pl.read_delta(uri, version=version)
     return frame.filter(pl.col(column) == value).height
@@ -324,14 +355,20 @@ def test_erasure_deletes_a_subject_from_every_table_and_leaves_a_receipt(tmp_pat
     for uri in held:
         assert _count(uri, "customer_id", 210) == 0
     assert _count(orders, "customer_id", 211) > 0  # others untouched
+    leftovers = _leftovers(Path(lakehouse.uri), "customer_id", 210)
     if purge:
         assert "time travel" in done.stderr and receipt["purged"]
         for uri, version in versions.items():  # the files of older versions are gone
             with pytest.raises(Exception):  # noqa: B017, PT011 - delta-rs raises its own IO errors
                 _count(uri, "customer_id", 210, version=version)
+        # Nothing anywhere: no data or change data file holds a row of 210, no commit's file
+        # statistics (min/max in the Delta log and its checkpoints) name 210.
+        assert leftovers == []
     else:
         assert any("remain readable through Delta time travel until VACUUM" in n for n in receipt["notes"])
         assert all(_count(uri, "customer_id", 210, version=v) == held[uri] for uri, v in versions.items())
+        kinds = {kind for _, kind in leftovers}
+        assert {"rows", "rows in change data"} <= kinds  # what --purge removes
     (audited,) = AuditLog(lakehouse).read().filter(pl.col("kind") == "erasure").iter_rows(named=True)
     detail = json.loads(audited["detail"])
     assert detail["subject_hash"] == receipt["subject_hash"] and "210" not in audited["detail"].replace(
@@ -525,3 +562,59 @@ def test_a_pandera_model_contract_marks_its_subject_key_for_erasure(
     receipt = erase_subject(config, lakehouse, "customer", str(customer))
     assert {t.table: t.rows for t in receipt.tables} == {"orders": held}
     assert pl.read_delta(lakehouse.table_uri("orders")).filter(pl.col("customer_id") == customer).is_empty()
+
+
+class Stopped(BaseException):
+    """A sync stopped between its Delta commit and its ledger record."""
+
+
+def _stop(*args: object, **kwargs: object) -> None:
+    raise Stopped
+
+
+def test_a_purge_after_an_erasure_without_it_leaves_no_statistics_naming_the_subject(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contract = {
+        "columns": {**ORDERS_CONTRACT["columns"], "customer_id": {"type": "int64", "subject_key": "customer"}}
+    }
+    write_orders_parquet(tmp_path / "eu" / "a.parquet", orders_rows(1, 3, customer_id=7), mtime=T0)
+    write_orders_parquet(tmp_path / "eu" / "b.parquet", orders_rows(10, 3, customer_id=8), mtime=T0)
+    dataset = {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}}
+    config = load_config(
+        write_config(
+            tmp_path,
+            lakes={"eu": local_lake(tmp_path / "eu", dataset)},
+            tables={"orders": {"mode": "merge", "keys": ["order_id"], "contract": contract}},
+        )
+    )
+    lakehouse = lakehouse_for(config)
+    sync_table(config, "orders", lakehouse=lakehouse, run_id="r1")
+    root = Path(lakehouse.table_uri("orders"))
+    everywhere = {"rows", "rows in change data", "statistics"}  # a merge's inserts are change data
+    assert {kind for _, kind in _leftovers(root, "customer_id", 7)} == everywhere
+    first = erase_subject(config, lakehouse, "customer", "7")
+    assert {t.table: t.rows for t in first.tables}["orders"] == 3
+    # Deleted, but still in the old data file, the change data of the delete, and the log's
+    # statistics of the first commit (customer 7 was a file's min and max).
+    assert {kind for _, kind in _leftovers(root, "customer_id", 7)} == everywhere
+    # A batch planned but not done (a sync running, or stopped): --purge waits for it.
+    write_orders_parquet(tmp_path / "eu" / "late.parquet", orders_rows(30, 1, customer_id=8), mtime=T0)
+    with monkeypatch.context() as patch:
+        patch.setattr(Ledger, "record", _stop)
+        with pytest.raises(Stopped):
+            sync_table(config, "orders", lakehouse=lakehouse, run_id="stopped")
+    with pytest.raises(
+        ErasureError, match=r"--purge refused: batch 2 of eu\.orders .* is planned but not done"
+    ):
+        erase_subject(config, lakehouse, "customer", "7", purge=True)
+    sync_table(config, "orders", lakehouse=lakehouse, run_id="finish")
+    purged = erase_subject(config, lakehouse, "customer", "7", purge=True)
+    assert purged.purged and {t.table: t.rows for t in purged.tables}["orders"] == 0
+    assert _leftovers(root, "customer_id", 7) == []
+    # The table goes on: customer 8's rows, exactly once, and a new file is ingested once.
+    assert pl.read_delta(str(root))["customer_id"].to_list() == [8, 8, 8, 8]
+    write_orders_parquet(tmp_path / "eu" / "c.parquet", orders_rows(20, 2, customer_id=9), mtime=T0)
+    assert sync_table(config, "orders", lakehouse=lakehouse, run_id="r2").rows_committed == 2
+    assert sync_table(config, "orders", lakehouse=lakehouse, run_id="r3").rows_committed == 0
+    assert DeltaTable(str(root)).metadata().configuration["delta.logRetentionDuration"] == "interval 30 days"

@@ -95,7 +95,9 @@ def add_commands(commands: argparse._SubParsersAction, with_config: object) -> N
     erase.add_argument("--subject", required=True, help="SUBJECT=KEY, e.g. customer=12345")
     erase.add_argument("--dry-run", action="store_true", help="count what would be deleted; delete nothing")
     erase.add_argument(
-        "--purge", action="store_true", help="also vacuum the rewritten files (ends time travel)"
+        "--purge",
+        action="store_true",
+        help="also delete the old files, earlier commits and change data (ends time travel)",
     )
     erase.add_argument("--format", choices=["text", "json"], default="text")
     erase.set_defaults(governance=cmd_erase)
@@ -164,8 +166,9 @@ def cmd_erase(config: LakesyncConfig, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if args.purge and not args.dry_run:
         print(
-            "warning: --purge vacuums the affected tables with zero retention: time travel to their "
-            "versions before this erasure will no longer be possible",
+            "warning: --purge vacuums the affected tables with zero retention and removes their earlier "
+            "commits: time travel and the change data feed (trace history) before this erasure will "
+            "no longer be possible",
             file=sys.stderr,
         )
     try:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,9 +28,11 @@ import polars as pl
 from deltalake import DeltaTable
 
 from lakesync.commit.delta import Provenance
+from lakesync.commit.maintenance import purge_history
 from lakesync.config.contracts import ContractColumn, ResolvedContract, resolve_contract
 from lakesync.config.models import LakesyncConfig
 from lakesync.conform.pii import hash_text
+from lakesync.discover.ledger import Ledger
 from lakesync.lakehouse import Lakehouse, commit_properties
 from lakesync.record.audit import AuditLog
 
@@ -197,6 +199,24 @@ def _targets(config: LakesyncConfig, lakehouse: Lakehouse, subject: str, value: 
                 yield Target(f"features/{feature}", uri, data_expr, data_sql, None)
 
 
+def _refuse_while_syncing(config: LakesyncConfig, lakehouse: Lakehouse, tables: Collection[str]) -> None:
+    """A purge deletes unreferenced files at once: refuse while a batch of these tables is in flight."""
+    ledger = Ledger(lakehouse)
+    for lake, spec in config.lakes.items():
+        for name, dataset in spec.datasets.items():
+            if dataset.table not in tables:
+                continue
+            pending = ledger.read(f"{lake}.{name}").pending
+            if pending:
+                msg = (
+                    f"--purge refused: batch {pending[0].version} of {lake}.{name} (table {dataset.table!r}) "
+                    "is planned but not done — a sync is running, or one stopped and the next sync will "
+                    "finish it; purging now could delete the files it is writing. Run the erasure again "
+                    "when that sync is done"
+                )
+                raise ErasureError(msg)
+
+
 def erase_subject(
     config: LakesyncConfig,
     lakehouse: Lakehouse,
@@ -215,6 +235,8 @@ def erase_subject(
         raise ErasureError(msg)
     for table, column in subject_columns(config, subject).items():
         value = str(_typed(table, column, value))  # one spelling per key
+    if purge and not dry_run:
+        _refuse_while_syncing(config, lakehouse, subject_columns(config, subject))
     digest = subject_hash(subject, value)
     erased: list[Erased] = []
     files: set[str] = set()
@@ -242,16 +264,17 @@ def erase_subject(
                 ),
             )
             after = snapshot.version()
-            if purge:
-                snapshot.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False)
+        if purge and not dry_run:  # also where an earlier erasure without --purge left history
+            purge_history(snapshot)
         erased.append(Erased(target.name, matches.height, before, after))
     notes = []
     if dry_run:
         notes.append("dry run: nothing was deleted")
     elif purge:
         notes.append(
-            "purged: the files that held the subject were vacuumed; time travel to versions before "
-            "this erasure is no longer possible for the tables listed"
+            "purged: the files that held the subject were vacuumed, and the earlier commits (their "
+            "file statistics) and change data files removed; time travel and the change data feed "
+            "before this erasure are no longer possible for the tables listed"
         )
     else:
         notes.append(

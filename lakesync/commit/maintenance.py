@@ -89,3 +89,30 @@ def maintain_table(lakehouse: Lakehouse, table: str, settings: Maintenance) -> M
         files_vacuumed=len(vacuumed),
         retention_hours=hours,
     )
+
+
+_LOG_RETENTION = "delta.logRetentionDuration"
+
+
+def purge_history(table: DeltaTable) -> int:
+    """Make ``table``'s current version the only one left anywhere in storage.
+
+    VACUUM with zero retention deletes the data files no longer in the table; but earlier
+    commits still hold per-file statistics (each column's min and max values) in the Delta log,
+    and merge tables keep change data files (whole rows, including the deleted ones). So the log
+    is checkpointed at the current version and every earlier commit is removed (the log
+    retention is set to zero for that moment, then put back), and a full VACUUM then deletes
+    the change data files no remaining commit refers to. Time travel and the change data feed
+    before now are gone. Run it when nothing else writes the table: a zero-retention VACUUM can
+    delete the files of a write in flight. Returns the number of files deleted.
+    """
+    previous = table.metadata().configuration.get(_LOG_RETENTION)
+    deleted = table.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False)
+    table.alter.set_table_properties({_LOG_RETENTION: "interval 0 seconds"})
+    try:
+        table.create_checkpoint()
+        table.cleanup_metadata()
+        deleted += table.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False, full=True)
+    finally:
+        table.alter.set_table_properties({_LOG_RETENTION: previous or "interval 30 days"})
+    return len(set(deleted))
