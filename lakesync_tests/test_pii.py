@@ -13,15 +13,20 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from deltalake import DeltaTable
 
+from lakesync.cli.main import main
 from lakesync.commit.erase import erase_subject
 from lakesync.config import load_config
 from lakesync.config.contracts import PiiRule
 from lakesync.conform.pii import PiiError, PiiPolicy, hasher
 from lakesync.defs import build_definitions
+from lakesync.features import build_feature
 from lakesync.lakehouse import Lakehouse
 from lakesync.pipeline import sync_table
+from lakesync.pipeline.protect import apply_pii
+from lakesync.record.audit import AuditLog
 from lakesync_tests.lakes import T0, local_lake, touch, write_config
 
 KEY = "test-pii-key-0123456789abcdef"
@@ -209,3 +214,55 @@ def test_the_fast_hash_is_hmac_sha256(key: bytes) -> None:
         treated = policy.treat_text("e", values)
         assert treated is not None and treated.name == "e"
         assert treated.to_list() == [None if v is None else hasher(key)(v) for v in values.to_list()]
+
+
+def test_rows_stored_before_a_column_was_marked_pii_are_treated_by_pii_apply(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LAKESYNC_PII_KEY", KEY)
+    config_path = _lakes(tmp_path)
+    marked = config_path.read_text()
+    document = yaml.safe_load(marked)
+    for spec in document["tables"]["customers"]["contract"]["columns"].values():
+        spec.pop("pii", None)
+        spec.pop("mask", None)
+    config_path.write_text(yaml.safe_dump(document, sort_keys=False))
+    clear = load_config(config_path)
+    lakehouse = Lakehouse(clear.lakehouse.uri, pii_key=KEY)
+    sync_table(clear, "customers", lakehouse=lakehouse, run_id="clear")
+    build_feature(clear, "spend", lakehouse, run_id="clear")
+    lakehouse_dir = tmp_path / "lakehouse"
+    assert len(_leaks(lakehouse_dir, SECRETS)) > 0  # everything in the clear, as configured then
+    # The contract now marks the columns: syncs stop until the stored rows are treated.
+    config_path.write_text(marked)
+    config = load_config(config_path)
+    pq.write_table(pa.Table.from_pylist(_people(500, 3)), tmp_path / "shop" / "later.parquet")
+    with pytest.raises(PiiError, match="run `lakesync pii apply --table customers`"):
+        sync_table(config, "customers", lakehouse=lakehouse, run_id="refused")
+    args = ["pii", "apply", "--config", str(config_path), "--table", "customers"]
+    assert main([*args, "--dry-run"]) == 0
+    assert "Personal data treated (dry run)" in capsys.readouterr().out
+    assert len(_leaks(lakehouse_dir, SECRETS)) > 0
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "customers  " in out and "untreated values until VACUUM" in out
+    table = pl.read_delta(lakehouse.table_uri("customers"))
+    assert "ssn" not in table.columns
+    alice = table.filter(pl.col("email") == _hash(ALICE["email"]))
+    assert alice["customer_id"].to_list() == [_hash(7001)] * 2 and alice["phone"].to_list() == ["***0123"] * 2
+    rejected = pl.read_delta(lakehouse.quarantine_uri("customers")).sort("row")
+    assert json.loads(rejected["raw"][0])["email"] == _hash(BOB["email"])
+    assert f"'{_hash(CAROL['email'])}' fails" in rejected["reason"][1]
+    spend = pl.read_delta(lakehouse.feature_uri("spend"))
+    assert _hash(ALICE["email"]) in spend["email"].to_list()
+    # Current versions are clean; the old versions still hold the values until purged.
+    assert _leaks(lakehouse_dir, SECRETS)
+    assert main([*args, "--purge"]) == 0
+    assert "removed" in capsys.readouterr().out
+    assert _leaks(lakehouse_dir, SECRETS) == []
+    # Syncs go on, exactly once, under the new contract; applying again changes nothing.
+    assert sync_table(config, "customers", lakehouse=lakehouse, run_id="after").rows_committed == 3
+    assert sync_table(config, "customers", lakehouse=lakehouse, run_id="again").rows_committed == 0
+    report = apply_pii(config, lakehouse, "customers")
+    assert all(t.version_after is None for t in report.tables)
+    assert AuditLog(lakehouse).read().filter(pl.col("kind") == "pii_apply").height == 3

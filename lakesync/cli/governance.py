@@ -16,7 +16,9 @@ import dagster as dg
 from lakesync.commit.erase import ErasureError, Receipt, erase_subject
 from lakesync.config import LakesyncConfig
 from lakesync.config.units import parse_duration
+from lakesync.conform.pii import PiiError
 from lakesync.defs.resources import config_problem, open_lakehouse
+from lakesync.pipeline.protect import PiiApplyReport, apply_pii
 from lakesync.record.audit import AuditLog
 from lakesync.record.summary import text_table
 from lakesync.record.trace import RowTrace, TraceError, trace_rows
@@ -101,6 +103,67 @@ def add_commands(commands: argparse._SubParsersAction, with_config: object) -> N
     )
     erase.add_argument("--format", choices=["text", "json"], default="text")
     erase.set_defaults(governance=cmd_erase)
+    pii = commands.add_parser("pii", help="personal data: treat rows stored before a column was marked pii")
+    pii_commands = pii.add_subparsers(dest="pii_command", required=True, metavar="COMMAND")
+    apply = with_config(
+        pii_commands.add_parser(
+            "apply",
+            help="hash, mask or drop the personal columns a table already stores, as its contract says",
+        )
+    )
+    apply.add_argument("--table", required=True)
+    apply.add_argument("--dry-run", action="store_true", help="say what would be treated; write nothing")
+    apply.add_argument(
+        "--purge",
+        action="store_true",
+        help="also remove the earlier versions (untreated values; ends time travel)",
+    )
+    apply.add_argument("--format", choices=["text", "json"], default="text")
+    apply.set_defaults(governance=cmd_pii_apply)
+
+
+def format_pii_report(report: PiiApplyReport) -> str:
+    head = "Personal data treated (dry run)" if report.dry_run else "Personal data treated"
+    out = [
+        f"{head}: table {report.table}, {report.at.isoformat(timespec='seconds')}",
+        *[f"  {change}" for change in report.changes],
+        "",
+        text_table(
+            ["table", "rows rewritten", "columns", "version before", "new version"],
+            [
+                (t.table, t.rows, ", ".join(t.columns), t.version_before, t.version_after)
+                for t in report.tables
+            ],
+        ),
+    ]
+    out += [""] + [f"Note: {n}" for n in report.notes]
+    return "\n".join(out)
+
+
+def cmd_pii_apply(config: LakesyncConfig, args: argparse.Namespace) -> int:
+    if args.purge and not args.dry_run:
+        print(
+            "warning: --purge removes the earlier versions of the table, its quarantine, superseded rows "
+            "and feature tables: time travel before now will no longer be possible",
+            file=sys.stderr,
+        )
+    try:
+        report = apply_pii(
+            config,
+            open_lakehouse(config, pii_key=True),
+            args.table,
+            dry_run=args.dry_run,
+            purge=args.purge,
+            actor=getpass.getuser(),
+        )
+    except (PiiError, ErasureError) as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except dg.DagsterInvalidConfigError as exc:
+        print(f"cannot apply: {config_problem(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps(report.to_dict(), default=str) if args.format == "json" else format_pii_report(report))
+    return EXIT_OK
 
 
 def format_trace(traces: list[RowTrace], table: str) -> str:

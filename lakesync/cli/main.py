@@ -191,7 +191,7 @@ def parser() -> argparse.ArgumentParser:
     from lakesync.cli.governance import add_commands as add_governance
 
     add_governance(commands, with_config)
-    for name in ("audit", "trace", "erase"):
+    for name in ("audit", "trace", "erase", "pii"):
         commands.choices[name].set_defaults(func=cmd_governance)
     demo = commands.add_parser("demo", help="write demo lakes and a lakesync.yaml for them")
     demo.add_argument("--dir", default=".", help="where to write them (default: .)")

@@ -199,7 +199,7 @@ def _targets(config: LakesyncConfig, lakehouse: Lakehouse, subject: str, value: 
                 yield Target(f"features/{feature}", uri, data_expr, data_sql, None)
 
 
-def _refuse_while_syncing(config: LakesyncConfig, lakehouse: Lakehouse, tables: Collection[str]) -> None:
+def refuse_while_syncing(config: LakesyncConfig, lakehouse: Lakehouse, tables: Collection[str]) -> None:
     """A purge deletes unreferenced files at once: refuse while a batch of these tables is in flight."""
     ledger = Ledger(lakehouse)
     for lake, spec in config.lakes.items():
@@ -211,8 +211,8 @@ def _refuse_while_syncing(config: LakesyncConfig, lakehouse: Lakehouse, tables: 
                 msg = (
                     f"--purge refused: batch {pending[0].version} of {lake}.{name} (table {dataset.table!r}) "
                     "is planned but not done — a sync is running, or one stopped and the next sync will "
-                    "finish it; purging now could delete the files it is writing. Run the erasure again "
-                    "when that sync is done"
+                    "finish it; purging now could delete the files it is writing. Run this again when "
+                    "that sync is done"
                 )
                 raise ErasureError(msg)
 
@@ -236,7 +236,7 @@ def erase_subject(
     for table, column in subject_columns(config, subject).items():
         value = str(_typed(table, column, value))  # one spelling per key
     if purge and not dry_run:
-        _refuse_while_syncing(config, lakehouse, subject_columns(config, subject))
+        refuse_while_syncing(config, lakehouse, subject_columns(config, subject))
     digest = subject_hash(subject, value)
     erased: list[Erased] = []
     files: set[str] = set()

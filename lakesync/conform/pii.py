@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -30,6 +31,7 @@ from lakesync.conform.conform import as_text
 
 MASK = "***"
 _BLOCK = 64
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 """SHA-256's block size, for HMAC."""
 MIN_KEY_CHARS = 16
 MARK = "lakesync.pii"
@@ -126,30 +128,48 @@ class PiiPolicy:
         ]
         return pa.schema(fields, metadata=schema.metadata)
 
-    def check_table(self, table: str, fields: Sequence[tuple[str, Mapping[str, str]]]) -> None:
-        """Refuse to write when a stored column's treatment is not the contract's.
+    def differences(
+        self, table: str, fields: Sequence[tuple[str, Mapping[str, str]]]
+    ) -> tuple[dict[str, PiiRule], list[str]]:
+        """Stored columns whose treatment is not the contract's.
 
-        ``fields`` are the Delta table's (name, metadata). New rows treated differently from
-        the rows already there would leave values in the clear, or mix hashes with values.
+        ``fields`` are a Delta table's (name, metadata). Returns the columns stored untreated
+        that the contract now treats (``lakesync pii apply`` can treat them in place), and the
+        problems nothing can fix (a treated column cannot get its original values back).
         """
+        fixable: dict[str, PiiRule] = {}
+        problems: list[str] = []
         for name, metadata in fields:
             stored = (metadata or {}).get(MARK)
-            wanted = mark(self.rules.get(name))
+            rule = self.rules.get(name)
+            wanted = mark(rule)
             if stored == wanted:
                 continue
-            if stored is None:
-                msg = (
-                    f"table {table!r}: the contract makes column {name!r} `pii: "
-                    f"{self.rules[name].treatment}`, but the table already holds its values untreated, "
-                    "and lakesync does not rewrite stored rows (not supported yet): rebuild the table "
-                    "from its sources under the new contract, or take `pii` off the column again"
-                )
-            else:
-                msg = (
-                    f"table {table!r}: column {name!r} holds values stored as `{stored}` (pii), but the "
-                    f"contract now says {'nothing' if wanted is None else repr(wanted)}: new rows would "
-                    "be stored differently from the rows there; put the column's `pii` setting back"
-                )
+            if rule is not None and (stored is None or rule.treatment == "drop"):
+                fixable[name] = rule
+                continue
+            problems.append(
+                f"table {table!r}: column {name!r} holds values stored as `{stored}` (pii), but the "
+                f"contract now says {'nothing' if wanted is None else repr(wanted)}; the original values "
+                "are not kept, so they cannot be stored another way: put the column's `pii` setting back"
+            )
+        return fixable, problems
+
+    def check_table(self, table: str, fields: Sequence[tuple[str, Mapping[str, str]]]) -> None:
+        """Refuse to write when a stored column's treatment is not the contract's: new rows
+        treated differently from the rows there would leave values in the clear, or mix
+        hashes with values."""
+        fixable, problems = self.differences(table, fields)
+        if problems:
+            raise PiiError(problems[0])
+        if fixable:
+            name, rule = next(iter(fixable.items()))
+            msg = (
+                f"table {table!r}: the contract makes column {name!r} `pii: {rule.treatment}`, but the "
+                "table already holds its values untreated: run `lakesync pii apply --table "
+                f"{table}` to treat the stored rows (add --purge to remove the old versions), or take "
+                "`pii` off the column again"
+            )
             raise PiiError(msg)
 
     def treat_text(self, name: str, values: pl.Series) -> pl.Series | None:
@@ -171,6 +191,27 @@ class PiiPolicy:
         unique = text.drop_nulls().unique()
         hashed = pl.Series([digest(v) for v in unique.to_list()], dtype=pl.String)
         return text.replace_strict(unique, hashed, default=None, return_dtype=pl.String).alias(values.name)
+
+    def treat_value(self, name: str, text: str) -> str | None:
+        """One text value of column ``name`` as it may be stored; values that already look
+        treated (64 hex characters for ``hash``, ``***`` inside for ``mask``) are kept, so
+        treating twice changes nothing (``None``: dropped)."""
+        rule = self.rules[name]
+        if rule.treatment == "drop":
+            return None
+        if rule.treatment == "hash":
+            assert self.key is not None
+            return text if _HEX64.fullmatch(text) else hasher(self.key)(text)
+        if MASK in text:
+            return text
+        keep = rule.keep_prefix + rule.keep_suffix
+        if len(text) <= keep:
+            return MASK
+        return (
+            text[: rule.keep_prefix]
+            + MASK
+            + (text[len(text) - rule.keep_suffix :] if rule.keep_suffix else "")
+        )
 
     def rows(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Conformed rows (canonical names) with hashed and masked values; dropped columns stay

@@ -150,6 +150,9 @@ def sync_table(
     contract = contract or resolve_contract(table, config.tables[table])
     compiled = compile_contract(contract)
     pii = PiiPolicy.of(contract, lakehouse.pii_key)  # refused before anything is written
+    existing = lakehouse.open(lakehouse.table_uri(table))
+    if existing is not None:  # ... as is a treatment the stored rows do not have
+        pii.check_table(table, [(f.name, f.metadata) for f in existing.schema().fields])
     provenance = Provenance.of(config)
     drift_log = DriftLog(lakehouse)
     runtimes = {
@@ -167,7 +170,7 @@ def sync_table(
             progress[key].error = str(exc)
             queues[key] = []
             log.error("%s", exc)  # noqa: TRY400 - the message says it all; no traceback for users
-    before = table_polars_schema(lakehouse.open(lakehouse.table_uri(table))) or {}
+    before = table_polars_schema(existing) or {}
     erased = erasure_list(config, lakehouse, table)
     commits = 0
     superseded = 0
