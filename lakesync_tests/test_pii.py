@@ -266,3 +266,10 @@ def test_rows_stored_before_a_column_was_marked_pii_are_treated_by_pii_apply(
     report = apply_pii(config, lakehouse, "customers")
     assert all(t.version_after is None for t in report.tables)
     assert AuditLog(lakehouse).read().filter(pl.col("kind") == "pii_apply").height == 3
+
+
+def test_masking_keeps_nulls_and_hides_values_too_short_to_keep_anything() -> None:
+    policy = PiiPolicy({"phone": PiiRule("mask", keep_prefix=1, keep_suffix=2)})
+    values = pl.Series("phone", ["+44 7700 900123", None, "123", "1234"])
+    assert policy.treat_text("phone", values).to_list() == ["+***23", None, "***", "1***34"]  # type: ignore[union-attr]
+    assert [policy.treat_value("phone", v) for v in ("+44 7700 900123", "+***23")] == ["+***23", "+***23"]

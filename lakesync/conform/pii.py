@@ -31,7 +31,7 @@ from lakesync.conform.conform import as_text
 
 MASK = "***"
 _BLOCK = 64
-_HEX64 = re.compile(r"[0-9a-f]{64}")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 """SHA-256's block size, for HMAC."""
 MIN_KEY_CHARS = 16
 MARK = "lakesync.pii"
@@ -76,7 +76,8 @@ def hasher(key: bytes) -> Callable[[str], str]:
 def mask_expr(values: pl.Expr, rule: PiiRule) -> pl.Expr:
     keep = rule.keep_prefix + rule.keep_suffix
     kept = values.str.head(rule.keep_prefix) + pl.lit(MASK) + values.str.tail(rule.keep_suffix)
-    return pl.when(values.str.len_chars() > keep).then(kept).otherwise(pl.lit(MASK))
+    masked = pl.when(values.str.len_chars() > keep).then(kept).otherwise(pl.lit(MASK))
+    return pl.when(values.is_null()).then(pl.lit(None, dtype=pl.String)).otherwise(masked)
 
 
 @dataclass(frozen=True)
@@ -172,14 +173,27 @@ class PiiPolicy:
             )
             raise PiiError(msg)
 
-    def treat_text(self, name: str, values: pl.Series) -> pl.Series | None:
-        """Text values of canonical column ``name`` as they may be stored (``None``: dropped)."""
+    def treat_text(self, name: str, values: pl.Series, *, keep_treated: bool = False) -> pl.Series | None:
+        """Text values of canonical column ``name`` as they may be stored (``None``: dropped).
+
+        ``keep_treated``: leave values that already look treated as they are (see
+        :meth:`treat_value`), for stored rows whose treatment is not recorded.
+        """
         rule = self.rules.get(name)
         if rule is None:
             return values
         if rule.treatment == "drop":
             return None
         text = as_text(values)
+        if keep_treated:
+            looks = (
+                text.str.contains(MASK, literal=True)
+                if rule.treatment == "mask"
+                else text.str.contains(_HEX64.pattern)
+            )
+            treated = self.treat_text(name, text.filter(~looks.fill_null(False)))
+            assert treated is not None
+            return text.scatter((~looks.fill_null(False)).arg_true(), treated).alias(values.name)
         if rule.treatment == "mask":
             return pl.select(mask_expr(pl.lit(text), rule)).to_series().alias(values.name)
         assert self.key is not None

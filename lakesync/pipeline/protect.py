@@ -171,8 +171,15 @@ def _data_tables(
             yield Treated(shown, 0, (), snapshot.version(), None)
             continue
         frame = pl.read_delta(uri, version=snapshot.version(), storage_options=options)
+        # The table's columns say how they are stored; superseded rows (kept without that
+        # record by older lakesync versions) may be treated already: those values are kept.
+        keep = shown != table
         treated = frame.with_columns(
-            [v for name, rule in fixable.items() if (v := policy.treat_text(name, frame[name])) is not None]
+            [
+                v
+                for name, rule in fixable.items()
+                if (v := policy.treat_text(name, frame[name], keep_treated=keep)) is not None
+            ]
         ).drop([name for name, rule in fixable.items() if rule.treatment == "drop"])
         if rescued:
             treated = treated.with_columns(
@@ -188,7 +195,7 @@ def _data_tables(
         if dry_run or not changed:
             yield Treated(shown, changed, tuple(fixable), snapshot.version(), None)
             continue
-        extra: dict[str, Any] = {"storage_options": options}
+        extra: dict[str, Any] = {}
         if shown == table:
             extra["partition_by"] = settings.partition_by or None
             extra["writer_properties"] = Provenance.of(config).writer_properties()
@@ -220,7 +227,7 @@ def _quarantine(
     )  # fmt: skip
     if dry_run or not changed:
         return Treated(f"_quarantine/{table}", changed, ("raw", "reason"), snapshot.version(), None)
-    version = _rewrite(lakehouse, uri, treated, snapshot, PiiPolicy({}), storage_options=options)
+    version = _rewrite(lakehouse, uri, treated, snapshot, PiiPolicy({}))
     return Treated(f"_quarantine/{table}", changed, ("raw", "reason"), snapshot.version(), version)
 
 

@@ -505,10 +505,11 @@ def _write(
             pl.lit(metadata["lakesync.run_id"]).alias("_lakesync_run_id"),
             pl.lit(_now(), dtype=pl.Datetime("us", "UTC")).alias("_lakesync_superseded_at"),
         )
+        rows = losers.to_arrow(compat_level=pl.CompatLevel.newest())
         delta.append_once(
             lakehouse,
             lakehouse.superseded_uri(table),
-            losers.to_arrow(compat_level=pl.CompatLevel.newest()),
+            rows.cast(stream.pii.marked(rows.schema)),
             app_transactions=transactions,
             metadata=metadata,
         )
