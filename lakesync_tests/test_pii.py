@@ -87,7 +87,15 @@ def _lakes(root: Path) -> Path:
                 {"customers": {"pattern": "*.parquet", "format": "parquet", "table": "customers"}},
             ),
         },
-        tables={"customers": {"contract": CONTRACT, "max_failed_rows": "50%"}},
+        # A merge on the hashed key: Alice, in both lakes, is one row (the other version superseded).
+        tables={
+            "customers": {
+                "contract": CONTRACT,
+                "mode": "merge",
+                "keys": ["customer_id"],
+                "max_failed_rows": "50%",
+            }
+        },
         features={
             "spend": {"inputs": ["customers"], "group_by": ["email"], "aggregations": {"n": "count()"}}
         },
@@ -136,14 +144,20 @@ def test_personal_data_is_treated_before_any_byte_is_written(
     # Hashed values are the keyed SHA-256 of the value, the same from both lakes (joins still work);
     # masked values keep what the contract says; dropped columns are not there at all.
     assert "ssn" not in table.columns
-    assert table.height == 23 + 6 - 2
+    assert table.height == 23 + 6 - 2 - 1
     alice = table.filter(pl.col("email") == _hash(ALICE["email"]))
-    assert alice["customer_id"].to_list() == [_hash(7001)] * 2
-    assert sorted(alice["_lakesync_file"].to_list()) == ["crm/customers.csv", "shop/customers.parquet"]
-    assert alice["phone"].to_list() == ["***0123"] * 2
+    assert alice["customer_id"].to_list() == [_hash(7001)] and alice["phone"].to_list() == ["***0123"]
+    superseded = pl.read_delta(lakehouse.superseded_uri("customers"))
+    assert superseded["email"].to_list() == [_hash(ALICE["email"])]  # the same hash from the other lake
+    assert {alice["_lakesync_file"][0], superseded["_lakesync_file"][0]} == {
+        "crm/customers.csv",
+        "shop/customers.parquet",
+    }
     assert table.schema["customer_id"] == pl.String
     fields = {f.name: f.metadata for f in DeltaTable(lakehouse.table_uri("customers")).schema().fields}
     assert fields["email"] == {"lakesync.pii": "hash"} and fields["phone"] == {"lakesync.pii": "mask:0:4"}
+    kept = {f.name: f.metadata for f in DeltaTable(lakehouse.superseded_uri("customers")).schema().fields}
+    assert kept["email"] == {"lakesync.pii": "hash"} and "ssn" not in kept
     # Quarantined rows keep their reasons, with treated values, and no dropped column.
     rejected = pl.read_delta(lakehouse.quarantine_uri("customers")).sort("row")
     assert rejected["row"].to_list() == [22, 23]
@@ -173,7 +187,8 @@ def test_personal_data_is_treated_before_any_byte_is_written(
     assert len(_leaks(tmp_path / "crm", SECRETS)) == len(SECRETS)
     # A hashed subject key can still be erased by its value.
     receipt = erase_subject(config, Lakehouse(config.lakehouse.uri, pii_key=KEY), "customer", "7001")
-    assert {t.table: t.rows for t in receipt.tables}["customers"] == 2
+    erased = {t.table: t.rows for t in receipt.tables}
+    assert (erased["customers"], erased["_superseded/customers"]) == (1, 1)
     assert pl.read_delta(lakehouse.table_uri("customers")).height == 25
 
 
@@ -249,7 +264,8 @@ def test_rows_stored_before_a_column_was_marked_pii_are_treated_by_pii_apply(
     table = pl.read_delta(lakehouse.table_uri("customers"))
     assert "ssn" not in table.columns
     alice = table.filter(pl.col("email") == _hash(ALICE["email"]))
-    assert alice["customer_id"].to_list() == [_hash(7001)] * 2 and alice["phone"].to_list() == ["***0123"] * 2
+    assert alice["customer_id"].to_list() == [_hash(7001)] and alice["phone"].to_list() == ["***0123"]
+    assert pl.read_delta(lakehouse.superseded_uri("customers"))["email"].to_list() == [_hash(ALICE["email"])]
     rejected = pl.read_delta(lakehouse.quarantine_uri("customers")).sort("row")
     assert json.loads(rejected["raw"][0])["email"] == _hash(BOB["email"])
     assert f"'{_hash(CAROL['email'])}' fails" in rejected["reason"][1]
