@@ -141,6 +141,17 @@ def test_graphql_shows_the_lineage_the_checks_and_the_blocked_feature(ui: Server
     (latest,) = node["assetMaterializations"]
     values = {e["label"]: e.get("intValue") for e in latest["metadataEntries"]}
     assert values["dagster/row_count"] == 3770 and values["rows_quarantined"] == 430
+    # The demo masks customers' email: the column schema says so.
+    columns = graphql(
+        ui,
+        """{ assetNodeOrError(assetKey: {path: ["lakehouse", "customers"]}) { ... on AssetNode {
+          metadataEntries { label ... on TableSchemaMetadataEntry { schema { columns {
+            name description tags { key value } } } } } } } }""",
+    )["assetNodeOrError"]["metadataEntries"]
+    (schema,) = [e["schema"]["columns"] for e in columns if e["label"] == "dagster/column_schema"]
+    email = next(c for c in schema if c["name"] == "email")
+    assert email["tags"] == [{"key": "pii", "value": "mask"}]
+    assert "PII: masked (keeps the first 2 and last 12 characters)" in email["description"]
     feature = graphql(ui, ASSET, {"path": ["features", "customer_spend"]})["assetNodeOrError"]
     assert feature["assetMaterializations"] == []  # blocked by the failed contract
     runs = graphql(
