@@ -308,3 +308,58 @@ def test_a_sensor_watches_a_cloud_lake_through_its_resource(
     assert len(result.run_requests or []) == 1
     observation = result.asset_events[0]
     assert observation.metadata["files_new"].value == 1  # type: ignore[union-attr]
+
+
+def _objects(where: str, server: Server, house: str, prefix: str) -> dict[str, bytes]:
+    """Every object of the lakehouse bucket/container under ``prefix``, with its bytes."""
+    if where == "s3":
+        client = s3_client(server)
+        listed = client.list_objects_v2(Bucket=house, Prefix=prefix).get("Contents", [])
+        return {o["Key"]: client.get_object(Bucket=house, Key=o["Key"])["Body"].read() for o in listed}
+    container = azure_service(server).get_container_client(house)
+    return {
+        b.name: container.download_blob(b.name).readall()
+        for b in container.list_blobs(name_starts_with=prefix)
+    }
+
+
+@pytest.mark.usefixtures("env")
+@pytest.mark.parametrize("where", ["s3", "azure"])
+def test_an_erasure_purged_on_a_cloud_lakehouse_leaves_no_trace_of_the_subject(
+    tmp_path: Path, servers: dict[str, Server], where: str
+) -> None:
+    from lakesync.commit.erase import erase_subject
+
+    house = unique("lakehouse")
+    if where == "s3":
+        s3_client(servers["s3"]).create_bucket(Bucket=house)
+        lakehouse = s3_lakehouse(servers["s3"], house)
+    else:
+        azure_service(servers["azure"]).create_container(house)
+        lakehouse = azure_lakehouse(servers["azure"], house)
+    config_path, _ = four_lakes(tmp_path, servers, lakehouse)
+    document = yaml.safe_load(config_path.read_text())
+    columns = document["tables"]["orders"]["contract"]["columns"]
+    columns["customer_id"]["subject_key"] = "customer"
+    document["tables"]["orders"]["mode"] = "merge"  # change data files too
+    document["tables"]["orders"]["keys"] = ["order_id"]
+    config_path.write_text(yaml.safe_dump(document, sort_keys=False))
+    with dg.instance_for_test() as instance:
+        assert run_job(config_path, instance).success
+    config = load_config(config_path)
+    target = open_lakehouse(config)
+    subject = orders_rows(1, 1)[0]["customer_id"]  # the first customer of every lake: each file's min
+    before = _objects(where, servers[where], house, "warehouse/orders/")
+    marker = f'\\"customer_id\\":{subject}'.encode()  # in a commit's file statistics
+    assert any(marker in data for key, data in before.items() if key.endswith(".json"))
+    receipt = erase_subject(config, target, "customer", str(subject), purge=True)
+    assert receipt.purged and {t.table: t.rows for t in receipt.tables}["orders"] == 4
+    after = _objects(where, servers[where], house, "warehouse/orders/")
+    assert not any(marker in data for key, data in after.items() if key.endswith(".json"))
+    for key, data in after.items():
+        if key.endswith(".parquet") and "_delta_log" not in key:
+            rows = pq.read_table(io.BytesIO(data))
+            assert subject not in rows.column("customer_id").to_pylist(), key
+    assert not [k for k in after if "/_change_data/" in k and k in before]  # the old change data is gone
+    remaining = pl.from_arrow(target.open(target.table_uri("orders")).to_pyarrow_table())  # type: ignore[union-attr]
+    assert isinstance(remaining, pl.DataFrame) and remaining.height == 5 + 4 + 3 + 2 - 4
