@@ -92,17 +92,21 @@ def _source_names(
 
 
 def _treat_json(text: str | None, policy: PiiPolicy, names: Mapping[str, str]) -> str | None:
-    """A JSON object of text values (raw or rescued) with its personal values treated."""
+    """A JSON object of text values (raw or rescued) with its personal values treated (the
+    text as it was when none needed treating)."""
     if not text:
         return text
     values = json.loads(text)
+    changed = False
     for key in [k for k in values if k in names and values[k] is not None]:
         treated = policy.treat_value(names[key], str(values[key]))
-        if treated is None:
-            del values[key]
-        else:
-            values[key] = treated
-    return json.dumps(values, separators=(",", ":"), ensure_ascii=False)
+        if treated != values[key]:
+            changed = True
+            if treated is None:
+                del values[key]
+            else:
+                values[key] = treated
+    return json.dumps(values, separators=(",", ":"), ensure_ascii=False) if changed else text
 
 
 def _treat_reason(
