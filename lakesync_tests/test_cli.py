@@ -90,6 +90,8 @@ def test_the_config_path_defaults_to_the_environment_then_the_working_folder(
     assert lakesync("demo", "--dir", str(tmp_path), env=cli_env).returncode == 0
     by_cwd = lakesync("validate", env=cli_env, cwd=tmp_path)
     assert by_cwd.returncode == 0 and "OK — 3 lake(s), 5 dataset(s), 2 table(s)" in by_cwd.stdout
+    assert "personal data: customers.email (mask)" in by_cwd.stdout
+    assert "data subjects: customer (orders.customer_id), customer (customers.customer_id)" in by_cwd.stdout
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     by_env = lakesync(

@@ -45,6 +45,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"{_config_path(args)}: OK — {len(config.lakes)} lake(s), {datasets} dataset(s), "
         f"{len(config.tables)} table(s)"
     )
+    from lakesync.config.contracts import hashes_pii, resolve_contract
+
+    contracts = {name: resolve_contract(name, table) for name, table in config.tables.items()}
+    personal = [f"{t}.{c} ({r.treatment})" for t, k in contracts.items() for c, r in k.pii.items()]
+    subjects = [f"{s} ({t}.{c})" for t, k in contracts.items() for c, s in k.subjects.items()]
+    if personal:
+        print(f"personal data: {', '.join(personal)}")
+    if subjects:
+        print(f"data subjects: {', '.join(subjects)}")
+    if hashes_pii(config):
+        print(f"hashing needs the secret in ${config.lakehouse.pii_key.env} when syncing")
     return EXIT_OK
 
 
