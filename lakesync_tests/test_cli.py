@@ -1,4 +1,5 @@
-"""The commands a data engineer types, run as real subprocesses against real folders."""
+"""The commands a data engineer types, run as real subprocesses against real folders (the longest
+review flow in this process: it proves the commands, the others prove the installed entry point)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+import pytest
 
 from lakesync.config import load_config
 from lakesync.lakehouse import lakehouse_for
+from lakesync_tests.commands import cli
 
 BIN = Path(sys.executable).parent
 
@@ -129,16 +132,18 @@ def test_validate_prints_every_problem_with_its_key_path(tmp_path: Path, cli_env
     assert "lakes.us_sales.datasets.orders.colums: unknown key (did you mean 'columns'?)" in result.stderr
 
 
-def test_sync_exits_non_zero_when_a_lake_cannot_be_synced(tmp_path: Path, cli_env: dict[str, str]) -> None:
-    assert lakesync("demo", "--dir", str(tmp_path), env=cli_env).returncode == 0
+def test_sync_exits_non_zero_when_a_lake_cannot_be_synced(
+    tmp_path: Path, dagster_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(capsys, "demo", "--dir", str(tmp_path)).returncode == 0
     config = tmp_path / "lakesync.yaml"
     config.write_text(config.read_text().replace("root: ./data/lakes/apac_sales", "root: ./data/lakes/gone"))
-    result = lakesync("sync", "--config", str(config), env=cli_env)
+    result = cli(capsys, "sync", "--config", str(config))
     assert result.returncode == 1
     assert "apac_sales.orders: lake 'apac_sales': the folder" in result.stdout
     assert "orders: " in result.stderr and "does not exist" in result.stderr
     assert "eu_sales    orders              5         4" in result.stdout  # the other lakes were synced
-    only = lakesync("sync", "--config", str(config), "--lake", "eu_sales", env=cli_env)
+    only = cli(capsys, "sync", "--config", str(config), "--lake", "eu_sales")
     assert only.returncode == 0
 
 
@@ -195,10 +200,10 @@ def snapshot(config: Path) -> tuple[list[tuple[object, ...]], int, list[tuple[ob
 
 
 def test_a_sync_killed_between_the_delta_commit_and_the_ledger_write_then_retried_adds_nothing(
-    tmp_path: Path, cli_env: dict[str, str]
+    tmp_path: Path, cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     for name in ("killed", "reference"):
-        assert lakesync("demo", "--dir", str(tmp_path / name), env=cli_env).returncode == 0
+        assert cli(capsys, "demo", "--dir", str(tmp_path / name)).returncode == 0
     script = tmp_path / "kill.py"
     script.write_text(KILL_BEFORE_LEDGER)
     killed_config = tmp_path / "killed" / "lakesync.yaml"
@@ -206,17 +211,18 @@ def test_a_sync_killed_between_the_delta_commit_and_the_ledger_write_then_retrie
     assert killed.returncode == -signal.SIGKILL
     lakehouse = lakehouse_for(load_config(killed_config))
     assert pl.read_delta(lakehouse.table_uri("orders")).height == 3770  # committed before the kill
-    retried = lakesync("sync", "--config", str(killed_config), env=cli_env)
+    retried = cli(capsys, "sync", "--config", str(killed_config))  # the retry need not be a new process
     assert retried.returncode == 0, retried.stderr
-    reference = lakesync("sync", "--config", str(tmp_path / "reference" / "lakesync.yaml"), env=cli_env)
+    reference = cli(capsys, "sync", "--config", str(tmp_path / "reference" / "lakesync.yaml"))
     assert reference.returncode == 0
     assert snapshot(killed_config) == snapshot(tmp_path / "reference" / "lakesync.yaml")
 
 
 def test_drift_review_and_quarantine_replay_from_the_command_line(
-    tmp_path: Path, cli_env: dict[str, str]
+    tmp_path: Path, dagster_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert lakesync("demo", "--dir", str(tmp_path), env=cli_env).returncode == 0
+    # In this process: each step is a command of its own, but none needs a fresh interpreter.
+    assert cli(capsys, "demo", "--dir", str(tmp_path)).returncode == 0
     config = tmp_path / "lakesync.yaml"
     text = config.read_text()
     config.write_text(
@@ -225,15 +231,13 @@ def test_drift_review_and_quarantine_replay_from_the_command_line(
             "format: ndjson\n        table: orders\n        drift: quarantine",
         )
     )
-    assert lakesync("sync", "--config", str(config), env=cli_env).returncode == 0
-    listed = lakesync("drift", "list", "--config", str(config), env=cli_env)
+    assert cli(capsys, "sync", "--config", str(config)).returncode == 0
+    listed = cli(capsys, "drift", "list", "--config", str(config))
     assert listed.returncode == 0, listed.stderr
     row = next(line for line in listed.stdout.splitlines() if "apac_sales.orders" in line)
     event_id = row.split()[0]
     assert "open" in row and "new column 'channel' (string)" in row and "approve to add channel" in row
-    approved = lakesync(
-        "drift", "approve", event_id, "--note", "channel is fine", "--config", str(config), env=cli_env
-    )
+    approved = cli(capsys, "drift", "approve", event_id, "--note", "channel is fine", "--config", str(config))
     assert approved.returncode == 0, approved.stderr
     assert f"approved drift {event_id} of apac_sales.orders" in approved.stdout
     assert (
@@ -242,19 +246,19 @@ def test_drift_review_and_quarantine_replay_from_the_command_line(
     )
     lakehouse = lakehouse_for(load_config(config))
     assert pl.read_delta(lakehouse.table_uri("orders")).height == 3770
-    reviewed = lakesync("drift", "list", "--all", "--config", str(config), env=cli_env)
+    reviewed = cli(capsys, "drift", "list", "--all", "--config", str(config))
     assert f"{event_id}  apac_sales.orders  approved" in reviewed.stdout
     # The corrupt EU file: its owner fixes it, then it is replayed, once.
     corrupt = tmp_path / "data" / "lakes" / "eu_sales" / "orders" / "2026" / "11" / "part-0004.parquet"
     corrupt.write_bytes((corrupt.parent / "part-0000.parquet").read_bytes())
-    waiting = lakesync("quarantine", "list", "--config", str(config), env=cli_env)
+    waiting = cli(capsys, "quarantine", "list", "--config", str(config))
     line = next(x for x in waiting.stdout.splitlines() if "orders/2026/11/part-0004.parquet" in x)
     assert "unreadable_file" in line
     group = line.split()[0]
-    replayed = lakesync("quarantine", "replay", group, "--config", str(config), env=cli_env)
+    replayed = cli(capsys, "quarantine", "replay", group, "--config", str(config))
     assert replayed.returncode == 0, replayed.stderr
     assert "eu_sales.orders: replaying batch 1 as batch 2 (1 file(s), all rows)" in replayed.stdout
-    again = lakesync("quarantine", "replay", group, "--config", str(config), env=cli_env)
+    again = cli(capsys, "quarantine", "replay", group, "--config", str(config))
     assert again.returncode == 1
     assert (
         f"quarantine {group} (eu_sales/orders/2026/11/part-0004.parquet) was already replayed in batch 2"

@@ -16,7 +16,6 @@ import yaml
 from deltalake import DeltaTable
 
 from lakesync.cli.governance import parse_since
-from lakesync.cli.main import main
 from lakesync.commit.erase import ErasureError, erase_subject
 from lakesync.config import ConfigError, LakesyncConfig, load_config
 from lakesync.discover.ledger import Ledger
@@ -24,6 +23,7 @@ from lakesync.lakehouse import lakehouse_for
 from lakesync.pipeline import sync_table
 from lakesync.record.audit import AuditLog, credential_names
 from lakesync.record.drift_log import DriftLog
+from lakesync_tests.commands import cli
 from lakesync_tests.lakes import (
     ORDERS_CONTRACT,
     T0,
@@ -129,13 +129,6 @@ def test_credentials_are_audited_by_name_only(tmp_path: Path) -> None:
     config = load_config(path)
     assert credential_names(config, "eu") == "EU_KEY_ID, EU_SECRET"
     assert credential_names(config, "local") is None
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> subprocess.CompletedProcess[str]:
-    """The `lakesync` command in this process (the subprocess tests prove the installed one)."""
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return subprocess.CompletedProcess(list(argv), code, out.out, out.err)
 
 
 def test_lakesync_audit_filters_by_table_file_and_time(
