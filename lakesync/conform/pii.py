@@ -89,15 +89,18 @@ class PiiPolicy:
     key: bytes | None = field(default=None, repr=False)
 
     @classmethod
-    def of(cls, contract: ResolvedContract, key: str | None) -> PiiPolicy:
-        """The policy of a contract; refuses (naming the columns) when hashing has no key."""
+    def of(
+        cls, contract: ResolvedContract, key: str | None, *, variable: str = "LAKESYNC_PII_KEY"
+    ) -> PiiPolicy:
+        """The policy of a contract; refuses (naming the columns and the key's ``variable``) when
+        hashing has no usable key."""
         rules = contract.pii
         hashed = sorted(name for name, rule in rules.items() if rule.treatment == "hash")
         if hashed and (key is None or len(key) < MIN_KEY_CHARS):
             problem = "is not set" if key is None else f"is shorter than {MIN_KEY_CHARS} characters"
             msg = (
                 f"table {contract.table!r}: column(s) {', '.join(hashed)} are `pii: hash`, which needs "
-                f"the lakehouse's secret key (lakehouse.pii_key, default $LAKESYNC_PII_KEY), and it "
+                f"the lakehouse's secret key (lakehouse.pii_key: ${variable}), and it "
                 f"{problem}: set it to a long random value, the same wherever this lakehouse is "
                 "written, and keep it secret"
             )

@@ -249,7 +249,7 @@ def apply_pii(
         msg = f"unknown table {table!r} (tables: {', '.join(config.tables)})"
         raise PiiError(msg)
     contract = resolve_contract(table, config.tables[table])
-    policy = PiiPolicy.of(contract, lakehouse.pii_key)
+    policy = PiiPolicy.of(contract, lakehouse.pii_key, variable=config.lakehouse.pii_key.env)
     if not policy:
         msg = f"table {table!r}: its contract marks no column `pii`; nothing to apply"
         raise PiiError(msg)

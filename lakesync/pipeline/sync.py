@@ -149,7 +149,9 @@ def sync_table(
     """
     contract = contract or resolve_contract(table, config.tables[table])
     compiled = compile_contract(contract)
-    pii = PiiPolicy.of(contract, lakehouse.pii_key)  # refused before anything is written
+    pii = PiiPolicy.of(
+        contract, lakehouse.pii_key, variable=config.lakehouse.pii_key.env
+    )  # refused before anything is written
     existing = lakehouse.open(lakehouse.table_uri(table))
     if existing is not None:  # ... as is a treatment the stored rows do not have
         pii.check_table(table, [(f.name, f.metadata) for f in existing.schema().fields])
