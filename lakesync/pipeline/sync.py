@@ -125,7 +125,14 @@ def _plans_for(runtime: DatasetRuntime, ledger: Ledger, progress: _Progress, run
         return list(state.pending)
     plan = ledger.plan(runtime.key, runtime.table, choose, run_id=run_id)
     progress.files_pending = max(0, len(found.new) - (len(plan.files) if plan else 0))
-    return [plan] if plan is not None else []
+    if plan is None:
+        return []
+    if plan.version > state.planned_version + 1:
+        # Another run planned batches since this one looked: they come first (batches commit in
+        # order; whichever run commits one first, the other finds it done).
+        earlier = [p for p in ledger.read(runtime.key).pending if p.version < plan.version]
+        return [*earlier, plan]
+    return [plan]
 
 
 def sync_table(
