@@ -156,11 +156,11 @@ def sync_table(
     """
     contract = contract or resolve_contract(table, config.tables[table])
     compiled = compile_contract(contract)
-    pii = PiiPolicy.of(
-        contract, lakehouse.pii_key, variable=config.lakehouse.pii_key.env
-    )  # refused before anything is written
+    # Refused before anything is written: hashing without its key, or a treatment the rows
+    # already stored do not have.
+    pii = PiiPolicy.of(contract, lakehouse.pii_key, variable=config.lakehouse.pii_key.env)
     existing = lakehouse.open(lakehouse.table_uri(table))
-    if existing is not None:  # ... as is a treatment the stored rows do not have
+    if existing is not None:
         pii.check_table(table, [(f.name, f.metadata) for f in existing.schema().fields])
     provenance = Provenance.of(config)
     drift_log = DriftLog(lakehouse)
@@ -292,10 +292,10 @@ def _commit_round(
     failed: dict[str, str] = {}
     added: dict[str, pl.DataType] = {}
     rescue = any(runtimes[p.dataset].policy in ("evolve", "rescue") for p in plans)
+    pii = pii or PiiPolicy({})
+    provenance = provenance or Provenance.of(config)
     for _ in range(_MAX_ATTEMPTS):
         live = [p for p in plans if p.dataset not in failed]
-        pii = pii or PiiPolicy({})
-        provenance = provenance or Provenance.of(config)
         first_schema = pii.marked(
             arrow_schema(
                 output_schema(
