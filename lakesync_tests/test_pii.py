@@ -289,3 +289,36 @@ def test_masking_keeps_nulls_and_hides_values_too_short_to_keep_anything() -> No
     values = pl.Series("phone", ["+44 7700 900123", None, "123", "1234"])
     assert policy.treat_text("phone", values).to_list() == ["+***23", None, "***", "1***34"]  # type: ignore[union-attr]
     assert [policy.treat_value("phone", v) for v in ("+44 7700 900123", "+***23")] == ["+***23", "+***23"]
+
+
+def test_a_personal_value_rescued_by_drift_policy_is_treated_too(tmp_path: Path) -> None:
+    lake = tmp_path / "crm"
+    lake.mkdir()
+    (lake / "people.csv").write_text("id,phone,badge\n1,+44 7700 900123,17\n2,12345,planted-badge-text\n")
+    config = load_config(
+        write_config(
+            tmp_path,
+            lakes={
+                "crm": local_lake(lake, {"people": {"pattern": "*.csv", "format": "csv", "table": "people"}})
+            },
+            tables={
+                "people": {
+                    "drift": "evolve",  # a value that does not fit its nullable column is rescued
+                    "contract": {
+                        "columns": {
+                            "id": {"type": "int64", "nullable": False},
+                            "phone": {"type": "string", "pii": "mask", "mask": {"keep_suffix": 2}},
+                            "badge": {"type": "int64", "pii": "hash"},
+                        }
+                    },
+                }
+            },
+        )
+    )
+    lakehouse = Lakehouse(config.lakehouse.uri, pii_key=KEY)
+    sync_table(config, "people", lakehouse=lakehouse, run_id="r1")
+    rows = pl.read_delta(lakehouse.table_uri("people")).sort("id")
+    assert rows["badge"].to_list() == [_hash(17), None]
+    assert rows["phone"].to_list() == ["***23", "***45"]
+    assert json.loads(rows["_rescued_data"][1]) == {"badge": _hash("planted-badge-text")}
+    assert _leaks(tmp_path / "lakehouse", ["planted-badge-text", "900123"]) == []
