@@ -123,3 +123,13 @@ def azure_lakehouse(server: Server, container: str) -> dict[str, Any]:
         "allow_http": True,
         "credentials": {"account_key": {"env": "LAKEHOUSE_AZURE_KEY"}},
     }
+
+
+def new_lakehouse(where: str, server: Server) -> tuple[str, dict[str, Any]]:
+    """A new bucket (``s3``) or container (``azure``) and the lakesync.yaml lakehouse on it."""
+    house = unique("lakehouse")
+    if where == "s3":
+        s3_client(server).create_bucket(Bucket=house)
+        return house, s3_lakehouse(server, house)
+    azure_service(server).create_container(house)
+    return house, azure_lakehouse(server, house)

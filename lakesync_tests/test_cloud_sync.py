@@ -24,9 +24,9 @@ from lakesync.defs.resources import open_lakehouse
 from lakesync.demo.servers import AZURITE_KEY, Server, start_s3
 from lakesync_tests.cloud import (
     Bucket,
-    azure_lakehouse,
     azure_service,
     new_bucket,
+    new_lakehouse,
     s3_client,
     s3_lakehouse,
     unique,
@@ -121,14 +121,7 @@ def run_job(config_path: Path, instance: dg.DagsterInstance) -> dg.ExecuteInProc
 def test_lakes_on_every_cloud_sync_into_one_lakehouse_exactly_once(
     tmp_path: Path, servers: dict[str, Server], where: str
 ) -> None:
-    if where == "s3":
-        house = unique("lakehouse")
-        s3_client(servers["s3"]).create_bucket(Bucket=house)
-        lakehouse = s3_lakehouse(servers["s3"], house)
-    else:
-        house = unique("lakehouse")
-        azure_service(servers["azure"]).create_container(house)
-        lakehouse = azure_lakehouse(servers["azure"], house)
+    _, lakehouse = new_lakehouse(where, servers[where])
     config_path, _ = four_lakes(tmp_path, servers, lakehouse)
     with dg.instance_for_test() as instance:
         first = run_job(config_path, instance)
@@ -158,13 +151,7 @@ def test_a_stale_writer_never_overwrites_a_commit_on_a_cloud_lakehouse(
     the second see version 1 taken and commit as 2, never overwrite it (a lost batch)."""
     from deltalake import DeltaTable, write_deltalake
 
-    house = unique("lakehouse")
-    if where == "s3":
-        s3_client(servers["s3"]).create_bucket(Bucket=house)
-        lakehouse = s3_lakehouse(servers["s3"], house)
-    else:
-        azure_service(servers["azure"]).create_container(house)
-        lakehouse = azure_lakehouse(servers["azure"], house)
+    _, lakehouse = new_lakehouse(where, servers[where])
     config_path, _ = four_lakes(tmp_path, servers, lakehouse)
     target = open_lakehouse(load_config(config_path))
     uri, options = target.table_uri("race"), dict(target.storage_options)
@@ -330,13 +317,7 @@ def test_an_erasure_purged_on_a_cloud_lakehouse_leaves_no_trace_of_the_subject(
 ) -> None:
     from lakesync.commit.erase import erase_subject
 
-    house = unique("lakehouse")
-    if where == "s3":
-        s3_client(servers["s3"]).create_bucket(Bucket=house)
-        lakehouse = s3_lakehouse(servers["s3"], house)
-    else:
-        azure_service(servers["azure"]).create_container(house)
-        lakehouse = azure_lakehouse(servers["azure"], house)
+    house, lakehouse = new_lakehouse(where, servers[where])
     config_path, _ = four_lakes(tmp_path, servers, lakehouse)
     document = yaml.safe_load(config_path.read_text())
     columns = document["tables"]["orders"]["contract"]["columns"]

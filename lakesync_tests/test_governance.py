@@ -611,3 +611,16 @@ def test_a_purge_after_an_erasure_without_it_leaves_no_statistics_naming_the_sub
     assert sync_table(config, "orders", lakehouse=lakehouse, run_id="r2").rows_committed == 2
     assert sync_table(config, "orders", lakehouse=lakehouse, run_id="r3").rows_committed == 0
     assert DeltaTable(str(root)).metadata().configuration["delta.logRetentionDuration"] == "interval 30 days"
+
+
+def test_the_erasure_list_covers_every_subject_column_of_a_table() -> None:
+    from lakesync.commit.erase import ErasureList, subject_hash
+
+    erased = ErasureList(
+        {
+            "customer_id": ("customer", frozenset({subject_hash("customer", "7")})),
+            "agent_id": ("agent", frozenset({subject_hash("agent", "3")})),
+        }
+    )
+    rows = pl.DataFrame({"customer_id": [7, 8, 8, None], "agent_id": [1, 3, 2, None]})
+    assert erased.keep(rows).to_list() == [False, False, True, True]

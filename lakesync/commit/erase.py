@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +35,7 @@ from lakesync.conform.pii import hash_text
 from lakesync.discover.ledger import Ledger
 from lakesync.lakehouse import Lakehouse, commit_properties
 from lakesync.record.audit import AuditLog
+from lakesync.record.drift_log import DriftLog
 
 RESCUED = "_rescued_data"
 
@@ -153,10 +154,15 @@ def _like(column: str, fragment: str) -> str:
 
 def _targets(config: LakesyncConfig, lakehouse: Lakehouse, subject: str, value: str) -> Iterator[Target]:
     source_column = Provenance.of(config).file
+    drift_log = DriftLog(lakehouse)
     for table, spec in subject_columns(config, subject).items():
         column = spec.name
         typed, literal, text = _stored(table, spec, value, lakehouse.pii_key)
-        rescued = _json_pair(column, text)
+        # Raw and rescued values are kept under the name the column has in each lake's files.
+        renamed = {
+            s for s, canonical in drift_log.source_columns(config, table).items() if canonical == column
+        }
+        fragments = [_json_pair(s, text) for s in sorted({column, *renamed})]
         data_expr = pl.col(column) == typed
         data_sql = f"{column} = {literal}"
         for name, uri in (
@@ -169,18 +175,10 @@ def _targets(config: LakesyncConfig, lakehouse: Lakehouse, subject: str, value: 
             names = {f.name for f in snapshot.schema().fields}
             expr, sql = data_expr, data_sql
             if RESCUED in names:
-                expr = expr | pl.col(RESCUED).str.contains(rescued, literal=True).fill_null(False)
-                sql = f"({sql}) OR {_like(RESCUED, rescued)}"
+                held = [pl.col(RESCUED).str.contains(f, literal=True).fill_null(False) for f in fragments]
+                expr = expr | pl.any_horizontal(held)
+                sql = " OR ".join([f"({sql})", *(_like(RESCUED, f) for f in fragments)])
             yield Target(name, uri, expr, sql, pl.col(source_column) if source_column in names else None)
-        sources = {
-            source
-            for spec in config.lakes.values()
-            for ds in spec.datasets.values()
-            if ds.table == table
-            for source, canonical in ds.columns.items()
-            if canonical == column
-        } | {column}
-        fragments = [_json_pair(s, text) for s in sorted(sources)]
         uri = lakehouse.quarantine_uri(table)
         if lakehouse.open(uri) is not None:
             yield Target(
@@ -314,28 +312,28 @@ def erase_subject(
 class ErasureList:
     """The subjects erased from a table, by hash: rows of theirs arriving later are dropped."""
 
-    column: str
-    subject: str
-    hashes: frozenset[str]
+    subjects: Mapping[str, tuple[str, frozenset[str]]]
+    """Subject column -> its subject and the hashes of the erased keys."""
 
     def keep(self, frame: pl.DataFrame) -> pl.Series:
-        """True for the rows of ``frame`` whose subject was not erased."""
-        values = frame[self.column].drop_nulls().unique().to_list()
-        erased = [v for v in values if subject_hash(self.subject, str(v)) in self.hashes]
-        if not erased:
-            return pl.Series("keep", [True] * frame.height, dtype=pl.Boolean)
-        return (~frame[self.column].is_in(erased)).fill_null(True).alias("keep")
+        """True for the rows of ``frame`` none of whose subjects was erased."""
+        keep = pl.Series("keep", [True] * frame.height, dtype=pl.Boolean)
+        for column, (subject, hashes) in self.subjects.items():
+            values = frame[column].drop_nulls().unique().to_list()
+            erased = [v for v in values if subject_hash(subject, str(v)) in hashes]
+            if erased:
+                keep = keep & (~frame[column].is_in(erased)).fill_null(True)
+        return keep.alias("keep")
 
 
-def erasure_list(config: LakesyncConfig, lakehouse: Lakehouse, table: str) -> ErasureList | None:
-    """The erasure list of ``table``'s subject column, from the erasure receipts in the audit trail."""
-    subjects = resolve_contract(table, config.tables[table]).subjects
-    if not subjects:
+def erasure_list(contract: ResolvedContract, lakehouse: Lakehouse) -> ErasureList | None:
+    """The erasure list of a table's subject columns, from the erasure receipts in the audit trail."""
+    if not contract.subjects:
         return None
-    column, subject = next(iter(subjects.items()))
-    hashes = set()
+    erased: dict[str, set[str]] = {subject: set() for subject in contract.subjects.values()}
     for detail in AuditLog(lakehouse).details("erasure"):
         receipt = json.loads(detail)
-        if receipt.get("subject") == subject and not receipt.get("dry_run"):
-            hashes.add(str(receipt["subject_hash"]))
-    return ErasureList(column, subject, frozenset(hashes)) if hashes else None
+        if receipt.get("subject") in erased and not receipt.get("dry_run"):
+            erased[receipt["subject"]].add(str(receipt["subject_hash"]))
+    lists = {c: (s, frozenset(erased[s])) for c, s in contract.subjects.items() if erased[s]}
+    return ErasureList(lists) if lists else None

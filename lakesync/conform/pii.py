@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -71,6 +71,14 @@ def hasher(key: bytes) -> Callable[[str], str]:
         return second.hexdigest()
 
     return digest
+
+
+def redact(message: str, swaps: Iterable[tuple[str, str]]) -> str:
+    """``message`` with each quoted original value replaced by its treated text; longest first,
+    so a value inside another is not replaced before the one holding it."""
+    for original, treated in sorted(swaps, key=lambda pair: -len(pair[0])):
+        message = message.replace(original, treated)
+    return message
 
 
 def mask_expr(values: pl.Expr, rule: PiiRule) -> pl.Expr:
@@ -286,11 +294,8 @@ class PiiPolicy:
                 swaps.setdefault(row, []).append((text, new))
         if not swaps:
             return failures
-        messages = []
-        for row, message in zip(failures["row"], failures["message"], strict=True):
-            treated = message
-            # Longest first: a value inside another is not replaced before the one holding it.
-            for text, new in sorted(swaps.get(row, ()), key=lambda pair: -len(pair[0])):
-                treated = treated.replace(text, new)
-            messages.append(treated)
+        messages = [
+            redact(message, swaps.get(row, ()))
+            for row, message in zip(failures["row"], failures["message"], strict=True)
+        ]
         return failures.with_columns(message=pl.Series(messages, dtype=pl.String))

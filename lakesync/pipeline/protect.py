@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,11 +33,10 @@ from lakesync.commit.erase import refuse_while_syncing
 from lakesync.commit.maintenance import purge_history
 from lakesync.config.contracts import resolve_contract
 from lakesync.config.models import LakesyncConfig
-from lakesync.conform.pii import PiiError, PiiPolicy
+from lakesync.conform.pii import PiiError, PiiPolicy, redact
 from lakesync.conform.target import RESCUED
 from lakesync.features import build_feature
 from lakesync.lakehouse import Lakehouse, commit_properties
-from lakesync.pipeline.runtime import dataset_runtimes
 from lakesync.record.audit import AuditLog
 from lakesync.record.drift_log import DriftLog
 
@@ -74,20 +73,9 @@ class PiiApplyReport:
 def _source_names(
     config: LakesyncConfig, lakehouse: Lakehouse, table: str, columns: Mapping[str, Any]
 ) -> dict[str, str]:
-    """Every name a personal column has in the source files of ``table`` (mapped in the config
-    or by an approved rename) -> its canonical name."""
-    drift_log = DriftLog(lakehouse)
+    """Every name a personal column has in the source files of ``table`` -> its canonical name."""
     names = {name: name for name in columns}
-    names.update(
-        {
-            source: canonical
-            for runtime in dataset_runtimes(config, table=table)
-            for canonical, source in replace(
-                runtime, decisions=drift_log.decisions(runtime.key)
-            ).source_names.items()
-            if canonical in columns
-        }
-    )
+    names |= {s: c for s, c in DriftLog(lakehouse).source_columns(config, table).items() if c in columns}
     return names
 
 
@@ -122,9 +110,7 @@ def _treat_reason(
             treated = policy.treat_value(names[key], str(value))
             if treated != value:
                 pairs.append((str(value), treated or "***"))
-    for original, treated in sorted(pairs, key=lambda p: -len(p[0])):
-        reason = reason.replace(original, treated)
-    return reason
+    return redact(reason, pairs)
 
 
 def _rewrite(

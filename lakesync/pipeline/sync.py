@@ -180,7 +180,7 @@ def sync_table(
             queues[key] = []
             log.error("%s", exc)  # noqa: TRY400 - the message says it all; no traceback for users
     before = table_polars_schema(existing) or {}
-    erased = erasure_list(config, lakehouse, table)
+    erased = erasure_list(contract, lakehouse)
     commits = 0
     superseded = 0
     quarantine_version: int | None = None

@@ -24,6 +24,7 @@ import polars as pl
 import pyarrow as pa
 from deltalake.exceptions import CommitFailedError
 
+from lakesync.config.models import LakesyncConfig
 from lakesync.conform.drift import DriftReport, signature_id
 from lakesync.lakehouse import Lakehouse, read_current
 from lakesync.record.audit import AuditLog
@@ -256,3 +257,14 @@ class DriftLog:
                 when = event.decided_at.strftime("%Y-%m-%d %H:%M UTC") if event.decided_at else "?"
                 rejected[event.id] = f"{event.decided_by} on {when}"
         return Decisions(frozenset(approved), rejected, renames)
+
+    def source_columns(self, config: LakesyncConfig, table: str) -> dict[str, str]:
+        """Source column name -> canonical name, over the datasets feeding ``table``: the
+        configured mappings and the renames reviewers approved (a file may also use a canonical
+        name as it is)."""
+        names: dict[str, str] = {}
+        for lake, spec in config.lakes.items():
+            for name, dataset in spec.datasets.items():
+                if dataset.table == table:
+                    names |= self.decisions(f"{lake}.{name}").renames | dataset.columns
+        return names
