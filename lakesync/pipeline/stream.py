@@ -357,9 +357,11 @@ class RoundStream:
             bad = failures["row"].unique()
             valid = valid.filter(~pl.col(ROW).is_in(bad.implode()))
             stored_raw = raw
-            if self.pii:
-                failures = self.pii.failures(failures, _quoted(self.pii, runtime, raw, conformed.frame))
-                stored_raw = self.pii.raw(raw, runtime.source_names)
+            if self.pii:  # only the rows going to quarantine: treating is per value
+                is_bad = pl.col(ROW).is_in(bad.implode())
+                bad_raw, bad_rows = raw.filter(is_bad), conformed.frame.filter(is_bad)
+                failures = self.pii.failures(failures, _quoted(self.pii, runtime, bad_raw, bad_rows))
+                stored_raw = self.pii.raw(bad_raw, runtime.source_names)
             tally.records.append(quarantine.row_records(stored_raw, failures, context=context))
             tally.rows_quarantined += bad.len()
         if self.erased is not None and valid.height:
