@@ -80,6 +80,11 @@ class ResolvedContract:
         return {c.name: c.pii for c in self.columns if c.pii is not None}
 
     @property
+    def hashed(self) -> list[str]:
+        """The ``pii: hash`` columns (they need the lakehouse's secret key)."""
+        return [name for name, rule in self.pii.items() if rule.treatment == "hash"]
+
+    @property
     def subjects(self) -> dict[str, str]:
         """Column -> the data subject it identifies."""
         return {c.name: c.subject_key for c in self.columns if c.subject_key is not None}
@@ -277,6 +282,6 @@ def hashes_pii(config: LakesyncConfig) -> bool:
             contract = resolve_contract(name, table)
         except ContractError:
             continue  # reported by the config check
-        if any(rule.treatment == "hash" for rule in contract.pii.values()):
+        if contract.hashed:
             return True
     return False

@@ -103,7 +103,7 @@ class PiiPolicy:
         """The policy of a contract; refuses (naming the columns and the key's ``variable``) when
         hashing has no usable key."""
         rules = contract.pii
-        hashed = sorted(name for name, rule in rules.items() if rule.treatment == "hash")
+        hashed = sorted(contract.hashed)
         if hashed and (key is None or len(key) < MIN_KEY_CHARS):
             problem = "is not set" if key is None else f"is shorter than {MIN_KEY_CHARS} characters"
             msg = (

@@ -171,7 +171,7 @@ def table_assets(config: LakesyncConfig, table: str, contract: ResolvedContract)
         skippable=True,
     )
 
-    hashing = [PII_KEY] if any(r.treatment == "hash" for r in contract.pii.values()) else []
+    hashing = [PII_KEY] if contract.hashed else []
 
     @dg.multi_asset(
         name=op_name(table),
