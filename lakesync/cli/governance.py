@@ -95,13 +95,7 @@ def add_commands(commands: argparse._SubParsersAction, with_config: object) -> N
         commands.add_parser("erase", help="delete a data subject's rows everywhere; prints a receipt")
     )
     erase.add_argument("--subject", required=True, help="SUBJECT=KEY, e.g. customer=12345")
-    erase.add_argument("--dry-run", action="store_true", help="count what would be deleted; delete nothing")
-    erase.add_argument(
-        "--purge",
-        action="store_true",
-        help="also delete the old files, earlier commits and change data (ends time travel)",
-    )
-    erase.add_argument("--format", choices=["text", "json"], default="text")
+    _rewrite_options(erase, dry_run="count what would be deleted; delete nothing")
     erase.set_defaults(governance=cmd_erase)
     pii = commands.add_parser("pii", help="personal data: treat rows stored before a column was marked pii")
     pii_commands = pii.add_subparsers(dest="pii_command", required=True, metavar="COMMAND")
@@ -112,14 +106,19 @@ def add_commands(commands: argparse._SubParsersAction, with_config: object) -> N
         )
     )
     apply.add_argument("--table", required=True)
-    apply.add_argument("--dry-run", action="store_true", help="say what would be treated; write nothing")
-    apply.add_argument(
+    _rewrite_options(apply, dry_run="say what would be treated; write nothing")
+    apply.set_defaults(governance=cmd_pii_apply)
+
+
+def _rewrite_options(command: argparse.ArgumentParser, *, dry_run: str) -> None:
+    """--dry-run, --purge and --format of the commands that rewrite stored rows."""
+    command.add_argument("--dry-run", action="store_true", help=dry_run)
+    command.add_argument(
         "--purge",
         action="store_true",
-        help="also remove the earlier versions (untreated values; ends time travel)",
+        help="also delete the earlier versions: old files, commits and change data (ends time travel)",
     )
-    apply.add_argument("--format", choices=["text", "json"], default="text")
-    apply.set_defaults(governance=cmd_pii_apply)
+    command.add_argument("--format", choices=["text", "json"], default="text")
 
 
 def format_pii_report(report: PiiApplyReport) -> str:
