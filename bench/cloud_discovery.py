@@ -27,14 +27,15 @@ import boto3
 from bench.discovery import record_all
 from bench.moto_seeded import key
 from lakesync.config import parse_config
-from lakesync.defs.lakes import open_stores
-from lakesync.defs.sensors import decide
+from lakesync.config.datasets import SensorSettings
+from lakesync.defs.providers import open_stores
+from lakesync.defs.ticks import Tick, decide
 from lakesync.demo.servers import PROJECT, Server, free_port, start_server
-from lakesync.discover import Ledger
 from lakesync.discover.stores.objectstore import ObjectStore
-from lakesync.lakehouse import lakehouse_for
 from lakesync.pipeline.runtime import dataset_runtimes
 from lakesync.pipeline.scan import scan_dataset
+from lakesync.state.lakehouse import lakehouse_for
+from lakesync.state.ledger import Ledger
 
 BUCKET = "big-lake"
 PREFIX = "landing/"
@@ -81,24 +82,15 @@ def _tick(root: Path, url: str, *, ordered: bool) -> dict[str, Any]:
         store = runtime.store
         assert isinstance(store, ObjectStore)
         started = time.perf_counter()
-        scan = scan_dataset(runtime, Ledger(lakehouse_for(config)))
-        decision = decide(
-            scan,
-            lake="big",
-            waiting=(),
-            last=None,
-            config="c",
-            max_files=1000,
-            max_bytes=10**9,
-            now=time.time(),
-        )
+        scan = scan_dataset(runtime, Ledger(lakehouse_for(config)).read(runtime.key))
+        decision = decide(Tick(scan, "c", time.time()), lake="big", limits=SensorSettings())
         elapsed = time.perf_counter() - started
     return {
         "ordered_keys": ordered,
         "objects_listed": scan.discovery.files,
         "new": len(scan.discovery.new),
         "list_calls": store.list_calls,
-        "runs_requested": len(decision.requests),
+        "runs_requested": len(decision.new),
         "tick_s": elapsed,
     }
 

@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from lakesync.config import parse_config
-from lakesync.defs.sensors import decide
-from lakesync.discover import FileOutcome, Ledger, discover, take_batch
-from lakesync.lakehouse import lakehouse_for
+from lakesync.config.datasets import SensorSettings
+from lakesync.defs.ticks import Tick, decide
+from lakesync.discover import discover, take_batch
 from lakesync.pipeline.runtime import DatasetRuntime, dataset_runtimes
 from lakesync.pipeline.scan import scan_dataset
+from lakesync.state.lakehouse import lakehouse_for
+from lakesync.state.ledger import Ledger
+from lakesync.state.values import FileOutcome
 
 
 def _config(root: Path) -> Any:
@@ -84,18 +87,16 @@ def tick(root: Path, *, files: int, new: int) -> dict[str, Any]:
     config = _config(root)
     runtime = dataset_runtimes(config)[0]
     started = time.perf_counter()
-    scan = scan_dataset(runtime, Ledger(lakehouse_for(config)))
+    scan = scan_dataset(runtime, Ledger(lakehouse_for(config)).read(runtime.key))
     listed = time.perf_counter()
-    decision = decide(
-        scan, lake="big", waiting=(), last=None, config="c", max_files=1000, max_bytes=10**9, now=time.time()
-    )
+    decision = decide(Tick(scan, "c", time.time()), lake="big", limits=SensorSettings())
     done = time.perf_counter()
     for path in (root / "lake" / "events").glob("day=10000/*.csv"):
         path.unlink()
     return {
         "files": scan.discovery.files,
         "new": len(scan.discovery.new),
-        "runs_requested": len(decision.requests),
+        "runs_requested": len(decision.new),
         "tick_s": done - started,
         "scan_s": listed - started,
     }

@@ -115,8 +115,8 @@ def floor(folder: Path, fmt: str, target: Path) -> dict[str, Any]:
 
 def lakesync(folder: Path, fmt: str, target: Path, *, all_provenance: bool = True) -> dict[str, Any]:
     from lakesync.config import parse_config
-    from lakesync.lakehouse import lakehouse_for
     from lakesync.pipeline import sync_table
+    from lakesync.state.lakehouse import lakehouse_for
 
     provenance = {} if all_provenance else {"lake": False, "batch": False, "ingested_at": False}
     config_text = json.dumps(

@@ -16,9 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from lakesync.config import LakesyncConfig, load_config
-from lakesync.discover import Ledger
-from lakesync.lakehouse import lakehouse_for
 from lakesync.pipeline import sync_table
+from lakesync.state.lakehouse import lakehouse_for
+from lakesync.state.ledger import Ledger
 from lakesync_tests.lakes import (
     T0,
     local_lake,

@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from lakesync.config import load_config
-from lakesync.lakehouse import lakehouse_for
+from lakesync.state.lakehouse import lakehouse_for
 from lakesync_tests.commands import cli
 
 BIN = Path(sys.executable).parent
@@ -171,7 +171,7 @@ def test_dagster_asset_materialize_ingests_whatever_is_new(tmp_path: Path, cli_e
 KILL_BEFORE_LEDGER = textwrap.dedent(
     """\
     import os, signal, sys
-    from lakesync.discover.ledger import Ledger
+    from lakesync.state.ledger import Ledger
 
     def die(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)  # the data and quarantine are committed; the ledger is not

@@ -14,9 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from lakesync.config.datasets import FormatOptions
 from lakesync.config.load import parse_config
-from lakesync.config.models import FormatOptions, LakesyncConfig
-from lakesync.defs.lakes import open_stores
+from lakesync.config.models import LakesyncConfig
+from lakesync.defs.providers import open_stores
 from lakesync.demo.servers import AZURITE_KEY, Server
 from lakesync.discover.stores import FileChangedError, LakeStore
 from lakesync.read import ReadSpec, read_file

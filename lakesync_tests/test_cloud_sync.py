@@ -20,7 +20,7 @@ import yaml
 
 from lakesync.config import load_config
 from lakesync.defs import build_definitions
-from lakesync.defs.resources import open_lakehouse
+from lakesync.defs.providers import open_lakehouse
 from lakesync.demo.servers import AZURITE_KEY, Server, start_s3
 from lakesync_tests.cloud import (
     Bucket,
@@ -315,7 +315,7 @@ def _objects(where: str, server: Server, house: str, prefix: str) -> dict[str, b
 def test_an_erasure_purged_on_a_cloud_lakehouse_leaves_no_trace_of_the_subject(
     tmp_path: Path, servers: dict[str, Server], where: str
 ) -> None:
-    from lakesync.commit.erase import erase_subject
+    from lakesync.governance.erase import erase_subject
 
     house, lakehouse = new_lakehouse(where, servers[where])
     config_path, _ = four_lakes(tmp_path, servers, lakehouse)

@@ -14,7 +14,7 @@ import dagster as dg
 import polars as pl
 
 from lakesync.config import load_config
-from lakesync.lakehouse import lakehouse_for
+from lakesync.state.lakehouse import lakehouse_for
 from lakesync_tests.conftest import PROJECT
 from lakesync_tests.lakes import T0, local_lake, orders_rows, orders_table, write_config, write_orders_parquet
 

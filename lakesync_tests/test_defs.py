@@ -12,12 +12,14 @@ import pytest
 from dagster._core.definitions.sensor_definition import SensorExecutionData
 
 from lakesync.config import load_config
+from lakesync.config.datasets import SensorSettings
 from lakesync.defs import build_definitions
 from lakesync.defs.resources import LakehouseResource
-from lakesync.defs.sensors import RETRY_AFTER_SECONDS, RunInfo, decide
-from lakesync.discover import Discovery, FileEntry
-from lakesync.lakehouse import lakehouse_for
+from lakesync.defs.ticks import RETRY_AFTER_SECONDS, Decision, RunInfo, Tick, decide, run_requests
+from lakesync.discover import Discovery
 from lakesync.pipeline.scan import DatasetScan
+from lakesync.state.lakehouse import lakehouse_for
+from lakesync.state.values import FileEntry
 from lakesync_tests.lakes import T0, local_lake, orders_rows, orders_table, write_config, write_orders_parquet
 
 DEMO_KEYS = {
@@ -143,16 +145,22 @@ def test_a_sensor_requests_a_run_per_batch_with_deterministic_keys(demo: Path) -
     repo = repository(demo)
     with dg.instance_for_test() as instance:
         first = tick(repo, "watch_eu_sales__orders", demo, instance)
-        again = tick(repo, "watch_eu_sales__orders", demo, instance, cursor=first.cursor)
+        planned = tick(repo, "watch_eu_sales__orders", demo, instance, cursor=first.cursor)
+        again = tick(repo, "watch_eu_sales__orders", demo, instance, cursor=planned.cursor)
     assert len(first.run_requests or []) == 1
     request = (first.run_requests or [])[0]
-    assert request.run_key == (again.run_requests or [])[0].run_key
+    assert request.run_key == (planned.run_requests or [])[0].run_key == (again.run_requests or [])[0].run_key
     assert request.tags["lakesync/dataset"] == "eu_sales.orders"
-    assert request.run_config == {"ops": {"sync_orders": {"config": {"datasets": ["eu_sales.orders"]}}}}
+    # The tick planned the batch in the ledger: the run ingests batch 1 and never lists the lake.
+    assert request.run_config == {"ops": {"sync_orders": {"config": {"planned": {"eu_sales.orders": 1}}}}}
+    assert request.run_key.startswith("eu_sales.orders:batch:1:")
     observation = first.asset_events[0]
     assert isinstance(observation, dg.AssetObservation)
     assert observation.asset_key == dg.AssetKey(["lakes", "eu_sales", "orders"])
     assert observation.metadata["files"].value == 5 and observation.metadata["files_new"].value == 5
+    (seen,) = planned.asset_events  # the files are planned now: one batch pending, none new
+    assert isinstance(seen, dg.AssetObservation)
+    assert seen.metadata["files_new"].value == 0 and seen.metadata["batches_pending"].value == 1
     assert again.asset_events == []  # nothing changed since the last tick: no new observation
 
 
@@ -174,32 +182,37 @@ def scan(new: int, pending: tuple[int, ...] = ()) -> DatasetScan:
 
 
 def decision(s: DatasetScan, **kwargs: object):  # type: ignore[no-untyped-def]
-    options: dict[str, object] = {
-        "lake": "eu",
-        "waiting": (),
-        "last": None,
-        "config": "c1",
-        "max_files": 2,
-        "max_bytes": 10**9,
-        "now": 10_000.0,
-    }
-    options.update(kwargs)
-    return decide(s, **options)  # type: ignore[arg-type]
+    tick: dict[str, object] = {"config": "c1", "now": 10_000.0}
+    tick.update(kwargs)
+    return decide(Tick(s, **tick), lake="eu", limits=SensorSettings(max_files=2))  # type: ignore[arg-type]
+
+
+def requests(
+    d: Decision, new: list[tuple[int, int]], pending: list[tuple[int, int]] | None = None
+) -> list[str]:
+    return [r.run_key for r in run_requests("eu.orders", d, pending=pending or [], new=new, config="c1")]
 
 
 def test_tick_decisions() -> None:
     assert "no new files" in (decision(scan(0)).skip or "")
-    assert [r.files for r in decision(scan(5)).requests] == [2, 2, 1]
+    assert [len(batch) for batch in decision(scan(5)).new] == [2, 2, 1]
+    assert requests(decision(scan(5)), [(1, 2), (2, 2), (3, 1)]) == [
+        "eu.orders:batch:1:c1",
+        "eu.orders:batch:2:c1",
+        "eu.orders:batch:3:c1",
+    ]
     waiting = RunInfo("run-1", "QUEUED", "c1")
     assert "queued run run-1" in (decision(scan(5), waiting=[waiting]).skip or "")
     failed = RunInfo("run-2", "FAILURE", "c1", end_time=10_000.0 - 5)
     paused = decision(scan(5), last=failed).skip or ""
     assert paused.startswith("paused: run run-2 failed") and "lakesync sync --lake eu" in paused
-    assert decision(scan(5), last=failed, config="c2").requests  # the configuration changed
+    assert decision(scan(5), last=failed, config="c2").new  # the configuration changed
     old = RunInfo("run-2", "FAILURE", "c1", end_time=10_000.0 - RETRY_AFTER_SECONDS - 1)
-    assert decision(scan(5), last=old).requests[0].run_key == "eu.orders:retry:run-2"
-    recover = decision(scan(0, pending=(3,))).requests
-    assert [r.run_key for r in recover] == ["eu.orders:recover:3:c1"]
+    assert requests(decision(scan(5), last=old), [(4, 2)]) == ["eu.orders:retry:run-2"]
+    recover = decision(scan(0, pending=(3,)))
+    assert recover.pending == (3,) and requests(recover, [], pending=[(3, 10)]) == ["eu.orders:batch:3:c1"]
+    # new batches planned behind pending ones: one run each (the first finishes the pending one)
+    assert requests(decision(scan(1, pending=(3,))), [(4, 1)], pending=[(3, 10)]) == ["eu.orders:batch:4:c1"]
 
 
 # -- runs ------------------------------------------------------------------------------------
@@ -320,7 +333,7 @@ def test_drift_is_checked_and_observed_per_dataset(tmp_path: Path) -> None:
 
 def test_a_dataset_stopped_by_drift_says_why_and_resumes_after_review(tmp_path: Path) -> None:
     from lakesync.pipeline import sync_table
-    from lakesync.record.drift_log import DriftLog
+    from lakesync.state.drift_log import DriftLog
 
     config_path = drift_lakes(tmp_path, eu_policy="fail")
     config = load_config(config_path)

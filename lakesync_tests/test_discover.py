@@ -8,19 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from lakesync.config.models import LocalLake
-from lakesync.discover import (
-    FileEntry,
-    FileOutcome,
-    LakeUnavailableError,
-    Ledger,
-    discover,
-    split_batches,
-    take_batch,
-)
+from lakesync.config.storage import LocalLake
+from lakesync.discover import LakeUnavailableError, discover, split_batches, take_batch
 from lakesync.discover.patterns import literal_prefix, matches
 from lakesync.discover.stores import LocalStore
-from lakesync.lakehouse import Lakehouse
+from lakesync.state.lakehouse import Lakehouse
+from lakesync.state.ledger import Ledger
+from lakesync.state.values import FileEntry, FileOutcome
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

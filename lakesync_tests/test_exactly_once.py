@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from lakesync.config import LakesyncConfig, load_config
 from lakesync.demo.generate import generate
-from lakesync.lakehouse import lakehouse_for
 from lakesync.pipeline import sync_table
+from lakesync.state.lakehouse import lakehouse_for
 from lakesync_tests.lakes import (
     T0,
     local_lake,
@@ -34,49 +34,48 @@ from lakesync_tests.lakes import (
 KILL_POINTS = {
     "after_plan": """
         import lakesync.pipeline.sync as sync
-        original = sync._commit_round
         def patched(*a, **k):
             die()
-        sync._commit_round = patched
+        sync.commit_round = patched
     """,
     "after_read": """
-        import lakesync.pipeline.stream as stream
-        original = stream.read_file
+        import lakesync.pipeline.files as files
+        original = files.read_file
         def patched(*a, **k):
             yield from original(*a, **k)
             die()
-        stream.read_file = patched
+        files.read_file = patched
     """,
     "after_validation": """
-        import lakesync.pipeline.stream as stream
-        original = stream.validate_chunk
+        import lakesync.pipeline.files as files
+        original = files.validate_chunk
         def patched(*a, **k):
             result = original(*a, **k)
             die()
             return result
-        stream.validate_chunk = patched
+        files.validate_chunk = patched
     """,
     "during_delta_commit": """
         import pyarrow as pa
         import lakesync.commit.delta as delta
         original = delta.merge
-        def patched(lakehouse, uri, snapshot, rows, **k):
+        def patched(target, rows, stamp, **k):
             def batches():  # delta-rs reads the source while it merges: die when it asks again
                 yield from rows.to_batches()[:1]
                 die()
             source = pa.RecordBatchReader.from_batches(rows.schema, batches())
-            return original(lakehouse, uri, snapshot, source, **k)
+            return original(target, source, stamp, **k)
         delta.merge = patched
     """,
     "after_delta_commit": """
-        import lakesync.commit.quarantine as quarantine
+        import lakesync.state.quarantine as quarantine
         def patched(*a, **k):
             die()
         quarantine.write = patched
     """,
     "during_quarantine_write": """
         import pyarrow as pa
-        from lakesync.lakehouse import Lakehouse
+        from lakesync.state.lakehouse import Lakehouse
         original = Lakehouse.append
         def patched(self, target, data, **k):
             uri = target if isinstance(target, str) else target.table_uri
@@ -90,7 +89,7 @@ KILL_POINTS = {
         Lakehouse.append = patched
     """,
     "before_ledger_write": """
-        from lakesync.discover.ledger import Ledger
+        from lakesync.state.ledger import Ledger
         def patched(*a, **k):
             die()
         Ledger.record = patched
@@ -106,7 +105,7 @@ def die():
 {patch}
 
 from lakesync.config import load_config
-from lakesync.lakehouse import lakehouse_for
+from lakesync.state.lakehouse import lakehouse_for
 from lakesync.pipeline import sync_table
 config = load_config(sys.argv[1])
 for table in config.tables:
@@ -179,11 +178,11 @@ class Crash(BaseException):
 
 
 IN_PROCESS_POINTS = {
-    "after_read": ("lakesync.pipeline.stream", "read_file"),
-    "after_validation": ("lakesync.pipeline.stream", "validate_chunk"),
-    "after_delta_commit": ("lakesync.commit.quarantine", "write"),
-    "before_ledger_write": ("lakesync.discover.ledger.Ledger", "record"),
-    "before_plan": ("lakesync.discover.ledger.Ledger", "plan"),
+    "after_read": ("lakesync.pipeline.files", "read_file"),
+    "after_validation": ("lakesync.pipeline.files", "validate_chunk"),
+    "after_delta_commit": ("lakesync.state.quarantine", "write"),
+    "before_ledger_write": ("lakesync.state.ledger.Ledger", "record"),
+    "before_plan": ("lakesync.state.ledger.Ledger", "plan"),
 }
 
 

@@ -16,13 +16,13 @@ import yaml
 from deltalake import DeltaTable
 
 from lakesync.cli.governance import parse_since
-from lakesync.commit.erase import ErasureError, erase_subject
 from lakesync.config import ConfigError, LakesyncConfig, load_config
-from lakesync.discover.ledger import Ledger
-from lakesync.lakehouse import lakehouse_for
+from lakesync.governance.erase import ErasureError, erase_subject
 from lakesync.pipeline import sync_table
-from lakesync.record.audit import AuditLog, credential_names
-from lakesync.record.drift_log import DriftLog
+from lakesync.state.audit import AuditLog, credential_names
+from lakesync.state.drift_log import DriftLog
+from lakesync.state.lakehouse import lakehouse_for
+from lakesync.state.ledger import Ledger
 from lakesync_tests.commands import cli
 from lakesync_tests.lakes import (
     ORDERS_CONTRACT,
@@ -614,7 +614,7 @@ def test_a_purge_after_an_erasure_without_it_leaves_no_statistics_naming_the_sub
 
 
 def test_the_erasure_list_covers_every_subject_column_of_a_table() -> None:
-    from lakesync.commit.erase import ErasureList, subject_hash
+    from lakesync.state.erasures import ErasureList, subject_hash
 
     erased = ErasureList(
         {

@@ -13,15 +13,16 @@ from deltalake import DeltaTable
 
 from lakesync.commit.maintenance import maintain_table
 from lakesync.config import load_config
-from lakesync.config.models import Maintenance, VolumeSettings
+from lakesync.config.datasets import SensorSettings, VolumeSettings
+from lakesync.config.models import Maintenance
 from lakesync.defs import build_definitions
 from lakesync.defs.resources import LakehouseResource
-from lakesync.defs.sensors import RunInfo, decide
+from lakesync.defs.ticks import RunInfo, Tick, decide
 from lakesync.discover import Discovery
-from lakesync.lakehouse import lakehouse_for
 from lakesync.monitor import freshness_verdict, volume_verdict
 from lakesync.pipeline import sync_table
 from lakesync.pipeline.scan import DatasetScan
+from lakesync.state.lakehouse import lakehouse_for
 from lakesync_tests.lakes import (
     T0,
     break_contract,
@@ -132,22 +133,15 @@ def test_a_failed_contract_blocks_the_feature_table_until_good_data_lands(tmp_pa
 
 def test_a_run_whose_data_failed_does_not_pause_the_sensor() -> None:
     scan = DatasetScan("eu.orders", Discovery(new=(), changed=(), files=2, bytes=10, newest=None), ())
-    from lakesync.discover.stores import FileEntry
+    from lakesync.state.values import FileEntry
 
     entry = FileEntry(path="c.parquet", size=10, modified=T0)
     scan = DatasetScan("eu.orders", Discovery((entry,), (), 2, 10, T0), ())
-    common = {
-        "lake": "eu",
-        "waiting": [],
-        "config": "cfg",
-        "max_files": 10,
-        "max_bytes": 10**9,
-        "now": 1000.0,
-    }
+    limits = SensorSettings(max_files=10)
     failed = RunInfo("r1", "FAILURE", "cfg", end_time=999.0)
-    assert decide(scan, last=failed, **common).skip is not None  # type: ignore[arg-type]
+    assert decide(Tick(scan, "cfg", 1000.0, last=failed), lake="eu", limits=limits).skip is not None
     data_failed = RunInfo("r1", "FAILURE", "cfg", end_time=999.0, data_failed=True)
-    assert decide(scan, last=data_failed, **common).requests  # type: ignore[arg-type]
+    assert decide(Tick(scan, "cfg", 1000.0, last=data_failed), lake="eu", limits=limits).new
 
 
 def _history(rows: list[int], *, start: datetime) -> pl.DataFrame:

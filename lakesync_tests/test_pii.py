@@ -17,16 +17,16 @@ import yaml
 from deltalake import DeltaTable
 
 from lakesync.cli.main import main
-from lakesync.commit.erase import erase_subject
 from lakesync.config import load_config
 from lakesync.config.contracts import PiiRule
 from lakesync.conform.pii import PiiError, PiiPolicy, hasher
 from lakesync.defs import build_definitions
 from lakesync.features import build_feature
-from lakesync.lakehouse import Lakehouse
+from lakesync.governance.erase import erase_subject
+from lakesync.governance.pii_apply import apply_pii
 from lakesync.pipeline import sync_table
-from lakesync.pipeline.protect import apply_pii
-from lakesync.record.audit import AuditLog
+from lakesync.state.audit import AuditLog
+from lakesync.state.lakehouse import Lakehouse
 from lakesync_tests.lakes import T0, local_lake, touch, write_config
 
 KEY = "test-pii-key-0123456789abcdef"

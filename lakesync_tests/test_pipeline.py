@@ -15,10 +15,10 @@ from deltalake import DeltaTable
 
 from lakesync.commit import delta
 from lakesync.config import LakesyncConfig, load_config
-from lakesync.discover import Ledger
-from lakesync.lakehouse import Lakehouse, lakehouse_for, transaction_version
-from lakesync.pipeline import sync_table
-from lakesync.record.drift_log import DriftLog
+from lakesync.pipeline import SyncOptions, sync_table
+from lakesync.state.drift_log import DriftLog
+from lakesync.state.lakehouse import Lakehouse, lakehouse_for, transaction_version
+from lakesync.state.ledger import Ledger
 from lakesync_tests.lakes import (
     T0,
     local_lake,
@@ -38,8 +38,10 @@ def quarantine(config: LakesyncConfig, name: str) -> pl.DataFrame:
     return pl.read_delta(lakehouse_for(config).quarantine_uri(name))
 
 
-def sync(config: LakesyncConfig, name: str = "orders", run: str = "run", **kwargs: object):  # type: ignore[no-untyped-def]
-    return sync_table(config, name, lakehouse=lakehouse_for(config), run_id=run, **kwargs)  # type: ignore[arg-type]
+def sync(config: LakesyncConfig, name: str = "orders", run: str = "run", **options: object):  # type: ignore[no-untyped-def]
+    return sync_table(
+        config, name, lakehouse=lakehouse_for(config), run_id=run, options=SyncOptions(**options)
+    )  # type: ignore[arg-type]
 
 
 # -- the demo --------------------------------------------------------------------------------
@@ -446,7 +448,7 @@ def test_the_documented_example_config_syncs_the_demo_lakes_as_written(demo: Pat
 
 # -- quarantine replay -------------------------------------------------------------------------
 def test_replay_ingests_quarantined_rows_again_after_a_contract_fix_exactly_once(tmp_path: Path) -> None:
-    from lakesync.pipeline.replay import plan_replays, quarantine_groups
+    from lakesync.governance.replay import plan_replays, quarantine_groups
 
     rows = orders_rows(1, 5)
     rows[1]["currency"] = "CHF"
@@ -490,7 +492,7 @@ def test_replay_ingests_quarantined_rows_again_after_a_contract_fix_exactly_once
 
 
 def test_replay_of_an_unreadable_file_takes_the_whole_file(tmp_path: Path) -> None:
-    from lakesync.pipeline.replay import plan_replays, quarantine_groups
+    from lakesync.governance.replay import plan_replays, quarantine_groups
 
     broken = tmp_path / "eu" / "a.csv"
     write_orders_csv(broken, orders_rows(1, 3), mtime=T0)
@@ -608,7 +610,7 @@ def _as_if_older(uri: str, dropped: list[str], *, partition_by: list[str] | None
 
 
 def test_ledger_and_quarantine_of_an_older_lakesync_are_read_and_extended(tmp_path: Path) -> None:
-    from lakesync.pipeline.replay import quarantine_groups
+    from lakesync.governance.replay import quarantine_groups
 
     write_orders_parquet(
         tmp_path / "eu" / "a.parquet", orders_rows(1, 5) + orders_rows(6, 1, amount=-1.0), mtime=T0

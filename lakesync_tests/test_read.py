@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lakesync.config.models import FormatOptions
+from lakesync.config.datasets import FormatOptions
 from lakesync.read import ROW, FileReadError, ReadSpec, read_file
 
 

@@ -10,8 +10,9 @@ from typing import BinaryIO
 
 import pytest
 
-from lakesync.discover.stores import FileEntry, LakeUnavailableError, objectstore
+from lakesync.discover.stores import LakeUnavailableError, objectstore
 from lakesync.discover.stores.objectstore import Fault, ObjectStore, StoredObject
+from lakesync.state.values import FileEntry
 
 
 class Flaky(ObjectStore):

@@ -13,15 +13,16 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from lakesync.commit.erase import ErasureError, Receipt, erase_subject
 from lakesync.config import LakesyncConfig
 from lakesync.config.units import parse_duration
 from lakesync.conform.pii import PiiError
-from lakesync.defs.resources import config_problem, open_lakehouse
-from lakesync.pipeline.protect import PiiApplyReport, apply_pii
-from lakesync.record.audit import AuditLog
-from lakesync.record.summary import text_table
-from lakesync.record.trace import RowTrace, TraceError, trace_rows
+from lakesync.defs.providers import open_lakehouse
+from lakesync.defs.resources import config_problem
+from lakesync.governance.erase import ErasureError, Receipt, erase_subject
+from lakesync.governance.pii_apply import PiiApplyReport, apply_pii
+from lakesync.governance.trace import RowTrace, TraceError, trace_rows
+from lakesync.report.summary import text_table
+from lakesync.state.audit import AuditLog
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _COLUMNS = [

@@ -68,8 +68,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if unknown:
         print(f"unknown lake(s): {', '.join(unknown)} (lakes: {', '.join(config.lakes)})", file=sys.stderr)
         return EXIT_USAGE
-    from lakesync.cli.runs import sync
-    from lakesync.record.summary import sync_summary
+    from lakesync.defs.launch import sync
+    from lakesync.report.summary import sync_summary
 
     outcome = sync(config, lakes=lakes, verbose=args.verbose)
     print(sync_summary(outcome.datasets, outcome.tables, outcome.checks, outcome.features))
@@ -87,10 +87,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     config = _load(args)
     if config is None:
         return EXIT_FAILED
-    from lakesync.defs.lakes import open_stores
-    from lakesync.defs.resources import open_lakehouse
+    from lakesync.defs.providers import open_lakehouse, open_stores
     from lakesync.pipeline.status import dataset_statuses, table_statuses
-    from lakesync.record.summary import text_table
+    from lakesync.report.summary import text_table
 
     lakehouse = open_lakehouse(config)
     with open_stores(config) as stores:

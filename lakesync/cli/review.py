@@ -8,13 +8,12 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from lakesync.config import LakesyncConfig
-from lakesync.defs.lakes import open_stores
-from lakesync.defs.resources import open_lakehouse
-from lakesync.discover import BatchPlan
-from lakesync.lakehouse import Lakehouse
-from lakesync.pipeline.replay import QuarantineGroup, plan_replays, quarantine_groups
-from lakesync.record.drift_log import DriftEvent, DriftLog
-from lakesync.record.summary import sync_summary, text_table
+from lakesync.defs.providers import open_lakehouse, open_stores
+from lakesync.governance.replay import QuarantineGroup, plan_replays, quarantine_groups
+from lakesync.report.summary import sync_summary, text_table
+from lakesync.state.drift_log import DriftEvent, DriftLog
+from lakesync.state.lakehouse import Lakehouse
+from lakesync.state.values import BatchPlan
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -63,7 +62,7 @@ def drift_list(config: LakesyncConfig, args: argparse.Namespace) -> int:
 
 def _replay_held_back(config: LakesyncConfig, event: DriftEvent) -> int:
     """Re-ingest the files a drift event quarantined, through the table's Dagster job."""
-    from lakesync.cli.runs import sync
+    from lakesync.defs.launch import sync
 
     lakehouse = open_lakehouse(config)
     groups = [
@@ -101,7 +100,7 @@ def drift_decide(config: LakesyncConfig, args: argparse.Namespace, decision: str
 
 
 def _run(config: LakesyncConfig, dataset: str) -> int:
-    from lakesync.cli.runs import sync
+    from lakesync.defs.launch import sync
 
     outcome = sync(config, datasets=[dataset], trigger="drift-review")
     print(sync_summary(outcome.datasets, outcome.tables))
@@ -154,7 +153,7 @@ def quarantine_list(config: LakesyncConfig, args: argparse.Namespace) -> int:
 
 
 def quarantine_replay(config: LakesyncConfig, args: argparse.Namespace) -> int:
-    from lakesync.cli.runs import sync
+    from lakesync.defs.launch import sync
 
     lakehouse = open_lakehouse(config)
     groups = quarantine_groups(config, lakehouse, table=args.table)

@@ -15,7 +15,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 
 from lakesync.config.models import Maintenance
-from lakesync.lakehouse import Lakehouse
+from lakesync.state.lakehouse import Lakehouse
 
 _ATTEMPTS = 5
 

@@ -1,6 +1,7 @@
 """Stage 0: the typed configuration (lakes, tables, contracts) read from ``lakesync.yaml``."""
 
 from lakesync.config.contracts import ContractColumn, ContractError, ResolvedContract, resolve_contract
+from lakesync.config.datasets import Dataset
 from lakesync.config.load import (
     ConfigError,
     ConfigProblem,
@@ -8,7 +9,8 @@ from lakesync.config.load import (
     load_config,
     parse_config,
 )
-from lakesync.config.models import Dataset, LakesyncConfig, LocalLake, Table
+from lakesync.config.models import LakesyncConfig, Table
+from lakesync.config.storage import LocalLake
 
 __all__ = [
     "ConfigError",

@@ -12,9 +12,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from lakesync.config import models
-from lakesync.config.models import PROVIDERS, LakesyncConfig
+from lakesync.config import datasets, models, storage
+from lakesync.config.models import LakesyncConfig
 from lakesync.config.rules import check_rules
+from lakesync.config.storage import LAKEHOUSE_SCHEMES, PROVIDERS
 
 CONFIG_ENV = "LAKESYNC_CONFIG"
 DEFAULT_CONFIG = "lakesync.yaml"
@@ -82,9 +83,10 @@ def _key_lines(node: yaml.Node | None, prefix: tuple[str, ...] = ()) -> dict[tup
 
 def _known_keys() -> set[str]:
     keys: set[str] = set()
-    for value in vars(models).values():
-        if isinstance(value, type) and issubclass(value, BaseModel):
-            keys.update(value.model_fields)
+    for module in (datasets, storage, models):
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, BaseModel):
+                keys.update(value.model_fields)
     return keys
 
 
@@ -94,12 +96,17 @@ def _expected(text: str) -> str:
 
 def _problem_from_pydantic(error: Any) -> tuple[tuple[str, ...], str]:
     loc = tuple(str(part) for part in error["loc"])
-    # A lake's errors carry its provider tag in the location; drop it from the key path.
+    # A lake's (and the lakehouse's) errors carry the union's tag in the location: drop it.
     if len(loc) >= 3 and loc[0] == "lakes" and loc[2] in PROVIDERS:
         loc = loc[:2] + loc[3:]
+    if len(loc) >= 2 and loc[0] == "lakehouse" and loc[1] in LAKEHOUSE_SCHEMES.values():
+        loc = loc[:1] + loc[2:]
     kind = error["type"]
     ctx = error.get("ctx") or {}
     given = error.get("input")
+    if kind == "lakehouse_scheme":
+        uri = str(given.get("uri")) if isinstance(given, dict) else ""
+        return (*loc, "uri"), f"{uri.split('://', 1)[0]}:// {error['msg']}"
     if kind == "literal_error":
         return loc, f"{given!r} is not one of {_expected(str(ctx.get('expected', '')))}"
     if kind == "extra_forbidden":

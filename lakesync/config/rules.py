@@ -8,20 +8,11 @@ from collections.abc import Iterator
 from pathlib import PurePosixPath
 
 from lakesync.config.contracts import ContractError, ResolvedContract, resolve_contract
+from lakesync.config.datasets import CSV_ONLY_OPTIONS, Dataset
 from lakesync.config.datatypes import FLOAT_TYPES, INTEGER_TYPES
 from lakesync.config.expectations import suite_problems
-from lakesync.config.models import (
-    AGGREGATION,
-    CSV_ONLY_OPTIONS,
-    AzureCredentials,
-    Dataset,
-    Feature,
-    GcsCredentials,
-    Lakehouse,
-    LakesyncConfig,
-    S3Credentials,
-    Table,
-)
+from lakesync.config.models import AGGREGATION, Feature, LakesyncConfig, Table
+from lakesync.config.storage import AzureCredentials
 
 Problem = tuple[tuple[str, ...], str]
 _CRON = re.compile(r"^\s*([\d*/,\-A-Za-z?]+\s+){4}[\d*/,\-A-Za-z?]+\s*$")
@@ -51,7 +42,7 @@ def check_rules(config: LakesyncConfig) -> list[Problem]:
         for ds_name, dataset in lake.datasets.items():
             path = ("lakes", lake_name, "datasets", ds_name)
             problems.extend(_dataset_rules(path, dataset, config, contracts))
-    problems.extend(_lakehouse_rules(config.lakehouse))
+    problems.extend(_connection_rules(("lakehouse",), config.lakehouse))
     names = config.lakehouse.provenance.columns()
     if len(set(names)) != len(names):
         problems.append((("lakehouse", "provenance"), "two provenance columns have the same name"))
@@ -105,21 +96,6 @@ def _connection_rules(path: tuple[str, ...], where: object) -> Iterator[Problem]
             yield (*path, "credentials"), "give one of account_key, sas_token or a service principal"
         elif any(principal) and not all(principal):
             yield (*path, "credentials"), "a service principal needs client_id, client_secret and tenant_id"
-
-
-def _lakehouse_rules(lakehouse: Lakehouse) -> Iterator[Problem]:
-    path = ("lakehouse",)
-    yield from _connection_rules(path, lakehouse)
-    expected = {"s3": S3Credentials, "az": AzureCredentials, "gs": GcsCredentials}
-    scheme = lakehouse.scheme
-    if scheme not in (*expected, "file"):
-        yield (*path, "uri"), f"{scheme}:// is not supported (a folder, s3://, az:// or gs://)"
-    elif lakehouse.credentials is not None and not isinstance(
-        lakehouse.credentials, expected.get(scheme, type(None))
-    ):
-        yield (*path, "credentials"), f"do not fit a {scheme}:// lakehouse"
-    if scheme == "az" and not lakehouse.account:
-        yield (*path, "account"), "an az:// lakehouse needs its storage account"
 
 
 def _table_rules(path: tuple[str, ...], table: Table, contract: ResolvedContract) -> Iterator[Problem]:

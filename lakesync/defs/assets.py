@@ -1,10 +1,9 @@
-"""Assets generated from the configuration.
+"""The multi-asset that syncs one unified table, and the job that runs it.
 
-- ``lakes/<lake>/<dataset>``: the files of a lake dataset (external: lakesync reads, never
-  writes them); observed by its sensor and by every ingestion run.
-- ``lakehouse/<table>`` and ``lakehouse/_quarantine/<table>``: one multi-asset per unified
-  table, materialized by ingesting what is new in the datasets feeding it.
-- ``lakehouse/_ledger``: every file planned, ingested or quarantined.
+Its op runs :func:`lakesync.pipeline.sync_table` and turns the :class:`TableSync` it returns
+into Dagster events in one place: materializations (table, quarantine, bookkeeping tables),
+observations of the lake datasets (the full result rides on the table's observation, for the
+CLI), drift and volume checks of the datasets, contract and conservation checks of the table.
 """
 
 from collections.abc import Iterator
@@ -17,9 +16,8 @@ from dagster._core.definitions.unresolved_asset_job_definition import (  # not e
 )
 from pydantic import Field
 
-from lakesync.commit.delta import Provenance
+from lakesync.commit.provenance import Provenance
 from lakesync.config import LakesyncConfig, ResolvedContract
-from lakesync.config.models import Dataset
 from lakesync.defs.checks import (
     CONSERVATION_CHECK,
     CONTRACT_CHECK,
@@ -29,12 +27,11 @@ from lakesync.defs.checks import (
     table_check_specs,
     volume_evaluation,
 )
-from lakesync.defs.lakes import AnyLake, lake_resource, location, resource_key
 from lakesync.defs.metadata import (
     AUDIT_KEY,
     DRIFT_KEY,
     LEDGER_KEY,
-    column_lineage,
+    RESULT_KEY,
     column_schema,
     dataset_batch_metadata,
     dataset_key,
@@ -44,11 +41,14 @@ from lakesync.defs.metadata import (
     table_key,
     table_metadata,
 )
+from lakesync.defs.providers import needs_resource, resource_key
 from lakesync.defs.resources import PII_KEY
-from lakesync.discover import Ledger
+from lakesync.defs.specs import feeding, table_specs
 from lakesync.monitor import conservation_verdict, contract_verdict
-from lakesync.pipeline import sync_table
-from lakesync.record import TableSync
+from lakesync.pipeline import SyncOptions, sync_table
+from lakesync.pipeline.results import TableSync
+from lakesync.state.lakehouse import Lakehouse
+from lakesync.state.ledger import Ledger
 
 TABLE_TAG = "lakesync/table"
 DATASET_TAG = "lakesync/dataset"
@@ -65,52 +65,10 @@ class SyncConfig(dg.Config):
         default_factory=list,
         description="<lake>.<dataset> keys to ingest; empty: every dataset feeding the table",
     )
-
-
-def lake_dataset_spec(lake_name: str, lake: AnyLake, name: str, dataset: Dataset) -> dg.AssetSpec:
-    return dg.AssetSpec(
-        key=dataset_key(lake_name, name),
-        description=dataset.description
-        or f"{dataset.format} files matching `{dataset.pattern}` in the {lake.provider} lake `{lake_name}`",
-        group_name=lake_name,
-        kinds={lake.provider, dataset.format},
-        owners=lake.owners or None,
-        tags={"lakesync/lake": lake_name},
-        metadata={
-            "lake_location": location(lake),
-            "pattern": dataset.pattern,
-            "format": dataset.format,
-            "feeds_table": dataset.table,
-            "drift_policy": dataset.drift or "(table's)",
-        },
-    )
-
-
-def ledger_spec() -> dg.AssetSpec:
-    return dg.AssetSpec(
-        key=LEDGER_KEY,
-        description="Every file lakesync planned, ingested or quarantined, per dataset batch",
-        group_name="lakehouse",
-        kinds={"delta"},
-    )
-
-
-def audit_spec() -> dg.AssetSpec:
-    return dg.AssetSpec(
-        key=AUDIT_KEY,
-        description="The audit trail: every file and batch ingested or quarantined (source, size, etag, "
-        "rows, table version, run, credential names) and every drift decision; `lakesync audit` queries it",
-        group_name="lakehouse",
-        kinds={"delta"},
-    )
-
-
-def drift_spec() -> dg.AssetSpec:
-    return dg.AssetSpec(
-        key=DRIFT_KEY,
-        description="Schema drift events of every dataset, and the decisions reviewers took",
-        group_name="lakehouse",
-        kinds={"delta"},
+    planned: dict[str, int] = Field(
+        default_factory=dict,
+        description="<lake>.<dataset> -> batch: ingest only the batches a sensor planned, up to that one "
+        "(the lake is not listed again); empty: look for new files now",
     )
 
 
@@ -125,57 +83,13 @@ def job_name(table: str) -> str:
 def table_assets(config: LakesyncConfig, table: str, contract: ResolvedContract) -> dg.AssetsDefinition:
     """The multi-asset that syncs one unified table (and its quarantine) from its datasets."""
     settings = config.tables[table]
-    deps = [
-        dataset_key(lake_name, ds_name)
-        for lake_name, lake in config.lakes.items()
-        for ds_name, ds in lake.datasets.items()
-        if ds.table == table
-    ]
     project = config  # the op's own `config` parameter is its run configuration
-    volumes = {
-        f"{lake_name}.{ds_name}": ds.volume
-        for lake_name, lake in config.lakes.items()
-        for ds_name, ds in lake.datasets.items()
-        if ds.table == table
-    }
-    feeding = sorted(
-        {lake for lake, spec in config.lakes.items() for ds in spec.datasets.values() if ds.table == table}
-    )
-    cloud = [lake for lake in feeding if lake_resource(config.lakes[lake]) is not None]
-    table_spec = dg.AssetSpec(
-        key=table_key(table),
-        deps=deps,
-        description=settings.description
-        or f"Unified `{table}` table ({settings.mode}, drift: {settings.drift})",
-        group_name="lakehouse",
-        kinds={"delta", "polars", "pandera"},
-        skippable=True,
-        metadata={
-            "dagster/column_schema": column_schema(contract, provenance=Provenance.of(project)),
-            "dagster/column_lineage": column_lineage(config, table, contract),
-            "dagster/table_name": table,
-            "mode": settings.mode,
-            "keys": ", ".join(settings.keys) or "(none)",
-            "partition_columns": ", ".join(settings.partition_by) or "(none)",
-            "max_failed_rows": settings.max_failed_rows,
-            "drift_policy": settings.drift,
-            "contract_fingerprint": contract.fingerprint,
-        },
-    )
-    quarantine_spec = dg.AssetSpec(
-        key=quarantine_key(table),
-        deps=deps,
-        description=f"Rows and files rejected on their way to `{table}`, each with its reason and source",
-        group_name="lakehouse",
-        kinds={"delta"},
-        skippable=True,
-    )
-
+    cloud = sorted({lake for lake, _ in feeding(config, table) if needs_resource(config.lakes[lake])})
     hashing = [PII_KEY] if contract.hashed else []
 
     @dg.multi_asset(
         name=op_name(table),
-        specs=[table_spec, quarantine_spec],
+        specs=table_specs(config, table, contract),
         check_specs=table_check_specs(table, expectations=settings.expectations),
         can_subset=True,
         required_resource_keys={"lakehouse", *hashing, *(resource_key(lake) for lake in cloud)},
@@ -191,77 +105,19 @@ def table_assets(config: LakesyncConfig, table: str, contract: ResolvedContract)
             lake: getattr(context.resources, resource_key(lake)).store(lake, project.lakes[lake])
             for lake in cloud
         }
-        selected = config.datasets or None
-        ledger = Ledger(target)
-        result = sync_table(
-            project,
-            table,
-            lakehouse=target,
-            run_id=context.run_id,
-            datasets=selected,
+        options = SyncOptions(
+            datasets=config.datasets or (list(config.planned) if config.planned else None),
+            planned=config.planned or None,
             contract=contract,
             stores=stores,
         )
-        for dataset in result.datasets:
-            observed = dataset_batch_metadata(dataset)
-            if dataset.drift and result.columns != result.columns_before:
-                observed["schema_before"] = dg.MetadataValue.json(result.columns_before)
-                observed["schema_after"] = dg.MetadataValue.json(result.columns)
-            context.log_event(
-                dg.AssetObservation(asset_key=dataset_key(dataset.lake, dataset.dataset), metadata=observed)
-            )
-            context.log_event(drift_evaluation(dataset))
-            volume = volume_evaluation(dataset, ledger, volumes[dataset.key])
-            if volume is not None:
-                context.log_event(volume)
-            for report in dataset.drift:
-                log = context.log.warning if report.needs_review else context.log.info
-                done = f" ({'; '.join(report.actions)})" if report.actions else ""
-                log("%s: schema drift in %s: %s%s", dataset.key, report.file, report.summary(), done)
-        # One sync writes the table, its quarantine and the ledger together, whichever of them
-        # was selected; those not selected are recorded as runtime materializations.
-        selected_keys = context.selected_asset_keys
-        written: list[tuple[dg.AssetKey, dict[str, Any]]] = []
-        if result.commits:
-            written.append(
-                (
-                    table_key(table),
-                    {
-                        **table_metadata(result, uri=target.table_uri(table)),
-                        **delta_metadata(target.open(target.table_uri(table))),
-                        "dagster/column_schema": column_schema(
-                            contract, result.columns, Provenance.of(project)
-                        ),
-                    },
-                )
-            )
-        else:
-            context.log.info("%s: nothing new to ingest", table)
-        if result.rows_quarantined or result.files_quarantined:
-            written.append(
-                (quarantine_key(table), quarantine_metadata(result, uri=target.quarantine_uri(table)))
-            )
-        for key, metadata in written:
-            if key in selected_keys:
-                yield dg.MaterializeResult(asset_key=key, metadata=metadata)
-            else:
-                context.log_event(dg.AssetMaterialization(asset_key=key, metadata=metadata))
+        result = sync_table(project, table, lakehouse=target, run_id=context.run_id, options=options)
+        _observe(context, project, result, target)
+        yield from _materialize(context, result, target, contract, Provenance.of(project))
         if result.commits and settings.expectations:
             yield expectations_result(table, settings.expectations, target)
         if any(d.batches for d in result.datasets):
             yield from _table_checks(context, result, settings.max_failed_rows)
-        if result.commits:
-            context.log_event(
-                dg.AssetMaterialization(asset_key=LEDGER_KEY, metadata={"dagster/uri": target.ledger_uri})
-            )
-        if any(d.batches for d in result.datasets):
-            context.log_event(
-                dg.AssetMaterialization(asset_key=AUDIT_KEY, metadata={"dagster/uri": target.audit_uri})
-            )
-        if any(d.drift_held_back or d.drift_handled for d in result.datasets):
-            context.log_event(
-                dg.AssetMaterialization(asset_key=DRIFT_KEY, metadata={"dagster/uri": target.drift_uri})
-            )
         failed = [d for d in result.datasets if d.error]
         if failed:
             raise dg.Failure(
@@ -270,6 +126,76 @@ def table_assets(config: LakesyncConfig, table: str, contract: ResolvedContract)
             )
 
     return sync
+
+
+def _observe(
+    context: dg.AssetExecutionContext, config: LakesyncConfig, result: TableSync, target: Lakehouse
+) -> None:
+    """What the run saw of each lake dataset: an observation, the drift and volume checks, logs."""
+    ledger = Ledger(target)
+    for dataset in result.datasets:
+        observed = dataset_batch_metadata(dataset)
+        if dataset.drift and result.columns != result.columns_before:
+            observed["schema_before"] = dg.MetadataValue.json(result.columns_before)
+            observed["schema_after"] = dg.MetadataValue.json(result.columns)
+        key = dataset_key(dataset.lake, dataset.dataset)
+        context.log_event(dg.AssetObservation(asset_key=key, metadata=observed))
+        context.log_event(drift_evaluation(dataset))
+        volume = volume_evaluation(
+            dataset, ledger, config.lakes[dataset.lake].datasets[dataset.dataset].volume
+        )
+        if volume is not None:
+            context.log_event(volume)
+        for report in dataset.drift:
+            log = context.log.warning if report.needs_review else context.log.info
+            done = f" ({'; '.join(report.actions)})" if report.actions else ""
+            log("%s: schema drift in %s: %s%s", dataset.key, report.file, report.summary(), done)
+    metadata = {RESULT_KEY: dg.MetadataValue.json(result.to_json())}
+    context.log_event(dg.AssetObservation(asset_key=table_key(result.table), metadata=metadata))
+
+
+def _materialize(
+    context: dg.AssetExecutionContext,
+    result: TableSync,
+    target: Lakehouse,
+    contract: ResolvedContract,
+    provenance: Provenance,
+) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]
+    """One sync writes the table, its quarantine and the bookkeeping tables together, whichever
+    of them was selected; those not selected are recorded as runtime materializations."""
+    table = result.table
+    written: list[tuple[dg.AssetKey, dict[str, Any]]] = []
+    if result.commits:
+        uri = target.table_uri(table)
+        schema = column_schema(contract, result.columns, provenance)
+        written.append(
+            (
+                table_key(table),
+                {
+                    **table_metadata(result, uri=uri),
+                    **delta_metadata(target.open(uri)),
+                    "dagster/column_schema": schema,
+                },
+            )
+        )
+    else:
+        context.log.info("%s: nothing new to ingest", table)
+    if result.rows_quarantined or result.files_quarantined:
+        written.append((quarantine_key(table), quarantine_metadata(result, uri=target.quarantine_uri(table))))
+    for key, metadata in written:
+        if key in context.selected_asset_keys:
+            yield dg.MaterializeResult(asset_key=key, metadata=metadata)
+        else:
+            context.log_event(dg.AssetMaterialization(asset_key=key, metadata=metadata))
+    read = any(d.batches for d in result.datasets)
+    drifted = any(d.drift_held_back or d.drift_handled for d in result.datasets)
+    for key, uri, changed in (
+        (LEDGER_KEY, target.ledger_uri, result.commits),
+        (AUDIT_KEY, target.audit_uri, read),
+        (DRIFT_KEY, target.drift_uri, drifted),
+    ):
+        if changed:
+            context.log_event(dg.AssetMaterialization(asset_key=key, metadata={"dagster/uri": uri}))
 
 
 def _table_checks(

@@ -17,18 +17,18 @@ import dagster as dg
 import polars as pl
 
 from lakesync.config import LakesyncConfig
-from lakesync.config.models import VolumeSettings
-from lakesync.defs.lakes import lake_resource, resource_key, store_for
+from lakesync.config.datasets import VolumeSettings
 from lakesync.defs.metadata import dataset_key, md_table, table_key
+from lakesync.defs.providers import needs_resource, resource_key, store_for
 from lakesync.defs.resources import LakehouseResource
-from lakesync.discover import Ledger
-from lakesync.lakehouse import Lakehouse
 from lakesync.monitor import Verdict, batch_history, freshness_verdict, volume_verdict
 from lakesync.monitor.expectations import run_suite
+from lakesync.pipeline.results import DatasetSync
 from lakesync.pipeline.runtime import DatasetRuntime
 from lakesync.pipeline.scan import DatasetScan, scan_dataset
-from lakesync.record import DatasetSync
-from lakesync.record.drift_log import DriftLog
+from lakesync.state.drift_log import DriftLog
+from lakesync.state.lakehouse import Lakehouse
+from lakesync.state.ledger import Ledger
 
 DRIFT_CHECK = "drift"
 
@@ -222,7 +222,7 @@ def freshness_check(config: LakesyncConfig, runtime: DatasetRuntime) -> dg.Asset
     """Declared freshness check of a dataset: its sensor reports it as it ticks; run on its own it
     lists the lake now."""
     lake = config.lakes[runtime.lake]
-    key = resource_key(runtime.lake) if lake_resource(lake) is not None else None
+    key = resource_key(runtime.lake) if needs_resource(lake) else None
     max_lag = runtime.config.freshness.max_lag
     lag = f"max_lag {max_lag:.0f} s" if max_lag else "no max_lag set"
     asset_key = dataset_key(runtime.lake, runtime.name)
@@ -236,7 +236,7 @@ def freshness_check(config: LakesyncConfig, runtime: DatasetRuntime) -> dg.Asset
     def check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         resource = getattr(context.resources, key) if key else None
         live = replace(runtime, store=store_for(runtime.lake, lake, resource))
-        scan = scan_dataset(live, Ledger(context.resources.lakehouse.get()))
+        scan = scan_dataset(live, Ledger(context.resources.lakehouse.get()).read(runtime.key))
         return check_result(freshness_of(scan, max_lag), asset_key=asset_key, check_name=FRESHNESS_CHECK)
 
     return check

@@ -5,21 +5,15 @@ from __future__ import annotations
 import dagster as dg
 
 from lakesync.config import LakesyncConfig, resolve_contract
-from lakesync.defs.assets import (
-    audit_spec,
-    drift_spec,
-    lake_dataset_spec,
-    ledger_spec,
-    table_assets,
-    table_job,
-)
+from lakesync.defs.assets import table_assets, table_job
 from lakesync.defs.checks import drift_check, freshness_check, volume_check
 from lakesync.defs.features import feature_asset, feature_job
-from lakesync.defs.lakes import lake_resources
 from lakesync.defs.maintenance import maintenance_definitions
 from lakesync.defs.metadata import feature_key
-from lakesync.defs.resources import lakehouse_resource, pii_key_resource
+from lakesync.defs.providers import lake_resources, lakehouse_resource
+from lakesync.defs.resources import pii_key_resource
 from lakesync.defs.sensors import dataset_sensor
+from lakesync.defs.specs import audit_spec, drift_spec, lake_dataset_spec, ledger_spec
 from lakesync.pipeline.runtime import dataset_runtimes
 
 

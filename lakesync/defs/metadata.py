@@ -8,14 +8,14 @@ from typing import Any
 import dagster as dg
 from deltalake import DeltaTable
 
-from lakesync.commit.delta import Provenance
 from lakesync.commit.maintenance import file_stats
+from lakesync.commit.provenance import Provenance
 from lakesync.config import LakesyncConfig, ResolvedContract
 from lakesync.config.contracts import ContractColumn
 from lakesync.config.datatypes import logical_name
 from lakesync.conform.target import RESCUED
 from lakesync.discover.planning import Discovery
-from lakesync.record import DatasetSync, TableSync
+from lakesync.pipeline.results import DatasetSync, TableSync
 
 
 def _provenance_docs(provenance: Provenance) -> dict[str | None, str]:
@@ -48,6 +48,8 @@ def feature_key(feature: str) -> dg.AssetKey:
 LEDGER_KEY = dg.AssetKey(["lakehouse", "_ledger"])
 DRIFT_KEY = dg.AssetKey(["lakehouse", "_drift"])
 AUDIT_KEY = dg.AssetKey(["lakehouse", "_audit"])
+RESULT_KEY = "lakesync_sync"
+"""Metadata of a table's observation by each sync: the whole :class:`TableSync`, as JSON."""
 
 
 def _check_text(contract_column: Any) -> list[str]:

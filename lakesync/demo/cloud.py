@@ -22,11 +22,11 @@ from azure.storage.blob import BlobServiceClient
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from lakesync.cli.runs import sync
 from lakesync.config import load_config
+from lakesync.defs.launch import sync
 from lakesync.demo.generate import generate
 from lakesync.demo.servers import AZURITE_ACCOUNT, AZURITE_KEY, Server, start_azure, start_gcs, start_s3
-from lakesync.record.summary import sync_summary
+from lakesync.report.summary import sync_summary
 
 # Credentials of the emulators, given to lakesync the way real ones are: environment variables.
 DEMO_ENV = {

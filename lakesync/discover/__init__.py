@@ -1,19 +1,7 @@
-"""Stage 1: list each lake and compare it with the durable ledger to find new files."""
+"""Stage 1: find each dataset's new files (a discovery source: a listing of the lake's store),
+compared with the ledger."""
 
-from lakesync.discover.ledger import BatchPlan, DatasetLedger, FileOutcome, Ledger
 from lakesync.discover.planning import Discovery, discover, split_batches, take_batch
-from lakesync.discover.stores import FileEntry, LakeStore, LakeUnavailableError
+from lakesync.discover.stores import LakeStore, LakeUnavailableError
 
-__all__ = [
-    "BatchPlan",
-    "DatasetLedger",
-    "Discovery",
-    "FileEntry",
-    "FileOutcome",
-    "LakeStore",
-    "LakeUnavailableError",
-    "Ledger",
-    "discover",
-    "split_batches",
-    "take_batch",
-]
+__all__ = ["Discovery", "LakeStore", "LakeUnavailableError", "discover", "split_batches", "take_batch"]

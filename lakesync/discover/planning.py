@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from lakesync.discover.stores import FileEntry
+from lakesync.state.values import FileEntry
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import pyarrow as pa
 from deltalake import write_deltalake
 
 from lakesync.config.models import AGGREGATION, Feature, LakesyncConfig
-from lakesync.lakehouse import Lakehouse, commit_properties, row_count
+from lakesync.state.lakehouse import Lakehouse, commit_properties, row_count
 
 INPUTS_KEY = "lakesync.inputs"
 FeatureFunction = Callable[[Mapping[str, pl.LazyFrame]], pl.LazyFrame]

@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 
 from lakesync.config.expectations import read_suite
-from lakesync.lakehouse import Lakehouse
+from lakesync.state.lakehouse import Lakehouse
 
 _COLUMN_KWARGS = ("column", "column_A", "column_B")
 

@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 import polars as pl
 
-from lakesync.config.models import VolumeSettings
-from lakesync.record import TableSync
+from lakesync.config.datasets import VolumeSettings
+from lakesync.pipeline.results import TableSync
 
 Severity = Literal["WARN", "ERROR"]
 

@@ -1,6 +1,11 @@
-"""The pipeline: the stages wired together for one table (no Dagster here)."""
+"""The pipeline: the stages wired together for one table (no Dagster here).
 
-from lakesync.pipeline.runtime import DatasetRuntime, dataset_key, dataset_runtimes
-from lakesync.pipeline.sync import BatchOrderError, sync_table
+plan (:mod:`.plan`) -> rounds (:mod:`.round`: each file through :mod:`.files`, streamed by
+:mod:`.stream`) -> the result values (:mod:`.results`) every report is built from.
+"""
 
-__all__ = ["BatchOrderError", "DatasetRuntime", "dataset_key", "dataset_runtimes", "sync_table"]
+from lakesync.pipeline.round import BatchOrderError
+from lakesync.pipeline.runtime import DatasetRuntime, dataset_runtimes
+from lakesync.pipeline.sync import SyncOptions, sync_table
+
+__all__ = ["BatchOrderError", "DatasetRuntime", "SyncOptions", "dataset_runtimes", "sync_table"]

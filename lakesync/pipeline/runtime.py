@@ -7,11 +7,15 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lakesync.config.models import Dataset, DriftPolicy, LakesyncConfig, LocalLake
+from lakesync.config.datasets import Dataset
+from lakesync.config.models import LakesyncConfig
+from lakesync.config.storage import LocalLake
 from lakesync.conform.convert import TextFormats
-from lakesync.discover.stores import FileEntry, LakeStore, LocalStore
+from lakesync.conform.policies import Decisions, DriftPolicy, drift_policy
+from lakesync.discover.sources import DiscoverySource, source_for
+from lakesync.discover.stores import LakeStore, LocalStore
 from lakesync.read import DEFAULT_CHUNK_ROWS, ReadSpec
-from lakesync.record.drift_log import Decisions
+from lakesync.state.values import FileEntry, dataset_id
 
 
 @dataclass(frozen=True)
@@ -20,14 +24,28 @@ class DatasetRuntime:
     """``<lake>.<dataset>``: the dataset's id in the ledger and in Delta transactions."""
     lake: str
     name: str
-    table: str
     config: Dataset
     store: LakeStore
     policy: DriftPolicy
-    read_spec: ReadSpec
     formats: TextFormats
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    credential_names: str | None = None
+    """The environment variables the lake's secrets come from (for the audit trail)."""
     decisions: Decisions = field(default_factory=Decisions)
     """What reviewers decided about this dataset's drift (approved renames extend the mapping)."""
+
+    @property
+    def table(self) -> str:
+        return self.config.table
+
+    @property
+    def read_spec(self) -> ReadSpec:
+        return ReadSpec(format=self.config.format, options=self.config.options, chunk_rows=self.chunk_rows)
+
+    @property
+    def source(self) -> DiscoverySource:
+        """Where this dataset's new files are found."""
+        return source_for(self.config, self.store)
 
     @property
     def columns(self) -> dict[str, str]:
@@ -59,10 +77,6 @@ class NoStore:
         raise ValueError(self._why)
 
 
-def dataset_key(lake: str, dataset: str) -> str:
-    return f"{lake}.{dataset}"
-
-
 def dataset_runtimes(
     config: LakesyncConfig,
     *,
@@ -77,8 +91,6 @@ def dataset_runtimes(
     """
     runtimes = []
     for lake_name, lake in config.lakes.items():
-        if table is not None and all(d.table != table for d in lake.datasets.values()):
-            continue
         store = (stores or {}).get(lake_name)
         if store is None:
             store = (
@@ -91,19 +103,19 @@ def dataset_runtimes(
                 continue
             runtimes.append(
                 DatasetRuntime(
-                    key=dataset_key(lake_name, name),
+                    key=dataset_id(lake_name, name),
                     lake=lake_name,
                     name=name,
-                    table=dataset.table,
                     config=dataset,
                     store=store,
-                    policy=dataset.drift or config.tables[dataset.table].drift,
-                    read_spec=ReadSpec(format=dataset.format, options=dataset.options, chunk_rows=chunk_rows),
+                    policy=drift_policy(dataset.drift or config.tables[dataset.table].drift),
                     formats=TextFormats(
                         timezone=dataset.timezone,
                         timestamp_format=dataset.options.timestamp_format,
                         date_format=dataset.options.date_format,
                     ),
+                    chunk_rows=chunk_rows,
+                    credential_names=", ".join(lake.secret_names) or None,
                 )
             )
     return runtimes

@@ -1,12 +1,13 @@
-"""What a sensor tick needs: a dataset's listing compared with its ledger (no writes)."""
+"""What a sensor tick sees: what a dataset's discovery source found, compared with its ledger."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from lakesync.discover import DatasetLedger, Discovery, Ledger, discover
+from lakesync.discover import Discovery
 from lakesync.pipeline.runtime import DatasetRuntime
+from lakesync.state.ledger_state import DatasetLedger
 
 
 @dataclass(frozen=True)
@@ -23,19 +24,10 @@ class DatasetScan:
     """When the ledger last recorded a file as ingested or quarantined."""
 
 
-def start_after(runtime: DatasetRuntime, state: DatasetLedger) -> str | None:
-    """Where a listing may start for keys that only grow: after the greatest key known."""
-    if not runtime.config.ordered_keys or state.files.is_empty():
-        return None
-    last = state.files["path"].max()
-    return str(last) if last is not None else None
-
-
-def scan_dataset(runtime: DatasetRuntime, ledger: Ledger) -> DatasetScan:
-    """List the dataset and diff it against the ledger; raises ``LakeUnavailableError``."""
-    state = ledger.read(runtime.key)
-    listing = runtime.store.list(runtime.config.pattern, start_after=start_after(runtime, state))
-    found = discover(listing, state.known_tags())
+def scan_dataset(runtime: DatasetRuntime, state: DatasetLedger) -> DatasetScan:
+    """Ask the dataset's source what is new against ``state`` (its ledger now); raises
+    ``LakeUnavailableError``."""
+    found = runtime.source.scan(state)
     if runtime.config.changed == "reingest":
         found = replace(found, new=(*found.new, *found.changed), changed=())
     known = state.events["modified"].max() if state.events is not None and state.events.height else None

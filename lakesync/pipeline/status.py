@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from lakesync.config import LakesyncConfig
-from lakesync.discover import LakeStore, LakeUnavailableError, Ledger, discover
-from lakesync.lakehouse import Lakehouse, row_count
+from lakesync.discover import LakeStore, LakeUnavailableError, discover
 from lakesync.pipeline.runtime import dataset_runtimes
+from lakesync.state.lakehouse import Lakehouse, row_count
+from lakesync.state.ledger import Ledger
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lakesync.config.models import Format, FormatOptions
+from lakesync.config.datasets import Format, FormatOptions
 
 ROW = "_lakesync_row"
 """Column holding each record's 1-based number within its file."""

@@ -14,8 +14,9 @@ from dagster_azure.blob import (
 )
 from pydantic import Field
 
-from lakesync.config.models import AzureLake
+from lakesync.config.storage import AzureLake, AzureLakehouseConfig
 from lakesync.defs.lakes import env, names, warn_http
+from lakesync.defs.resources import LakehouseResource
 from lakesync.discover.stores import LakeStore
 from lakesync.discover.stores.azure import AzureStore
 
@@ -57,7 +58,7 @@ class AzureLakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         )
 
 
-def resource(lake: AzureLake) -> AzureLakeResource:
+def lake_resource(lake: AzureLake) -> AzureLakeResource:
     a = lake.credentials
     credential: Any = AzureBlobStorageDefaultCredential()
     if a is not None and a.account_key is not None:
@@ -76,3 +77,45 @@ def resource(lake: AzureLake) -> AzureLakeResource:
         if a
         else [],
     )
+
+
+class AzureLakehouseResource(LakehouseResource):
+    """A lakehouse in an Azure storage container (``az://container/path``)."""
+
+    account: str
+    endpoint_url: str | None = None
+    allow_http: bool = False
+    account_key: str | None = None
+    sas_token: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    tenant_id: str | None = None
+
+    def storage_options(self) -> dict[str, str]:
+        options = {
+            "account_name": self.account,
+            "account_key": self.account_key,
+            "sas_key": self.sas_token,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "tenant_id": self.tenant_id,
+            "endpoint": self.endpoint_url,
+            "allow_http": "true" if self.allow_http else None,
+        }
+        return {key: value for key, value in options.items() if value}
+
+
+def lakehouse_resource(house: AzureLakehouseConfig) -> AzureLakehouseResource:
+    a = house.credentials
+    fields: dict[str, Any] = {
+        "uri": house.uri,
+        "account": house.account,
+        "endpoint_url": house.endpoint_url,
+        "allow_http": house.allow_http,
+        "account_key": env(a.account_key) if a else None,
+        "sas_token": env(a.sas_token) if a else None,
+        "client_id": env(a.client_id) if a else None,
+        "client_secret": env(a.client_secret) if a else None,
+        "tenant_id": env(a.tenant_id) if a else None,
+    }
+    return AzureLakehouseResource(**{k: v for k, v in fields.items() if v is not None})

@@ -11,8 +11,9 @@ from google.cloud import storage
 from google.oauth2 import service_account
 from pydantic import Field
 
-from lakesync.config.models import GcsLake
+from lakesync.config.storage import GcsLake, GcsLakehouseConfig
 from lakesync.defs.lakes import env, names, warn_http
+from lakesync.defs.resources import LakehouseResource
 from lakesync.discover.stores import LakeStore
 from lakesync.discover.stores.gcs import GcsStore
 
@@ -61,7 +62,7 @@ class GcsLakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         )
 
 
-def resource(lake: GcsLake) -> GcsLakeResource:
+def lake_resource(lake: GcsLake) -> GcsLakeResource:
     g = lake.credentials
     return GcsLakeResource(
         gcs=GcsLakeClient(
@@ -71,3 +72,27 @@ def resource(lake: GcsLake) -> GcsLakeResource:
         ),
         credential_names=names(g.service_account_json) if g else [],
     )
+
+
+class GcsLakehouseResource(LakehouseResource):
+    """A lakehouse in a GCS bucket (``gs://bucket/path``), through deltalake's object store."""
+
+    service_account_json: str | None = None
+    allow_http: bool = False
+
+    def storage_options(self) -> dict[str, str]:
+        options = {
+            "google_service_account_key": self.service_account_json,
+            "allow_http": "true" if self.allow_http else None,
+        }
+        return {key: value for key, value in options.items() if value}
+
+
+def lakehouse_resource(house: GcsLakehouseConfig) -> GcsLakehouseResource:
+    g = house.credentials
+    fields: dict[str, Any] = {
+        "uri": house.uri,
+        "allow_http": house.allow_http,
+        "service_account_json": env(g.service_account_json) if g else None,
+    }
+    return GcsLakehouseResource(**{k: v for k, v in fields.items() if v is not None})

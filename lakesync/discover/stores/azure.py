@@ -15,8 +15,8 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from lakesync.discover.stores.base import FileEntry
 from lakesync.discover.stores.objectstore import Fault, ObjectStore, StoredObject
+from lakesync.state.values import FileEntry
 
 
 class AzureStore(ObjectStore):

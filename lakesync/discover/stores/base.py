@@ -5,28 +5,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-
-@dataclass(frozen=True, order=True)
-class FileEntry:
-    """One file of a lake as the listing saw it."""
-
-    path: str
-    """Path relative to the lake root (or the lake's prefix), with ``/`` separators."""
-    size: int
-    modified: datetime
-    """Last modification time, UTC."""
-    etag: str | None = None
-    """Content tag of object stores; ``None`` on local disks."""
-
-    @property
-    def version_tag(self) -> str:
-        """What identifies this content of the file: the etag, else size and mtime."""
-        return self.etag or f"{self.size}:{int(self.modified.timestamp() * 1_000_000)}"
+from lakesync.state.values import FileEntry
 
 
 class LakeUnavailableError(RuntimeError):

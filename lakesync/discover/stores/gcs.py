@@ -9,8 +9,8 @@ import requests
 from google.api_core import exceptions as google_errors
 from google.auth.exceptions import GoogleAuthError
 
-from lakesync.discover.stores.base import FileEntry
 from lakesync.discover.stores.objectstore import Fault, ObjectStore, StoredObject
+from lakesync.state.values import FileEntry
 
 
 class GcsStore(ObjectStore):

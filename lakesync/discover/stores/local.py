@@ -8,9 +8,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lakesync.config.models import LocalLake
+from lakesync.config.storage import LocalLake
 from lakesync.discover.patterns import compile_pattern, literal_prefix
-from lakesync.discover.stores.base import FileChangedError, FileEntry, LakeUnavailableError
+from lakesync.discover.stores.base import FileChangedError, LakeUnavailableError
+from lakesync.state.values import FileEntry
 
 
 class LocalStore:

@@ -18,7 +18,8 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Literal, TypeVar
 
 from lakesync.discover.patterns import compile_pattern, literal_prefix
-from lakesync.discover.stores.base import FileChangedError, FileEntry, LakeUnavailableError
+from lakesync.discover.stores.base import FileChangedError, LakeUnavailableError
+from lakesync.state.values import FileEntry
 
 Fault = Literal["transient", "auth", "missing", "changed", "other"]
 T = TypeVar("T")

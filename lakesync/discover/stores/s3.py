@@ -13,8 +13,8 @@ from botocore.exceptions import (
     HTTPClientError,
 )
 
-from lakesync.discover.stores.base import FileEntry
 from lakesync.discover.stores.objectstore import Fault, ObjectStore, StoredObject
+from lakesync.state.values import FileEntry
 
 _AUTH = {
     "InvalidAccessKeyId",

@@ -16,18 +16,19 @@ from __future__ import annotations
 import getpass
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
 import polars as pl
 import pyarrow as pa
-from deltalake.exceptions import CommitFailedError
 
 from lakesync.config.models import LakesyncConfig
 from lakesync.conform.drift import DriftReport, signature_id
-from lakesync.lakehouse import Lakehouse, read_current
-from lakesync.record.audit import AuditLog
+from lakesync.conform.policies import Decisions, drift_policy
+from lakesync.state.append import Append, append_once
+from lakesync.state.audit import AuditLog
+from lakesync.state.lakehouse import Lakehouse, read_current
 
 Status = Literal["open", "handled", "approved", "rejected"]
 DRIFT_SCHEMA = pa.schema(
@@ -65,29 +66,16 @@ class DriftEvent:
     note: str | None = None
 
     @property
+    def stops_dataset(self) -> bool:
+        """An open event of a policy that stops its dataset until the drift is reviewed."""
+        return self.status == "open" and drift_policy(self.report.policy).stops_dataset
+
+    @property
     def renames(self) -> dict[str, str]:
         """Source column -> canonical column, for the probable renames of this drift."""
         return {
             str(c.evidence["source_column"]): c.column for c in self.report.changes if c.change == "renamed"
         }
-
-
-@dataclass(frozen=True)
-class Decisions:
-    """What has been decided about a dataset's drift (used while ingesting it)."""
-
-    approved: frozenset[str] = frozenset()
-    rejected: dict[str, str] = field(default_factory=dict)
-    """Event id -> who rejected it and when, for the quarantine reason."""
-    renames: dict[str, str] = field(default_factory=dict)
-    """Approved renames: source column -> canonical column."""
-
-    def status(self, event_id: str) -> Literal["approved", "rejected"] | None:
-        if event_id in self.approved:
-            return "approved"
-        if event_id in self.rejected:
-            return "rejected"
-        return None
 
 
 class DriftLog:
@@ -103,19 +91,9 @@ class DriftLog:
         assert isinstance(frame, pl.DataFrame)
         return frame
 
-    def _append(self, rows: list[dict[str, object]]) -> None:
+    def _append(self, rows: list[dict[str, object]], what: str) -> None:
         data = pa.Table.from_pylist(rows, schema=DRIFT_SCHEMA)
-        for _ in range(16):
-            snapshot = self.lakehouse.open(self.uri)
-            try:
-                self.lakehouse.append(
-                    snapshot if snapshot is not None else self.uri, data, schema_mode="merge"
-                )
-            except CommitFailedError:
-                continue
-            return
-        msg = "could not record drift events (concurrent commits)"
-        raise RuntimeError(msg)
+        append_once(self.lakehouse, self.uri, lambda _: Append(data), what=what)
 
     def record(
         self,
@@ -150,7 +128,7 @@ class DriftLog:
                     "recorded_at": now,
                 }
             )
-        self._append(rows)
+        self._append(rows, f"the drift {', '.join(ids)} of {dataset}")
         return ids
 
     def events(self, *, dataset: str | None = None) -> list[DriftEvent]:
@@ -224,7 +202,8 @@ class DriftLog:
                     "run_id": None,
                     "recorded_at": datetime.now(tz=UTC),
                 }
-            ]
+            ],
+            f"the decision on drift {event.id}",
         )
         lake, dataset = event.dataset.split(".", 1)
         AuditLog(self.lakehouse).append(
@@ -239,7 +218,8 @@ class DriftLog:
                     "note": note,
                     "detail": json.dumps({"event": event.id, "summary": event.report.summary()}),
                 }
-            ]
+            ],
+            what=f"the decision on drift {event.id} in the audit trail",
         )
         decided = self.event(event_id)
         assert decided is not None

@@ -28,17 +28,17 @@ from typing import Any
 import polars as pl
 from deltalake import DeltaTable, write_deltalake
 
-from lakesync.commit.delta import Provenance
-from lakesync.commit.erase import refuse_while_syncing
 from lakesync.commit.maintenance import purge_history
+from lakesync.commit.provenance import Provenance
 from lakesync.config.contracts import resolve_contract
 from lakesync.config.models import LakesyncConfig
 from lakesync.conform.pii import PiiError, PiiPolicy, redact
 from lakesync.conform.target import RESCUED
 from lakesync.features import build_feature
-from lakesync.lakehouse import Lakehouse, commit_properties
-from lakesync.record.audit import AuditLog
-from lakesync.record.drift_log import DriftLog
+from lakesync.governance.erase import refuse_while_syncing
+from lakesync.state.audit import AuditLog
+from lakesync.state.drift_log import DriftLog
+from lakesync.state.lakehouse import Lakehouse, commit_properties
 
 
 @dataclass(frozen=True)
@@ -299,6 +299,7 @@ def apply_pii(
                     "actor": actor,
                     "detail": json.dumps(report.to_dict(), default=str),
                 }
-            ]
+            ],
+            what=f"the pii apply report of table {table!r}",
         )
     return report

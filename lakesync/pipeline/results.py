@@ -1,12 +1,15 @@
-"""What a sync did, as small frozen dataclasses (turned into Dagster metadata in one place)."""
+"""What a sync did, as small frozen dataclasses: every report (the CLI's summary, Dagster's
+metadata and checks) is built from them. :meth:`TableSync.to_json` / :meth:`TableSync.from_json`
+carry one across processes (a run's event log) without losing a field."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import Any
 
 from lakesync.conform.drift import DriftReport
-from lakesync.record.failures import ContractFailures
+from lakesync.pipeline.failures import ContractFailures, FailureCase
 
 
 @dataclass(frozen=True)
@@ -98,3 +101,42 @@ class TableSync:
     @property
     def files_quarantined(self) -> int:
         return sum(d.files_quarantined for d in self.datasets)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON values (datetimes as ISO 8601 text)."""
+        return _plain(asdict(self))  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TableSync:
+        datasets = tuple(_dataset(d) for d in data.get("datasets", []))
+        values = {k: v for k, v in data.items() if k != "datasets"}
+        return cls(datasets=datasets, **values)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _dataset(data: dict[str, Any]) -> DatasetSync:
+    failures = dict(data.get("failures") or {})
+    values = {
+        **data,
+        "batches": tuple(data.get("batches", ())),
+        "batch_rows": tuple(tuple(b) for b in data.get("batch_rows", ())),
+        "drift": tuple(DriftReport.from_dict(r) for r in data.get("drift", ())),
+        "newest_file": datetime.fromisoformat(data["newest_file"]) if data.get("newest_file") else None,
+        "failures": ContractFailures(
+            rows_failed=failures.get("rows_failed", 0),
+            files_failed=failures.get("files_failed", 0),
+            rows_held_by_drift=failures.get("rows_held_by_drift", 0),
+            by_rule=tuple(tuple(r) for r in failures.get("by_rule", ())),
+            samples=tuple(FailureCase(**c) for c in failures.get("samples", ())),
+        ),
+    }
+    return DatasetSync(**values)

@@ -1,4 +1,5 @@
-"""`lakesync sync`: launch the same Dagster jobs the sensors launch, recorded in the instance."""
+"""Launch the same Dagster jobs the sensors launch (for `lakesync sync` and the demos), recorded in
+the instance, and read back what they did: the :class:`TableSync` each run reports."""
 
 from __future__ import annotations
 
@@ -11,19 +12,22 @@ from pathlib import Path
 import dagster as dg
 
 from lakesync.config import LakesyncConfig
-from lakesync.conform import DriftReport
-from lakesync.defs import build_definitions
 from lakesync.defs.assets import TABLE_TAG, job_name, op_name
+from lakesync.defs.factory import build_definitions
 from lakesync.defs.features import BLOCKED_TAG, feature_job_name
-from lakesync.defs.resources import config_problem, open_lakehouse
+from lakesync.defs.metadata import RESULT_KEY
+from lakesync.defs.providers import open_lakehouse
+from lakesync.defs.resources import config_problem
+from lakesync.pipeline.results import DatasetSync, TableSync
 from lakesync.pipeline.runtime import dataset_runtimes
 from lakesync.pipeline.status import table_statuses
-from lakesync.record.summary import CheckLine, DatasetLine, FeatureLine, TableLine
+from lakesync.report.summary import CheckLine, FeatureLine, TableLine
 
 
 @dataclass(frozen=True)
 class SyncOutcome:
-    datasets: list[DatasetLine]
+    datasets: list[DatasetSync]
+    """What each dataset's sync did, in configuration order."""
     tables: list[TableLine]
     failures: list[str]
     run_ids: list[str]
@@ -55,35 +59,14 @@ def instance() -> tuple[dg.DagsterInstance, bool]:
     return opened, True
 
 
-def _observation(event: dg.DagsterEvent) -> tuple[str, dict[str, object]] | None:
+def _result(event: dg.DagsterEvent) -> TableSync | None:
+    """The table sync a run reported (on the table's observation)."""
     if event.event_type_value != "ASSET_OBSERVATION":
         return None
     observation = event.asset_observation_data.asset_observation
-    path = observation.asset_key.path
-    if len(path) != 3 or path[0] != "lakes":
-        return None
-    values = {k: getattr(v, "value", v) for k, v in observation.metadata.items()}
-    return f"{path[1]}.{path[2]}", values
-
-
-def _drift_lines(value: object) -> tuple[str, ...]:
-    """The drift of a dataset's files, the same drift of many files on one line."""
-    if not isinstance(value, list):
-        return ()
-    files: dict[str, list[str]] = {}
-    for item in value:
-        report = DriftReport.from_dict(item)
-        # Nulls in never-null columns are contract failures, reported with the quarantine.
-        shown = [c for c in report.changes if c.change not in ("nullability", "reordered")]
-        if not shown:
-            continue
-        done = f" -> {'; '.join(report.actions)}" if report.actions else ""
-        what = "; ".join(c.describe() for c in shown)
-        files.setdefault(f"{what}{done}", []).append(report.file)
-    return tuple(
-        f"{what} ({paths[0] if len(paths) == 1 else f'{len(paths)} files, e.g. {paths[0]}'})"
-        for what, paths in files.items()
-    )
+    value = observation.metadata.get(RESULT_KEY)
+    data = getattr(value, "data", None)
+    return TableSync.from_json(data) if isinstance(data, dict) else None
 
 
 def _check_line(event: dg.DagsterEvent) -> CheckLine | None:
@@ -146,10 +129,6 @@ def _run_features(
     return lines, failures
 
 
-def _int(value: object) -> int:
-    return int(value) if isinstance(value, int | float) else 0
-
-
 def sync(
     config: LakesyncConfig,
     *,
@@ -166,7 +145,7 @@ def sync(
         for r in dataset_runtimes(config)
         if (lakes is None or r.lake in lakes) and (datasets is None or r.key in datasets)
     ]
-    lines: dict[str, DatasetLine] = {}
+    lines: dict[str, DatasetSync] = {}
     failures: list[str] = []
     run_ids: list[str] = []
     checks: list[CheckLine] = []
@@ -195,24 +174,9 @@ def sync(
             check_line = _check_line(event)
             if check_line is not None:
                 checks.append(check_line)
-            found = _observation(event)
-            if found is None:
-                continue
-            key, values = found
-            lake, dataset = key.split(".", 1)
-            seen = values.get("files_seen")
-            lines[key] = DatasetLine(
-                lake=lake,
-                dataset=dataset,
-                files_seen=seen if isinstance(seen, int) else None,
-                files_ingested=_int(values.get("files_ingested")),
-                files_quarantined=_int(values.get("files_quarantined")),
-                rows_read=_int(values.get("rows_read")),
-                rows_committed=_int(values.get("rows_committed")),
-                rows_quarantined=_int(values.get("rows_quarantined")),
-                error=str(values["error"]) if values.get("error") else None,
-                drift=_drift_lines(values.get("drift")),
-            )
+            synced_table = _result(event)
+            if synced_table is not None:
+                lines.update({d.key: d for d in synced_table.datasets})
         if not result.success:
             failed_checks = [c for c in checks if c.table == table and c.status == "ERROR"]
             failure = next((e for e in result.all_events if e.is_step_failure), None)

@@ -12,14 +12,15 @@ erasure deletes, for one ``<subject>=<value>``:
 Each delete is one Delta commit (copy-on-write: files holding the subject are rewritten
 without it). The old files stay readable through time travel until VACUUM; ``purge`` vacuums
 the affected tables at once with a zero retention, which ends time travel before that point.
-The receipt names the subject by a hash, never by its key.
+The subject is recorded as being erased (by a hash, never by its key) before any row is
+deleted, so a run stopped half way still keeps the subject's late rows out
+(:mod:`lakesync.state.erasures`); the receipt, written last, names the subject the same way.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,17 +28,17 @@ from typing import Any
 import polars as pl
 from deltalake import DeltaTable
 
-from lakesync.commit.delta import Provenance
 from lakesync.commit.maintenance import purge_history
+from lakesync.commit.provenance import Provenance
 from lakesync.config.contracts import ContractColumn, ResolvedContract, resolve_contract
 from lakesync.config.models import LakesyncConfig
 from lakesync.conform.pii import hash_text
-from lakesync.discover.ledger import Ledger
-from lakesync.lakehouse import Lakehouse, commit_properties
-from lakesync.record.audit import AuditLog
-from lakesync.record.drift_log import DriftLog
-
-RESCUED = "_rescued_data"
+from lakesync.conform.target import RESCUED
+from lakesync.state.audit import AuditLog
+from lakesync.state.drift_log import DriftLog
+from lakesync.state.erasures import RECEIPT, Erasures, subject_hash
+from lakesync.state.lakehouse import Lakehouse, commit_properties
+from lakesync.state.ledger import Ledger
 
 
 class ErasureError(ValueError):
@@ -87,10 +88,6 @@ class Receipt:
         data = asdict(self)
         data["at"] = self.at.isoformat()
         return data
-
-
-def subject_hash(subject: str, value: str) -> str:
-    return hashlib.sha256(f"{subject}={value}".encode()).hexdigest()
 
 
 def _contracts(config: LakesyncConfig) -> dict[str, ResolvedContract]:
@@ -235,7 +232,9 @@ def erase_subject(
         value = str(_typed(table, column, value))  # one spelling per key
     if purge and not dry_run:
         refuse_while_syncing(config, lakehouse, subject_columns(config, subject))
-    digest = subject_hash(subject, value)
+    erasures = Erasures(lakehouse)
+    # Remembered before anything is deleted: from now on the subject's late rows stay out.
+    digest = subject_hash(subject, value) if dry_run else erasures.request(subject, value, actor=actor)
     erased: list[Erased] = []
     files: set[str] = set()
     seen_targets: set[str] = set()
@@ -297,43 +296,13 @@ def erase_subject(
         AuditLog(lakehouse).append(
             [
                 {
-                    "kind": "erasure",
+                    "kind": RECEIPT,
                     "status": "purged" if purge else "deleted (recoverable until VACUUM)",
                     "rows_committed": -receipt.rows,
                     "actor": actor,
                     "detail": json.dumps(receipt.to_dict(), default=str),
                 }
-            ]
+            ],
+            what=f"the erasure receipt of a {subject} (its rows are deleted)",
         )
     return receipt
-
-
-@dataclass(frozen=True)
-class ErasureList:
-    """The subjects erased from a table, by hash: rows of theirs arriving later are dropped."""
-
-    subjects: Mapping[str, tuple[str, frozenset[str]]]
-    """Subject column -> its subject and the hashes of the erased keys."""
-
-    def keep(self, frame: pl.DataFrame) -> pl.Series:
-        """True for the rows of ``frame`` none of whose subjects was erased."""
-        keep = pl.Series("keep", [True] * frame.height, dtype=pl.Boolean)
-        for column, (subject, hashes) in self.subjects.items():
-            values = frame[column].drop_nulls().unique().to_list()
-            erased = [v for v in values if subject_hash(subject, str(v)) in hashes]
-            if erased:
-                keep = keep & (~frame[column].is_in(erased)).fill_null(True)
-        return keep.alias("keep")
-
-
-def erasure_list(contract: ResolvedContract, lakehouse: Lakehouse) -> ErasureList | None:
-    """The erasure list of a table's subject columns, from the erasure receipts in the audit trail."""
-    if not contract.subjects:
-        return None
-    erased: dict[str, set[str]] = {subject: set() for subject in contract.subjects.values()}
-    for detail in AuditLog(lakehouse).details("erasure"):
-        receipt = json.loads(detail)
-        if receipt.get("subject") in erased and not receipt.get("dry_run"):
-            erased[receipt["subject"]].add(str(receipt["subject_hash"]))
-    lists = {c: (s, frozenset(erased[s])) for c, s in contract.subjects.items() if erased[s]}
-    return ErasureList(lists) if lists else None

@@ -15,10 +15,10 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from lakesync.commit.delta import Provenance
+from lakesync.commit.provenance import Provenance
 from lakesync.config import LakesyncConfig
-from lakesync.discover.ledger import Ledger
-from lakesync.lakehouse import Lakehouse
+from lakesync.state.lakehouse import Lakehouse
+from lakesync.state.ledger import Ledger
 
 MAX_ROWS = 100
 

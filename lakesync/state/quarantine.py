@@ -11,11 +11,13 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
-from deltalake.exceptions import CommitFailedError
+from deltalake import DeltaTable
 
 from lakesync.conform.conform import as_text
-from lakesync.lakehouse import Lakehouse, transaction_version
 from lakesync.read import ROW
+from lakesync.state.append import Append, append_once
+from lakesync.state.lakehouse import Lakehouse, transaction_version
+from lakesync.state.values import dataset_id
 
 QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "lake": pl.String(),
@@ -83,9 +85,9 @@ def file_record(*, reason: str, rule: str, context: Mapping[str, Any]) -> pl.Dat
     return pl.DataFrame([record], schema=QUARANTINE_SCHEMA)
 
 
-def dataset_key(records: pl.DataFrame) -> str:
-    """The ``<lake>.<dataset>`` key of a frame of one dataset's quarantine records."""
-    return f"{records['lake'][0]}.{records['dataset'][0]}"
+def _dataset(records: pl.DataFrame) -> str:
+    """The dataset id of a frame of one dataset's quarantine records."""
+    return dataset_id(str(records["lake"][0]), str(records["dataset"][0]))
 
 
 def write(
@@ -100,26 +102,14 @@ def write(
 
     Batches whose records were already committed (a retried run) are left out.
     """
-    uri = lakehouse.quarantine_uri(table)
-    for _ in range(8):
-        snapshot = lakehouse.open(uri)
+
+    def build(snapshot: DeltaTable | None) -> Append[None] | None:
         pending = {k: v for k, v in batches.items() if transaction_version(snapshot, k) < v}
-        frames = [f for f in records if f.height and dataset_key(f) in pending]
+        frames = [f for f in records if f.height and _dataset(f) in pending]
         if not frames:
-            return snapshot.version() if snapshot is not None else None
+            return None
         data: pa.Table = pl.concat(frames).to_arrow(compat_level=pl.CompatLevel.newest())
-        try:
-            lakehouse.append(
-                snapshot if snapshot is not None else uri,
-                data,
-                app_transactions=pending,
-                metadata=metadata,
-                schema_mode="merge",  # an older lakesync's quarantine table gains today's columns
-            )
-        except CommitFailedError:
-            continue
-        written = lakehouse.open(uri)
-        assert written is not None
-        return written.version()
-    msg = f"table {table!r}: could not commit quarantine records (concurrent commits)"
-    raise RuntimeError(msg)
+        return Append(data, transactions=pending, metadata=metadata)
+
+    what = f"the quarantine records of table {table!r}"
+    return append_once(lakehouse, lakehouse.quarantine_uri(table), build, what=what).version

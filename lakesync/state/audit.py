@@ -14,11 +14,12 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
-from deltalake.exceptions import CommitFailedError
+from deltalake import DeltaTable
 
 from lakesync.config.models import LakesyncConfig
-from lakesync.discover.ledger import BatchPlan, FileOutcome
-from lakesync.lakehouse import Lakehouse, read_current, transaction_version
+from lakesync.state.append import Append, Appended, append_once
+from lakesync.state.lakehouse import Lakehouse, read_current, transaction_version
+from lakesync.state.values import BatchPlan, FileOutcome
 
 AUDIT_SCHEMA = pa.schema(
     [
@@ -51,8 +52,7 @@ AUDIT_SCHEMA = pa.schema(
     ]
 )
 """``kind``: ``file`` (a file of a batch), ``batch`` (a batch; ``replay`` for a quarantine
-replay), ``drift_decision``."""
-_ATTEMPTS = 32
+replay), ``drift_decision``, ``erasure_request``, ``erasure``, ``pii_apply``."""
 
 
 def credential_names(config: LakesyncConfig, lake: str) -> str | None:
@@ -137,49 +137,40 @@ class AuditLog:
     def record_batches(self, records: Mapping[str, tuple[int, list[dict[str, Any]]]]) -> int | None:
         """Append each dataset's batch records once: ``{dataset: (batch, records)}``. Batches a
         retried run already audited are left out. Returns the audit table's version."""
-        for _ in range(_ATTEMPTS):
-            snapshot = self.lakehouse.open(self.uri)
+
+        def build(snapshot: DeltaTable | None) -> Append[None] | None:
             pending = {k: v for k, v in records.items() if transaction_version(snapshot, f"audit:{k}") < v[0]}
             if not pending:
-                return snapshot.version() if snapshot is not None else None
-            rows = [r for _, batch in pending.values() for r in batch]
-            try:
-                self.lakehouse.append(
-                    snapshot if snapshot is not None else self.uri,
-                    pa.Table.from_pylist(rows, schema=AUDIT_SCHEMA),
-                    app_transactions={f"audit:{k}": v[0] for k, v in pending.items()},
-                    metadata={"lakesync.operation": "audit"},
-                    schema_mode="merge",
-                )
-            except CommitFailedError:
-                continue
-            written = self.lakehouse.open(self.uri)
-            return written.version() if written is not None else None
-        msg = "could not append to the audit table (concurrent commits)"
-        raise RuntimeError(msg)
+                return None
+            return Append(
+                pa.Table.from_pylist(
+                    [r for _, batch in pending.values() for r in batch], schema=AUDIT_SCHEMA
+                ),
+                transactions={f"audit:{k}": v[0] for k, v in pending.items()},
+                metadata={"lakesync.operation": "audit"},
+            )
 
-    def append(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Append records that need no exactly-once guard (decisions: each is a new fact)."""
-        for _ in range(_ATTEMPTS):
-            snapshot = self.lakehouse.open(self.uri)
-            try:
-                self.lakehouse.append(
-                    snapshot if snapshot is not None else self.uri,
-                    pa.Table.from_pylist(
-                        [{"recorded_at": datetime.now(tz=UTC), **r} for r in rows], schema=AUDIT_SCHEMA
-                    ),
-                    metadata={"lakesync.operation": "audit"},
-                    schema_mode="merge",
-                )
-            except CommitFailedError:
-                continue
-            return
+        return append_once(self.lakehouse, self.uri, build, what="the audit records of a batch").version
 
-    def details(self, kind: str) -> list[str]:
-        """The ``detail`` of every record of ``kind`` (reads two columns, not the whole trail)."""
+    def append(self, rows: Sequence[dict[str, Any]], *, what: str) -> int | None:
+        """Append records that need no exactly-once guard (each is a new fact: a decision, an
+        erasure); raises :class:`~lakesync.state.append.AppendContentionError` if it cannot."""
+        now = datetime.now(tz=UTC)
+        data = pa.Table.from_pylist([{"recorded_at": now, **r} for r in rows], schema=AUDIT_SCHEMA)
+        appended: Appended[None] = append_once(
+            self.lakehouse,
+            self.uri,
+            lambda _: Append(data, metadata={"lakesync.operation": "audit"}),
+            what=what,
+        )
+        return appended.version
+
+    def details(self, *kinds: str) -> list[str]:
+        """The ``detail`` of every record of these kinds (reads two columns, not the whole trail)."""
         table = read_current(self.lakehouse.open(self.uri), AUDIT_SCHEMA, columns=["kind", "detail"])
         frame: pl.DataFrame = pl.from_arrow(table)  # type: ignore[assignment]
-        return [str(d) for d in frame.filter(pl.col("kind") == kind)["detail"].drop_nulls().to_list()]
+        chosen = frame.filter(pl.col("kind").is_in(list(kinds)))
+        return [str(d) for d in chosen["detail"].drop_nulls().to_list()]
 
     def read(
         self, *, table: str | None = None, file: str | None = None, since: datetime | None = None

@@ -16,11 +16,13 @@ from datetime import datetime
 
 import polars as pl
 
-from lakesync.commit.quarantine import QUARANTINE_ARROW
 from lakesync.config import LakesyncConfig
-from lakesync.discover import BatchPlan, LakeStore, Ledger
-from lakesync.lakehouse import Lakehouse, read_current
-from lakesync.pipeline.runtime import dataset_key, dataset_runtimes
+from lakesync.discover import LakeStore
+from lakesync.pipeline.runtime import dataset_runtimes
+from lakesync.state.lakehouse import Lakehouse, read_current
+from lakesync.state.ledger import Ledger
+from lakesync.state.quarantine import QUARANTINE_ARROW
+from lakesync.state.values import BatchPlan, dataset_id
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ class QuarantineGroup:
 
     @property
     def key(self) -> str:
-        return dataset_key(self.lake, self.dataset)
+        return dataset_id(self.lake, self.dataset)
 
 
 def group_id(table: str, lake: str, dataset: str, file: str, batch: int) -> str:
@@ -80,7 +82,7 @@ def quarantine_groups(
             pl.col("quarantined_at").min().alias("quarantined_at"),
         )
         for row in summary.iter_rows(named=True):
-            key = dataset_key(row["lake"], row["dataset"])
+            key = dataset_id(row["lake"], row["dataset"])
             if key not in states:
                 states[key] = ledger.read(key)
             state = states[key]

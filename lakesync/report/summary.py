@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from lakesync.conform.drift import DriftReport
+from lakesync.pipeline.results import DatasetSync
+
 
 def text_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """An aligned table; numbers right-aligned, everything else left-aligned."""
@@ -32,23 +35,6 @@ def _cell(value: Any) -> str:
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
     return str(value)
-
-
-@dataclass(frozen=True)
-class DatasetLine:
-    """One row of a sync summary, per lake dataset."""
-
-    lake: str
-    dataset: str
-    files_seen: int | None
-    files_ingested: int
-    files_quarantined: int
-    rows_read: int
-    rows_committed: int
-    rows_quarantined: int
-    error: str | None = None
-    drift: tuple[str, ...] = ()
-    """One line per file whose schema drifted: what changed and what lakesync did."""
 
 
 @dataclass(frozen=True)
@@ -78,8 +64,25 @@ class FeatureLine:
     status: str
 
 
+def drift_lines(reports: Sequence[DriftReport]) -> tuple[str, ...]:
+    """The drift of a dataset's files, the same drift of many files on one line."""
+    files: dict[str, list[str]] = {}
+    for report in reports:
+        # Nulls in never-null columns are contract failures, reported with the quarantine.
+        shown = [c for c in report.changes if c.change not in ("nullability", "reordered")]
+        if not shown:
+            continue
+        done = f" -> {'; '.join(report.actions)}" if report.actions else ""
+        what = "; ".join(c.describe() for c in shown)
+        files.setdefault(f"{what}{done}", []).append(report.file)
+    return tuple(
+        f"{what} ({paths[0] if len(paths) == 1 else f'{len(paths)} files, e.g. {paths[0]}'})"
+        for what, paths in files.items()
+    )
+
+
 def sync_summary(
-    datasets: Sequence[DatasetLine],
+    datasets: Sequence[DatasetSync],
     tables: Sequence[TableLine],
     checks: Sequence[CheckLine] = (),
     features: Sequence[FeatureLine] = (),
@@ -122,7 +125,7 @@ def sync_summary(
                 [(f.feature, f.delta_version, f.rows, f.status) for f in features],
             ),
         ]
-    drifted = [(d, line) for d in datasets for line in d.drift]
+    drifted = [(d, line) for d in datasets for line in drift_lines(d.drift)]
     if drifted:
         out += ["", "Schema drift:"] + [f"  {d.lake}.{d.dataset}: {line}" for d, line in drifted]
     errors = [d for d in datasets if d.error]

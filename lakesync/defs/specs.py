@@ -1,0 +1,116 @@
+"""The asset specs generated from the configuration (what each asset is, before how it is made).
+
+- ``lakes/<lake>/<dataset>``: the files of a lake dataset (external: lakesync reads, never
+  writes them); observed by its sensor and by every ingestion run.
+- ``lakehouse/<table>`` and ``lakehouse/_quarantine/<table>``: one multi-asset per unified table.
+- ``lakehouse/_ledger``, ``lakehouse/_drift``, ``lakehouse/_audit``: lakesync's own tables.
+"""
+
+import dagster as dg
+
+from lakesync.commit.provenance import Provenance
+from lakesync.config import LakesyncConfig, ResolvedContract
+from lakesync.config.datasets import Dataset
+from lakesync.config.storage import AnyLake
+from lakesync.defs.metadata import (
+    AUDIT_KEY,
+    DRIFT_KEY,
+    LEDGER_KEY,
+    column_lineage,
+    column_schema,
+    dataset_key,
+    quarantine_key,
+    table_key,
+)
+
+
+def lake_dataset_spec(lake_name: str, lake: AnyLake, name: str, dataset: Dataset) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key=dataset_key(lake_name, name),
+        description=dataset.description
+        or f"{dataset.format} files matching `{dataset.pattern}` in the {lake.provider} lake `{lake_name}`",
+        group_name=lake_name,
+        kinds={lake.provider, dataset.format},
+        owners=lake.owners or None,
+        tags={"lakesync/lake": lake_name},
+        metadata={
+            "lake_location": lake.location,
+            "pattern": dataset.pattern,
+            "format": dataset.format,
+            "feeds_table": dataset.table,
+            "drift_policy": dataset.drift or "(table's)",
+        },
+    )
+
+
+def ledger_spec() -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key=LEDGER_KEY,
+        description="Every file lakesync planned, ingested or quarantined, per dataset batch",
+        group_name="lakehouse",
+        kinds={"delta"},
+    )
+
+
+def audit_spec() -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key=AUDIT_KEY,
+        description="The audit trail: every file and batch ingested or quarantined (source, size, etag, "
+        "rows, table version, run, credential names) and every drift decision; `lakesync audit` queries it",
+        group_name="lakehouse",
+        kinds={"delta"},
+    )
+
+
+def drift_spec() -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key=DRIFT_KEY,
+        description="Schema drift events of every dataset, and the decisions reviewers took",
+        group_name="lakehouse",
+        kinds={"delta"},
+    )
+
+
+def feeding(config: LakesyncConfig, table: str) -> list[tuple[str, str]]:
+    """(lake, dataset) of every dataset feeding ``table``, in configuration order."""
+    return [
+        (lake_name, ds_name)
+        for lake_name, lake in config.lakes.items()
+        for ds_name, ds in lake.datasets.items()
+        if ds.table == table
+    ]
+
+
+def table_specs(config: LakesyncConfig, table: str, contract: ResolvedContract) -> list[dg.AssetSpec]:
+    """The unified table and its quarantine, both materialized by the table's sync."""
+    settings = config.tables[table]
+    deps = [dataset_key(lake, name) for lake, name in feeding(config, table)]
+    table_spec = dg.AssetSpec(
+        key=table_key(table),
+        deps=deps,
+        description=settings.description
+        or f"Unified `{table}` table ({settings.mode}, drift: {settings.drift})",
+        group_name="lakehouse",
+        kinds={"delta", "polars", "pandera"},
+        skippable=True,
+        metadata={
+            "dagster/column_schema": column_schema(contract, provenance=Provenance.of(config)),
+            "dagster/column_lineage": column_lineage(config, table, contract),
+            "dagster/table_name": table,
+            "mode": settings.mode,
+            "keys": ", ".join(settings.keys) or "(none)",
+            "partition_columns": ", ".join(settings.partition_by) or "(none)",
+            "max_failed_rows": settings.max_failed_rows,
+            "drift_policy": settings.drift,
+            "contract_fingerprint": contract.fingerprint,
+        },
+    )
+    quarantine_spec = dg.AssetSpec(
+        key=quarantine_key(table),
+        deps=deps,
+        description=f"Rows and files rejected on their way to `{table}`, each with its reason and source",
+        group_name="lakehouse",
+        kinds={"delta"},
+        skippable=True,
+    )
+    return [table_spec, quarantine_spec]

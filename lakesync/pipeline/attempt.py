@@ -1,0 +1,81 @@
+"""The values one attempt at a round works with, and what makes the next attempt different."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import polars as pl
+import pyarrow as pa
+from deltalake import DeltaTable
+
+from lakesync.conform.drift import DriftReport
+from lakesync.conform.target import TargetSchema
+from lakesync.state.values import BatchPlan, FileOutcome
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The columns an attempt writes."""
+
+    target: TargetSchema
+    """The contract's columns and those drift added (this round's additions included)."""
+    base: TargetSchema
+    """The table as it was before this round: drift is reported against it."""
+    columns: tuple[str, ...]
+    """Output columns, in order (stored personal data and provenance included)."""
+    arrow: pa.Schema
+    """The Arrow schema every written batch has."""
+
+
+@dataclass(frozen=True)
+class Redo:
+    """Why a round must be attempted again, and what to do differently."""
+
+    excluded: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    """(dataset, path) -> why: files found unreadable after some of their rows were streamed."""
+    added: Mapping[str, pl.DataType] = field(default_factory=dict)
+    """Columns drift adds to the table (policy evolve, or an approved drift)."""
+    stopped: Mapping[str, tuple[str, DriftReport]] = field(default_factory=dict)
+    """Dataset -> (reason, report): datasets stopped by unreviewed drift (policy fail)."""
+
+    def merged(self, other: Redo) -> Redo:
+        return Redo(
+            excluded={**self.excluded, **other.excluded},
+            added={**self.added, **other.added},
+            stopped={**self.stopped, **other.stopped},
+        )
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt at committing a round, against one snapshot of the table."""
+
+    snapshot: DeltaTable
+    shape: Shape
+    write: tuple[BatchPlan, ...]
+    """Batches the table does not hold yet: their rows are committed."""
+    done: tuple[BatchPlan, ...]
+    """Batches the table already holds (a retried run): read again for their outcomes only."""
+    redo: Redo
+    ingested_at: datetime
+    table_values: Callable[[str], pl.Series | None]
+    """A sample of a table column's values (for rename evidence)."""
+
+    @property
+    def plans(self) -> tuple[BatchPlan, ...]:
+        return (*self.write, *self.done)
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What one file gave in an attempt."""
+
+    dataset: str
+    outcome: FileOutcome | None
+    """``None`` only when ``redo`` is set."""
+    records: tuple[pl.DataFrame, ...] = ()
+    """Its quarantine records."""
+    redo: Redo | None = None
+    """Set when the attempt cannot write this file as it stands: the round is redone."""

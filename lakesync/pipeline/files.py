@@ -1,0 +1,262 @@
+"""One file through read -> conform -> validate: its valid rows, its outcome, its quarantine records.
+
+:meth:`FileJob.run` is a generator of the file's valid rows (Arrow record batches, as committed)
+whose *return value* is the file's :class:`~lakesync.pipeline.attempt.FileResult`. When the
+attempt cannot write the file as it stands (drift adds a column, or stops the dataset; a large
+file turns out broken after some of its rows were streamed), the result carries a
+:class:`~lakesync.pipeline.attempt.Redo` instead of an outcome.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from lakesync.conform import DriftReport, classify, conform_chunk, rename
+from lakesync.conform.conform import as_text
+from lakesync.conform.drift import signature_id
+from lakesync.conform.policies import DriftAction, FileDrift
+from lakesync.discover.stores import file_checksum
+from lakesync.pipeline.attempt import Attempt, FileResult, Redo
+from lakesync.pipeline.context import TableContext
+from lakesync.pipeline.runtime import DatasetRuntime
+from lakesync.read import ROW, FileReadError, read_file
+from lakesync.state import quarantine
+from lakesync.state.values import BatchPlan, FileEntry, FileOutcome
+from lakesync.validate import UniqueTracker, validate_chunk
+
+Rows = Generator[pa.RecordBatch, None, FileResult]
+
+
+@dataclass
+class _Tally:
+    rows_read: int = 0
+    rows_committed: int = 0
+    rows_quarantined: int = 0
+    rows_erased: int = 0
+    streamed: int = 0
+    records: list[pl.DataFrame] = field(default_factory=list)
+
+
+def collect(rows: Rows) -> tuple[list[pa.RecordBatch], FileResult]:
+    """All of a file's rows and its result (for files processed whole, on a worker)."""
+    batches: list[pa.RecordBatch] = []
+    while True:
+        try:
+            batches.append(next(rows))
+        except StopIteration as done:
+            return batches, done.value
+
+
+class FileJob:
+    """One file of one batch in one attempt."""
+
+    def __init__(self, ctx: TableContext, attempt: Attempt, plan: BatchPlan, entry: FileEntry) -> None:
+        self.ctx = ctx
+        self.attempt = attempt
+        self.plan = plan
+        self.entry = entry
+        self.runtime: DatasetRuntime = ctx.runtimes[plan.dataset]
+        self.tally = _Tally()
+        self.tracker = UniqueTracker(ctx.table.contract.unique)
+
+    @property
+    def where(self) -> str:
+        return f"{self.runtime.lake}/{self.entry.path}"
+
+    def context(self) -> dict[str, Any]:
+        """The columns every quarantine record of this file shares."""
+        return {
+            "lake": self.runtime.lake,
+            "dataset": self.runtime.name,
+            "file": self.entry.path,
+            "batch": self.plan.version,
+            "run_id": self.ctx.run_id,
+            "contract": self.ctx.table.fingerprint,
+            "quarantined_at": self.attempt.ingested_at,
+        }
+
+    def unreadable(self, reason: str, checksum: str | None = None) -> FileResult:
+        message = f"{self.where}: {reason}"
+        return FileResult(
+            self.plan.dataset,
+            FileOutcome(self.entry, "quarantined", 0, 0, 0, reason=message, checksum=checksum),
+            (quarantine.file_record(reason=message, rule="unreadable_file", context=self.context()),),
+        )
+
+    def run(self, *, streaming: bool) -> Rows:
+        """Yield the file's valid rows; return its result.
+
+        When ``streaming``, rows leave before the whole file is read, so a file found broken
+        after some rows returns a redo (leave the file out); otherwise it is simply unreadable
+        (its rows were never yielded: a worker collects them first).
+        """
+        excluded = self.attempt.redo.excluded.get((self.plan.dataset, self.entry.path))
+        if excluded is not None:
+            return self.unreadable(excluded)
+        checksum: str | None = None
+        report: DriftReport | None = None
+        action: DriftAction | None = None
+        selected = self.plan.rows.get(self.entry.path)
+        only = pl.Series(ROW, selected, dtype=pl.Int64).implode() if selected is not None else None
+        try:
+            with self.runtime.store.local_path(self.entry) as path:
+                with contextlib.suppress(OSError):  # a file gone since listing: read_file says so
+                    checksum = file_checksum(path)
+                for whole in read_file(path, self.runtime.read_spec):
+                    # A replay of quarantined rows takes only those records of the file.
+                    raw = whole if only is None else whole.filter(pl.col(ROW).is_in(only))
+                    chunk = rename(raw, self.runtime.columns)
+                    if report is None:
+                        report, action = self.drift(chunk)
+                        if action.kind in ("add_columns", "stop_dataset"):
+                            return FileResult(self.plan.dataset, None, redo=self.redo_for(action, report))
+                    for batch in self.chunk(raw, chunk, action):
+                        self.tally.streamed += batch.num_rows if streaming else 0
+                        yield batch
+        except (FileReadError, ValueError, OSError) as exc:
+            reason = exc.reason if isinstance(exc, FileReadError) else str(exc)
+            line = f"line {exc.line}: " if isinstance(exc, FileReadError) and exc.line else ""
+            if self.tally.streamed:
+                excluded_now = {(self.plan.dataset, self.entry.path): f"{line}{reason}"}
+                return FileResult(self.plan.dataset, None, redo=Redo(excluded=excluded_now))
+            return self.unreadable(f"{line}{reason}", checksum)
+        return self.result(report, action, checksum)
+
+    def result(
+        self, report: DriftReport | None, action: DriftAction | None, checksum: str | None
+    ) -> FileResult:
+        quarantined = action is not None and action.kind == "quarantine_file"
+        tally = self.tally
+        outcome = FileOutcome(
+            self.entry,
+            "quarantined" if quarantined else "ingested",
+            tally.rows_read,
+            tally.rows_committed,
+            tally.rows_quarantined,
+            reason=action.reason if quarantined and action is not None else None,
+            drift=report.to_dict() if report is not None and report.changes else None,
+            rows_erased=tally.rows_erased,
+            checksum=checksum,
+        )
+        return FileResult(self.plan.dataset, outcome, tuple(tally.records))
+
+    def redo_for(self, action: DriftAction, report: DriftReport) -> Redo:
+        if action.kind == "add_columns":
+            return Redo(added=action.columns)
+        return Redo(stopped={self.plan.dataset: (action.reason or "stopped by drift", report)})
+
+    def drift(self, chunk: pl.DataFrame) -> tuple[DriftReport, DriftAction]:
+        """The file's schema drift, and what the dataset's policy does about it."""
+        runtime = self.runtime
+        source = {k: v for k, v in chunk.schema.items() if k != ROW}
+        base = self.attempt.shape.base  # before this round, so columns this round adds are reported
+        changes = classify(
+            source,
+            base,
+            text_source=runtime.config.format == "csv",
+            chunk=chunk,
+            table_values=self.attempt.table_values,
+        )
+        report = DriftReport(self.entry.path, runtime.policy.name, changes)
+        if not report.needs_review:
+            return report, DriftAction("accept")
+        drift = FileDrift(
+            event=signature_id(runtime.key, report.signature),
+            where=self.where,
+            report=report,
+            added={c.column: source[c.column] for c in changes if c.change == "added"},
+            known=frozenset(self.attempt.shape.target.names),
+        )
+        action = runtime.policy.decide(drift, runtime.decisions)
+        return DriftReport(report.file, report.policy, changes, action.actions), action
+
+    def chunk(
+        self, raw: pl.DataFrame, chunk: pl.DataFrame, action: DriftAction | None
+    ) -> Iterator[pa.RecordBatch]:
+        """One chunk's valid rows, as committed; its rejected rows become quarantine records."""
+        tally = self.tally
+        tally.rows_read += raw.height
+        if action is not None and action.kind == "quarantine_file":
+            failures = pl.DataFrame(
+                {"row": raw[ROW], "column": "(file)", "rule": "schema_drift", "message": action.reason}
+            )
+            self.quarantine(raw, failures, raw.height)
+            return
+        valid = self.checked(raw, chunk)
+        erased = self.ctx.rules.erased
+        if erased is not None and valid.height:
+            keep = erased.keep(valid)
+            tally.rows_erased += valid.height - int(keep.sum())
+            valid = valid.filter(keep)
+        tally.rows_committed += valid.height
+        if valid.height:
+            yield from self.stored(valid)
+
+    def checked(self, raw: pl.DataFrame, chunk: pl.DataFrame) -> pl.DataFrame:
+        """The chunk conformed to the table and validated by the contract: its valid rows."""
+        runtime, pii = self.runtime, self.ctx.rules.pii
+        conformed = conform_chunk(
+            chunk,
+            self.attempt.shape.target,
+            source_names=runtime.source_names,
+            formats=runtime.formats,
+            rescue_values=runtime.policy.rescues_values,
+            rescue_unknown=runtime.policy.rescues_unknown,
+            treat=pii.treat_text if pii else None,
+        )
+        failures = conformed.failures
+        candidates = conformed.frame
+        if failures.height:
+            candidates = candidates.filter(~pl.col(ROW).is_in(failures["row"].implode()))
+        found = validate_chunk(candidates, self.ctx.table.contract, self.tracker)
+        if found.height:
+            failures = pl.concat([failures, found])
+        if not failures.height:
+            return conformed.frame
+        bad = failures["row"].unique()
+        is_bad = pl.col(ROW).is_in(bad.implode())
+        bad_raw = raw.filter(is_bad)
+        if pii:  # only the rows going to quarantine: treating is per value
+            failures = pii.failures(failures, self.quoted(bad_raw, conformed.frame.filter(is_bad)))
+        self.quarantine(bad_raw, failures, bad.len())
+        return conformed.frame.filter(~is_bad)
+
+    def quarantine(self, raw: pl.DataFrame, failures: pl.DataFrame, rows: int) -> None:
+        pii = self.ctx.rules.pii
+        stored = pii.raw(raw, self.runtime.source_names) if pii else raw
+        self.tally.records.append(quarantine.row_records(stored, failures, context=self.context()))
+        self.tally.rows_quarantined += rows
+
+    def stored(self, valid: pl.DataFrame) -> Iterator[pa.RecordBatch]:
+        """Valid rows as stored: personal data treated, provenance added, in the output schema."""
+        rules, shape = self.ctx.rules, self.attempt.shape
+        if rules.pii:
+            valid = rules.pii.rows(valid)
+        rows = rules.provenance.add(
+            valid,
+            lake=self.runtime.lake,
+            path=self.entry.path,
+            batch=self.plan.version,
+            at=self.attempt.ingested_at,
+        ).select(shape.columns)
+        table = rows.to_arrow(compat_level=pl.CompatLevel.newest())
+        if not table.schema.equals(shape.arrow):
+            table = table.cast(shape.arrow)
+        yield from table.to_batches()
+
+    def quoted(self, raw: pl.DataFrame, conformed: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
+        """The texts failure messages may quote for each personal-data column: raw and conformed."""
+        quoted = []
+        for name in self.ctx.rules.pii.rules:
+            source = self.runtime.source_names.get(name, name)
+            for frame, column in ((raw, source), (conformed, name)):
+                if column in frame.columns:
+                    text = as_text(frame[column]).alias("text")
+                    quoted.append((name, frame.select(pl.col(ROW).alias("row"), text)))
+        return quoted

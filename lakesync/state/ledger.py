@@ -1,0 +1,237 @@
+"""The durable file ledger: every file a dataset has planned, ingested or quarantined.
+
+The ledger is a Delta table in the lakehouse (``<uri>/_ledger``, partitioned by dataset) and
+an append-only log of events:
+
+- ``planned``: a batch (version N of the dataset) is about to be read. Written before any
+  data is read, with the application transaction ``plan:<dataset>`` = N, so two planners
+  racing for version N cannot both win.
+- ``ingested`` / ``quarantined``: the batch's outcome per file, written after the data
+  commit, with ``done:<dataset>`` = N. Written once, however often it is retried.
+
+A batch planned but not done is *pending*: the next run finishes it before planning a new
+one, which is what makes a killed run safe to retry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import polars as pl
+import pyarrow as pa
+from deltalake import DeltaTable
+from deltalake.exceptions import CommitFailedError
+
+from lakesync.state.append import Append, Appended, append_once
+from lakesync.state.lakehouse import Lakehouse, read_current, transaction_version
+from lakesync.state.ledger_state import LEDGER_SCHEMA, DatasetLedger, ledger_state
+from lakesync.state.values import BatchPlan, FileEntry, FileOutcome
+
+T = TypeVar("T")
+
+_COMPACT_EVERY = 25  # done-batches between compactions of a dataset's ledger partition
+
+
+def _now() -> datetime:
+    return datetime.now(tz=UTC)
+
+
+class Ledger:
+    """Read and append the ledger table of one lakehouse."""
+
+    def __init__(self, lakehouse: Lakehouse) -> None:
+        self.lakehouse = lakehouse
+        self.uri = lakehouse.ledger_uri
+
+    # -- reading -------------------------------------------------------------------------
+    def read(self, dataset: str) -> DatasetLedger:
+        """The dataset's ledger at the latest version of the ledger table."""
+        return ledger_state(self.lakehouse.open(self.uri), dataset)
+
+    def all_events(self) -> pl.DataFrame:
+        """Every ledger event (for status and audit views)."""
+        snapshot = self.lakehouse.open(self.uri)
+        return pl.from_arrow(read_current(snapshot, LEDGER_SCHEMA))  # type: ignore[return-value]
+
+    # -- writing -------------------------------------------------------------------------
+    def plan(
+        self,
+        dataset: str,
+        table: str,
+        choose: Callable[[DatasetLedger], Sequence[FileEntry]],
+        *,
+        run_id: str,
+    ) -> BatchPlan | None:
+        """Durably plan the dataset's next batch from the files ``choose`` picks.
+
+        ``choose`` sees the ledger as of the snapshot the plan is committed against; if a
+        concurrent planner commits first, the ledger is read again and ``choose`` called again.
+        Returns ``None`` when ``choose`` picks nothing.
+        """
+
+        def build(snapshot: DeltaTable | None) -> Append[BatchPlan] | None:
+            state = ledger_state(snapshot, dataset)
+            files = tuple(choose(state))
+            if not files:
+                return None
+            return self._plan_rows(BatchPlan(dataset, table, state.planned_version + 1, files), run_id)
+
+        return self._append(build, f"a batch plan of {dataset}").value
+
+    def plan_replay(
+        self,
+        dataset: str,
+        table: str,
+        files: Sequence[tuple[FileEntry, tuple[int, ...] | None]],
+        *,
+        replay_of: int,
+        run_id: str,
+    ) -> BatchPlan:
+        """Durably plan a batch that ingests again what batch ``replay_of`` quarantined.
+
+        Each file comes with the record numbers to take again (``None``: the whole file). A
+        file of that batch already replayed, or planned for a replay, raises ``ValueError``.
+        """
+
+        def build(snapshot: DeltaTable | None) -> Append[BatchPlan]:
+            state = ledger_state(snapshot, dataset)
+            for entry, _ in files:
+                earlier = state.replay_batch(entry.path, replay_of)
+                if earlier is not None:
+                    msg = (
+                        f"{dataset}: {entry.path} of batch {replay_of} was already replayed (batch {earlier})"
+                    )
+                    raise ValueError(msg)
+            plan = BatchPlan(
+                dataset,
+                table,
+                state.planned_version + 1,
+                tuple(entry for entry, _ in files),
+                rows={entry.path: rows for entry, rows in files if rows is not None},
+                replay_of=replay_of,
+            )
+            return self._plan_rows(plan, run_id)
+
+        plan = self._append(build, f"a replay plan of {dataset}").value
+        assert plan is not None
+        return plan
+
+    def _plan_rows(self, plan: BatchPlan, run_id: str) -> Append[BatchPlan]:
+        """A plan's rows under ``plan:<dataset>`` = its version: two planners cannot both win it."""
+        now = _now()
+        rows = [
+            _row(plan, entry, event="planned", run_id=run_id, recorded_at=now, rows=plan.rows.get(entry.path))
+            for entry in plan.files
+        ]
+        return Append(
+            pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA),
+            transactions={f"plan:{plan.dataset}": plan.version},
+            metadata={"lakesync.operation": "plan", "lakesync.dataset": plan.dataset},
+            value=plan,
+        )
+
+    def record(
+        self,
+        plan: BatchPlan,
+        outcomes: Sequence[FileOutcome],
+        *,
+        table_version: int | None,
+        run_id: str,
+    ) -> bool:
+        """Record the outcome of a committed batch, once. Returns ``False`` if already recorded."""
+
+        def build(snapshot: DeltaTable | None) -> Append[bool] | None:
+            done = transaction_version(snapshot, f"done:{plan.dataset}")
+            if done >= plan.version:
+                return None
+            if done != plan.version - 1:
+                msg = (
+                    f"dataset {plan.dataset!r}: batch {plan.version} cannot be recorded before "
+                    f"batch {done + 1}"
+                )
+                raise RuntimeError(msg)
+            recorded_at = _now()
+            rows = [
+                _row(plan, o.entry, event=o.status, run_id=run_id, recorded_at=recorded_at)
+                | _outcome_fields(o, table_version)
+                for o in outcomes
+            ]
+            return Append(
+                pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA),
+                transactions={f"done:{plan.dataset}": plan.version},
+                metadata={"lakesync.operation": "record", "lakesync.dataset": plan.dataset},
+                value=True,
+            )
+
+        appended = self._append(build, f"the outcome of batch {plan.version} of {plan.dataset} in the ledger")
+        if appended.written:
+            self._maintain(plan)
+        return appended.written
+
+    def _append(self, build: Callable[[DeltaTable | None], Append[T] | None], what: str) -> Appended[T]:
+        return append_once(self.lakehouse, self.uri, build, what=what, create=self._create)
+
+    def _create(self) -> DeltaTable:
+        return DeltaTable.create(
+            self.uri,
+            LEDGER_SCHEMA,
+            mode="ignore",
+            partition_by=["dataset"],
+            name="lakesync_ledger",
+            description="Every file lakesync planned, ingested or quarantined",
+            storage_options=dict(self.lakehouse.storage_options) or None,
+        )
+
+    def _maintain(self, plan: BatchPlan) -> None:
+        """Keep the ledger cheap to read: compact a dataset's small files now and then.
+
+        (delta-rs checkpoints the log by itself every 100 versions.)
+        """
+        if plan.version % _COMPACT_EVERY != 0:
+            return
+        snapshot = self.lakehouse.open(self.uri)
+        if snapshot is None:
+            return
+        with contextlib.suppress(CommitFailedError):  # a concurrent writer won: next time
+            snapshot.optimize.compact(partition_filters=[("dataset", "=", plan.dataset)])
+
+
+def _row(
+    plan: BatchPlan,
+    entry: FileEntry,
+    *,
+    event: str,
+    run_id: str,
+    recorded_at: datetime,
+    rows: tuple[int, ...] | None = None,
+) -> dict[str, Any]:
+    return {
+        "dataset": plan.dataset,
+        "table": plan.table,
+        "batch": plan.version,
+        "event": event,
+        "path": entry.path,
+        "size": entry.size,
+        "modified": entry.modified,
+        "etag": entry.etag,
+        "run_id": run_id,
+        "recorded_at": recorded_at,
+        "rows": list(rows) if rows is not None else None,
+        "replay_of": plan.replay_of,
+    }
+
+
+def _outcome_fields(outcome: FileOutcome, table_version: int | None) -> dict[str, Any]:
+    return {
+        "rows_read": outcome.rows_read,
+        "rows_committed": outcome.rows_committed,
+        "rows_quarantined": outcome.rows_quarantined,
+        "rows_erased": outcome.rows_erased,
+        "table_version": table_version,
+        "reason": outcome.reason,
+        "drift": json.dumps(outcome.drift, sort_keys=True) if outcome.drift else None,
+    }

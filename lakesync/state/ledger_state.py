@@ -1,0 +1,149 @@
+"""A dataset's view of the ledger: every file it knows, its pending batches, its versions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+import polars as pl
+import pyarrow as pa
+from deltalake import DeltaTable
+
+from lakesync.state.lakehouse import read_current, transaction_version
+from lakesync.state.values import BatchPlan, FileEntry
+
+FileStatus = Literal["planned", "ingested", "quarantined"]
+
+LEDGER_SCHEMA = pa.schema(
+    [
+        pa.field("dataset", pa.string(), nullable=False),
+        pa.field("table", pa.string(), nullable=False),
+        pa.field("batch", pa.int64(), nullable=False),
+        pa.field("event", pa.string(), nullable=False),
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("size", pa.int64(), nullable=False),
+        pa.field("modified", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("etag", pa.string()),
+        pa.field("rows_read", pa.int64()),
+        pa.field("rows_committed", pa.int64()),
+        pa.field("rows_quarantined", pa.int64()),
+        pa.field("table_version", pa.int64()),
+        pa.field("reason", pa.string()),
+        pa.field("drift", pa.string()),
+        pa.field("run_id", pa.string()),
+        pa.field("recorded_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("rows", pa.list_(pa.int64())),
+        pa.field("replay_of", pa.int64()),
+        pa.field("rows_erased", pa.int64()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class DatasetLedger:
+    """One dataset's ledger at one version of the ledger table."""
+
+    dataset: str
+    files: pl.DataFrame
+    """Latest event per path: path, version_tag, status, batch, recorded_at."""
+    pending: tuple[BatchPlan, ...]
+    planned_version: int
+    done_version: int
+    snapshot: DeltaTable | None = field(default=None, repr=False, compare=False)
+    events: pl.DataFrame | None = field(default=None, repr=False, compare=False)
+    """Every event of the dataset (path, batch, event, replay_of...)."""
+
+    def replay_batch(self, path: str, replay_of: int) -> int | None:
+        """The batch that replays (or will replay) ``path`` from batch ``replay_of``, if any."""
+        if self.events is None or self.events.is_empty():
+            return None
+        found = self.events.filter((pl.col("path") == path) & (pl.col("replay_of") == replay_of))
+        return int(found["batch"].max()) if found.height else None  # type: ignore[arg-type]
+
+    def known_tags(self) -> dict[str, str]:
+        """Path -> version tag of every file the ledger has seen (planned, ingested or quarantined)."""
+        return dict(zip(self.files["path"].to_list(), self.files["version_tag"].to_list(), strict=True))
+
+    def count(self, status: FileStatus) -> int:
+        return int((self.files["status"] == status).sum())
+
+    @property
+    def last_recorded_at(self) -> datetime | None:
+        done = self.files.filter(pl.col("status") != "planned")
+        if done.is_empty():
+            return None
+        value = done["recorded_at"].max()
+        return value if isinstance(value, datetime) else None
+
+
+def _version_tag() -> pl.Expr:
+    micros = pl.col("modified").dt.epoch("us").cast(pl.String)
+    return pl.coalesce(pl.col("etag"), pl.col("size").cast(pl.String) + pl.lit(":") + micros)
+
+
+def ledger_state(snapshot: DeltaTable | None, dataset: str) -> DatasetLedger:
+    """A dataset's ledger as of ``snapshot`` of the ledger table."""
+    planned_version = transaction_version(snapshot, f"plan:{dataset}")
+    done_version = transaction_version(snapshot, f"done:{dataset}")
+    events = _events(snapshot, dataset)
+    ranked = events.with_columns(
+        rank=pl.when(pl.col("event") == "planned").then(0).otherwise(1),
+        version_tag=_version_tag(),
+    ).sort(["batch", "rank", "recorded_at"])
+    latest = ranked.group_by("path", maintain_order=True).last()
+    files = latest.select(
+        "path",
+        "version_tag",
+        pl.col("event").alias("status"),
+        "batch",
+        "recorded_at",
+    )
+    pending: list[BatchPlan] = []
+    planned = ranked.filter((pl.col("event") == "planned") & (pl.col("batch") > done_version))
+    for (batch,), rows in planned.group_by(["batch"], maintain_order=True):
+        records = list(rows.iter_rows(named=True))
+        entries = tuple(
+            FileEntry(path=r["path"], size=r["size"], modified=r["modified"], etag=r["etag"]) for r in records
+        )
+        selected = {r["path"]: tuple(r["rows"]) for r in records if r["rows"] is not None}
+        replay_of = records[0]["replay_of"]
+        pending.append(
+            BatchPlan(
+                dataset=dataset,
+                table=str(rows["table"][0]),
+                version=int(batch),
+                files=entries,
+                rows=selected,
+                replay_of=int(replay_of) if replay_of is not None else None,
+            )
+        )
+    return DatasetLedger(
+        dataset=dataset,
+        files=files,
+        pending=tuple(sorted(pending, key=lambda p: p.version)),
+        planned_version=planned_version,
+        done_version=done_version,
+        snapshot=snapshot,
+        events=events,
+    )
+
+
+def _events(snapshot: DeltaTable | None, dataset: str) -> pl.DataFrame:
+    columns = [
+        "table",
+        "batch",
+        "event",
+        "path",
+        "size",
+        "modified",
+        "etag",
+        "recorded_at",
+        "rows",
+        "replay_of",
+        "rows_read",
+        "run_id",
+        "table_version",
+    ]
+    table = read_current(snapshot, LEDGER_SCHEMA, columns=columns, partitions=[("dataset", "=", dataset)])
+    return pl.from_arrow(table)  # type: ignore[return-value]
