@@ -316,6 +316,7 @@ def test_an_erasure_purged_on_a_cloud_lakehouse_leaves_no_trace_of_the_subject(
     tmp_path: Path, servers: dict[str, Server], where: str
 ) -> None:
     from lakesync.governance.erase import erase_subject
+    from lakesync.governance.rewrite import Rewrite
 
     house, lakehouse = new_lakehouse(where, servers[where])
     config_path, _ = four_lakes(tmp_path, servers, lakehouse)
@@ -333,7 +334,7 @@ def test_an_erasure_purged_on_a_cloud_lakehouse_leaves_no_trace_of_the_subject(
     before = _objects(where, servers[where], house, "warehouse/orders/")
     marker = f'\\"customer_id\\":{subject}'.encode()  # in a commit's file statistics
     assert any(marker in data for key, data in before.items() if key.endswith(".json"))
-    receipt = erase_subject(config, target, "customer", str(subject), purge=True)
+    receipt = erase_subject(config, target, "customer", str(subject), Rewrite(purge=True))
     assert receipt.purged and {t.table: t.rows for t in receipt.tables}["orders"] == 4
     after = _objects(where, servers[where], house, "warehouse/orders/")
     assert not any(marker in data for key, data in after.items() if key.endswith(".json"))

@@ -10,7 +10,15 @@ import pytest
 
 from lakesync.config.contracts import resolve_contract
 from lakesync.config.models import Table
-from lakesync.conform import TextFormats, classify, conform_chunk, convert, rename, target_schema
+from lakesync.conform import (
+    ConformRules,
+    TextFormats,
+    classify,
+    conform_chunk,
+    convert,
+    rename,
+    target_schema,
+)
 from lakesync.read import ROW
 from lakesync_tests.lakes import ORDERS_CONTRACT
 
@@ -184,9 +192,7 @@ def test_conform_maps_names_converts_types_and_reports_failed_values() -> None:
         "OrderedAt": "ordered_at",
     }
     chunk = rename(raw, mapping)
-    result = conform_chunk(
-        chunk, target, source_names={v: k for k, v in mapping.items()}, formats=TextFormats()
-    )
+    result = conform_chunk(chunk, target, ConformRules(source_names={v: k for k, v in mapping.items()}))
     assert result.frame.columns == [ROW, "order_id", "customer_id", "amount", "currency", "ordered_at"]
     assert result.frame.schema["ordered_at"] == UTC_
     failures = sorted(result.failures.select("row", "column", "rule", "message").rows())
@@ -199,7 +205,7 @@ def test_conform_maps_names_converts_types_and_reports_failed_values() -> None:
 def test_a_missing_required_column_fails_every_row_and_is_never_filled_in() -> None:
     _, target = orders_target()
     chunk = pl.DataFrame({ROW: [1, 2], "order_id": [1, 2], "amount": [1.0, 2.0]})
-    result = conform_chunk(chunk, target, source_names={}, formats=TextFormats())
+    result = conform_chunk(chunk, target, ConformRules(formats=TextFormats()))
     missing = result.failures.filter(pl.col("rule") == "column_missing")
     assert sorted(set(missing["column"].to_list())) == ["customer_id"]
     assert missing["row"].to_list() == [1, 2]
@@ -218,9 +224,7 @@ def test_rescue_keeps_unknown_columns_and_unconvertible_values_as_json() -> None
             "note": ["a", None],
         }
     )
-    result = conform_chunk(
-        chunk, target, source_names={}, formats=TextFormats(), rescue_values=True, rescue_unknown=True
-    )
+    result = conform_chunk(chunk, target, ConformRules(rescue_values=True, rescue_unknown=True))
     assert result.failures.is_empty()
     assert result.frame["amount"].to_list() == [1.5, None]
     assert result.frame["_rescued_data"].to_list() == ['{"note":"a"}', '{"amount":"lots"}']

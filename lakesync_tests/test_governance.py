@@ -17,7 +17,9 @@ from deltalake import DeltaTable
 
 from lakesync.cli.governance import parse_since
 from lakesync.config import ConfigError, LakesyncConfig, load_config
-from lakesync.governance.erase import ErasureError, erase_subject
+from lakesync.governance.erase import erase_subject
+from lakesync.governance.errors import ErasureError
+from lakesync.governance.rewrite import Rewrite
 from lakesync.pipeline import sync_table
 from lakesync.state.audit import AuditLog, credential_names
 from lakesync.state.drift_log import DriftLog
@@ -314,7 +316,7 @@ def test_erasure_deletes_a_subject_from_every_table_and_leaves_a_receipt(tmp_pat
     held = {uri: _count(uri, "customer_id", 210) for uri in (orders, customers, spend)}
     assert all(held.values())  # customer 210 has orders, a customer row and spend features
     versions = {uri: DeltaTable(uri).version() for uri in held}
-    dry = erase_subject(config, lakehouse, "customer", "210", dry_run=True)
+    dry = erase_subject(config, lakehouse, "customer", "210", Rewrite(dry_run=True))
     assert {t.table: t.rows for t in dry.tables}["orders"] == held[orders]
     assert all(DeltaTable(uri).version() == v for uri, v in versions.items())  # nothing deleted
     args = ["--purge"] if purge else []
@@ -600,9 +602,9 @@ def test_a_purge_after_an_erasure_without_it_leaves_no_statistics_naming_the_sub
     with pytest.raises(
         ErasureError, match=r"--purge refused: batch 2 of eu\.orders .* is planned but not done"
     ):
-        erase_subject(config, lakehouse, "customer", "7", purge=True)
+        erase_subject(config, lakehouse, "customer", "7", Rewrite(purge=True))
     sync_table(config, "orders", lakehouse=lakehouse, run_id="finish")
-    purged = erase_subject(config, lakehouse, "customer", "7", purge=True)
+    purged = erase_subject(config, lakehouse, "customer", "7", Rewrite(purge=True))
     assert purged.purged and {t.table: t.rows for t in purged.tables}["orders"] == 0
     assert _leftovers(root, "customer_id", 7) == []
     # The table goes on: customer 8's rows, exactly once, and a new file is ingested once.

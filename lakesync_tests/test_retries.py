@@ -11,7 +11,7 @@ from typing import BinaryIO
 import pytest
 
 from lakesync.discover.stores import LakeUnavailableError, objectstore
-from lakesync.discover.stores.objectstore import Fault, ObjectStore, StoredObject
+from lakesync.discover.stores.objectstore import Access, Fault, ObjectStore, StoredObject
 from lakesync.state.values import FileEntry
 
 
@@ -22,9 +22,8 @@ class Flaky(ObjectStore):
         super().__init__(
             "flaky",
             prefix="p/",
-            location="s3://bucket/p/ at https://flaky.example",
-            credential_names=["KEY_ID", "SECRET"],
-            secrets=["hunter2"],
+            location="s3://bucket/p/",
+            access=Access("https://flaky.example", ["KEY_ID", "SECRET"], ["hunter2"]),
         )
         self.failures = failures
         self.fault = fault

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
-from lakesync.demo.servers import Server, free_port, start_server
+from lakesync.demo.servers import Launch, Server, free_port, start_server
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -70,16 +70,15 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     assert synced.returncode == 1, synced.stdout + synced.stderr  # the orders contract failed
     assert "orders: contract check failed: 10.24% of rows failed" in synced.stderr
     port = free_port()
-    server = start_server(
-        "dagster-dev",
+    launch = Launch(
         [str(BIN / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port), "-w", str(ROOT / "workspace.yaml")],
         f"http://127.0.0.1:{port}",
-        root / "logs",
         probe=f"http://127.0.0.1:{port}/server_info",
         env=env,
         timeout=180,
         stop_signal=signal.SIGKILL,
     )
+    server = start_server("dagster-dev", launch, root / "logs")
     try:
         deadline = time.monotonic() + 120
         while not _asset_edges(server) and time.monotonic() < deadline:  # code location loading

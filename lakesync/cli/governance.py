@@ -18,8 +18,10 @@ from lakesync.config.units import parse_duration
 from lakesync.conform.pii import PiiError
 from lakesync.defs.providers import open_lakehouse
 from lakesync.defs.resources import config_problem
-from lakesync.governance.erase import ErasureError, Receipt, erase_subject
+from lakesync.governance.erase import Receipt, erase_subject
+from lakesync.governance.errors import ErasureError
 from lakesync.governance.pii_apply import PiiApplyReport, apply_pii
+from lakesync.governance.rewrite import Rewrite
 from lakesync.governance.trace import RowTrace, TraceError, trace_rows
 from lakesync.report.summary import text_table
 from lakesync.state.audit import AuditLog
@@ -152,9 +154,7 @@ def cmd_pii_apply(config: LakesyncConfig, args: argparse.Namespace) -> int:
             config,
             open_lakehouse(config, pii_key=True),
             args.table,
-            dry_run=args.dry_run,
-            purge=args.purge,
-            actor=getpass.getuser(),
+            Rewrite(dry_run=args.dry_run, purge=args.purge, actor=getpass.getuser()),
         )
     except (PiiError, ErasureError) as exc:
         print(str(exc), file=sys.stderr)
@@ -240,9 +240,7 @@ def cmd_erase(config: LakesyncConfig, args: argparse.Namespace) -> int:
             open_lakehouse(config, pii_key=True),
             subject,
             value,
-            dry_run=args.dry_run,
-            purge=args.purge,
-            actor=getpass.getuser(),
+            Rewrite(dry_run=args.dry_run, purge=args.purge, actor=getpass.getuser()),
         )
     except ErasureError as exc:
         print(str(exc), file=sys.stderr)

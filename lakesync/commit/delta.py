@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -21,7 +20,7 @@ from deltalake.exceptions import CommitFailedError
 from lakesync.commit.provenance import Provenance
 from lakesync.conform.pii import PiiPolicy
 from lakesync.conform.target import TargetSchema
-from lakesync.state.lakehouse import Lakehouse, commit_properties
+from lakesync.state.lakehouse import Lakehouse, Stamp, WriteOptions
 
 
 def output_schema(
@@ -50,15 +49,6 @@ def table_polars_schema(table: DeltaTable | None) -> dict[str, pl.DataType] | No
 
 
 @dataclass(frozen=True)
-class Stamp:
-    """What a commit carries besides rows: application transactions and metadata (never a secret)."""
-
-    transactions: Mapping[str, int]
-    """``<lake>.<dataset>`` -> the batch number this commit holds."""
-    metadata: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
 class DeltaTarget:
     """A unified table, as one commit sees it."""
 
@@ -75,15 +65,8 @@ class DeltaTarget:
 
 def append(target: DeltaTarget, reader: pa.RecordBatchReader, stamp: Stamp) -> int:
     """Append a stream of rows in one commit; returns the new table version."""
-    target.lakehouse.append(
-        target.snapshot,
-        reader,
-        app_transactions=stamp.transactions,
-        metadata=stamp.metadata,
-        partition_by=target.partition_by,
-        schema_mode="merge" if target.evolve else None,
-        writer_properties=target.writer,
-    )
+    options = WriteOptions(target.partition_by, "merge" if target.evolve else None, target.writer)
+    target.lakehouse.append(target.snapshot, reader, stamp=stamp, options=options)
     table = target.lakehouse.open(target.uri)
     assert table is not None
     return table.version()
@@ -138,7 +121,7 @@ def merge(
             target_alias="t",
             merge_schema=target.evolve,
             writer_properties=target.writer,
-            commit_properties=commit_properties(stamp.transactions, stamp.metadata),
+            commit_properties=stamp.properties(),
         )
         .when_matched_update_all(predicate=later)
         .when_not_matched_insert_all()

@@ -16,13 +16,13 @@ import pyarrow as pa
 from deltalake import DeltaTable
 
 from lakesync.commit import delta
-from lakesync.commit.delta import DeltaTarget, Stamp
+from lakesync.commit.delta import DeltaTarget
 from lakesync.commit.provenance import Provenance
 from lakesync.commit.winners import pick_winners
 from lakesync.config.models import Table
 from lakesync.conform.pii import PiiPolicy
 from lakesync.state.append import Append, append_once
-from lakesync.state.lakehouse import transaction_version
+from lakesync.state.lakehouse import Stamp, transaction_version
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,21 @@ def _connection_rules(path: tuple[str, ...], where: object) -> Iterator[Problem]
 
 
 def _table_rules(path: tuple[str, ...], table: Table, contract: ResolvedContract) -> Iterator[Problem]:
+    yield from _key_rules(path, table, contract)
+    yield from _pii_rules(path, table, contract)
+    if not _CRON.match(table.maintenance.cron):
+        yield (*path, "maintenance", "cron"), f"{table.maintenance.cron!r} is not a cron expression"
+    if table.expectations is not None:
+        yield from (((*path, "expectations"), problem) for problem in suite_problems(table.expectations))
+    if table.contract.columns:
+        for column_name, spec in table.contract.columns.items():
+            yield from _check_rules_for(
+                (*path, "contract", "columns", column_name, "checks"), contract, column_name, spec
+            )
+
+
+def _key_rules(path: tuple[str, ...], table: Table, contract: ResolvedContract) -> Iterator[Problem]:
+    """Keys, latest_by and partition columns name contract columns that can do those jobs."""
     names = contract.names
     if table.mode == "merge" and not table.keys:
         yield (*path, "keys"), "mode: merge needs keys to upsert on (e.g. keys: [order_id])"
@@ -121,16 +136,6 @@ def _table_rules(path: tuple[str, ...], table: Table, contract: ResolvedContract
             yield (
                 (*path, "partition_by", str(index)),
                 f"{column_name!r} is not a contract column ({', '.join(names)})",
-            )
-    yield from _pii_rules(path, table, contract)
-    if not _CRON.match(table.maintenance.cron):
-        yield (*path, "maintenance", "cron"), f"{table.maintenance.cron!r} is not a cron expression"
-    if table.expectations is not None:
-        yield from (((*path, "expectations"), problem) for problem in suite_problems(table.expectations))
-    if table.contract.columns:
-        for column_name, spec in table.contract.columns.items():
-            yield from _check_rules_for(
-                (*path, "contract", "columns", column_name, "checks"), contract, column_name, spec
             )
 
 
@@ -209,6 +214,16 @@ def _dataset_rules(
     pattern = PurePosixPath(dataset.pattern)
     if pattern.is_absolute() or ".." in pattern.parts:
         yield (*path, "pattern"), "must be relative to the lake root and must not contain '..'"
+    yield from _option_rules(path, dataset)
+    try:
+        zoneinfo.ZoneInfo(dataset.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        yield (*path, "timezone"), f"{dataset.timezone!r} is not a known time zone (e.g. UTC, Europe/Paris)"
+    yield from _mapping_rules(path, dataset, contracts.get(dataset.table))
+
+
+def _option_rules(path: tuple[str, ...], dataset: Dataset) -> Iterator[Problem]:
+    """Reader options the dataset's format has no use for."""
     if dataset.format != "csv":
         for option in CSV_ONLY_OPTIONS:
             if option in dataset.options.model_fields_set:
@@ -217,11 +232,12 @@ def _dataset_rules(
         for option in ("timestamp_format", "date_format"):
             if option in dataset.options.model_fields_set:
                 yield (*path, "options", option), "applies to text formats only (parquet stores types)"
-    try:
-        zoneinfo.ZoneInfo(dataset.timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        yield (*path, "timezone"), f"{dataset.timezone!r} is not a known time zone (e.g. UTC, Europe/Paris)"
-    contract = contracts.get(dataset.table)
+
+
+def _mapping_rules(
+    path: tuple[str, ...], dataset: Dataset, contract: ResolvedContract | None
+) -> Iterator[Problem]:
+    """The column mapping names each canonical column once, and only columns of the table."""
     seen: dict[str, str] = {}
     for source, canonical in dataset.columns.items():
         if canonical in seen:

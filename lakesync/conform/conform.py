@@ -8,7 +8,7 @@ reason, raw value) for the quarantine, or, under the ``rescue`` policy, moves in
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -72,29 +72,31 @@ def _json_object(columns: Mapping[str, pl.Series]) -> pl.Series:
     return frame.to_series()
 
 
-def conform_chunk(
-    chunk: pl.DataFrame,
-    target: TargetSchema,
-    *,
-    source_names: Mapping[str, str],
-    formats: TextFormats,
-    rescue_values: bool = False,
-    rescue_unknown: bool = False,
-    treat: Callable[[str, pl.Series], pl.Series | None] | None = None,
-) -> ConformedChunk:
-    """Conform an already renamed chunk to ``target``.
+@dataclass(frozen=True)
+class ConformRules:
+    """How one dataset's chunks are conformed."""
 
-    Args:
-        chunk: rows with canonical column names and ``_lakesync_row``.
-        target: the columns and types to produce.
-        source_names: canonical name -> name in the file, for messages and rescued data.
-        formats: how text becomes dates and timestamps.
-        rescue_values: a value that does not fit its (nullable) column moves to
-            ``_rescued_data`` instead of failing its row (drift policies evolve and rescue).
-        rescue_unknown: columns the table does not have move to ``_rescued_data`` (rescue).
-        treat: how a column's rescued text may be stored (personal data: hashed, masked, or
-            ``None`` when the column is dropped).
-    """
+    source_names: Mapping[str, str] = field(default_factory=dict)
+    """Canonical name -> name in the file, for messages and rescued data."""
+    formats: TextFormats = field(default_factory=TextFormats)
+    """How text becomes dates and timestamps."""
+    rescue_values: bool = False
+    """A value that does not fit its (nullable) column moves to ``_rescued_data`` instead of
+    failing its row (drift policies evolve and rescue)."""
+    rescue_unknown: bool = False
+    """Columns the table does not have move to ``_rescued_data`` (drift policy rescue)."""
+    treat: Callable[[str, pl.Series], pl.Series | None] | None = None
+    """How a column's rescued text may be stored (personal data: hashed, masked, or ``None``
+    when the column is dropped)."""
+
+
+def conform_chunk(
+    chunk: pl.DataFrame, target: TargetSchema, rules: ConformRules | None = None
+) -> ConformedChunk:
+    """Conform an already renamed chunk (canonical names and ``_lakesync_row``) to ``target``."""
+    rules = rules or ConformRules()
+    source_names, formats, treat = rules.source_names, rules.formats, rules.treat
+    rescue_values, rescue_unknown = rules.rescue_values, rules.rescue_unknown
     columns: list[pl.Series] = [chunk[ROW]]
     failures: list[pl.DataFrame] = []
     rescued: dict[str, pl.Series] = {}

@@ -69,6 +69,23 @@ def _result(event: dg.DagsterEvent) -> TableSync | None:
     return TableSync.from_json(data) if isinstance(data, dict) else None
 
 
+def step_error(result: dg.ExecuteInProcessResult) -> str:
+    """Why a run failed, in the words of the error that stopped it (not Dagster's wrapper)."""
+    failure = next((e for e in result.all_events if e.is_step_failure), None)
+    data = failure.step_failure_data if failure is not None else None
+    if data is None:
+        return "the run failed"
+    if data.user_failure_data is not None and data.user_failure_data.description:
+        return str(data.user_failure_data.description)  # a dg.Failure the op raised on purpose
+    error = data.error
+    while error is not None and error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+        error = error.cause
+    if error is None:
+        return "the run failed"
+    head, sep, rest = error.message.strip().partition(": ")
+    return rest if sep and head.endswith(error.cls_name or "?") else error.message.strip()
+
+
 def _check_line(event: dg.DagsterEvent) -> CheckLine | None:
     if event.event_type_value != "ASSET_CHECK_EVALUATION":
         return None
@@ -98,15 +115,13 @@ def _run_features(
             instance=dagster_instance,
             tags={"lakesync/trigger": trigger},
             raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
         )
         run = dagster_instance.get_run_by_id(result.run_id)
         blocked = run.tags.get(BLOCKED_TAG) if run is not None else None
         materialized = [e for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"]
         if not result.success:
-            failure = next((e for e in result.all_events if e.is_step_failure), None)
-            error = failure.step_failure_data.error if failure and failure.step_failure_data else None
-            message = error.message.strip() if error else "the run failed"
+            message = step_error(result)
             failures.append(f"feature {name}: {message} (run {result.run_id})")
             lines.append(FeatureLine(name, None, None, f"failed: {message}"))
         elif blocked:
@@ -159,7 +174,8 @@ def sync(
             result = job.execute_in_process(
                 run_config={
                     "ops": {op_name(table): {"config": {"datasets": keys}}},
-                    "loggers": {"console": {"config": {"log_level": "INFO" if verbose else "ERROR"}}},
+                    # The summary says what failed and why; Dagster's own log (tracebacks) with -v.
+                    "loggers": {"console": {"config": {"log_level": "INFO" if verbose else "CRITICAL"}}},
                 },
                 instance=dagster_instance,
                 tags={TABLE_TAG: table, "lakesync/trigger": trigger},
@@ -179,13 +195,10 @@ def sync(
                 lines.update({d.key: d for d in synced_table.datasets})
         if not result.success:
             failed_checks = [c for c in checks if c.table == table and c.status == "ERROR"]
-            failure = next((e for e in result.all_events if e.is_step_failure), None)
             message = (
                 "; ".join(f"{c.check} check failed: {c.description}" for c in failed_checks)
                 if failed_checks
-                else failure.step_failure_data.error.message.strip()
-                if failure and failure.step_failure_data.error
-                else "the run failed"
+                else step_error(result)
             )
             failures.append(f"{table}: {message} (run {result.run_id})")
     features, feature_failures = _run_features(config, definitions, dagster_instance, synced, trigger)

@@ -238,52 +238,42 @@ def _customers(rng: random.Random, ids: range, country: str, updated: datetime) 
     return rows
 
 
-def generate(root: Path, *, reset: bool = False) -> DemoSummary:
-    """Write the demo lakes and ``lakesync.yaml`` under ``root``.
-
-    ``reset`` first removes a previous demo there (its lakes *and* its lakehouse); a folder
-    that does not hold a demo is never removed.
-    """
-    root = root.resolve()
-    if reset and (root / MARKER).exists():
-        shutil.rmtree(root / "data", ignore_errors=True)
-    elif (root / "data").exists():
-        msg = f"{root / 'data'} already exists; use --reset to regenerate a demo written there"
-        raise FileExistsError(msg)
-    rng = random.Random(20261126)  # noqa: S311 - deterministic demo data, not secrets
-    lakes = root / "data" / "lakes"
-    files = 0
-    rows_written = 0
-
-    eu = lakes / "eu_sales" / "orders" / "2026" / "11"
+def _eu_orders(rng: random.Random, eu: Path) -> tuple[int, int]:
+    """Four parquet files, a few rows breaking the contract, and one cut short (no footer)."""
     eu.mkdir(parents=True)
+    rows_written = 0
     for n in range(4):
         rows = _orders(rng, "eu_sales", 100_000 + n * 500, 500, n)
         _break(rows, rng, "eu_sales")
         path = eu / f"part-{n:04d}.parquet"
         _write_parquet_orders(path, rows)
         _touch(path, _EPOCH + timedelta(days=n, hours=1))
-        files += 1
         rows_written += len(rows)
     corrupt = eu / "part-0004.parquet"
     good = (eu / "part-0000.parquet").read_bytes()
     corrupt.write_bytes(good[: len(good) // 3])  # a transfer cut short: no footer
     _touch(corrupt, _EPOCH + timedelta(days=4, hours=1))
-    files += 1
+    return 5, rows_written
 
-    us = lakes / "us_sales" / "exports"
+
+def _us_orders(rng: random.Random, us: Path) -> tuple[int, int]:
+    """Three `;`-separated CSV exports with CamelCase headers."""
     us.mkdir(parents=True)
+    rows_written = 0
     for n in range(3):
         rows = _orders(rng, "us_sales", 200_000 + n * 400, 400, n)
         _break(rows, rng, "us_sales")
         path = us / f"orders-2026-11-{n + 2:02d}.csv"
         _write_csv_orders(path, rows)
         _touch(path, _EPOCH + timedelta(days=n, hours=6))
-        files += 1
         rows_written += len(rows)
+    return 3, rows_written
 
-    apac = lakes / "apac_sales" / "orders"
+
+def _apac_orders(rng: random.Random, apac: Path) -> tuple[int, int]:
+    """Two JSON-lines files with an extra column, the second gzipped."""
     apac.mkdir(parents=True)
+    rows_written = 0
     for n in range(2):
         rows = _orders(rng, "apac_sales", 300_000 + n * 300, 300, n)
         _break(rows, rng, "apac_sales")
@@ -291,9 +281,12 @@ def generate(root: Path, *, reset: bool = False) -> DemoSummary:
         path = apac / (f"orders-{n:03d}.ndjson" + (".gz" if n == 1 else ""))
         path.write_bytes(gzip.compress(data, mtime=0) if n == 1 else data)
         _touch(path, _EPOCH + timedelta(days=n, hours=12))
-        files += 1
         rows_written += len(rows)
+    return 2, rows_written
 
+
+def _customer_files(rng: random.Random, lakes: Path) -> tuple[int, int]:
+    """Customers in two lakes (parquet in the EU, a CSV export of the US CRM), merged by id."""
     customers_eu = lakes / "eu_sales" / "customers"
     customers_eu.mkdir(parents=True)
     eu_customers = _customers(rng, range(1, 251), "DE", _EPOCH)
@@ -312,9 +305,30 @@ def generate(root: Path, *, reset: bool = False) -> DemoSummary:
     lines.append("401;;nobody@example.com;USA;2026-11-03T10:00:00Z")  # no name, 3-letter country
     (crm / "customers.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     _touch(crm / "customers.csv", _EPOCH + timedelta(days=1))
-    files += 2
-    rows_written += len(eu_customers) + len(us_customers) + 1
+    return 2, len(eu_customers) + len(us_customers) + 1
 
+
+def generate(root: Path, *, reset: bool = False) -> DemoSummary:
+    """Write the demo lakes and ``lakesync.yaml`` under ``root``.
+
+    ``reset`` first removes a previous demo there (its lakes *and* its lakehouse); a folder
+    that does not hold a demo is never removed.
+    """
+    root = root.resolve()
+    if reset and (root / MARKER).exists():
+        shutil.rmtree(root / "data", ignore_errors=True)
+    elif (root / "data").exists():
+        msg = f"{root / 'data'} already exists; use --reset to regenerate a demo written there"
+        raise FileExistsError(msg)
+    rng = random.Random(20261126)  # noqa: S311 - deterministic demo data, not secrets
+    lakes = root / "data" / "lakes"
+    written = [
+        _eu_orders(rng, lakes / "eu_sales" / "orders" / "2026" / "11"),
+        _us_orders(rng, lakes / "us_sales" / "exports"),
+        _apac_orders(rng, lakes / "apac_sales" / "orders"),
+        _customer_files(rng, lakes),
+    ]
+    files, rows_written = sum(f for f, _ in written), sum(r for _, r in written)
     config = root / "lakesync.yaml"
     config.write_text(CONFIG, encoding="utf-8")
     (root / "expectations").mkdir(exist_ok=True)

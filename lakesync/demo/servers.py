@@ -16,7 +16,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -63,19 +64,24 @@ class Server:
         return self.process.poll() is None
 
 
-def start_server(
-    name: str,
-    command: list[str],
-    url: str,
-    folder: Path,
-    *,
-    probe: str,
-    env: dict[str, str] | None = None,
-    timeout: float = 60,
-    stop_signal: int = signal.SIGTERM,
-) -> Server:
-    """Start ``command`` in its own process group, logging to ``folder``; wait until ``probe``
-    answers (any HTTP status) or fail with the end of its log."""
+@dataclass(frozen=True)
+class Launch:
+    """How to start a server, and how to know it is up."""
+
+    command: list[str]
+    url: str
+    probe: str
+    """A URL that answers (any HTTP status) once the server is up."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    timeout: float = 60
+    stop_signal: int = signal.SIGTERM
+
+
+def start_server(name: str, launch: Launch, folder: Path) -> Server:
+    """Start ``launch.command`` in its own process group, logging to ``folder``; wait until its
+    probe answers or fail with the end of its log."""
+    command, url, probe, env, timeout = launch.command, launch.url, launch.probe, launch.env, launch.timeout
+    stop_signal = launch.stop_signal
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / f"{name}.log"
     log_file = log.open("wb")
@@ -84,7 +90,7 @@ def start_server(
         stdout=log_file,
         stderr=subprocess.STDOUT,
         cwd=folder,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **env},
         start_new_session=True,  # its own process group: stop() reaches its children too
     )
     server = Server(name, url, process, log, log_file, stop_signal)
@@ -110,13 +116,8 @@ def start_server(
 def start_s3(folder: Path, port: int | None = None) -> Server:
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
-    return start_server(
-        "moto",
-        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        url,
-        folder,
-        probe=url + "/moto-api/",
-    )
+    command = [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+    return start_server("moto", Launch(command, url, probe=url + "/moto-api/"), folder)
 
 
 def start_azure(folder: Path, port: int | None = None) -> Server:
@@ -138,7 +139,7 @@ def start_azure(folder: Path, port: int | None = None) -> Server:
         "--silent",
         "--loose",
     ]
-    return start_server("azurite", command, url, folder, probe=url + "?comp=list")
+    return start_server("azurite", Launch(command, url, probe=url + "?comp=list"), folder)
 
 
 def start_gcs(folder: Path, port: int | None = None) -> Server:
@@ -153,4 +154,4 @@ def start_gcs(folder: Path, port: int | None = None) -> Server:
         str(port),
         "--in-memory",
     ]
-    return start_server("gcs", command, url, folder, probe=url + "/storage/v1/b")
+    return start_server("gcs", Launch(command, url, probe=url + "/storage/v1/b"), folder)

@@ -20,7 +20,7 @@ deleted, so a run stopped half way still keeps the subject's late rows out
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,15 +34,12 @@ from lakesync.config.contracts import ContractColumn, ResolvedContract, resolve_
 from lakesync.config.models import LakesyncConfig
 from lakesync.conform.pii import hash_text
 from lakesync.conform.target import RESCUED
+from lakesync.governance.errors import ErasureError
+from lakesync.governance.rewrite import Rewrite, refuse_while_syncing
 from lakesync.state.audit import AuditLog
 from lakesync.state.drift_log import DriftLog
 from lakesync.state.erasures import RECEIPT, Erasures, subject_hash
-from lakesync.state.lakehouse import Lakehouse, commit_properties
-from lakesync.state.ledger import Ledger
-
-
-class ErasureError(ValueError):
-    """The erasure cannot be done as asked (unknown subject, a value of the wrong type...)."""
+from lakesync.state.lakehouse import Lakehouse, Stamp
 
 
 @dataclass(frozen=True)
@@ -194,55 +191,73 @@ def _targets(config: LakesyncConfig, lakehouse: Lakehouse, subject: str, value: 
                 yield Target(f"features/{feature}", uri, data_expr, data_sql, None)
 
 
-def refuse_while_syncing(config: LakesyncConfig, lakehouse: Lakehouse, tables: Collection[str]) -> None:
-    """A purge deletes unreferenced files at once: refuse while a batch of these tables is in flight."""
-    ledger = Ledger(lakehouse)
-    for lake, spec in config.lakes.items():
-        for name, dataset in spec.datasets.items():
-            if dataset.table not in tables:
-                continue
-            pending = ledger.read(f"{lake}.{name}").pending
-            if pending:
-                msg = (
-                    f"--purge refused: batch {pending[0].version} of {lake}.{name} (table {dataset.table!r}) "
-                    "is planned but not done — a sync is running, or one stopped and the next sync will "
-                    "finish it; purging now could delete the files it is writing. Run this again when "
-                    "that sync is done"
-                )
-                raise ErasureError(msg)
-
-
 def erase_subject(
-    config: LakesyncConfig,
-    lakehouse: Lakehouse,
-    subject: str,
-    value: str,
-    *,
-    dry_run: bool = False,
-    purge: bool = False,
-    actor: str | None = None,
+    config: LakesyncConfig, lakehouse: Lakehouse, subject: str, value: str, how: Rewrite | None = None
 ) -> Receipt:
     """Delete every row of ``subject=value`` (see the module doc); returns the receipt, which is
-    also appended to the audit table (unless ``dry_run``)."""
+    also appended to the audit table (unless a dry run)."""
+    how = how or Rewrite()
+    value = _spelled(config, subject, value)
+    if how.purges:
+        refuse_while_syncing(config, lakehouse, subject_columns(config, subject))
+    # Remembered before anything is deleted: from now on the subject's late rows stay out.
+    digest = (
+        subject_hash(subject, value)
+        if how.dry_run
+        else Erasures(lakehouse).request(subject, value, actor=how.actor)
+    )
+    erased, files = _delete(config, lakehouse, (subject, value, digest), how)
+    receipt = Receipt(
+        subject=subject,
+        subject_hash=digest,
+        dry_run=how.dry_run,
+        purged=how.purges,
+        at=datetime.now(tz=UTC),
+        tables=tuple(erased),
+        source_files=tuple(sorted(files)),
+        notes=_notes(how, bool(files)),
+    )
+    if not how.dry_run:
+        AuditLog(lakehouse).append(
+            [
+                {
+                    "kind": RECEIPT,
+                    "status": "purged" if how.purge else "deleted (recoverable until VACUUM)",
+                    "rows_committed": -receipt.rows,
+                    "actor": how.actor,
+                    "detail": json.dumps(receipt.to_dict(), default=str),
+                }
+            ],
+            what=f"the erasure receipt of a {subject} (its rows are deleted)",
+        )
+    return receipt
+
+
+def _spelled(config: LakesyncConfig, subject: str, value: str) -> str:
+    """The key as every table spells it (``0042`` and ``42`` are one integer customer)."""
     if subject not in known_subjects(config):
         known = ", ".join(known_subjects(config)) or "none: mark a contract column with subject_key"
         msg = f"unknown subject {subject!r} (subjects: {known})"
         raise ErasureError(msg)
     for table, column in subject_columns(config, subject).items():
-        value = str(_typed(table, column, value))  # one spelling per key
-    if purge and not dry_run:
-        refuse_while_syncing(config, lakehouse, subject_columns(config, subject))
-    erasures = Erasures(lakehouse)
-    # Remembered before anything is deleted: from now on the subject's late rows stay out.
-    digest = subject_hash(subject, value) if dry_run else erasures.request(subject, value, actor=actor)
+        value = str(_typed(table, column, value))
+    return value
+
+
+def _delete(
+    config: LakesyncConfig, lakehouse: Lakehouse, who: tuple[str, str, str], how: Rewrite
+) -> tuple[list[Erased], set[str]]:
+    """Delete the subject's rows from every table that holds them (``who``: subject, key, hash);
+    returns what was deleted where, and the source files that held the subject."""
+    subject, value, digest = who
     erased: list[Erased] = []
     files: set[str] = set()
-    seen_targets: set[str] = set()
+    seen: set[str] = set()
+    options = dict(lakehouse.storage_options) or None
     for target in _targets(config, lakehouse, subject, value):
-        if target.name in seen_targets:
+        if target.name in seen:
             continue
-        seen_targets.add(target.name)
-        options = dict(lakehouse.storage_options) or None
+        seen.add(target.name)
         snapshot = DeltaTable(target.uri, storage_options=options)
         matches = (  # only the subject's rows are read (filters pushed into the scan)
             pl.scan_delta(target.uri, version=snapshot.version(), storage_options=options)
@@ -251,23 +266,22 @@ def erase_subject(
         )
         if target.source is not None and matches.height:
             files.update(str(f) for f in matches.select(target.source.alias("f"))["f"].drop_nulls().to_list())
-        before = snapshot.version()
-        after: int | None = None
-        if matches.height and not dry_run:
-            snapshot.delete(
-                target.predicate,
-                commit_properties=commit_properties(
-                    None, {"lakesync.operation": "erasure", "lakesync.subject": digest}
-                ),
-            )
+        before, after = snapshot.version(), None
+        if matches.height and not how.dry_run:
+            stamp = Stamp(metadata={"lakesync.operation": "erasure", "lakesync.subject": digest})
+            snapshot.delete(target.predicate, commit_properties=stamp.properties())
             after = snapshot.version()
-        if purge and not dry_run:  # also where an earlier erasure without --purge left history
+        if how.purges:  # also where an earlier erasure without --purge left history
             purge_history(snapshot)
         erased.append(Erased(target.name, matches.height, before, after))
+    return erased, files
+
+
+def _notes(how: Rewrite, held_in_lakes: bool) -> tuple[str, ...]:
     notes = []
-    if dry_run:
+    if how.dry_run:
         notes.append("dry run: nothing was deleted")
-    elif purge:
+    elif how.purge:
         notes.append(
             "purged: the files that held the subject were vacuumed, and the earlier commits (their "
             "file statistics) and change data files removed; time travel and the change data feed "
@@ -278,31 +292,8 @@ def erase_subject(
             "the deleted rows remain readable through Delta time travel until VACUUM (the tables' "
             "maintenance schedule, or lakesync erase --purge)"
         )
-    if files:
+    if held_in_lakes:
         notes.append(
             "the source lakes are read-only to lakesync: ask their owners to delete the files listed"
         )
-    receipt = Receipt(
-        subject=subject,
-        subject_hash=digest,
-        dry_run=dry_run,
-        purged=purge and not dry_run,
-        at=datetime.now(tz=UTC),
-        tables=tuple(erased),
-        source_files=tuple(sorted(files)),
-        notes=tuple(notes),
-    )
-    if not dry_run:
-        AuditLog(lakehouse).append(
-            [
-                {
-                    "kind": RECEIPT,
-                    "status": "purged" if purge else "deleted (recoverable until VACUUM)",
-                    "rows_committed": -receipt.rows,
-                    "actor": actor,
-                    "detail": json.dumps(receipt.to_dict(), default=str),
-                }
-            ],
-            what=f"the erasure receipt of a {subject} (its rows are deleted)",
-        )
-    return receipt
+    return tuple(notes)

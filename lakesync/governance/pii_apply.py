@@ -35,7 +35,7 @@ from lakesync.config.models import LakesyncConfig
 from lakesync.conform.pii import PiiError, PiiPolicy, redact
 from lakesync.conform.target import RESCUED
 from lakesync.features import build_feature
-from lakesync.governance.erase import refuse_while_syncing
+from lakesync.governance.rewrite import Rewrite, refuse_while_syncing
 from lakesync.state.audit import AuditLog
 from lakesync.state.drift_log import DriftLog
 from lakesync.state.lakehouse import Lakehouse, commit_properties
@@ -222,15 +222,10 @@ def _quarantine(
 
 
 def apply_pii(
-    config: LakesyncConfig,
-    lakehouse: Lakehouse,
-    table: str,
-    *,
-    dry_run: bool = False,
-    purge: bool = False,
-    actor: str | None = None,
+    config: LakesyncConfig, lakehouse: Lakehouse, table: str, how: Rewrite | None = None
 ) -> PiiApplyReport:
     """Treat the personal data ``table`` already stores as its contract now says (module doc)."""
+    how = how or Rewrite()
     if table not in config.tables:
         msg = f"unknown table {table!r} (tables: {', '.join(config.tables)})"
         raise PiiError(msg)
@@ -239,67 +234,80 @@ def apply_pii(
     if not policy:
         msg = f"table {table!r}: its contract marks no column `pii`; nothing to apply"
         raise PiiError(msg)
-    if purge and not dry_run:
+    if how.purges:
         refuse_while_syncing(config, lakehouse, [table])
-    changes = tuple(f"{name}: {rule.describe()}" for name, rule in policy.rules.items())
-    done = [*_data_tables(config, lakehouse, table, policy, dry_run=dry_run)]
-    quarantined = _quarantine(config, lakehouse, table, policy, dry_run=dry_run)
+    done = [*_data_tables(config, lakehouse, table, policy, dry_run=how.dry_run)]
+    quarantined = _quarantine(config, lakehouse, table, policy, dry_run=how.dry_run)
     if quarantined is not None:
         done.append(quarantined)
     rewrote = any(t.version_after is not None for t in done)
-    for name, feature in config.features.items():
-        if table not in feature.inputs:
-            continue
-        uri = lakehouse.feature_uri(name)
-        before = lakehouse.open(uri)
-        if before is None:
-            continue
-        if dry_run or not rewrote:
-            done.append(Treated(f"features/{name}", 0, (), before.version(), None))
-            continue
-        built = build_feature(config, name, lakehouse, run_id="pii-apply")
-        done.append(Treated(f"features/{name}", built.rows, (), before.version(), built.delta_version))
-    if purge and not dry_run:
-        uris = {
-            table: lakehouse.table_uri(table),
-            f"_superseded/{table}": lakehouse.superseded_uri(table),
-            f"_quarantine/{table}": lakehouse.quarantine_uri(table),
-            **{
-                f"features/{n}": lakehouse.feature_uri(n)
-                for n, f in config.features.items()
-                if table in f.inputs
-            },
-        }
-        for treated in done:
-            snapshot = lakehouse.open(uris[treated.table])
-            if snapshot is not None:
-                purge_history(snapshot)
-    notes = []
-    if dry_run:
-        notes.append("dry run: nothing was written")
-    elif purge:
-        notes.append(
-            "purged: earlier versions (untreated values) were removed; time travel before now is gone"
-        )
-    elif rewrote:
-        notes.append(
-            "earlier versions still hold the untreated values until VACUUM (the maintenance "
-            "schedule, or lakesync pii apply --purge)"
-        )
+    done.extend(_features(config, lakehouse, table, rebuild=rewrote and not how.dry_run))
+    if how.purges:
+        _purge(config, lakehouse, table, done)
     report = PiiApplyReport(
-        table, changes, tuple(done), dry_run, purge and not dry_run, datetime.now(tz=UTC), tuple(notes)
+        table,
+        tuple(f"{name}: {rule.describe()}" for name, rule in policy.rules.items()),
+        tuple(done),
+        how.dry_run,
+        how.purges,
+        datetime.now(tz=UTC),
+        _notes(how, rewrote),
     )
-    if not dry_run:
+    if not how.dry_run:
         AuditLog(lakehouse).append(
             [
                 {
                     "kind": "pii_apply",
                     "table": table,
-                    "status": "purged" if purge else "treated (old versions until VACUUM)",
-                    "actor": actor,
+                    "status": "purged" if how.purge else "treated (old versions until VACUUM)",
+                    "actor": how.actor,
                     "detail": json.dumps(report.to_dict(), default=str),
                 }
             ],
             what=f"the pii apply report of table {table!r}",
         )
     return report
+
+
+def _features(
+    config: LakesyncConfig, lakehouse: Lakehouse, table: str, *, rebuild: bool
+) -> Iterator[Treated]:
+    """The feature tables computed from ``table``: rebuilt from its treated rows when it changed."""
+    for name, feature in config.features.items():
+        before = lakehouse.open(lakehouse.feature_uri(name)) if table in feature.inputs else None
+        if before is None:
+            continue
+        if not rebuild:
+            yield Treated(f"features/{name}", 0, (), before.version(), None)
+            continue
+        built = build_feature(config, name, lakehouse, run_id="pii-apply")
+        yield Treated(f"features/{name}", built.rows, (), before.version(), built.delta_version)
+
+
+def _purge(config: LakesyncConfig, lakehouse: Lakehouse, table: str, done: list[Treated]) -> None:
+    """Remove the earlier versions (with their untreated values) of every table treated."""
+    uris = {
+        table: lakehouse.table_uri(table),
+        f"_superseded/{table}": lakehouse.superseded_uri(table),
+        f"_quarantine/{table}": lakehouse.quarantine_uri(table),
+        **{
+            f"features/{n}": lakehouse.feature_uri(n) for n, f in config.features.items() if table in f.inputs
+        },
+    }
+    for treated in done:
+        snapshot = lakehouse.open(uris[treated.table])
+        if snapshot is not None:
+            purge_history(snapshot)
+
+
+def _notes(how: Rewrite, rewrote: bool) -> tuple[str, ...]:
+    if how.dry_run:
+        return ("dry run: nothing was written",)
+    if how.purge:
+        return ("purged: earlier versions (untreated values) were removed; time travel before now is gone",)
+    if rewrote:
+        return (
+            "earlier versions still hold the untreated values until VACUUM (the maintenance "
+            "schedule, or lakesync pii apply --purge)",
+        )
+    return ()

@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from lakesync.conform import DriftReport, classify, conform_chunk, rename
+from lakesync.conform import ConformRules, DriftReport, classify, conform_chunk, rename
 from lakesync.conform.conform import as_text
 from lakesync.conform.drift import signature_id
 from lakesync.conform.policies import DriftAction, FileDrift
@@ -201,15 +201,14 @@ class FileJob:
     def checked(self, raw: pl.DataFrame, chunk: pl.DataFrame) -> pl.DataFrame:
         """The chunk conformed to the table and validated by the contract: its valid rows."""
         runtime, pii = self.runtime, self.ctx.rules.pii
-        conformed = conform_chunk(
-            chunk,
-            self.attempt.shape.target,
+        rules = ConformRules(
             source_names=runtime.source_names,
             formats=runtime.formats,
             rescue_values=runtime.policy.rescues_values,
             rescue_unknown=runtime.policy.rescues_unknown,
             treat=pii.treat_text if pii else None,
         )
+        conformed = conform_chunk(chunk, self.attempt.shape.target, rules)
         failures = conformed.failures
         candidates = conformed.frame
         if failures.height:

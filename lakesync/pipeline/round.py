@@ -26,7 +26,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from lakesync.commit import delta
-from lakesync.commit.delta import DeltaTarget, Stamp, arrow_schema, output_schema, table_polars_schema
+from lakesync.commit.delta import DeltaTarget, arrow_schema, output_schema, table_polars_schema
 from lakesync.commit.rows import RowsTarget, commit_rows
 from lakesync.conform import DriftReport, target_schema
 from lakesync.pipeline.attempt import Attempt, FileResult, Redo, Shape
@@ -35,9 +35,9 @@ from lakesync.pipeline.failures import ContractFailures, summarize
 from lakesync.pipeline.stream import RoundStream, StreamStopped
 from lakesync.state import quarantine
 from lakesync.state.append import AppendContentionError, backoff
-from lakesync.state.audit import AuditLog, batch_records
+from lakesync.state.audit import AuditLog, Committed, batch_records
 from lakesync.state.drift_log import DriftLog
-from lakesync.state.lakehouse import transaction_version
+from lakesync.state.lakehouse import Stamp, transaction_version
 from lakesync.state.ledger import Ledger
 from lakesync.state.values import BatchPlan, FileOutcome
 
@@ -181,19 +181,13 @@ def record(ctx: TableContext, attempt: Attempt, written: Written) -> dict[str, l
     for result in written.files:
         assert result.outcome is not None
         outcomes[result.dataset].append(result.outcome)
-    audited_at = datetime.now(tz=UTC)
+    committed = Committed(written.table_version, ctx.run_id, ctx.table.fingerprint, datetime.now(tz=UTC))
     AuditLog(ctx.lakehouse).record_batches(
         {
             p.dataset: (
                 p.version,
                 batch_records(
-                    p,
-                    outcomes[p.dataset],
-                    table_version=written.table_version,
-                    run_id=ctx.run_id,
-                    contract=ctx.table.fingerprint,
-                    credential=ctx.runtimes[p.dataset].credential_names,
-                    recorded_at=audited_at,
+                    p, outcomes[p.dataset], committed, credential=ctx.runtimes[p.dataset].credential_names
                 ),
             )
             for p in attempt.plans

@@ -15,6 +15,7 @@ from lakesync.conform.policies import Decisions, DriftPolicy, drift_policy
 from lakesync.discover.sources import DiscoverySource, source_for
 from lakesync.discover.stores import LakeStore, LocalStore
 from lakesync.read import DEFAULT_CHUNK_ROWS, ReadSpec
+from lakesync.state.audit import credential_names
 from lakesync.state.values import FileEntry, dataset_id
 
 
@@ -115,7 +116,7 @@ def dataset_runtimes(
                         date_format=dataset.options.date_format,
                     ),
                     chunk_rows=chunk_rows,
-                    credential_names=", ".join(lake.secret_names) or None,
+                    credential_names=credential_names(config, lake_name),
                 )
             )
     return runtimes

@@ -22,10 +22,11 @@ import pyarrow as pa
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 
-from lakesync.state.lakehouse import Lakehouse
+from lakesync.state.lakehouse import Lakehouse, Stamp, WriteOptions
 
 T = TypeVar("T")
 ATTEMPTS = 32
+_MERGE = WriteOptions(schema_mode="merge")
 
 
 class AppendContentionError(RuntimeError):
@@ -90,9 +91,8 @@ def append_once(
             lakehouse.append(
                 snapshot if snapshot is not None else uri,
                 todo.rows,
-                app_transactions=todo.transactions,
-                metadata=todo.metadata,
-                schema_mode="merge",  # a table an older lakesync wrote gains today's columns
+                stamp=Stamp(todo.transactions, todo.metadata),
+                options=_MERGE,  # a table an older lakesync wrote gains today's columns
             )
         except CommitFailedError:
             backoff(attempt)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,38 +58,36 @@ replay), ``drift_decision``, ``erasure_request``, ``erasure``, ``pii_apply``."""
 
 def credential_names(config: LakesyncConfig, lake: str) -> str | None:
     """The environment variable names a lake's credentials come from (never their values)."""
-    credentials = getattr(config.lakes[lake], "credentials", None)
-    if credentials is None:
-        return None
-    names = [
-        getattr(value, "env", None)
-        for value in (getattr(credentials, f) for f in type(credentials).model_fields)
-    ]
-    return ", ".join(n for n in names if n) or None
+    return ", ".join(config.lakes[lake].secret_names) or None
+
+
+@dataclass(frozen=True)
+class Committed:
+    """What every audit record of a round's batches shares."""
+
+    table_version: int | None
+    run_id: str
+    contract: str
+    """The contract's fingerprint."""
+    recorded_at: datetime
 
 
 def batch_records(
-    plan: BatchPlan,
-    outcomes: Sequence[FileOutcome],
-    *,
-    table_version: int | None,
-    run_id: str,
-    contract: str,
-    credential: str | None,
-    recorded_at: datetime,
+    plan: BatchPlan, outcomes: Sequence[FileOutcome], committed: Committed, *, credential: str | None
 ) -> list[dict[str, Any]]:
-    """The audit records of one batch: one per file, then one for the batch."""
+    """The audit records of one batch: one per file, then one for the batch. ``credential``
+    names the environment variables the lake's secrets came from (never their values)."""
     lake, dataset = plan.dataset.split(".", 1)
     common = {
-        "recorded_at": recorded_at,
-        "run_id": run_id,
+        "recorded_at": committed.recorded_at,
+        "run_id": committed.run_id,
         "lake": lake,
         "dataset": dataset,
         "table": plan.table,
         "batch": plan.version,
         "replay_of": plan.replay_of,
-        "table_version": table_version,
-        "contract": contract,
+        "table_version": committed.table_version,
+        "contract": committed.contract,
         "credential": credential,
     }
     records = [

@@ -77,30 +77,53 @@ class Lakehouse:
         target: str | DeltaTable,
         data: pa.Table | pa.RecordBatchReader,
         *,
-        app_transactions: Mapping[str, int] | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        partition_by: list[str] | None = None,
-        schema_mode: Literal["merge", "overwrite"] | None = None,
-        writer_properties: WriterProperties | None = None,
+        stamp: Stamp | None = None,
+        options: WriteOptions | None = None,
     ) -> None:
-        """Append ``data`` in one Delta commit carrying application transactions and metadata.
+        """Append ``data`` in one Delta commit carrying ``stamp``'s application transactions and
+        metadata.
 
         Pass the ``DeltaTable`` whose transaction versions were checked: the commit is then
         made against that snapshot, so a concurrent commit of the same application
         transaction makes this one fail instead of duplicating it.
         """
+        options = options or WriteOptions()
         # An empty WriterProperties would mean *uncompressed* files: pass one only when set.
-        options: dict[str, Any] = {"writer_properties": writer_properties} if writer_properties else {}
+        extra: dict[str, Any] = (
+            {"writer_properties": options.writer_properties} if options.writer_properties else {}
+        )
         write_deltalake(
             target,
             data,
             mode="append",
-            partition_by=partition_by or None,
-            schema_mode=schema_mode,
+            partition_by=options.partition_by or None,
+            schema_mode=options.schema_mode,
             storage_options=self._options() if isinstance(target, str) else None,
-            commit_properties=commit_properties(app_transactions, metadata),
-            **options,
+            commit_properties=(stamp or Stamp()).properties(),
+            **extra,
         )
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    """How an append writes its files."""
+
+    partition_by: list[str] | None = None
+    schema_mode: Literal["merge", "overwrite"] | None = None
+    """``merge`` adds the data's new columns to the table."""
+    writer_properties: WriterProperties | None = None
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What a commit carries besides rows: application transactions and metadata (never a secret)."""
+
+    transactions: Mapping[str, int] = field(default_factory=dict)
+    """Application id (``<lake>.<dataset>``, ``plan:<lake>.<dataset>``...) -> its version."""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def properties(self) -> CommitProperties:
+        return commit_properties(self.transactions, self.metadata)
 
 
 def commit_properties(

@@ -123,10 +123,7 @@ class Ledger:
     def _plan_rows(self, plan: BatchPlan, run_id: str) -> Append[BatchPlan]:
         """A plan's rows under ``plan:<dataset>`` = its version: two planners cannot both win it."""
         now = _now()
-        rows = [
-            _row(plan, entry, event="planned", run_id=run_id, recorded_at=now, rows=plan.rows.get(entry.path))
-            for entry in plan.files
-        ]
+        rows = [_row(plan, entry, event="planned", run_id=run_id, recorded_at=now) for entry in plan.files]
         return Append(
             pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA),
             transactions={f"plan:{plan.dataset}": plan.version},
@@ -201,14 +198,9 @@ class Ledger:
 
 
 def _row(
-    plan: BatchPlan,
-    entry: FileEntry,
-    *,
-    event: str,
-    run_id: str,
-    recorded_at: datetime,
-    rows: tuple[int, ...] | None = None,
+    plan: BatchPlan, entry: FileEntry, *, event: str, run_id: str, recorded_at: datetime
 ) -> dict[str, Any]:
+    rows = plan.rows.get(entry.path) if event == "planned" else None
     return {
         "dataset": plan.dataset,
         "table": plan.table,

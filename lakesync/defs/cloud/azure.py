@@ -19,6 +19,7 @@ from lakesync.defs.lakes import env, names, warn_http
 from lakesync.defs.resources import LakehouseResource
 from lakesync.discover.stores import LakeStore
 from lakesync.discover.stores.azure import AzureStore
+from lakesync.discover.stores.objectstore import Access
 
 
 class AzureLakeClient(AzureBlobStorageResource):
@@ -52,9 +53,7 @@ class AzureLakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             name,
             container=container,
             prefix=lake.prefix,
-            endpoint=self.blob.account_url,
-            credential_names=self.credential_names,
-            secrets=secrets,
+            access=Access(self.blob.account_url, self.credential_names, secrets),
         )
 
 

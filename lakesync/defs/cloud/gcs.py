@@ -16,6 +16,7 @@ from lakesync.defs.lakes import env, names, warn_http
 from lakesync.defs.resources import LakehouseResource
 from lakesync.discover.stores import LakeStore
 from lakesync.discover.stores.gcs import GcsStore
+from lakesync.discover.stores.objectstore import Access
 
 
 class GcsLakeClient(GCSResource):
@@ -56,9 +57,9 @@ class GcsLakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             client=self.gcs.get_client(),
             bucket=lake.bucket,
             prefix=lake.prefix,
-            endpoint=lake.endpoint_url or "https://storage.googleapis.com",
-            credential_names=self.credential_names,
-            secrets=secrets,
+            access=Access(
+                lake.endpoint_url or "https://storage.googleapis.com", self.credential_names, secrets
+            ),
         )
 
 

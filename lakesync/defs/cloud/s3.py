@@ -10,6 +10,7 @@ from lakesync.config.storage import S3Lake, S3LakehouseConfig
 from lakesync.defs.lakes import env, names, warn_http
 from lakesync.defs.resources import LakehouseResource
 from lakesync.discover.stores import LakeStore
+from lakesync.discover.stores.objectstore import Access
 from lakesync.discover.stores.s3 import S3Store
 
 
@@ -32,9 +33,7 @@ class S3LakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             client=self.s3.get_client(),
             bucket=lake.bucket,
             prefix=lake.prefix,
-            endpoint=endpoint,
-            credential_names=self.credential_names,
-            secrets=secrets,
+            access=Access(endpoint, self.credential_names, secrets),
         )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from azure.core import MatchConditions
@@ -15,29 +15,16 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from lakesync.discover.stores.objectstore import Fault, ObjectStore, StoredObject
+from lakesync.discover.stores.objectstore import Access, Fault, ObjectStore, StoredObject
 from lakesync.state.values import FileEntry
 
 
 class AzureStore(ObjectStore):
     """Azure lists in key order but cannot start after a key: ``ordered_keys`` filters here."""
 
-    def __init__(
-        self,
-        name: str,
-        *,
-        container: Any,
-        prefix: str,
-        endpoint: str,
-        credential_names: Sequence[str] = (),
-        secrets: Sequence[str] = (),
-    ) -> None:
+    def __init__(self, name: str, *, container: Any, prefix: str, access: Access) -> None:
         super().__init__(
-            name,
-            prefix=prefix,
-            location=f"container {container.container_name}/{prefix} at {endpoint}",
-            credential_names=credential_names,
-            secrets=secrets,
+            name, prefix=prefix, location=f"container {container.container_name}/{prefix}", access=access
         )
         self.container = container
 

@@ -2,38 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 import requests
 from google.api_core import exceptions as google_errors
 from google.auth.exceptions import GoogleAuthError
 
-from lakesync.discover.stores.objectstore import Fault, ObjectStore, StoredObject
+from lakesync.discover.stores.objectstore import Access, Fault, ObjectStore, StoredObject
 from lakesync.state.values import FileEntry
 
 
 class GcsStore(ObjectStore):
     """The object's generation is its version tag: a download asks for exactly that one."""
 
-    def __init__(
-        self,
-        name: str,
-        *,
-        client: Any,
-        bucket: str,
-        prefix: str,
-        endpoint: str,
-        credential_names: Sequence[str] = (),
-        secrets: Sequence[str] = (),
-    ) -> None:
-        super().__init__(
-            name,
-            prefix=prefix,
-            location=f"gs://{bucket}/{prefix} at {endpoint}",
-            credential_names=credential_names,
-            secrets=secrets,
-        )
+    def __init__(self, name: str, *, client: Any, bucket: str, prefix: str, access: Access) -> None:
+        super().__init__(name, prefix=prefix, location=f"gs://{bucket}/{prefix}", access=access)
         self.client = client
         self.bucket = client.bucket(bucket)
 

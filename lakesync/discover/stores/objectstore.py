@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Literal, TypeVar
@@ -35,6 +35,16 @@ def _pause(attempt: int) -> None:
 
 
 @dataclass(frozen=True)
+class Access:
+    """How a lake's store is reached: its endpoint, and its secrets' variable names (the values
+    only so that they can be masked in messages; never shown)."""
+
+    endpoint: str
+    credential_names: Sequence[str] = ()
+    secrets: Sequence[str] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True)
 class StoredObject:
     key: str
     size: int
@@ -46,20 +56,13 @@ class ObjectStore:
     """Base of the object-store lakes; see the module docstring."""
 
     def __init__(
-        self,
-        name: str,
-        *,
-        prefix: str,
-        location: str,
-        credential_names: Sequence[str] = (),
-        secrets: Sequence[str] = (),
-        attempts: int = _ATTEMPTS,
+        self, name: str, *, prefix: str, location: str, access: Access, attempts: int = _ATTEMPTS
     ) -> None:
         self.name = name
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
-        self.description = location
-        self.credential_names = tuple(credential_names)
-        self._secrets = tuple(s for s in secrets if s)
+        self.description = f"{location} at {access.endpoint}"
+        self.credential_names = tuple(access.credential_names)
+        self._secrets = tuple(s for s in access.secrets if s)
         self.attempts = attempts
         self.list_calls = 0
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from botocore.exceptions import (
@@ -13,7 +13,7 @@ from botocore.exceptions import (
     HTTPClientError,
 )
 
-from lakesync.discover.stores.objectstore import Fault, ObjectStore, StoredObject
+from lakesync.discover.stores.objectstore import Access, Fault, ObjectStore, StoredObject
 from lakesync.state.values import FileEntry
 
 _AUTH = {
@@ -39,24 +39,8 @@ _TRANSIENT = {
 
 
 class S3Store(ObjectStore):
-    def __init__(
-        self,
-        name: str,
-        *,
-        client: Any,
-        bucket: str,
-        prefix: str,
-        endpoint: str,
-        credential_names: Sequence[str] = (),
-        secrets: Sequence[str] = (),
-    ) -> None:
-        super().__init__(
-            name,
-            prefix=prefix,
-            location=f"s3://{bucket}/{prefix} at {endpoint}",
-            credential_names=credential_names,
-            secrets=secrets,
-        )
+    def __init__(self, name: str, *, client: Any, bucket: str, prefix: str, access: Access) -> None:
+        super().__init__(name, prefix=prefix, location=f"s3://{bucket}/{prefix}", access=access)
         self.client = client
         self.bucket = bucket
 
