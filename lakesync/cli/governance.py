@@ -16,6 +16,7 @@ import dagster as dg
 from lakesync.config import LakesyncConfig
 from lakesync.config.units import parse_duration
 from lakesync.conform.pii import PiiError
+from lakesync.conform.target import RESCUED
 from lakesync.defs.providers import open_lakehouse
 from lakesync.defs.resources import config_problem
 from lakesync.governance.erase import Receipt, erase_subject
@@ -171,7 +172,7 @@ def format_trace(traces: list[RowTrace], table: str) -> str:
         return f"no row of {table} matches"
     out: list[str] = []
     for trace in traces:
-        values = ", ".join(f"{k}={v}" for k, v in trace.row.items() if v is not None and k != "_rescued_data")
+        values = ", ".join(f"{k}={v}" for k, v in trace.row.items() if v is not None and k != RESCUED)
         out.append(f"{table}: {values}")
         out.append(f"  source     {trace.lake}/{trace.file} record {trace.record}")
         if trace.batch is not None:

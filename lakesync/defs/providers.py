@@ -16,9 +16,9 @@ from types import ModuleType
 from typing import Any, Protocol
 
 from lakesync.config.models import LakesyncConfig
-from lakesync.config.storage import AnyLake, AnyLakehouse, LocalLake, LocalLakehouseConfig
+from lakesync.config.storage import AnyLake, AnyLakehouse, LocalLakehouseConfig
 from lakesync.defs.resources import LakehouseResource, pii_key_resource
-from lakesync.discover.stores import LakeStore, LocalStore
+from lakesync.discover.stores import LakeStore, default_store
 from lakesync.state.lakehouse import Lakehouse
 
 CLOUD_MODULES = {
@@ -75,8 +75,8 @@ def lakehouse_resource(config: LakesyncConfig) -> LakehouseResource:
 
 def store_for(name: str, lake: AnyLake, resource: LakeResource | None) -> LakeStore:
     """The store of a lake, from its (initialized) resource."""
-    if isinstance(lake, LocalLake):
-        return LocalStore(name, lake)
+    if not needs_resource(lake):
+        return default_store(name, lake)
     if resource is None:
         msg = f"lake {name!r} ({lake.provider}) has no resource {resource_key(name)!r}"
         raise ValueError(msg)

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from lakesync.config.datasets import Dataset
 from lakesync.config.models import LakesyncConfig
-from lakesync.config.storage import LocalLake
 from lakesync.conform.convert import TextFormats
 from lakesync.conform.policies import Decisions, DriftPolicy, drift_policy
 from lakesync.discover.sources import DiscoverySource, source_for
-from lakesync.discover.stores import LakeStore, LocalStore
+from lakesync.discover.stores import LakeStore, default_store
 from lakesync.read import DEFAULT_CHUNK_ROWS, ReadSpec
 from lakesync.state.audit import credential_names
-from lakesync.state.values import FileEntry, dataset_id
+from lakesync.state.values import dataset_id
 
 
 @dataclass(frozen=True)
@@ -59,25 +56,6 @@ class DatasetRuntime:
         return {canonical: source for source, canonical in self.columns.items()}
 
 
-class NoStore:
-    """Stands for a cloud lake's store where none was given: fine for settings, not for I/O."""
-
-    def __init__(self, name: str, provider: str) -> None:
-        self.name = name
-        self.description = f"{provider} lake {name}"
-        self.list_calls = 0
-        self._why = f"lake {name!r} is on {provider}: its store comes from its Dagster resource"
-
-    def list(self, pattern: str, *, start_after: str | None = None) -> Iterator[FileEntry]:
-        raise ValueError(self._why)
-
-    def local_path(self, entry: FileEntry) -> AbstractContextManager[Path]:
-        raise ValueError(self._why)
-
-    def stat(self, path: str) -> FileEntry | None:
-        raise ValueError(self._why)
-
-
 def dataset_runtimes(
     config: LakesyncConfig,
     *,
@@ -94,11 +72,7 @@ def dataset_runtimes(
     for lake_name, lake in config.lakes.items():
         store = (stores or {}).get(lake_name)
         if store is None:
-            store = (
-                LocalStore(lake_name, lake)
-                if isinstance(lake, LocalLake)
-                else NoStore(lake_name, lake.provider)
-            )
+            store = default_store(lake_name, lake)
         for name, dataset in lake.datasets.items():
             if table is not None and dataset.table != table:
                 continue

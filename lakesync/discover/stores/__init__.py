@@ -2,6 +2,14 @@
 lakesync: stores only list and read, never write or delete."""
 
 from lakesync.discover.stores.base import FileChangedError, LakeStore, LakeUnavailableError, file_checksum
+from lakesync.discover.stores.default import default_store
 from lakesync.discover.stores.local import LocalStore
 
-__all__ = ["FileChangedError", "LakeStore", "LakeUnavailableError", "LocalStore", "file_checksum"]
+__all__ = [
+    "FileChangedError",
+    "LakeStore",
+    "LakeUnavailableError",
+    "LocalStore",
+    "default_store",
+    "file_checksum",
+]
