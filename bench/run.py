@@ -287,10 +287,11 @@ def report(results: list[dict[str, Any]], ticks: list[dict[str, Any]], cloud: di
             )
     if ticks:
         median = sorted(t["tick_s"] for t in ticks)[len(ticks) // 2]
+        plan = sorted(t["plan_s"] for t in ticks)[len(ticks) // 2]
         print(
             f"\nSensor tick: {ticks[0]['files']:,} files listed, {ticks[0]['new']} new, "
-            f"{ticks[0]['runs_requested']} run(s) requested in {median:.2f} s "
-            "(median; Dagster's limit is 60 s)"
+            f"{ticks[0]['runs_requested']} batch(es) planned and run(s) requested in {median:.2f} s "
+            f"(median, of which planning {plan:.2f} s; Dagster's limit is 60 s)"
         )
     if cloud:
         print(
