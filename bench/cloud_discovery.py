@@ -30,7 +30,7 @@ from lakesync.config import parse_config
 from lakesync.config.datasets import SensorSettings
 from lakesync.defs.providers import open_stores
 from lakesync.defs.ticks import Tick, decide
-from lakesync.demo.servers import PROJECT, Server, free_port, start_server
+from lakesync.demo.servers import PROJECT, Launch, Server, free_port, start_server
 from lakesync.discover.stores.objectstore import ObjectStore
 from lakesync.pipeline.runtime import dataset_runtimes
 from lakesync.pipeline.scan import scan_dataset
@@ -102,8 +102,7 @@ def ticks(*, files: int, new: int, repeat: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="lakesync-bench-s3-") as tmp:
         root = Path(tmp)
         port = free_port()
-        server: Server = start_server(
-            "moto-seeded",
+        launch = Launch(
             [
                 sys.executable,
                 "-m",
@@ -114,11 +113,11 @@ def ticks(*, files: int, new: int, repeat: int) -> dict[str, Any]:
                 f"--files={files}",
             ],
             f"http://127.0.0.1:{port}",
-            root,
             probe=f"http://127.0.0.1:{port}/moto-api/",
             env={"PYTHONPATH": str(PROJECT)},
             timeout=600,
         )
+        server: Server = start_server("moto-seeded", launch, root)
         try:
             url = server.url
             config = _config(root, url, ordered=False)
