@@ -1,1 +1,1 @@
-"""Stage 5: commit rows to the unified Delta tables (and rejected ones to quarantine)."""
+"""Stage 5: commit conformed rows to the unified Delta tables (append, or merge with winners)."""
