@@ -45,6 +45,8 @@ class Case:
     """Text the quarantine reason must contain (file-level when ``file_level``)."""
     file_level: bool = False
     options: dict[str, object] | None = None
+    dataset: dict[str, object] | None = None
+    """Settings of the dataset (besides its reader options)."""
 
 
 def text(content: str | bytes) -> Callable[[Path], None]:
@@ -97,10 +99,29 @@ CASES = [
         "csv",
         "ragged.csv",
         csv_rows("500,1,1.0,EUR,2026-01-01T00:00:00Z", "501,1,1.0,EUR,2026-01-01T00:00:00Z,extra"),
+        1,
+        1,
+        "line 3: a record has more fields than the header (6 fields, the header has 5)",
+    ),
+    Case(
+        "csv",
+        "ragged-whole-file.csv",
+        csv_rows("500,1,1.0,EUR,2026-01-01T00:00:00Z", "501,1,1.0,EUR,2026-01-01T00:00:00Z,extra"),
         0,
         0,
-        "line 3: a record has 6 fields, the header has 5",
+        "line 3: a record has more fields than the header (6 fields, the header has 5)",
         file_level=True,
+        dataset={"bad_records": "quarantine_file"},
+    ),
+    Case(
+        "ndjson",
+        "broken-line.ndjson",
+        text(
+            '{"order_id":500,"customer_id":1}\n{"order_id":501,"customer_id":\n{"order_id":502,"customer_id":2}\n'
+        ),
+        2,
+        1,
+        "line 2: not valid JSON",
     ),
     Case(
         "csv",
@@ -264,6 +285,7 @@ def lake_with(tmp_path: Path, case: Case) -> LakesyncConfig:
     dataset: dict[str, object] = {"pattern": pattern, "format": case.fmt, "table": "orders"}
     if case.options:
         dataset["options"] = case.options
+    dataset.update(case.dataset or {})
     config = write_config(
         tmp_path, lakes={"lake": local_lake(folder, {"orders": dataset})}, tables={"orders": orders_table()}
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from datetime import timedelta
@@ -122,7 +123,7 @@ def one_lake(
     tmp_path: Path, *, fmt: str = "parquet", pattern: str = "*.parquet", **table: object
 ) -> LakesyncConfig:
     dataset: dict[str, object] = {"pattern": pattern, "format": fmt, "table": "orders"}
-    for key in ("sensor", "drift", "options"):
+    for key in ("sensor", "drift", "options", "bad_records"):
         if key in table:
             dataset[key] = table.pop(key)
     lakes = {"eu": local_lake(tmp_path / "eu", {"orders": dataset})}
@@ -336,22 +337,50 @@ def test_an_unreachable_lake_fails_alone(tmp_path: Path) -> None:
     assert table(config, "orders").height == 2
 
 
+def _breaks_at_its_end(tmp_path: Path) -> None:
+    """a.csv: ten good records, then one with an extra field; b.csv: three good ones."""
+    path = write_orders_csv(tmp_path / "eu" / "a.csv", orders_rows(1, 10), mtime=T0)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("11,1,1.0,EUR,2026-01-01T00:00:00Z,surprise\n")
+    write_orders_csv(tmp_path / "eu" / "b.csv", orders_rows(50, 3), mtime=T0 + timedelta(hours=1))
+
+
 @pytest.mark.parametrize("whole_file_bytes", [0, 10**9], ids=["streamed", "whole"])
 def test_a_file_that_breaks_after_its_first_chunks_is_quarantined_whole(
     tmp_path: Path, whole_file_bytes: int
 ) -> None:
-    good = orders_rows(1, 10)
-    path = write_orders_csv(tmp_path / "eu" / "a.csv", good, mtime=T0)
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write("11,1,1.0,EUR,2026-01-01T00:00:00Z,surprise\n")
-    write_orders_csv(tmp_path / "eu" / "b.csv", orders_rows(50, 3), mtime=T0 + timedelta(hours=1))
-    config = one_lake(tmp_path, fmt="csv", pattern="*.csv")
+    _breaks_at_its_end(tmp_path)
+    config = one_lake(tmp_path, fmt="csv", pattern="*.csv", bad_records="quarantine_file")
     result = sync(config, chunk_rows=3, whole_file_bytes=whole_file_bytes)
     assert (result.datasets[0].files_ingested, result.datasets[0].files_quarantined) == (1, 1)
     assert sorted(table(config, "orders")["order_id"].to_list()) == [50, 51, 52]
     record = quarantine(config, "orders").filter(pl.col("file") == "a.csv")
     assert record["level"].to_list() == ["file"]
-    assert "line 12: a record has 6 fields, the header has 5" in record["reason"][0]
+    assert (
+        "line 12: a record has more fields than the header (6 fields, the header has 5)"
+        in record["reason"][0]
+    )
+
+
+@pytest.mark.parametrize("whole_file_bytes", [0, 10**9], ids=["streamed", "whole"])
+def test_a_record_that_breaks_after_the_first_chunks_costs_only_itself(
+    tmp_path: Path, whole_file_bytes: int
+) -> None:
+    # Streamed: its first chunks were already on their way to the Delta writer when the bad
+    # record came; the round is redone reading the file record by record (nothing committed twice).
+    _breaks_at_its_end(tmp_path)
+    config = one_lake(tmp_path, fmt="csv", pattern="*.csv")
+    result = sync(config, chunk_rows=3, whole_file_bytes=whole_file_bytes)
+    (dataset,) = result.datasets
+    assert (dataset.files_ingested, dataset.files_quarantined) == (2, 0)
+    assert (dataset.rows_read, dataset.rows_committed, dataset.rows_quarantined) == (14, 13, 1)
+    assert sorted(table(config, "orders")["order_id"].to_list()) == [*range(1, 11), 50, 51, 52]
+    (record,) = quarantine(config, "orders").filter(pl.col("file") == "a.csv").iter_rows(named=True)
+    assert (record["level"], record["row"], record["rules"]) == ("row", 11, ["malformed_record"])
+    assert (
+        record["reason"] == "line 12: a record has more fields than the header (6 fields, the header has 5)"
+    )
+    assert json.loads(record["raw"]) == {"(record)": "11,1,1.0,EUR,2026-01-01T00:00:00Z,surprise"}
 
 
 # -- exactly once under crashes ----------------------------------------------------------------

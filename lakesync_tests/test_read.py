@@ -67,9 +67,13 @@ def test_csv_without_header_names_columns(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "message", "line"),
     [
-        ("a,b\n1,2\n3,4,5\n", "a record has 3 fields, the header has 2", 3),
+        ("a,b\n1,2\n3,4,5\n", r"a record has more fields than the header \(3 fields, the header has 2\)", 3),
         ('a,b\n1,2\n3,"open\n4,5\n6,7\n', "malformed record: unexpected end of data", 3),
-        ('a,b\n1,"two\nlines"\n3,4\n5,6,7\n', "a record has 3 fields, the header has 2", 5),
+        (
+            'a,b\n1,"two\nlines"\n3,4\n5,6,7\n',
+            r"more fields than the header \(3 fields, the header has 2\)",
+            5,
+        ),
     ],
 )
 def test_broken_csv_names_the_line(tmp_path: Path, content: str, message: str, line: int) -> None:
@@ -78,6 +82,27 @@ def test_broken_csv_names_the_line(tmp_path: Path, content: str, message: str, l
     with pytest.raises(FileReadError, match=message) as caught:
         read(path, "csv", chunk_rows=100)
     assert caught.value.line == line
+
+
+def test_read_record_by_record_a_bad_record_comes_alone_with_its_line_and_text(tmp_path: Path) -> None:
+    csv_file = tmp_path / "bad.csv"
+    csv_file.write_text('a,b\n1,2\n3,"x,y",5\n6,7\n', encoding="utf-8")
+    with pytest.raises(FileReadError) as caught:
+        list(read_file(csv_file, ReadSpec("csv", FormatOptions())))
+    assert caught.value.recoverable
+    *good, broken = list(read_file(csv_file, ReadSpec("csv", FormatOptions(), tolerant=True)))
+    assert pl.concat(good).select(ROW, "a", "b").rows() == [(1, "1", "2"), (3, "6", "7")]
+    assert broken.rows() == [
+        (2, "line 3: a record has more fields than the header (3 fields, the header has 2)", "3,x,y,5")
+    ]
+    lines = tmp_path / "bad.ndjson"
+    lines.write_text('{"a": 1}\n\n{"a": \n[1]\n{"a": {"b": 2}}\n', encoding="utf-8")
+    *good, broken = list(read_file(lines, ReadSpec("ndjson", FormatOptions(), tolerant=True)))
+    assert pl.concat(good).rows() == [(1, "1"), (4, '{"b": 2}')]  # a key of mixed kinds is read as text
+    assert [r[:2] for r in broken.rows()] == [
+        (2, "line 3: not valid JSON: Expecting value (character 7)"),
+        (3, "line 4: a JSON list where a record (an object) was expected"),
+    ]
 
 
 def test_a_record_with_missing_trailing_fields_reads_them_as_null(tmp_path: Path) -> None:

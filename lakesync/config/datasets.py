@@ -94,6 +94,7 @@ CSV_ONLY_OPTIONS = ("delimiter", "quote", "header", "encoding", "null_values")
 
 
 ChangedPolicy = Literal["ignore", "reingest"]
+BadRecords = Literal["quarantine_row", "quarantine_file"]
 
 
 class FreshnessSettings(StrictModel):
@@ -143,6 +144,10 @@ class Dataset(StrictModel):
     """Source column name -> canonical (contract) column name."""
     drift: DriftPolicy | None = None
     """Overrides the table's drift policy for this dataset."""
+    bad_records: BadRecords = "quarantine_row"
+    """A record that cannot be parsed (a malformed JSON line, a CSV record with more fields than
+    the header): ``quarantine_row`` puts that record aside (with its line and text) and ingests the
+    file's others; ``quarantine_file`` puts the whole file aside."""
     timezone: str = "UTC"
     """Zone of timestamps written without an offset."""
     sensor: SensorSettings = Field(default_factory=SensorSettings)

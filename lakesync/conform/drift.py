@@ -11,7 +11,10 @@ Each difference is one :class:`ColumnDrift`:
 - ``renamed`` — probably: a missing column and an added one whose names and values are alike
   (the evidence says how alike);
 - ``nullability`` — nulls in a column the contract says is never null (those rows fail);
-- ``reordered`` — the same columns in another order: harmless.
+- ``reordered`` — the same columns in another order: harmless;
+- ``rescued`` — values that did not fit their column were kept in ``_rescued_data`` (drift
+  policies evolve and rescue): the rows are committed, the values are not lost, someone should
+  look.
 """
 
 from __future__ import annotations
@@ -29,7 +32,10 @@ import polars as pl
 from lakesync.config.datatypes import describe
 from lakesync.conform.target import PROVENANCE_PREFIX, TargetSchema
 
-Change = Literal["added", "missing", "widened", "narrowed", "renamed", "nullability", "reordered"]
+Change = Literal["added", "missing", "widened", "narrowed", "renamed", "nullability", "reordered", "rescued"]
+SourceKind = Literal["text", "json", "typed"]
+"""What a file's types mean: none (CSV: text is parsed per value), JSON's (strings for dates,
+times and decimals are normal there), or the format's own (parquet)."""
 HARMLESS: tuple[str, ...] = ("widened", "reordered", "nullability", "renamed")
 """Changes that need no decision by themselves (a probable rename comes with added + missing)."""
 RENAME_NAME_SIMILARITY = 0.6
@@ -67,6 +73,11 @@ class ColumnDrift:
             return f"{self.column!r} has nulls, the contract says nullable: false (those rows fail)"
         if self.change == "reordered":
             return "columns are in another order (harmless)"
+        if self.change == "rescued":
+            examples = ", ".join(repr(e) for e in self.evidence.get("examples", [])[:3])
+            rows, kept = self.evidence.get("rows"), f" (e.g. {examples})" if examples else ""
+            where = f"{self.column!r} did not fit {self.table_type}"
+            return f"{rows} value(s) of {where}: kept in _rescued_data{kept}"
         return (
             f"{self.column!r} is {self.source_type}, the table has {self.table_type}: each value is checked"
         )
@@ -99,6 +110,12 @@ class DriftReport:
 
     def suggestion(self) -> str:
         """What a reviewer would most likely do about it."""
+        rescued = [c.column for c in self.changes if c.change == "rescued"]
+        if rescued and all(c.change == "rescued" for c in self.changes):
+            return (
+                f"fix the source of {', '.join(rescued)}, or give the column the type its values have; "
+                "the rows are committed and their values kept in _rescued_data"
+            )
         renames = [c for c in self.changes if c.change == "renamed"]
         if renames:
             pairs = ", ".join(f"{c.evidence['source_column']}: {c.column}" for c in renames)
@@ -206,7 +223,7 @@ def classify(
     source: Mapping[str, pl.DataType],
     target: TargetSchema,
     *,
-    text_source: bool,
+    kind: SourceKind,
     chunk: pl.DataFrame | None = None,
     table_values: Callable[[str], pl.Series | None] | None = None,
 ) -> tuple[ColumnDrift, ...]:
@@ -215,7 +232,8 @@ def classify(
     Args:
         source: the file's columns and types (canonical names).
         target: the table's columns as this batch writes them.
-        text_source: CSV files carry no types; their text is parsed, not drifted.
+        kind: what the file's types mean (:data:`SourceKind`): text in CSV is parsed, not drifted;
+            text in JSON is normal for dates, times and decimals; in parquet every type counts.
         chunk: the file's first rows, for nullability and rename evidence.
         table_values: a sample of a table column's values, for rename evidence.
     """
@@ -242,12 +260,10 @@ def classify(
                     {"nulls_in_first_rows": nulls},
                 )
             )
-        if dtype in (column.dtype, pl.Null) or (text_source and dtype == pl.String):
-            continue
-        if dtype == pl.String and column.dtype != pl.String:
-            continue  # text in a typed column (JSON timestamps, numbers as strings): parsed per value
-        kind: Change = "widened" if is_safe_widening(dtype, column.dtype) else "narrowed"
-        changes.append(ColumnDrift(name, kind, describe(dtype), describe(column.dtype)))
+        if dtype in (column.dtype, pl.Null) or (dtype == pl.String and _text_is_normal(kind, column.dtype)):
+            continue  # parsed per value
+        change: Change = "widened" if is_safe_widening(dtype, column.dtype) else "narrowed"
+        changes.append(ColumnDrift(name, change, describe(dtype), describe(column.dtype)))
     missing = [c for c in target.columns if c.origin == "contract" and c.name not in source]
     changes.extend(ColumnDrift(c.name, "missing", None, describe(c.dtype)) for c in missing)
     added = [n for n in names if target.get(n) is None]
@@ -257,6 +273,15 @@ def classify(
     if known != order:
         changes.append(ColumnDrift("(all)", "reordered", None, None, {"file_order": known}))
     return tuple(changes)
+
+
+def _text_is_normal(kind: SourceKind, target: pl.DataType) -> bool:
+    """Text in a column of type ``target`` is how such a file spells it (not a type change)."""
+    if kind == "text":
+        return True
+    if kind == "json":  # JSON has no dates, times or decimals: text is how it writes them
+        return not (target.is_numeric() and not isinstance(target, pl.Decimal)) and target != pl.Boolean
+    return False
 
 
 def _renames(

@@ -43,7 +43,10 @@ def drift_evaluation(result: DatasetSync) -> dg.AssetCheckEvaluation:
     metadata: dict[str, Any] = {
         "files_held_back": result.drift_held_back,
         "files_with_handled_drift": result.drift_handled,
+        "rows_rescued": result.rows_rescued,
     }
+    if result.rescued:
+        metadata["rescued_by_column"] = dg.MetadataValue.json(result.rescued)
     if result.drift:
         metadata["drift"] = dg.MetadataValue.json([r.to_dict() for r in result.drift])
     if result.drift_held_back:
@@ -62,7 +65,14 @@ def drift_evaluation(result: DatasetSync) -> dg.AssetCheckEvaluation:
         passed=not result.drift_handled,
         severity=dg.AssetCheckSeverity.WARN,
         metadata=metadata,
-        description=f"{result.drift_handled} file(s) with handled drift"
+        description=(
+            f"{result.drift_handled} file(s) with handled drift"
+            + (
+                f"; {result.rows_rescued} row(s) with values kept in _rescued_data"
+                if result.rows_rescued
+                else ""
+            )
+        )
         if result.drift_handled
         else "no drift",
     )

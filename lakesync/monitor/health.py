@@ -69,6 +69,7 @@ def contract_verdict(result: TableSync, *, max_failed_rows: float) -> Verdict:
         "files_checked": files,
         "files_failed": files_failed,
         "rows_held_by_drift": held,
+        "rows_rescued": sum(d.rows_rescued for d in result.datasets),
         "contract_fingerprint": result.contract,
     }
     tables: dict[str, tuple[list[str], list[tuple[Any, ...]]]] = {
@@ -93,6 +94,9 @@ def contract_verdict(result: TableSync, *, max_failed_rows: float) -> Verdict:
         tables["failures_by_rule"] = (["rule", "column", "rows"], [(r, c, n) for (r, c), n in ranked])
     if samples:
         tables["failure_examples"] = (["file", "row", "columns", "reason"], samples)
+    rescued = [(d.key, column, n) for d in result.datasets for column, n in sorted(d.rescued.items())]
+    if rescued:
+        tables["rescued_by_column"] = (["dataset", "column", "values kept in _rescued_data"], rescued)
     if share > max_failed_rows:
         return Verdict(
             False,
@@ -113,7 +117,9 @@ def contract_verdict(result: TableSync, *, max_failed_rows: float) -> Verdict:
             facts,
             tables,
         )
-    return Verdict(True, "ERROR", f"all {rows_checked} rows passed the contract", facts, tables)
+    kept = facts["rows_rescued"]
+    rescued_note = f" ({kept} with values kept in _rescued_data)" if kept else ""
+    return Verdict(True, "ERROR", f"all {rows_checked} rows passed the contract{rescued_note}", facts, tables)
 
 
 def conservation_verdict(result: TableSync) -> Verdict:

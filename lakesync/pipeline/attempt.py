@@ -39,12 +39,16 @@ class Redo:
     """Columns drift adds to the table (policy evolve, or an approved drift)."""
     stopped: Mapping[str, tuple[str, DriftReport]] = field(default_factory=dict)
     """Dataset -> (reason, report): datasets stopped by unreviewed drift (policy fail)."""
+    tolerant: frozenset[tuple[str, str]] = frozenset()
+    """(dataset, path) of files to read record by record (a record that cannot be parsed was
+    found after some of their rows were streamed)."""
 
     def merged(self, other: Redo) -> Redo:
         return Redo(
             excluded={**self.excluded, **other.excluded},
             added={**self.added, **other.added},
             stopped={**self.stopped, **other.stopped},
+            tolerant=self.tolerant | other.tolerant,
         )
 
 

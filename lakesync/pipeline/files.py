@@ -11,36 +11,30 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
 
+from lakesync.config.datatypes import describe
 from lakesync.conform import ConformRules, DriftReport, classify, conform_chunk, rename
 from lakesync.conform.conform import as_text
-from lakesync.conform.drift import signature_id
+from lakesync.conform.drift import SourceKind, signature_id
 from lakesync.conform.policies import DriftAction, FileDrift
 from lakesync.discover.stores import file_checksum
 from lakesync.pipeline.attempt import Attempt, FileResult, Redo
 from lakesync.pipeline.context import TableContext
 from lakesync.pipeline.runtime import DatasetRuntime
+from lakesync.pipeline.tally import Tally
 from lakesync.read import ROW, FileReadError, read_file
+from lakesync.read.base import BROKEN, RECORD
 from lakesync.state import quarantine
 from lakesync.state.values import BatchPlan, FileEntry, FileOutcome
 from lakesync.validate import UniqueTracker, validate_chunk
 
 Rows = Generator[pa.RecordBatch, None, FileResult]
-
-
-@dataclass
-class _Tally:
-    rows_read: int = 0
-    rows_committed: int = 0
-    rows_quarantined: int = 0
-    rows_erased: int = 0
-    streamed: int = 0
-    records: list[pl.DataFrame] = field(default_factory=list)
+_SOURCE_KINDS: dict[str, SourceKind] = {"csv": "text", "ndjson": "json", "json": "json"}
 
 
 def collect(rows: Rows) -> tuple[list[pa.RecordBatch], FileResult]:
@@ -62,8 +56,10 @@ class FileJob:
         self.plan = plan
         self.entry = entry
         self.runtime: DatasetRuntime = ctx.runtimes[plan.dataset]
-        self.tally = _Tally()
+        self.tally = Tally()
         self.tracker = UniqueTracker(ctx.table.contract.unique)
+        self.source_types: dict[str, str] = {}
+        """Canonical column -> its type in this file (from its first chunk)."""
 
     @property
     def where(self) -> str:
@@ -93,24 +89,40 @@ class FileJob:
         """Yield the file's valid rows; return its result.
 
         When ``streaming``, rows leave before the whole file is read, so a file found broken
-        after some rows returns a redo (leave the file out); otherwise it is simply unreadable
-        (its rows were never yielded: a worker collects them first).
+        after some rows returns a redo (leave the file out, or read it record by record);
+        otherwise it is simply unreadable (its rows were never yielded: a worker collects them
+        first). A file with records that cannot be parsed is read again record by record when
+        the dataset keeps its good rows (``bad_records: quarantine_row``).
         """
-        excluded = self.attempt.redo.excluded.get((self.plan.dataset, self.entry.path))
+        key = (self.plan.dataset, self.entry.path)
+        excluded = self.attempt.redo.excluded.get(key)
         if excluded is not None:
             return self.unreadable(excluded)
+        result = yield from self.read(streaming=streaming, tolerant=key in self.attempt.redo.tolerant)
+        if result is None:  # records that cannot be parsed, none of the file's rows out yet
+            self.tally, self.tracker = Tally(), UniqueTracker(self.ctx.table.contract.unique)
+            result = yield from self.read(streaming=streaming, tolerant=True)
+        assert result is not None
+        return result
+
+    def read(self, *, streaming: bool, tolerant: bool) -> Generator[pa.RecordBatch, None, FileResult | None]:
+        """One pass over the file; ``None`` when it must be read again record by record."""
         checksum: str | None = None
         report: DriftReport | None = None
         action: DriftAction | None = None
         selected = self.plan.rows.get(self.entry.path)
         only = pl.Series(ROW, selected, dtype=pl.Int64).implode() if selected is not None else None
+        spec = replace(self.runtime.read_spec, tolerant=tolerant)
         try:
             with self.runtime.store.local_path(self.entry) as path:
                 with contextlib.suppress(OSError):  # a file gone since listing: read_file says so
                     checksum = file_checksum(path)
-                for whole in read_file(path, self.runtime.read_spec):
+                for whole in read_file(path, spec):
                     # A replay of quarantined rows takes only those records of the file.
                     raw = whole if only is None else whole.filter(pl.col(ROW).is_in(only))
+                    if BROKEN in raw.columns:
+                        self.broken(raw)
+                        continue
                     chunk = rename(raw, self.runtime.columns)
                     if report is None:
                         report, action = self.drift(chunk)
@@ -119,14 +131,43 @@ class FileJob:
                     for batch in self.chunk(raw, chunk, action):
                         self.tally.streamed += batch.num_rows if streaming else 0
                         yield batch
-        except (FileReadError, ValueError, OSError) as exc:
-            reason = exc.reason if isinstance(exc, FileReadError) else str(exc)
-            line = f"line {exc.line}: " if isinstance(exc, FileReadError) and exc.line else ""
-            if self.tally.streamed:
-                excluded_now = {(self.plan.dataset, self.entry.path): f"{line}{reason}"}
-                return FileResult(self.plan.dataset, None, redo=Redo(excluded=excluded_now))
-            return self.unreadable(f"{line}{reason}", checksum)
+        except FileReadError as exc:
+            if exc.recoverable and not tolerant and self.runtime.config.bad_records == "quarantine_row":
+                if not self.tally.streamed:
+                    return None
+                return FileResult(
+                    self.plan.dataset,
+                    None,
+                    redo=Redo(tolerant=frozenset({(self.plan.dataset, self.entry.path)})),
+                )
+            return self.failed(f"line {exc.line}: {exc.reason}" if exc.line else exc.reason, checksum)
+        except (ValueError, OSError) as exc:
+            return self.failed(str(exc), checksum)
         return self.result(report, action, checksum)
+
+    def failed(self, reason: str, checksum: str | None) -> FileResult:
+        """The file cannot be read: after rows of it were streamed, the round is redone without it."""
+        if self.tally.streamed:
+            return FileResult(
+                self.plan.dataset, None, redo=Redo(excluded={(self.plan.dataset, self.entry.path): reason})
+            )
+        return self.unreadable(reason, checksum)
+
+    def broken(self, raw: pl.DataFrame) -> None:
+        """Records that could not be parsed: quarantined one by one, with their line and text
+        (the text withheld when the table holds personal data: it cannot be treated by column)."""
+        self.tally.rows_read += raw.height
+        personal = bool(self.ctx.rules.pii) or bool(self.ctx.table.contract.contract.subjects)
+        text = pl.lit("(withheld: the table holds personal data)") if personal else pl.col(RECORD)
+        stored = raw.select(ROW, text.alias("(record)"))
+        failures = raw.select(
+            pl.col(ROW).alias("row"),
+            pl.lit("(record)").alias("column"),
+            pl.lit("malformed_record").alias("rule"),
+            pl.col(BROKEN).alias("message"),
+        )
+        self.tally.records.append(quarantine.row_records(stored, failures, context=self.context()))
+        self.tally.rows_quarantined += raw.height
 
     def result(
         self, report: DriftReport | None, action: DriftAction | None, checksum: str | None
@@ -143,8 +184,23 @@ class FileJob:
             drift=report.to_dict() if report is not None and report.changes else None,
             rows_erased=tally.rows_erased,
             checksum=checksum,
+            rows_rescued=tally.rows_rescued,
+            rescued=self.rescued() or None,
         )
         return FileResult(self.plan.dataset, outcome, tuple(tally.records))
+
+    def rescued(self) -> dict[str, dict[str, Any]]:
+        """What was rescued per column, with the column's types when the table has it."""
+        canonical = self.runtime.columns
+        found: dict[str, dict[str, Any]] = {}
+        for name, rows in self.tally.rescued.items():
+            column = self.attempt.shape.target.get(canonical.get(name, name))
+            entry: dict[str, Any] = {"rows": rows, "examples": self.tally.examples.get(name, [])}
+            if column is not None:
+                entry["table_type"] = describe(column.dtype)
+                entry["source_type"] = self.source_types.get(column.name)
+            found[name] = entry
+        return found
 
     def redo_for(self, action: DriftAction, report: DriftReport) -> Redo:
         if action.kind == "add_columns":
@@ -155,11 +211,12 @@ class FileJob:
         """The file's schema drift, and what the dataset's policy does about it."""
         runtime = self.runtime
         source = {k: v for k, v in chunk.schema.items() if k != ROW}
+        self.source_types = {k: describe(v) for k, v in source.items()}
         base = self.attempt.shape.base  # before this round, so columns this round adds are reported
         changes = classify(
             source,
             base,
-            text_source=runtime.config.format == "csv",
+            kind=_SOURCE_KINDS.get(runtime.config.format, "typed"),
             chunk=chunk,
             table_values=self.attempt.table_values,
         )
@@ -196,6 +253,7 @@ class FileJob:
             valid = valid.filter(keep)
         tally.rows_committed += valid.height
         if valid.height:
+            tally.count_rescued(valid)
             yield from self.stored(valid)
 
     def checked(self, raw: pl.DataFrame, chunk: pl.DataFrame) -> pl.DataFrame:

@@ -34,6 +34,10 @@ class DatasetSync:
     rows_quarantined: int = 0
     rows_erased: int = 0
     """Rows of erased subjects dropped on arrival (`lakesync erase`), recorded, not quarantined."""
+    rows_rescued: int = 0
+    """Committed rows with values that did not fit their column, kept in ``_rescued_data``."""
+    rescued: dict[str, int] = field(default_factory=dict)
+    """Rescued values per column (its name in the files)."""
     batches: tuple[int, ...] = ()
     drift: tuple[DriftReport, ...] = ()
     newest_file: datetime | None = None

@@ -28,7 +28,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 from lakesync.commit import delta
 from lakesync.commit.delta import DeltaTarget, arrow_schema, output_schema, table_polars_schema
 from lakesync.commit.rows import RowsTarget, commit_rows
-from lakesync.conform import DriftReport, target_schema
+from lakesync.conform import ColumnDrift, DriftReport, target_schema
 from lakesync.pipeline.attempt import Attempt, FileResult, Redo, Shape
 from lakesync.pipeline.context import TableContext
 from lakesync.pipeline.failures import ContractFailures, summarize
@@ -198,7 +198,7 @@ def record(ctx: TableContext, attempt: Attempt, written: Written) -> dict[str, l
         drift_log.record(
             plan.dataset,
             ctx.table.name,
-            _sightings(outcomes[plan.dataset]),
+            _sightings(outcomes[plan.dataset], ctx.runtimes[plan.dataset].policy.name),
             batch=plan.version,
             run_id=ctx.run_id,
         )
@@ -218,13 +218,21 @@ def record_stops(ctx: TableContext, attempt: Attempt, redo: Redo) -> None:
         )
 
 
-def _sightings(outcomes: Sequence[FileOutcome]) -> list[tuple[DriftReport, Literal["open", "handled"]]]:
-    """The drift files showed: open when the file was held back, else handled."""
+def _sightings(
+    outcomes: Sequence[FileOutcome], policy: str
+) -> list[tuple[DriftReport, Literal["open", "handled"]]]:
+    """The drift files showed: open when the file was held back, else handled; values of a
+    table column that did not fit (rescued) are an event of their own, per column."""
     sightings: list[tuple[DriftReport, Literal["open", "handled"]]] = []
     for outcome in outcomes:
         report = DriftReport.from_dict(outcome.drift) if outcome.drift else None
         if report is not None and report.needs_review:
             sightings.append((report, "open" if outcome.status == "quarantined" else "handled"))
+        for column, seen in (outcome.rescued or {}).items():
+            if "table_type" in seen:  # a column the table does not have is reported as added
+                evidence = {"rows": seen["rows"], "examples": seen["examples"]}
+                change = ColumnDrift(column, "rescued", seen.get("source_type"), seen["table_type"], evidence)
+                sightings.append((DriftReport(outcome.entry.path, policy, (change,)), "handled"))
     return sightings
 
 

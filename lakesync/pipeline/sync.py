@@ -171,6 +171,18 @@ def _plan(
     return progress.plans
 
 
+def _reviewed(outcome: FileOutcome) -> bool:
+    return bool(outcome.drift) and DriftReport.from_dict(outcome.drift or {}).needs_review
+
+
+def _rescued(outcomes: list[FileOutcome]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        for column, seen in (outcome.rescued or {}).items():
+            counts[column] = counts.get(column, 0) + int(seen["rows"])
+    return counts
+
+
 def _dataset_result(runtime: DatasetRuntime, p: _Progress) -> DatasetSync:
     review = [(o, DriftReport.from_dict(o.drift)) for o in p.outcomes if o.drift]
     found = p.plans.found
@@ -190,6 +202,8 @@ def _dataset_result(runtime: DatasetRuntime, p: _Progress) -> DatasetSync:
         rows_committed=sum(o.rows_committed for o in p.outcomes),
         rows_quarantined=sum(o.rows_quarantined for o in p.outcomes),
         rows_erased=sum(o.rows_erased for o in p.outcomes),
+        rows_rescued=sum(o.rows_rescued for o in p.outcomes),
+        rescued=_rescued(p.outcomes),
         batches=tuple(p.batches),
         drift=tuple(report for _, report in review),
         newest_file=found.newest if found is not None else None,
@@ -197,7 +211,9 @@ def _dataset_result(runtime: DatasetRuntime, p: _Progress) -> DatasetSync:
         error=p.error,
         drift_held_back=sum(1 for o, r in review if r.needs_review and o.status == "quarantined")
         + int(p.stopped_by_drift),
-        drift_handled=sum(1 for o, r in review if r.needs_review and o.status == "ingested"),
+        drift_handled=sum(
+            1 for o in p.outcomes if o.status == "ingested" and (o.rows_rescued or _reviewed(o))
+        ),
         failures=p.failures,
         batch_rows=tuple(p.batch_rows),
     )

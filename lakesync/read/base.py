@@ -17,15 +17,28 @@ ROW = "_lakesync_row"
 """Column holding each record's 1-based number within its file."""
 DEFAULT_CHUNK_ROWS = 131_072
 DUPLICATED = re.compile(r"^(.*)_duplicated_\d+$")
+BROKEN = "_lakesync_broken"
+"""In a chunk of records that could not be parsed: why (``line 5: not valid JSON: ...``)."""
+RECORD = "_lakesync_record"
+"""In a chunk of records that could not be parsed: the record's text as it is in the file."""
+MAX_RECORD_CHARS = 10_000
+"""A broken record's text is kept up to this length."""
 
 
 class FileReadError(Exception):
-    """A file that cannot be read; ``reason`` says why, ``line`` where when known."""
+    """A file that cannot be read; ``reason`` says why, ``line`` where when known.
 
-    def __init__(self, reason: str, *, line: int | None = None, column: str | None = None) -> None:
+    ``recoverable``: the file can be read record by record (``ReadSpec.tolerant``), putting the
+    records that cannot be parsed aside.
+    """
+
+    def __init__(
+        self, reason: str, *, line: int | None = None, column: str | None = None, recoverable: bool = False
+    ) -> None:
         self.reason = reason
         self.line = line
         self.column = column
+        self.recoverable = recoverable
         where = []
         if line is not None:
             where.append(f"line {line}")
@@ -41,6 +54,21 @@ class ReadSpec:
     format: Format
     options: FormatOptions
     chunk_rows: int = DEFAULT_CHUNK_ROWS
+    tolerant: bool = False
+    """Read record by record: records that cannot be parsed come as *broken* rows (``ROW``,
+    :data:`BROKEN`, :data:`RECORD`) in a chunk of their own, the others as usual."""
+
+
+def broken_chunk(broken: list[tuple[int, str, str]]) -> pl.DataFrame:
+    """The chunk of records that could not be parsed: (record number, why, text)."""
+    return pl.DataFrame(
+        {
+            ROW: [b[0] for b in broken],
+            BROKEN: [b[1] for b in broken],
+            RECORD: [b[2][:MAX_RECORD_CHARS] for b in broken],
+        },
+        schema={ROW: pl.Int64, BROKEN: pl.String, RECORD: pl.String},
+    )
 
 
 def tempdir(stack: ExitStack) -> Path:

@@ -125,6 +125,14 @@ def sync_summary(
                 [(f.feature, f.delta_version, f.rows, f.status) for f in features],
             ),
         ]
+    rescued = [d for d in datasets if d.rows_rescued]
+    if rescued:
+        out += ["", "Values that did not fit their column, kept in _rescued_data (their rows are committed):"]
+        out += [
+            f"  {d.lake}.{d.dataset}: {d.rows_rescued} row(s); "
+            + ", ".join(f"{column} {n}" for column, n in sorted(d.rescued.items()))
+            for d in rescued
+        ]
     drifted = [(d, line) for d in datasets for line in drift_lines(d.drift)]
     if drifted:
         out += ["", "Schema drift:"] + [f"  {d.lake}.{d.dataset}: {line}" for d, line in drifted]

@@ -42,6 +42,7 @@ AUDIT_SCHEMA = pa.schema(
         pa.field("rows_committed", pa.int64()),
         pa.field("rows_quarantined", pa.int64()),
         pa.field("rows_erased", pa.int64()),
+        pa.field("rows_rescued", pa.int64()),
         pa.field("table_version", pa.int64()),
         pa.field("contract", pa.string()),
         pa.field("drift", pa.string()),
@@ -104,6 +105,7 @@ def batch_records(
             "rows_committed": outcome.rows_committed,
             "rows_quarantined": outcome.rows_quarantined,
             "rows_erased": outcome.rows_erased,
+            "rows_rescued": outcome.rows_rescued,
             "drift": "; ".join(outcome.drift.get("actions", [])) or None if outcome.drift else None,
             "reason": outcome.reason,
         }
@@ -120,6 +122,7 @@ def batch_records(
             "rows_committed": sum(o.rows_committed for o in outcomes),
             "rows_quarantined": sum(o.rows_quarantined for o in outcomes),
             "rows_erased": sum(o.rows_erased for o in outcomes),
+            "rows_rescued": sum(o.rows_rescued for o in outcomes),
             "detail": json.dumps({"files": len(outcomes)}),
         }
     )

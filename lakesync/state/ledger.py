@@ -223,6 +223,7 @@ def _outcome_fields(outcome: FileOutcome, table_version: int | None) -> dict[str
         "rows_committed": outcome.rows_committed,
         "rows_quarantined": outcome.rows_quarantined,
         "rows_erased": outcome.rows_erased,
+        "rows_rescued": outcome.rows_rescued,
         "table_version": table_version,
         "reason": outcome.reason,
         "drift": json.dumps(outcome.drift, sort_keys=True) if outcome.drift else None,

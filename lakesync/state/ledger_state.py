@@ -36,6 +36,7 @@ LEDGER_SCHEMA = pa.schema(
         pa.field("rows", pa.list_(pa.int64())),
         pa.field("replay_of", pa.int64()),
         pa.field("rows_erased", pa.int64()),
+        pa.field("rows_rescued", pa.int64()),
     ]
 )
 

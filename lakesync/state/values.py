@@ -72,3 +72,8 @@ class FileOutcome:
     """Rows of subjects erased earlier (``lakesync erase``), dropped on arrival."""
     checksum: str | None = None
     """SHA-256 of the file's content as read (``None`` when it could not be read at all)."""
+    rows_rescued: int = 0
+    """Committed rows with values that did not fit, kept in ``_rescued_data``."""
+    rescued: dict[str, dict[str, Any]] | None = None
+    """Per column (its name in the file): ``rows``, ``examples`` and, for a column of the table,
+    ``source_type`` and ``table_type``."""
