@@ -29,7 +29,7 @@ from typing import Any
 
 import polars as pl
 
-from bench import cloud_discovery
+from bench import cloud_discovery, unique
 from bench.discovery import tick
 
 ROOT = Path(__file__).resolve().parent
@@ -196,6 +196,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cloud-files", type=int, default=100_000, help="objects in the S3 (moto) tick case (0: skip)"
     )
+    parser.add_argument(
+        "--unique",
+        type=int,
+        default=1,
+        help="1: time `unique: true` across files on a 10M-row table (0: skip)",
+    )
     parser.add_argument("--child", choices=CASES)
     parser.add_argument("--folder", type=Path)
     parser.add_argument("--format", choices=["parquet", "csv"])
@@ -241,7 +247,12 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         cloud = cloud_discovery.ticks(files=args.cloud_files, new=100, repeat=args.repeat)
-    report(results, ticks, cloud)
+    uniques: list[dict[str, Any]] = []
+    if args.unique:
+        print("unique keys across files: 200 new files into a 10M-row table (built once) ...", flush=True)
+        folder = unique.build(DATA, generate(10_000_000, 200, "parquet"))
+        uniques = unique.measure(folder, repeat=args.repeat)
+    report(results, ticks, cloud, uniques)
     return 0
 
 
@@ -251,7 +262,12 @@ def _median(values: list[float]) -> float:
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
-def report(results: list[dict[str, Any]], ticks: list[dict[str, Any]], cloud: dict[str, Any]) -> None:
+def report(
+    results: list[dict[str, Any]],
+    ticks: list[dict[str, Any]],
+    cloud: dict[str, Any],
+    uniques: list[dict[str, Any]] | None = None,
+) -> None:
     header = (
         f"{'format':8} {'case':12} {'rows':>11} {'files':>5} {'wall s':>7} {'cpu s':>7} "
         f"{'rows/s':>11} {'MB/s':>7} {'peak RSS MB':>11} {'table MB':>8} {'x floor':>7}"
@@ -317,7 +333,10 @@ def report(results: list[dict[str, Any]], ticks: list[dict[str, Any]], cloud: di
         "results": results,
         "sensor_ticks": ticks,
         "s3_sensor_ticks": cloud,
+        "unique_keys": uniques or [],
     }
+    if uniques:
+        unique.report(uniques)
     for name in (f"bench-{stamp}.json", "latest.json"):
         (RESULTS / name).write_text(json.dumps(payload, indent=2))
     print(f"Wrote {RESULTS / f'bench-{stamp}.json'}")

@@ -30,7 +30,13 @@ READINGS = {
 
 
 def readings_lake(
-    root: Path, files: dict[str, str | bytes], *, fmt: str, pii: str | None = None, **dataset: Any
+    root: Path,
+    files: dict[str, str | bytes],
+    *,
+    fmt: str,
+    pii: str | None = None,
+    unique: bool = False,
+    **dataset: Any,
 ) -> Path:
     folder = root / "lake"
     folder.mkdir(parents=True, exist_ok=True)
@@ -44,6 +50,8 @@ def readings_lake(
     table = {"drift": "rescue", "max_failed_rows": "20%", "contract": copy.deepcopy(READINGS)}
     if pii is not None:
         table["contract"]["columns"]["note"]["pii"] = pii
+    if unique:
+        table["contract"]["columns"]["sensor_id"]["unique"] = True
     return write_config(
         root, lakes={"field": local_lake(folder, {"readings": spec})}, tables={"readings": table}
     )
@@ -161,3 +169,58 @@ def test_a_short_pii_key_is_one_sentence_not_a_traceback(
     (line,) = [line for line in result.stderr.splitlines() if "readings:" in line]
     assert "column(s) note are `pii: hash`" in line and "is shorter than 16 characters" in line
     assert "Traceback" not in result.stderr and "DagsterExecutionStepExecutionError" not in result.stderr
+
+
+def test_a_unique_key_that_comes_again_in_a_later_file_is_quarantined_naming_its_holder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], dagster_home: Path
+) -> None:
+    config = readings_lake(tmp_path, {"a.ndjson": lines(10)}, fmt="ndjson", unique=True)
+    assert cli(capsys, "sync", "--config", str(config)).returncode == 0
+    again = [json.dumps({"sensor_id": i, "value": 0.5, "note": "again"}) for i in (3, *range(11, 20))]
+    twice = [
+        json.dumps({"sensor_id": 12, "value": 0.7, "note": "c"}),
+        json.dumps({"sensor_id": 20, "value": 1.0}),
+    ]
+    folder = tmp_path / "lake"
+    (folder / "b.ndjson").write_text("\n".join(again) + "\n")
+    touch(folder / "b.ndjson", T0.replace(hour=1))
+    (folder / "c.ndjson").write_text("\n".join(twice) + "\n")  # 12 again, in the same sync as b.ndjson
+    touch(folder / "c.ndjson", T0.replace(hour=2))
+    result = cli(capsys, "sync", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    rows = stored(config)
+    assert sorted(rows["sensor_id"].to_list()) == [*range(1, 21)]  # each key once
+    assert rows.filter(pl.col("sensor_id") == 3)["note"].to_list() == ["n3"]  # the first one stays
+    records = stored(config, "quarantine").sort("file")
+    assert records.select("file", "row", "rules").rows() == [
+        ("b.ndjson", 1, ["duplicate_key"]),
+        ("c.ndjson", 1, ["duplicate_key"]),
+    ]
+    held, earlier = records["reason"].to_list()
+    assert (
+        held
+        == "sensor_id: duplicate key '3': the table already holds it (field/a.ndjson record 3, Delta version 1)"
+    )
+    assert (
+        earlier
+        == "sensor_id: duplicate key '12': an earlier file of this sync holds it (field/b.ndjson record 3)"
+    )
+    assert json.loads(records["raw"][0])["note"] == "again"
+    assert re.search(r"field\s+readings\s+3\s+2\s+0\s+12\s+10\s+2\n", result.stdout), result.stdout
+
+
+def test_the_values_a_round_holds_are_found_in_its_sorted_part_and_its_tail() -> None:
+    from lakesync.pipeline.key_index import Seen
+
+    seen = Seen()
+    for start, file in ((0, "a"), (30_000, "b"), (60_000, "c")):  # a and b get merged and sorted
+        values = pa.array(range(start + 29_999, start - 1, -1), pa.int64())  # descending: sorting matters
+        rows = pa.array(range(1, 30_001), pa.int64())
+        seen.add(values, rows, file, (start, start + 29_999))
+    candidates = pl.DataFrame({"row": [1, 2, 3, 4], "value": [5, 45_000, 61_000, 95_000]})
+    hits = seen.holders(candidates).sort("row")  # the first lookup sorts what the round holds
+    assert seen.sorted is not None and seen.sorted.height == 90_000 and not seen.tail
+    assert hits.rows() == [(1, 5, 29_995, "a"), (2, 45_000, 15_000, "b"), (3, 61_000, 29_000, "c")]
+    seen.add(pa.array([95_000], pa.int64()), pa.array([7], pa.int64()), "d", (95_000, 95_000))
+    later = seen.holders(candidates).sort("row")  # the new batch waits in the tail
+    assert len(seen.tail) == 1 and later.rows()[-1] == (4, 95_000, 7, "d")

@@ -457,9 +457,10 @@ def test_every_row_carries_its_lake_file_record_batch_and_ingestion_time(tmp_pat
         ("eu", "eu/a.parquet", 2, 1),
         ("eu", "eu/a.parquet", 3, 1),
         ("eu", "eu/c.parquet", 1, 2),
-        ("us", "us/b.parquet", 1, 1),
-        ("us", "us/b.parquet", 2, 1),
+        ("us", "us/b.parquet", 2, 1),  # its record 1 repeats order 3 of eu/a.parquet (unique)
     ]
+    (duplicate,) = pl.read_delta(lakehouse.quarantine_uri("orders")).iter_rows(named=True)
+    assert (duplicate["file"], duplicate["row"], duplicate["rules"]) == ("b.parquet", 1, ["duplicate_key"])
     times = rows["_lakesync_ingested_at"]
     assert times.dtype == pl.Datetime("us", "UTC") and before <= times.min() <= times.max() <= after  # type: ignore[operator]
     assert times.n_unique() == 2  # one per batch commit
@@ -520,8 +521,9 @@ def test_a_table_written_without_some_provenance_columns_gains_them_for_new_rows
     write_orders_parquet(tmp_path / "eu" / "c.parquet", orders_rows(10, 1), mtime=T0 + timedelta(hours=2))
     sync_table(config, "orders", lakehouse=lakehouse, run_id="r2")
     rows = pl.read_delta(lakehouse.table_uri("orders")).sort("order_id")
-    assert rows["_lakesync_lake"].to_list() == [None] * 5 + ["eu"]
-    assert rows["_lakesync_batch"].to_list() == [None] * 5 + [2]
+    # four rows before (us/b.parquet repeats order 3: unique), then eu/c.parquet's
+    assert rows["_lakesync_lake"].to_list() == [None] * 4 + ["eu"]
+    assert rows["_lakesync_batch"].to_list() == [None] * 4 + [2]
 
 
 def test_a_pandera_model_contract_marks_its_subject_key_for_erasure(

@@ -667,3 +667,32 @@ def test_ledger_and_quarantine_of_an_older_lakesync_are_read_and_extended(tmp_pa
     assert records["file"].to_list() == ["a.parquet", "b.parquet"]
     assert records["contract"].null_count() == 1  # the older record has none; the new one does
     assert sorted(table(config, "orders")["order_id"].to_list()) == [1, 2, 3, 4, 5, 7, 8, 9]
+
+
+@pytest.mark.parametrize("whole_file_bytes", [0, 10**9], ids=["streamed", "whole"])
+def test_unique_keys_hold_across_files_and_after_a_crash_before_the_quarantine_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, whole_file_bytes: int
+) -> None:
+    import lakesync.state.quarantine as quarantine_table
+
+    write_orders_parquet(tmp_path / "eu" / "a.parquet", orders_rows(1, 10), mtime=T0)
+    config = one_lake(tmp_path)
+    sync(config)
+    write_orders_parquet(tmp_path / "eu" / "b.parquet", orders_rows(8, 7), mtime=T0 + timedelta(hours=1))
+    write_orders_parquet(tmp_path / "eu" / "c.parquet", orders_rows(14, 3), mtime=T0 + timedelta(hours=2))
+    crash_once(monkeypatch, quarantine_table, "write")  # the rows are committed, their rejects not yet
+    options = {"chunk_rows": 3, "whole_file_bytes": whole_file_bytes}
+    with pytest.raises(Crash):
+        sync(config, run="killed", **options)
+    retried = sync(config, run="retry", **options)  # reads the committed batch again: same verdicts
+    assert (retried.rows_committed, retried.datasets[0].rows_quarantined) == (6, 4)  # the batch, as committed
+    assert sorted(table(config, "orders")["order_id"].to_list()) == list(range(1, 17))
+    rejected = quarantine(config, "orders").sort("file", "row")
+    assert rejected.select("file", "row").rows() == [
+        ("b.parquet", 1),
+        ("b.parquet", 2),
+        ("b.parquet", 3),
+        ("c.parquet", 1),
+    ]
+    assert set(rejected["rules"].list.first()) == {"duplicate_key"}
+    assert "an earlier file of this sync holds it (eu/b.parquet record 7)" in rejected["reason"][-1]

@@ -32,6 +32,7 @@ from lakesync.conform import ColumnDrift, DriftReport, target_schema
 from lakesync.pipeline.attempt import Attempt, FileResult, Redo, Shape
 from lakesync.pipeline.context import TableContext
 from lakesync.pipeline.failures import ContractFailures, summarize
+from lakesync.pipeline.keys import Holder, KeyGuard
 from lakesync.pipeline.stream import RoundStream, StreamStopped
 from lakesync.state import quarantine
 from lakesync.state.append import AppendContentionError, backoff
@@ -144,8 +145,9 @@ def write_data(ctx: TableContext, attempt: Attempt) -> Written | Redo | None:
     Returns what to redo when a file changes what the round must write, ``None`` when a
     concurrent commit won the race.
     """
-    writing = RoundStream(ctx, attempt, attempt.write)
-    draining = RoundStream(ctx, attempt, attempt.done)
+    guard = key_guard(ctx, attempt.snapshot)
+    writing = RoundStream(ctx, attempt, attempt.write, guard)
+    draining = RoundStream(ctx, attempt, attempt.done, guard, drained=True)
     version, committed, superseded = attempt.snapshot.version(), False, 0
     try:
         if attempt.write:
@@ -161,7 +163,11 @@ def write_data(ctx: TableContext, attempt: Attempt) -> Written | Redo | None:
         if isinstance(exc, CommitFailedError):
             return None
         raise
-    return Written(version, committed, superseded, (*writing.results(), *draining.results()))
+    finally:
+        if guard is not None:
+            guard.close()
+    files = (*writing.results(), *draining.results())
+    return Written(version, committed, superseded, guard.named(files) if guard is not None else files)
 
 
 def write_quarantine(ctx: TableContext, attempt: Attempt, records: Sequence[pl.DataFrame]) -> int | None:
@@ -234,6 +240,39 @@ def _sightings(
                 change = ColumnDrift(column, "rescued", seen.get("source_type"), seen["table_type"], evidence)
                 sightings.append((DriftReport(outcome.entry.path, policy, (change,)), "handled"))
     return sightings
+
+
+def key_guard(ctx: TableContext, snapshot: DeltaTable) -> KeyGuard | None:
+    """The unique columns of an append table, checked across files (merge tables upsert on their
+    keys instead; a masked or dropped column has no value left to compare)."""
+    treated = {n for n, r in ctx.rules.pii.rules.items() if r.treatment in ("mask", "drop")}
+    columns = [c for c in ctx.table.contract.unique if c not in treated]
+    if ctx.table.settings.mode != "append" or not columns:
+        return None
+    return KeyGuard(snapshot, columns, ctx.rules.provenance, _holder(ctx))
+
+
+def _holder(ctx: TableContext) -> Holder:
+    """The table version that committed a file (``<lake>/<path>``), from the ledger."""
+    ledger = Ledger(ctx.lakehouse)
+    events: dict[str, pl.DataFrame | None] = {}
+
+    def version(source: str) -> int | None:
+        lake, _, path = source.partition("/")
+        for key, runtime in ctx.runtimes.items():
+            if runtime.lake != lake:
+                continue
+            if key not in events:
+                events[key] = ledger.read(key).events
+            known = events[key]
+            if known is None:
+                continue
+            found = known.filter((pl.col("path") == path) & (pl.col("event") == "ingested"))
+            if found.height and found["table_version"].drop_nulls().len():
+                return int(found["table_version"].drop_nulls().max())  # type: ignore[arg-type]
+        return None
+
+    return version
 
 
 def _rows_target(ctx: TableContext, attempt: Attempt) -> RowsTarget:

@@ -13,7 +13,7 @@ may reach the caller wrapped by the writer). The round turns it back into a valu
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pyarrow as pa
@@ -21,6 +21,7 @@ import pyarrow as pa
 from lakesync.pipeline.attempt import Attempt, FileResult, Redo
 from lakesync.pipeline.context import TableContext
 from lakesync.pipeline.files import FileJob, collect
+from lakesync.pipeline.keys import Duplicates, KeyGuard, settle
 from lakesync.state.values import BatchPlan, FileEntry
 
 _WORKERS = 2
@@ -33,6 +34,12 @@ class StreamStopped(Exception):  # noqa: N818 - the stream's way of stopping the
     """Raised from inside a stream so that the Delta writer reading it commits nothing."""
 
 
+def _replay(rows: list[pa.RecordBatch], result: FileResult) -> Generator[pa.RecordBatch, None, FileResult]:
+    """A file processed whole, as the generator of its rows its job would have been."""
+    yield from rows
+    return result
+
+
 def _whole(job: FileJob) -> tuple[list[pa.RecordBatch], FileResult]:
     """A file processed entirely on a worker thread: nothing of it is streamed before it is done."""
     return collect(job.run(streaming=False))
@@ -41,10 +48,22 @@ def _whole(job: FileJob) -> tuple[list[pa.RecordBatch], FileResult]:
 class RoundStream:
     """One pass over the files of some batches; see the module docstring."""
 
-    def __init__(self, ctx: TableContext, attempt: Attempt, plans: Sequence[BatchPlan]) -> None:
+    def __init__(
+        self,
+        ctx: TableContext,
+        attempt: Attempt,
+        plans: Sequence[BatchPlan],
+        guard: KeyGuard | None = None,
+        *,
+        drained: bool = False,
+    ) -> None:
         self.ctx = ctx
         self.attempt = attempt
         self.plans = list(plans)
+        self.guard = guard
+        """Unique columns checked across files (append tables); shared by a round's streams."""
+        self.drained = drained
+        """The table holds these batches already: they are read again for their outcomes."""
         self._results: list[FileResult] = []
         self._finished = not self.plans  # nothing to stream is a stream consumed
         self.redo: Redo | None = None
@@ -70,6 +89,28 @@ class RoundStream:
             raise RuntimeError(msg)
         return list(self._results)
 
+    def _guarded(
+        self, job: FileJob, source: Generator[pa.RecordBatch, None, FileResult]
+    ) -> Generator[pa.RecordBatch, None, FileResult]:
+        """A file's rows past the key guard; its result with the duplicates quarantined."""
+        found: list[Duplicates] = []
+        while True:
+            try:
+                batch = next(source)
+            except StopIteration as done:
+                final: FileResult = done.value
+                break
+            if self.guard is None:
+                yield batch
+                continue
+            kept, duplicates = self.guard.check(batch, drained=self.drained)
+            yield from kept
+            if duplicates is not None:
+                found.append(duplicates)
+        if final.redo is not None or not found:
+            return final
+        return settle(final, found, job.context(), self.ctx.rules.provenance)
+
     def batches(self) -> Iterator[pa.RecordBatch]:
         """Valid rows of every file, in file order.
 
@@ -92,9 +133,10 @@ class RoundStream:
                     if future is not None:
                         rows, result = future.result()
                         if result.outcome is not None and result.outcome.status == "ingested":
-                            yield from rows  # (a file found unreadable at its end gives none)
+                            # (a file found unreadable at its end gives none)
+                            result = yield from self._guarded(job, _replay(rows, result))
                     else:
-                        result = yield from job.run(streaming=True)
+                        result = yield from self._guarded(job, job.run(streaming=True))
                     if result.redo is not None:
                         self.redo = result.redo
                         raise StreamStopped(str(result.redo))

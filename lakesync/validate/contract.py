@@ -119,13 +119,24 @@ class UniqueTracker:
             values = frame.select(pl.col(ROW), pl.col(column).alias("value")).filter(
                 pl.col("value").is_not_null()
             )
+            if (
+                not seen.height and values["value"].n_unique() == values.height
+            ):  # a file's first chunk, no value twice
+                self._seen[column] = values.select("value", pl.col(ROW).alias("first_row"))
+                continue
             if seen.height:
                 values_typed = values.with_columns(pl.col("value").cast(seen["value"].dtype))
                 earlier = values_typed.join(seen, on="value", how="inner")
             else:
                 earlier = values.with_columns(first_row=pl.lit(None, dtype=pl.Int64)).clear()
-            firsts = values.group_by("value", maintain_order=True).agg(pl.col(ROW).min().alias("first_row"))
-            within = values.join(firsts, on="value").filter(pl.col(ROW) != pl.col("first_row"))
+            if values["value"].n_unique() == values.height:  # the usual chunk: no value twice in it
+                firsts = values.select("value", pl.col(ROW).alias("first_row"))
+                within = values.with_columns(first_row=pl.lit(None, dtype=pl.Int64)).clear()
+            else:
+                firsts = values.group_by("value", maintain_order=True).agg(
+                    pl.col(ROW).min().alias("first_row")
+                )
+                within = values.join(firsts, on="value").filter(pl.col(ROW) != pl.col("first_row"))
             dupes = pl.concat(
                 [earlier.select(ROW, "value", "first_row"), within.select(ROW, "value", "first_row")],
                 how="vertical_relaxed",
