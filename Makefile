@@ -9,6 +9,7 @@ UV := .tools/uv/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO_DIR := demo
+PORT ?= 3000
 
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export UV_PYTHON_DOWNLOADS := never
@@ -60,9 +61,9 @@ demo: setup ## generate three demo lakes, sync them into the lakehouse, print th
 demo-cloud: setup ## the demo spread over S3, Azure and GCS emulators, synced into a lakehouse on the S3 emulator
 	@$(BIN)/python -m lakesync.demo.cloud --dir demo-cloud
 
-dev: setup ## dagster dev on 127.0.0.1:3000 (asset graph, sensors, runs)
+dev: setup ## dagster dev on 127.0.0.1:3000, or PORT=... (asset graph, sensors, runs)
 	@test -f "$(DEV_CONFIG)" || $(BIN)/lakesync demo --dir $(DEMO_DIR)
-	LAKESYNC_CONFIG=$(DEV_CONFIG) $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+	LAKESYNC_CONFIG=$(DEV_CONFIG) $(BIN)/dagster dev -h 127.0.0.1 -p $(PORT) -w workspace.yaml
 
 test: setup $(CHROMIUM) ## run the test suite (browser tests included)
 	$(BIN)/pytest

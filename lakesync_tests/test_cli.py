@@ -264,3 +264,57 @@ def test_drift_review_and_quarantine_replay_from_the_command_line(
         f"quarantine {group} (eu_sales/orders/2026/11/part-0004.parquet) was already replayed in batch 2"
         in again.stderr
     )
+
+
+def test_validate_checks_the_environment_a_sync_will_need(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "lakesync.yaml"
+    config.write_text(
+        textwrap.dedent(
+            """\
+            lakehouse: {uri: ./lh}
+            lakes:
+              eu_sales:
+                provider: s3
+                bucket: eu-raw
+                credentials: {access_key_id: {env: EU_KEY_ID}, secret_access_key: {env: EU_SECRET}}
+                datasets: {orders: {pattern: "*.csv", format: csv, table: orders}}
+              onprem:
+                provider: local
+                root: ./nowhere
+                datasets: {orders: {pattern: "*.csv", format: csv, table: orders}}
+            tables:
+              orders:
+                contract: {columns: {order_id: {type: int64}, email: {type: string, pii: hash}}}
+            """
+        )
+    )
+    for name in ("EU_KEY_ID", "EU_SECRET", "LAKESYNC_PII_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("EU_KEY_ID", "AKIA-present")
+    monkeypatch.setenv("LAKESYNC_PII_KEY", "short")
+    result = cli(capsys, "validate", "--config", str(config))
+    assert result.returncode == 1
+    assert "3 problem(s) in the environment" in result.stderr
+    assert (
+        "lakes.eu_sales.credentials.secret_access_key: $EU_SECRET is not set (a secret of lake 'eu_sales')"
+        in result.stderr
+    )
+    assert (
+        f"lakes.onprem.root: {tmp_path / 'nowhere'} does not exist or is not a folder (lake 'onprem')"
+        in result.stderr
+    )
+    assert "lakehouse.pii_key: $LAKESYNC_PII_KEY is shorter than 16 characters" in result.stderr
+    assert "AKIA-present" not in result.stderr + result.stdout  # a value is never shown
+    (tmp_path / "nowhere").mkdir()
+    monkeypatch.setenv("EU_SECRET", "s3cr3t")
+    monkeypatch.setenv("LAKESYNC_PII_KEY", "a-long-random-value-0123456789")
+    assert cli(capsys, "validate", "--config", str(config)).returncode == 0
+
+
+def test_lakesync_says_its_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli(capsys, "--version")
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == "lakesync 0.1.0"

@@ -40,6 +40,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001 - report any definition error as a problem
         print(f"{_config_path(args)}: the Dagster definitions cannot be built: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    from lakesync.config.preflight import preflight_problems
+
+    problems = preflight_problems(config, os.environ)
+    if problems:
+        lines = "\n".join(f"  {p}" for p in problems)
+        print(
+            f"{_config_path(args)}: {len(problems)} problem(s) in the environment:\n{lines}", file=sys.stderr
+        )
+        return EXIT_FAILED
     datasets = sum(len(lake.datasets) for lake in config.lakes.values())
     print(
         f"{_config_path(args)}: OK — {len(config.lakes)} lake(s), {datasets} dataset(s), "
@@ -172,11 +181,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lakesync")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "(not installed)"
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="lakesync",
         description="Keep fragmented data lakes in sync with one Delta lakehouse, on Dagster.",
     )
+    root.add_argument("--version", action="version", version=f"lakesync {_version()}")
     commands = root.add_subparsers(dest="command", required=True)
 
     def with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
