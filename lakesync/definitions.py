@@ -13,7 +13,10 @@ import dagster as dg
 from lakesync.config import default_config_path, load_config
 from lakesync.defs import build_definitions
 
+LOCATION = "lakesync"
+"""The code location's name in ``workspace.yaml``."""
+
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return build_definitions(load_config(default_config_path(os.environ)))
+    return build_definitions(load_config(default_config_path(os.environ)), location=LOCATION)

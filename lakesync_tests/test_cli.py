@@ -58,9 +58,20 @@ def test_demo_then_sync_prints_the_summary_and_records_runs_for_the_ui(
         "eu_sales    orders              5         4            1       2000       1988           12"
         in first.stdout
     )
-    assert "orders                 1  3770" in first.stdout
+    # committed = rows + superseded (merge losers), per table
+    assert "orders                 1  3770           0                  31" in first.stdout
+    assert "customers              1   399          51                   2" in first.stdout
     assert re.search(
-        r"orders +contract +WARN +30 of 3800 rows \(0\.79%\) and 1 file\(s\) quarantined", first.stdout
+        r"orders +contract +passed with warnings +30 of 3800 rows \(0\.79%\) and 1 file\(s\) quarantined, "
+        r"within max_failed_rows 5\.00%",
+        first.stdout,
+    )
+    assert "WARN" not in first.stdout and "ERROR" not in first.stdout
+    # The file quarantined whole is named, with why.
+    assert re.search(
+        r"eu_sales\.orders: eu_sales/orders/2026/11/part-0004\.parquet: not a readable parquet file: "
+        "Parquet magic bytes not found",
+        first.stdout,
     )
     assert re.search(
         r"orders +conservation +passed +3800 rows read = 3770 committed \+ 30 quarantined", first.stdout
@@ -79,6 +90,10 @@ def test_demo_then_sync_prints_the_summary_and_records_runs_for_the_ui(
         "eu_sales    orders              5         0            0          0          0            0"
         in second.stdout
     )
+    drift = lakesync("drift", "list", "--all", "--config", str(config), env=cli_env)
+    handled = [line for line in drift.stdout.splitlines() if " handled " in line]
+    assert len(handled) == 2 and all("approve" not in line for line in handled), drift.stdout
+    assert all("nothing to do (handled by the drift policy:" in line for line in handled)
     status = lakesync("status", "--config", str(config), env=cli_env)
     assert status.returncode == 0, status.stderr
     assert (

@@ -165,7 +165,7 @@ def test_volume_needs_history_then_judges_batches_and_days() -> None:
     assert "batch: 1 of 3 earlier batches needed before judging" in short.description
     normal = _history([100, 110, 90, 100, 105, 95], start=now - timedelta(days=6))
     ok = volume_verdict(normal, settings=settings, latest_batch=6, now=now)
-    assert ok.passed and ok.facts["batch_median"] == 100 and ok.description.startswith("within tolerance")
+    assert ok.passed and ok.facts["batch_median"] == 100 and ok.description == "passed: within tolerance"
     spike = _history([100, 110, 90, 100, 105, 400], start=now - timedelta(days=6))
     judged = volume_verdict(spike, settings=settings, latest_batch=6, now=now)
     assert not judged.passed and judged.severity == "WARN"
@@ -367,7 +367,8 @@ def test_a_great_expectations_suite_runs_on_the_committed_version(tmp_path: Path
         assert result.success  # the suite warns; it does not block
         check = _evaluation(result, "expectations")
     assert (check.passed, check.severity) == (False, dg.AssetCheckSeverity.WARN)
-    assert check.description == "1 of 2 expectations failed on version 1"
+    assert check.description == "failed: 1 of 2 expectations failed on version 1"
+    assert check.metadata["verdict"].value == "failed"
     results = check.metadata["results"].value
     assert "| expect_column_mean_to_be_between | amount | FAILED | 24.5 |" in results
     assert "| expect_table_row_count_to_be_between | (table) | passed | 30 |" in results

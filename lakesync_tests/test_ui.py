@@ -56,8 +56,13 @@ def _bad_apac_file(demo: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("ui")
+def ui_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ui")
+
+
+@pytest.fixture(scope="module")
+def ui(ui_root: Path) -> Iterator[Server]:
+    root = ui_root
     home = root / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text(encoding="utf-8"), encoding="utf-8")
@@ -233,3 +238,62 @@ def test_the_browser_shows_the_failed_contract_check(ui: Server, browser_page: P
     assert "expectations\nexpectations\nSucceeded" in statuses
     assert "10.24% of rows failed" in body
     assert _shot(page, "contract-check.png").stat().st_size > 10_000
+
+
+def _few_bad_apac_rows(demo: Path) -> Path:
+    """200 good APAC orders and 3 with a negative amount: 1.5% of the run's rows, within the
+    orders table's max_failed_rows of 5%."""
+    rows = [
+        {
+            "order_id": 950_000 + i,
+            "customer_id": 7,
+            "amount": -5.0 if i in (10, 20, 30) else 12.5,
+            "currency": "JPY",
+            "ordered_at": "2026-11-06T10:00:00+09:00",
+        }
+        for i in range(203)
+    ]
+    path = demo / "data" / "lakes" / "apac_sales" / "orders" / "orders-few-bad.ndjson"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    return path
+
+
+def _materializations(server: Server, path: list[str]) -> list[dict[str, Any]]:
+    node = graphql(server, ASSET, {"path": path})["assetNodeOrError"]
+    return node["assetMaterializations"]  # type: ignore[no-any-return]
+
+
+# Runs last: it changes the lakehouse the tests above read.
+def test_a_file_with_a_few_bad_rows_refreshes_the_feature_under_the_daemon_and_shows_its_quarantine(
+    ui: Server, ui_root: Path, browser_page: Page
+) -> None:
+    before = _materializations(ui, ["lakehouse", "orders"])[0]["runId"]
+    assert _materializations(ui, ["features", "customer_spend"]) == []  # blocked by the failed contract
+    _few_bad_apac_rows(ui_root / "demo")
+    deadline = time.monotonic() + 300
+    while not _materializations(ui, ["features", "customer_spend"]):
+        assert time.monotonic() < deadline, "the daemon did not refresh features/customer_spend"
+        time.sleep(3)
+    # The dataset's sensor ingested the file; its contract passed with warnings (3 of 203 rows),
+    # which Dagster's automation treats as passed: the feature followed, as `lakesync sync` does.
+    latest = _materializations(ui, ["lakehouse", "orders"])[0]
+    assert latest["runId"] != before
+    node = graphql(ui, ASSET, {"path": ["lakehouse", "orders"]})["assetNodeOrError"]
+    checks = {c["name"]: c["executionForLatestMaterialization"] for c in node["assetChecksOrError"]["checks"]}
+    assert checks["contract"]["status"] == "SUCCEEDED"
+    assert checks["contract"]["evaluation"]["description"].startswith(
+        "passed with warnings: 3 of 203 rows (1.48%) quarantined"
+    )
+    # The quarantine's page names the file, the lines, the rule and the reason, and how to replay.
+    page = browser_page
+    _open(page, f"{ui.url}/assets/lakehouse/_quarantine/orders")
+    page.get_by_text("quarantined_rows").first.wait_for(timeout=60_000)
+    body = page.inner_text("body")
+    assert "apac_sales.orders\torders/orders-few-bad.ndjson\trows\t3\tgreater_than_or_equal_to(0)" in body
+    for line in (11, 21, 31):  # the lines of the file, as an editor numbers them
+        assert (
+            f"apac_sales/orders/orders-few-bad.ndjson\t{line}\tamount\tgreater_than_or_equal_to(0)\t"
+            "amount: '-5.0' fails greater_than_or_equal_to(0)"
+        ) in body
+    assert "lakesync quarantine replay" in body and "lakehouse / orders" in body  # link to the table
+    assert _shot(page, "quarantine.png").stat().st_size > 10_000

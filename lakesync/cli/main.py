@@ -137,9 +137,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     print()
     print(
         text_table(
-            ["table", "delta version", "rows", "quarantine records", "last commit"],
+            ["table", "delta version", "rows", "superseded", "quarantine records", "last commit"],
             [
-                (t.table, t.delta_version, t.rows, t.quarantined_rows, t.last_commit_at)
+                (t.table, t.delta_version, t.rows, t.superseded_rows, t.quarantined_rows, t.last_commit_at)
                 for t in table_statuses(config, lakehouse)
             ],
         )

@@ -23,6 +23,14 @@ def _when(event: DriftEvent) -> str:
     return event.last_seen.strftime("%Y-%m-%d %H:%M")
 
 
+def _decided(event: DriftEvent) -> str:
+    if event.status == "handled":
+        rescued = any(c.change == "rescued" for c in event.report.changes)
+        done = event.report.actions or (("values kept in _rescued_data, rows committed",) if rescued else ())
+        return "handled by the drift policy: " + ("; ".join(done) or "nothing changed")
+    return f"{event.status} by {event.decided_by or 'someone'}"
+
+
 def plan_replays_opened(
     config: LakesyncConfig, lakehouse: Lakehouse, groups: list[QuarantineGroup], *, run_id: str
 ) -> list[BatchPlan]:
@@ -51,7 +59,7 @@ def drift_list(config: LakesyncConfig, args: argparse.Namespace) -> int:
                     len(e.held_back),
                     _when(e),
                     e.report.summary(),
-                    e.report.suggestion(),
+                    e.report.suggestion() if e.status == "open" else f"nothing to do ({_decided(e)})",
                 )
                 for e in shown
             ],

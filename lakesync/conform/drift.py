@@ -10,7 +10,6 @@ Each difference is one :class:`ColumnDrift`:
   date): every value is checked, none is changed;
 - ``renamed`` — probably: a missing column and an added one whose names and values are alike
   (the evidence says how alike);
-- ``nullability`` — nulls in a column the contract says is never null (those rows fail);
 - ``reordered`` — the same columns in another order: harmless;
 - ``rescued`` — values that did not fit their column were kept in ``_rescued_data`` (drift
   policies evolve and rescue): the rows are committed, the values are not lost, someone should
@@ -23,7 +22,7 @@ import difflib
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -32,11 +31,11 @@ import polars as pl
 from lakesync.config.datatypes import describe
 from lakesync.conform.target import PROVENANCE_PREFIX, TargetSchema
 
-Change = Literal["added", "missing", "widened", "narrowed", "renamed", "nullability", "reordered", "rescued"]
+Change = Literal["added", "missing", "widened", "narrowed", "renamed", "reordered", "rescued"]
 SourceKind = Literal["text", "json", "typed"]
 """What a file's types mean: none (CSV: text is parsed per value), JSON's (strings for dates,
 times and decimals are normal there), or the format's own (parquet)."""
-HARMLESS: tuple[str, ...] = ("widened", "reordered", "nullability", "renamed")
+HARMLESS: tuple[str, ...] = ("widened", "reordered", "renamed")
 """Changes that need no decision by themselves (a probable rename comes with added + missing)."""
 RENAME_NAME_SIMILARITY = 0.6
 RENAME_VALUE_OVERLAP = 0.5
@@ -69,8 +68,6 @@ class ColumnDrift:
                 f"{source!r} is probably {self.column!r} renamed (name similarity "
                 f"{self.evidence.get('name_similarity')}, value overlap {self.evidence.get('value_overlap')})"
             )
-        if self.change == "nullability":
-            return f"{self.column!r} has nulls, the contract says nullable: false (those rows fail)"
         if self.change == "reordered":
             return "columns are in another order (harmless)"
         if self.change == "rescued":
@@ -145,12 +142,29 @@ class DriftReport:
         return cls(
             file=str(data["file"]),
             policy=str(data["policy"]),
-            changes=tuple(ColumnDrift(**c) for c in data.get("changes", [])),
+            # "nullability" (recorded by earlier lakesync) is a contract failure, not drift
+            changes=tuple(ColumnDrift(**c) for c in data.get("changes", []) if c["change"] != "nullability"),
             actions=tuple(data.get("actions", [])),
         )
 
     def summary(self) -> str:
         return "; ".join(c.describe() for c in self.changes)
+
+
+def drift_lines(reports: Sequence[DriftReport]) -> tuple[str, ...]:
+    """The drift of a dataset's files, the same drift of many files on one line."""
+    files: dict[str, list[str]] = {}
+    for report in reports:
+        shown = [c for c in report.changes if c.change != "reordered"]
+        if not shown:
+            continue
+        done = f" -> {'; '.join(report.actions)}" if report.actions else ""
+        what = "; ".join(c.describe() for c in shown)
+        files.setdefault(f"{what}{done}", []).append(report.file)
+    return tuple(
+        f"{what} ({paths[0] if len(paths) == 1 else f'{len(paths)} files, e.g. {paths[0]}'})"
+        for what, paths in files.items()
+    )
 
 
 def signature_id(dataset: str, signature: tuple[tuple[str, str, str | None, str | None], ...]) -> str:
@@ -234,7 +248,8 @@ def classify(
         target: the table's columns as this batch writes them.
         kind: what the file's types mean (:data:`SourceKind`): text in CSV is parsed, not drifted;
             text in JSON is normal for dates, times and decimals; in parquet every type counts.
-        chunk: the file's first rows, for nullability and rename evidence.
+        chunk: the file's first rows, for rename evidence. (Nulls in a never-null column are
+            contract failures, reported with the quarantine, not drift.)
         table_values: a sample of a table column's values, for rename evidence.
     """
     changes: list[ColumnDrift] = []
@@ -245,21 +260,6 @@ def classify(
         if column is None:
             changes.append(ColumnDrift(name, "added", describe(dtype), None))
             continue
-        if (
-            chunk is not None
-            and not column.nullable
-            and column.origin == "contract"
-            and (nulls := int(chunk[name].null_count())) > 0
-        ):
-            changes.append(
-                ColumnDrift(
-                    name,
-                    "nullability",
-                    describe(dtype),
-                    describe(column.dtype),
-                    {"nulls_in_first_rows": nulls},
-                )
-            )
         if dtype in (column.dtype, pl.Null) or (dtype == pl.String and _text_is_normal(kind, column.dtype)):
             continue  # parsed per value
         change: Change = "widened" if is_safe_widening(dtype, column.dtype) else "narrowed"

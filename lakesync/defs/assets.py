@@ -204,16 +204,14 @@ def _table_checks(
     """The contract and conservation checks of a sync that read something."""
     contract = contract_verdict(result, max_failed_rows=max_failed_rows)
     conservation = conservation_verdict(result)
-    if not (contract.passed and conservation.passed) and "ERROR" in (
-        contract.severity if not contract.passed else "",
-        conservation.severity if not conservation.passed else "",
-    ):
+    failed = [v for v in (contract, conservation) if not v.passed]
+    if failed:
         # The rows are committed (exactly once); what failed is the data. Retrying would not help,
         # and the dataset's sensor goes on with new files: the check blocks downstream assets.
         context.instance.add_run_tags(context.run_id, {CONTRACT_TAG: "failed", _NO_RETRY_TAG: "false"})
-        context.log.error(
-            "%s: %s", result.table, contract.description if not contract.passed else conservation.description
-        )
+        context.log.error("%s: %s", result.table, failed[0].description)
+    elif contract.outcome == "passed with warnings":
+        context.log.warning("%s: contract %s", result.table, contract.description)
     key = table_key(result.table)
     yield check_result(contract, asset_key=key, check_name=CONTRACT_CHECK)
     yield check_result(conservation, asset_key=key, check_name=CONSERVATION_CHECK)

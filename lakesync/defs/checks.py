@@ -21,7 +21,7 @@ from lakesync.config.datasets import VolumeSettings
 from lakesync.defs.metadata import dataset_key, md_table, table_key
 from lakesync.defs.providers import needs_resource, resource_key, store_for
 from lakesync.defs.resources import LakehouseResource
-from lakesync.monitor import Verdict, batch_history, freshness_verdict, volume_verdict
+from lakesync.monitor import Verdict, batch_history, drift_verdict, freshness_verdict, volume_verdict
 from lakesync.monitor.expectations import run_suite
 from lakesync.pipeline.results import DatasetSync
 from lakesync.pipeline.runtime import DatasetRuntime
@@ -34,47 +34,13 @@ DRIFT_CHECK = "drift"
 
 
 def drift_evaluation(result: DatasetSync) -> dg.AssetCheckEvaluation:
-    """The drift check of one dataset after an ingestion run.
-
-    ERROR when drift held files back (quarantined by policy or rejection, or stopping the
-    dataset under policy fail); WARN when drift was handled (columns added, values rescued,
-    approved drift); passed otherwise.
-    """
-    metadata: dict[str, Any] = {
-        "files_held_back": result.drift_held_back,
-        "files_with_handled_drift": result.drift_handled,
-        "rows_rescued": result.rows_rescued,
-    }
-    if result.rescued:
-        metadata["rescued_by_column"] = dg.MetadataValue.json(result.rescued)
-    if result.drift:
-        metadata["drift"] = dg.MetadataValue.json([r.to_dict() for r in result.drift])
-    if result.drift_held_back:
-        metadata["review"] = "lakesync drift list, then lakesync drift approve|reject ID"
-        return dg.AssetCheckEvaluation(
-            asset_key=dataset_key(result.lake, result.dataset),
-            check_name=DRIFT_CHECK,
-            passed=False,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata=metadata,
-            description=f"{result.drift_held_back} file(s) held back by schema drift",
-        )
-    return dg.AssetCheckEvaluation(
+    """The drift check of one dataset after an ingestion run (judged by :func:`drift_verdict`)."""
+    reports = {"drift_reports": dg.MetadataValue.json([r.to_dict() for r in result.drift])}
+    return check_evaluation(
+        drift_verdict(result),
         asset_key=dataset_key(result.lake, result.dataset),
         check_name=DRIFT_CHECK,
-        passed=not result.drift_handled,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata=metadata,
-        description=(
-            f"{result.drift_handled} file(s) with handled drift"
-            + (
-                f"; {result.rows_rescued} row(s) with values kept in _rescued_data"
-                if result.rows_rescued
-                else ""
-            )
-        )
-        if result.drift_handled
-        else "no drift",
+        metadata=reports if result.drift else None,
     )
 
 
@@ -96,14 +62,13 @@ def drift_check(lake: str, dataset: str) -> dg.AssetChecksDefinition:
                 "\n".join(f"- `{e.id}` {e.status}: {e.report.summary()}" for e in events[:20]) or "none"
             ),
         }
-        return dg.AssetCheckResult(
-            passed=not open_events,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata=metadata,
-            description=f"{len(open_events)} drift event(s) wait for review"
+        verdict = (
+            Verdict("failed", f"{len(open_events)} drift event(s) wait for review", severity="ERROR")
             if open_events
-            else "no drift waits",
+            else Verdict("passed", "no drift waits for review")
         )
+        asset_key = dataset_key(lake, dataset)
+        return check_result(verdict, asset_key=asset_key, check_name=DRIFT_CHECK, metadata=metadata)
 
     return check
 
@@ -115,10 +80,12 @@ CONSERVATION_CHECK = "conservation"
 VOLUME_CHECK = "volume"
 FRESHNESS_CHECK = "freshness"
 EXPECTATIONS_CHECK = "expectations"
+BLOCKING_CHECKS = (CONTRACT_CHECK, CONSERVATION_CHECK)
+"""A table's checks that, failed, hold back the assets downstream (features)."""
 
 
 def verdict_metadata(verdict: Verdict) -> dict[str, Any]:
-    metadata: dict[str, Any] = {}
+    metadata: dict[str, Any] = {"verdict": verdict.outcome}
     for name, value in verdict.facts.items():
         metadata[name] = dg.MetadataValue.timestamp(value) if isinstance(value, datetime) else value
     for name, (header, rows) in verdict.tables.items():
@@ -130,25 +97,33 @@ def _severity(verdict: Verdict) -> dg.AssetCheckSeverity:
     return dg.AssetCheckSeverity.ERROR if verdict.severity == "ERROR" else dg.AssetCheckSeverity.WARN
 
 
-def _verdict_fields(verdict: Verdict, asset_key: dg.AssetKey, check_name: str) -> dict[str, Any]:
+def _verdict_fields(
+    verdict: Verdict, asset_key: dg.AssetKey, check_name: str, metadata: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Passed with warnings is passed for Dagster (it must not hold back downstream automation);
+    the outcome is the description's first words and the ``verdict`` metadata."""
     return {
         "asset_key": asset_key,
         "check_name": check_name,
         "passed": verdict.passed,
         "severity": _severity(verdict),
         "description": verdict.description,
-        "metadata": verdict_metadata(verdict),
+        "metadata": {**verdict_metadata(verdict), **(metadata or {})},
     }
 
 
-def check_result(verdict: Verdict, *, asset_key: dg.AssetKey, check_name: str) -> dg.AssetCheckResult:
+def check_result(
+    verdict: Verdict, *, asset_key: dg.AssetKey, check_name: str, metadata: dict[str, Any] | None = None
+) -> dg.AssetCheckResult:
     """A verdict as the result of a check run in an op."""
-    return dg.AssetCheckResult(**_verdict_fields(verdict, asset_key, check_name))
+    return dg.AssetCheckResult(**_verdict_fields(verdict, asset_key, check_name, metadata))
 
 
-def check_evaluation(verdict: Verdict, *, asset_key: dg.AssetKey, check_name: str) -> dg.AssetCheckEvaluation:
+def check_evaluation(
+    verdict: Verdict, *, asset_key: dg.AssetKey, check_name: str, metadata: dict[str, Any] | None = None
+) -> dg.AssetCheckEvaluation:
     """A verdict as an evaluation logged from elsewhere (a sensor, another asset's op)."""
-    return dg.AssetCheckEvaluation(**_verdict_fields(verdict, asset_key, check_name))
+    return dg.AssetCheckEvaluation(**_verdict_fields(verdict, asset_key, check_name, metadata))
 
 
 def table_check_specs(table: str, *, expectations: str | None = None) -> list[dg.AssetCheckSpec]:
@@ -258,13 +233,8 @@ def expectations_result(table: str, suite_path: str, lakehouse: Lakehouse) -> dg
     try:
         run = run_suite(suite_path, lakehouse, table)
     except Exception as exc:  # noqa: BLE001 - a broken suite is reported on the check, not fatal to the sync
-        return dg.AssetCheckResult(
-            asset_key=key,
-            check_name=EXPECTATIONS_CHECK,
-            passed=False,
-            severity=dg.AssetCheckSeverity.WARN,
-            description=f"the suite {suite_path} could not run: {type(exc).__name__}: {exc}",
-        )
+        broken = Verdict("failed", f"the suite {suite_path} could not run: {type(exc).__name__}: {exc}")
+        return check_result(broken, asset_key=key, check_name=EXPECTATIONS_CHECK)
     rows = [(o.type, o.column, "passed" if o.success else "FAILED", o.observed) for o in run.outcomes]
     metadata: dict[str, Any] = {
         "suite": run.suite,
@@ -276,16 +246,10 @@ def expectations_result(table: str, suite_path: str, lakehouse: Lakehouse) -> dg
     }
     if run.docs_index:
         metadata["data_docs"] = dg.MetadataValue.url(run.docs_index)
-    return dg.AssetCheckResult(
-        asset_key=key,
-        check_name=EXPECTATIONS_CHECK,
-        passed=run.success,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata=metadata,
-        description=(
-            f"{run.failed} of {len(run.outcomes)} expectations failed"
-            if run.failed
-            else f"all {len(run.outcomes)} expectations passed"
-        )
-        + f" on version {run.delta_version}",
+    verdict = (
+        Verdict("failed", f"{run.failed} of {len(run.outcomes)} expectations failed")
+        if run.failed or not run.success
+        else Verdict("passed", f"all {len(run.outcomes)} expectations passed")
     )
+    verdict = replace(verdict, detail=f"{verdict.detail} on version {run.delta_version}")
+    return check_result(verdict, asset_key=key, check_name=EXPECTATIONS_CHECK, metadata=metadata)

@@ -17,12 +17,15 @@ from lakesync.defs.specs import audit_spec, drift_spec, lake_dataset_spec, ledge
 from lakesync.pipeline.runtime import dataset_runtimes
 
 
-def lake_definitions(config: LakesyncConfig, lake_name: str) -> dg.Definitions:
+def lake_definitions(config: LakesyncConfig, lake_name: str, location: str | None = None) -> dg.Definitions:
     """A lake's dataset assets and their sensors."""
     lake = config.lakes[lake_name]
     runtimes = [r for r in dataset_runtimes(config) if r.lake == lake_name]
     return dg.Definitions(
-        assets=[lake_dataset_spec(lake_name, lake, name, ds) for name, ds in lake.datasets.items()],
+        assets=[
+            lake_dataset_spec(lake_name, lake, name, dataset, location=location)
+            for name, dataset in lake.datasets.items()
+        ],
         asset_checks=[
             *(drift_check(lake_name, name) for name in lake.datasets),
             *(volume_check(lake_name, name, ds.volume) for name, ds in lake.datasets.items()),
@@ -66,10 +69,13 @@ def automation_sensor(config: LakesyncConfig) -> list[dg.AutomationConditionSens
     ]
 
 
-def build_definitions(config: LakesyncConfig) -> dg.Definitions:
-    """All definitions of a configuration: lakes, tables, the ledger and the lakehouse resource."""
+def build_definitions(config: LakesyncConfig, *, location: str | None = None) -> dg.Definitions:
+    """All definitions of a configuration: lakes, tables, the ledger and the lakehouse resource.
+
+    ``location``: the code location's name, when known, to link a lake dataset to its sensor.
+    """
     return dg.Definitions.merge(
-        *(lake_definitions(config, name) for name in config.lakes),
+        *(lake_definitions(config, name, location) for name in config.lakes),
         *(table_definitions(config, name) for name in config.tables),
         *(feature_definitions(config, name) for name in config.features),
         dg.Definitions(

@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 
 from lakesync.config import LakesyncConfig
-from lakesync.defs.checks import CONSERVATION_CHECK, CONTRACT_CHECK
+from lakesync.defs.checks import BLOCKING_CHECKS
 from lakesync.defs.metadata import delta_metadata, feature_key, table_key
 from lakesync.features import build_feature
 
@@ -26,11 +26,7 @@ def feature_job_name(feature: str) -> str:
 
 def blocking_failures(instance: dg.DagsterInstance, tables: list[str]) -> list[str]:
     """The input tables whose latest contract or conservation check failed with ERROR."""
-    keys = [
-        dg.AssetCheckKey(table_key(table), name)
-        for table in tables
-        for name in (CONTRACT_CHECK, CONSERVATION_CHECK)
-    ]
+    keys = [dg.AssetCheckKey(table_key(table), name) for table in tables for name in BLOCKING_CHECKS]
     latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
     failed = []
     for key, record in latest.items():

@@ -13,6 +13,7 @@ import dagster as dg
 
 from lakesync.config import LakesyncConfig
 from lakesync.defs.assets import TABLE_TAG, job_name, op_name
+from lakesync.defs.checks import BLOCKING_CHECKS
 from lakesync.defs.factory import build_definitions
 from lakesync.defs.features import BLOCKED_TAG, feature_job_name
 from lakesync.defs.metadata import RESULT_KEY
@@ -92,10 +93,12 @@ def _check_line(event: dg.DagsterEvent) -> CheckLine | None:
     evaluation = event.event_specific_data
     if not isinstance(evaluation, dg.AssetCheckEvaluation) or evaluation.asset_key.path[0] != "lakehouse":
         return None
-    status = "passed" if evaluation.passed else evaluation.severity.value
-    return CheckLine(
-        evaluation.asset_key.path[-1], evaluation.check_name, status, evaluation.description or ""
-    )
+    verdict = evaluation.metadata.get("verdict")
+    status = str(getattr(verdict, "value", verdict) or ("passed" if evaluation.passed else "failed"))
+    description = evaluation.description or ""
+    if description.startswith(f"{status}: "):
+        description = description[len(status) + 2 :]
+    return CheckLine(evaluation.asset_key.path[-1], evaluation.check_name, status, description)
 
 
 def _run_features(
@@ -194,7 +197,9 @@ def sync(
             if synced_table is not None:
                 lines.update({d.key: d for d in synced_table.datasets})
         if not result.success:
-            failed_checks = [c for c in checks if c.table == table and c.status == "ERROR"]
+            failed_checks = [
+                c for c in checks if c.table == table and c.status == "failed" and c.check in BLOCKING_CHECKS
+            ]
             message = (
                 "; ".join(f"{c.check} check failed: {c.description}" for c in failed_checks)
                 if failed_checks
@@ -205,7 +210,7 @@ def sync(
     failures.extend(feature_failures)
     ordered = [lines[r.key] for r in runtimes if r.key in lines]
     tables = [
-        TableLine(s.table, s.delta_version, s.rows, s.quarantined_rows)
+        TableLine(s.table, s.delta_version, s.rows, s.quarantined_rows, s.superseded_rows)
         for s in table_statuses(config, open_lakehouse(config))
         if any(r.table == s.table for r in runtimes)
     ]

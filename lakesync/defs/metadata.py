@@ -15,6 +15,7 @@ from lakesync.config.contracts import ContractColumn
 from lakesync.config.datatypes import logical_name
 from lakesync.conform.target import RESCUED
 from lakesync.discover.planning import Discovery
+from lakesync.monitor import human_duration
 from lakesync.pipeline.results import DatasetSync, TableSync
 
 
@@ -31,6 +32,11 @@ def _provenance_docs(provenance: Provenance) -> dict[str | None, str]:
 
 def dataset_key(lake: str, dataset: str) -> dg.AssetKey:
     return dg.AssetKey(["lakes", lake, dataset])
+
+
+def sensor_name(lake: str, dataset: str) -> str:
+    """The sensor that watches a lake dataset."""
+    return f"watch_{lake}__{dataset}"
 
 
 def table_key(table: str) -> dg.AssetKey:
@@ -129,6 +135,23 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def table_value(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> dg.TableMetadataValue:
+    """Rows as a Dagster table (the UI shows it inline, where markdown needs a click)."""
+
+    def plain(value: Any) -> str | int | float | bool | None:
+        return value if value is None or isinstance(value, str | int | float | bool) else str(value)
+
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord({h: plain(v) for h, v in zip(header, row, strict=True)}) for row in rows],
+        schema=dg.TableSchema(
+            columns=[
+                dg.TableColumn(h, "int" if all(isinstance(r[i], int) for r in rows) else "string")
+                for i, h in enumerate(header)
+            ]
+        ),
+    )
+
+
 def table_metadata(result: TableSync, *, uri: str) -> dict[str, Any]:
     """Metadata of a unified table's materialization."""
     rows = [
@@ -191,12 +214,37 @@ def delta_metadata(snapshot: DeltaTable | None) -> dict[str, Any]:
 
 
 def quarantine_metadata(result: TableSync, *, uri: str) -> dict[str, Any]:
-    return {
+    """What this run quarantined, file by file, with reasons, and how to replay it after a fix."""
+    files = [
+        (d.key, case.file, "whole file (unreadable)", 1, case.rules, case.reason)
+        for d in result.datasets
+        for case in d.failures.unreadable
+    ] + [
+        (d.key, file, "rows", rows, rules, reason)
+        for d in result.datasets
+        for file, rows, rules, reason in d.failures.files
+    ]
+    examples = [
+        (f"{d.lake}/{case.file}", case.row, case.columns, case.rules, case.reason)
+        for d in result.datasets
+        for case in d.failures.samples
+        if case.row is not None
+    ]
+    metadata: dict[str, Any] = {
         "dagster/uri": uri,
         "delta_version": result.quarantine_version,
         "rows_quarantined": result.rows_quarantined,
         "files_quarantined": result.files_quarantined,
+        "table": dg.MetadataValue.asset(table_key(result.table)),
+        "replay": "after fixing the source or the contract: lakesync quarantine list "
+        f"--table {result.table}, then lakesync quarantine replay ID (or --file LAKE/PATH)",
     }
+    if files:
+        header = ["dataset", "file", "quarantined", "records", "rules (first)", "reason (first record)"]
+        metadata["quarantined_files"] = table_value(header, files)
+    if examples:
+        metadata["quarantined_rows"] = table_value(["file", "line", "columns", "rules", "reason"], examples)
+    return metadata
 
 
 def dataset_batch_metadata(result: DatasetSync) -> dict[str, Any]:
@@ -234,5 +282,7 @@ def scan_metadata(scan: Discovery, *, pending_batches: int, now_seconds: float) 
     }
     if scan.newest is not None:
         metadata["newest_file_at"] = dg.MetadataValue.timestamp(scan.newest)
-        metadata["newest_file_age_seconds"] = round(now_seconds - scan.newest.timestamp(), 1)
+        age = now_seconds - scan.newest.timestamp()
+        metadata["newest_file_age"] = human_duration(age)
+        metadata["newest_file_age_seconds"] = round(age, 1)
     return metadata

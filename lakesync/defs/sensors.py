@@ -17,7 +17,7 @@ import dagster as dg
 from lakesync.config import LakesyncConfig
 from lakesync.defs.assets import CONTRACT_TAG, DATASET_TAG, TABLE_TAG, job_name, op_name
 from lakesync.defs.checks import FRESHNESS_CHECK, check_evaluation, freshness_of
-from lakesync.defs.metadata import dataset_key, scan_metadata
+from lakesync.defs.metadata import dataset_key, scan_metadata, sensor_name
 from lakesync.defs.providers import needs_resource, resource_key, store_for
 from lakesync.defs.ticks import Decision, RunInfo, Tick, config_fingerprint, decide, run_requests
 from lakesync.pipeline.plan import plan_batch
@@ -85,7 +85,7 @@ def dataset_sensor(config: LakesyncConfig, runtime: DatasetRuntime) -> dg.Sensor
     settings = runtime.config.sensor
     key = resource_key(runtime.lake) if needs_resource(config.lakes[runtime.lake]) else None
     asset_key = dataset_key(runtime.lake, runtime.name)
-    name = f"watch_{runtime.lake}__{runtime.name}"
+    name = sensor_name(runtime.lake, runtime.name)
 
     @dg.sensor(
         name=name,
@@ -121,7 +121,7 @@ def dataset_sensor(config: LakesyncConfig, runtime: DatasetRuntime) -> dg.Sensor
         if observed != previous.get("observed"):
             events.append(dg.AssetObservation(asset_key=asset_key, metadata=metadata))
         freshness = freshness_of(scan, runtime.config.freshness.max_lag)
-        verdict = [freshness.passed, freshness.severity]
+        verdict = [freshness.outcome, freshness.severity]
         reported = float(previous.get("freshness_at", 0.0))
         if verdict != previous.get("freshness") or now - reported >= FRESHNESS_EVERY_SECONDS:
             events.append(check_evaluation(freshness, asset_key=asset_key, check_name=FRESHNESS_CHECK))

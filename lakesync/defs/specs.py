@@ -20,11 +20,22 @@ from lakesync.defs.metadata import (
     column_schema,
     dataset_key,
     quarantine_key,
+    sensor_name,
     table_key,
 )
 
 
-def lake_dataset_spec(lake_name: str, lake: AnyLake, name: str, dataset: Dataset) -> dg.AssetSpec:
+def lake_dataset_spec(
+    lake_name: str, lake: AnyLake, name: str, dataset: Dataset, *, location: str | None = None
+) -> dg.AssetSpec:
+    """The files of a lake dataset. Dagster links a sensor only from the assets its job
+    materializes, so the sensor that watches these files is named (and linked, when the code
+    location's name is known) in the metadata."""
+    sensor = sensor_name(lake_name, name)
+    every = f"every {dataset.sensor.interval:g} s" if dataset.sensor.enabled else "stopped by default"
+    watched: dict[str, object] = {"watched_by": f"sensor {sensor} ({every}; Automation page)"}
+    if location:
+        watched["sensor"] = dg.MetadataValue.url(f"/locations/{location}/sensors/{sensor}")
     return dg.AssetSpec(
         key=dataset_key(lake_name, name),
         description=dataset.description
@@ -39,6 +50,7 @@ def lake_dataset_spec(lake_name: str, lake: AnyLake, name: str, dataset: Dataset
             "format": dataset.format,
             "feeds_table": dataset.table,
             "drift_policy": dataset.drift or "(table's)",
+            **watched,
         },
     )
 

@@ -1,19 +1,20 @@
-"""Health of lakes and tables, judged by plain functions (turned into Dagster asset checks in defs)."""
+"""Health of lakes and tables, judged by plain functions (turned into Dagster asset checks in defs).
 
-from lakesync.monitor.health import (
-    Verdict,
-    batch_history,
-    conservation_verdict,
-    contract_verdict,
-    freshness_verdict,
-    volume_verdict,
-)
+Every judgment is a :class:`Verdict`: passed, passed with warnings (within tolerance) or failed.
+"""
+
+from lakesync.monitor.lake import batch_history, freshness_verdict, volume_verdict
+from lakesync.monitor.sync import conservation_verdict, contract_verdict, drift_verdict
+from lakesync.monitor.verdict import Outcome, Verdict, human_duration
 
 __all__ = [
+    "Outcome",
     "Verdict",
     "batch_history",
     "conservation_verdict",
     "contract_verdict",
+    "drift_verdict",
     "freshness_verdict",
+    "human_duration",
     "volume_verdict",
 ]

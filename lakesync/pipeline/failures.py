@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import polars as pl
 
 SAMPLE_SIZE = 10
+FILES_SHOWN = 100
+"""At most this many files per dataset and run are named (the quarantine table has them all)."""
 DRIFT_RULE = "schema_drift"
 
 
@@ -38,6 +40,10 @@ class ContractFailures:
     by_rule: tuple[tuple[str, str, int], ...] = ()
     """(rule, column, rows), most frequent first."""
     samples: tuple[FailureCase, ...] = ()
+    unreadable: tuple[FailureCase, ...] = ()
+    """Files rejected whole because they could not be read, with why."""
+    files: tuple[tuple[str, int, str, str], ...] = ()
+    """(file, rows rejected, rules, first reason) of each file that had rows rejected, most first."""
 
     def merged(self, other: ContractFailures) -> ContractFailures:
         counts = Counter({(rule, column): n for rule, column, n in self.by_rule})
@@ -48,6 +54,8 @@ class ContractFailures:
             rows_held_by_drift=self.rows_held_by_drift + other.rows_held_by_drift,
             by_rule=_ranked(counts),
             samples=(*self.samples, *other.samples)[:SAMPLE_SIZE],
+            unreadable=(*self.unreadable, *other.unreadable)[:FILES_SHOWN],
+            files=tuple(sorted((*self.files, *other.files), key=lambda f: (-f[1], f[0])))[:FILES_SHOWN],
         )
 
 
@@ -90,23 +98,39 @@ def summarize(records: Sequence[pl.DataFrame]) -> dict[str, ContractFailures]:
                     )
                 )
         files = group.filter(pl.col("level") == "file")
+        unreadable: list[FailureCase] = []
         for record in files.select("file", "rules", "reason").iter_rows(named=True):
             counts.update((rule, "(file)") for rule in record["rules"] or [])
+            case = FailureCase(
+                file=record["file"],
+                row=None,
+                columns="",
+                rules=", ".join(record["rules"] or []),
+                reason=record["reason"] or "",
+            )
+            if len(unreadable) < FILES_SHOWN:
+                unreadable.append(case)
             if len(samples) < SAMPLE_SIZE:
-                samples.append(
-                    FailureCase(
-                        file=record["file"],
-                        row=None,
-                        columns="",
-                        rules=", ".join(record["rules"] or []),
-                        reason=record["reason"] or "",
-                    )
-                )
+                samples.append(case)
+        per_file = (
+            rows.group_by("file")
+            .agg(
+                pl.len().alias("rows"),
+                pl.col("rules").first().list.join(", ").alias("rules"),
+                pl.col("reason").first(),
+            )
+            .sort(["rows", "file"], descending=[True, False])
+        )
         result[f"{lake}.{dataset}"] = ContractFailures(
             rows_failed=rows.height,
             files_failed=files.height,
             rows_held_by_drift=held,
             by_rule=_ranked(counts),
             samples=tuple(samples),
+            unreadable=tuple(unreadable),
+            files=tuple(
+                (str(f), int(n), str(rules or ""), str(reason or ""))
+                for f, n, rules, reason in per_file.head(FILES_SHOWN).iter_rows()
+            ),
         )
     return result

@@ -141,6 +141,8 @@ def _dataset(data: dict[str, Any]) -> DatasetSync:
             rows_held_by_drift=failures.get("rows_held_by_drift", 0),
             by_rule=tuple(tuple(r) for r in failures.get("by_rule", ())),
             samples=tuple(FailureCase(**c) for c in failures.get("samples", ())),
+            unreadable=tuple(FailureCase(**c) for c in failures.get("unreadable", ())),
+            files=tuple((str(f), int(n), str(r), str(w)) for f, n, r, w in failures.get("files", ())),
         ),
     }
     return DatasetSync(**values)

@@ -37,6 +37,8 @@ class TableStatus:
     rows: int
     quarantined_rows: int
     last_commit_at: datetime | None
+    superseded_rows: int = 0
+    """Row versions a merge replaced by a newer one with the same key (kept at ``_superseded``)."""
 
 
 def dataset_statuses(
@@ -78,6 +80,7 @@ def table_statuses(config: LakesyncConfig, lakehouse: Lakehouse) -> list[TableSt
     for table in config.tables:
         snapshot = lakehouse.open(lakehouse.table_uri(table))
         quarantine = lakehouse.open(lakehouse.quarantine_uri(table))
+        superseded = lakehouse.open(lakehouse.superseded_uri(table))
         last = None
         if snapshot is not None:
             history = snapshot.history(1)
@@ -90,6 +93,7 @@ def table_statuses(config: LakesyncConfig, lakehouse: Lakehouse) -> list[TableSt
                 rows=row_count(snapshot) if snapshot is not None else 0,
                 quarantined_rows=row_count(quarantine) if quarantine is not None else 0,
                 last_commit_at=last,
+                superseded_rows=row_count(superseded) if superseded is not None else 0,
             )
         )
     return statuses

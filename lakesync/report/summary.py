@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from lakesync.conform.drift import DriftReport
+from lakesync.conform.drift import drift_lines
 from lakesync.pipeline.results import DatasetSync
 
 
@@ -43,6 +43,7 @@ class TableLine:
     delta_version: int | None
     rows: int
     quarantined_rows: int
+    superseded_rows: int = 0
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class CheckLine:
     table: str
     check: str
     status: str
-    """passed, WARN or ERROR."""
+    """passed, passed with warnings or failed (:data:`lakesync.monitor.Outcome`)."""
     description: str
 
 
@@ -62,23 +63,6 @@ class FeatureLine:
     delta_version: int | None
     rows: int | None
     status: str
-
-
-def drift_lines(reports: Sequence[DriftReport]) -> tuple[str, ...]:
-    """The drift of a dataset's files, the same drift of many files on one line."""
-    files: dict[str, list[str]] = {}
-    for report in reports:
-        # Nulls in never-null columns are contract failures, reported with the quarantine.
-        shown = [c for c in report.changes if c.change not in ("nullability", "reordered")]
-        if not shown:
-            continue
-        done = f" -> {'; '.join(report.actions)}" if report.actions else ""
-        what = "; ".join(c.describe() for c in shown)
-        files.setdefault(f"{what}{done}", []).append(report.file)
-    return tuple(
-        f"{what} ({paths[0] if len(paths) == 1 else f'{len(paths)} files, e.g. {paths[0]}'})"
-        for what, paths in files.items()
-    )
 
 
 def sync_summary(
@@ -105,8 +89,8 @@ def sync_summary(
         ],
     )
     second = text_table(
-        ["table", "delta version", "rows", "quarantine records"],
-        [(t.table, t.delta_version, t.rows, t.quarantined_rows) for t in tables],
+        ["table", "delta version", "rows", "superseded", "quarantine records"],
+        [(t.table, t.delta_version, t.rows, t.superseded_rows, t.quarantined_rows) for t in tables],
     )
     out = [first, "", second]
     if checks:
@@ -132,6 +116,14 @@ def sync_summary(
             f"  {d.lake}.{d.dataset}: {d.rows_rescued} row(s); "
             + ", ".join(f"{column} {n}" for column, n in sorted(d.rescued.items()))
             for d in rescued
+        ]
+    unreadable = [(d, case) for d in datasets for case in d.failures.unreadable]
+    if unreadable:
+        out += ["", "Files quarantined whole (lakesync quarantine list shows every record):"]
+        out += [
+            f"  {d.lake}.{d.dataset}: "
+            + (case.reason if case.file in case.reason else f"{case.file}: {case.reason}")
+            for d, case in unreadable
         ]
     drifted = [(d, line) for d in datasets for line in drift_lines(d.drift)]
     if drifted:
