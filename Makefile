@@ -21,7 +21,7 @@ DEV_CONFIG := $(or $(LAKESYNC_CONFIG),$(if $(wildcard lakesync.yaml),$(CURDIR)/l
 CHROMIUM := /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help setup demo demo-cloud dev test lint format bench clean browser
+.PHONY: help setup setup-test demo demo-cloud dev test lint format bench clean browser
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
@@ -29,12 +29,24 @@ help: ## list the targets
 $(UV):
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target .tools/uv uv==$(UV_VERSION)
 
+# What the product needs (make demo, make dev), then what the tests, lint and benchmarks add.
 $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --no-dev --inexact --python $(PYTHON)
+	@touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.installed
 	$(UV) sync --frozen --python $(PYTHON)
 	@touch $@
 
-node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+# The tests' Azure server (azurite) is an npm package: Node.js is installed with apt when missing.
+NPM := $(or $(shell command -v npm 2>/dev/null),/usr/bin/npm)
+$(NPM):
+	@echo "Installing Node.js and npm (Debian's) for the tests' Azure emulator"
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm >/dev/null
+
+node_modules/.installed: package.json package-lock.json | $(NPM)
+	$(NPM) ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 # The browser tests drive Debian's chromium (Playwright never downloads a browser here).
@@ -49,7 +61,9 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	@mkdir -p $(DAGSTER_HOME)
 	@ln -sf ../dagster.yaml $@
 
-setup: $(VENV)/.installed node_modules/.installed $(DAGSTER_HOME)/dagster.yaml ## create .venv (locked Python dependencies), node_modules (azurite, for tests) and the local Dagster instance
+setup: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml ## create .venv (the locked runtime dependencies) and the local Dagster instance
+
+setup-test: setup $(VENV)/.dev-installed node_modules/.installed $(CHROMIUM) ## add the test tooling: pytest, mypy, moto, Node.js + azurite, chromium
 
 demo: setup ## generate three demo lakes, sync them into the lakehouse, print the summary
 	@$(BIN)/lakesync demo --dir $(DEMO_DIR) --reset
@@ -58,26 +72,29 @@ demo: setup ## generate three demo lakes, sync them into the lakehouse, print th
 	@echo
 	@echo "Open the Dagster UI on the demo: make dev  (then http://127.0.0.1:3000)"
 
-demo-cloud: setup ## the demo spread over S3, Azure and GCS emulators, synced into a lakehouse on the S3 emulator
+demo-cloud: setup-test ## the demo spread over S3, Azure and GCS emulators, synced into a lakehouse on the S3 emulator
 	@$(BIN)/python -m lakesync.demo.cloud --dir demo-cloud
 
 dev: setup ## dagster dev on 127.0.0.1:3000, or PORT=... (asset graph, sensors, runs)
 	@test -f "$(DEV_CONFIG)" || $(BIN)/lakesync demo --dir $(DEMO_DIR)
-	LAKESYNC_CONFIG=$(DEV_CONFIG) $(BIN)/dagster dev -h 127.0.0.1 -p $(PORT) -w workspace.yaml
+	@# From the instance's folder, so Dagster reads the dagster.yaml it says it reads; `dagster dev`
+	@# rather than `dg dev`, which names the code location after the checkout's folder.
+	cd $(DAGSTER_HOME) && LAKESYNC_CONFIG=$(DEV_CONFIG) PYTHONWARNINGS='ignore:Function `dev_command` is superseded' \
+		$(CURDIR)/$(BIN)/dagster dev -h 127.0.0.1 -p $(PORT) -w $(CURDIR)/workspace.yaml
 
-test: setup $(CHROMIUM) ## run the test suite (browser tests included)
+test: setup-test ## run the test suite (browser tests included)
 	$(BIN)/pytest
 
-lint: setup ## format check, lint, and strict type check
+lint: setup-test ## format check, lint, and strict type check
 	$(BIN)/ruff format --check lakesync lakesync_tests bench
 	$(BIN)/ruff check lakesync lakesync_tests bench
 	$(BIN)/mypy lakesync
 
-format: setup ## format the code and apply safe lint fixes
+format: setup-test ## format the code and apply safe lint fixes
 	$(BIN)/ruff format lakesync lakesync_tests bench
 	$(BIN)/ruff check --fix lakesync lakesync_tests bench
 
-bench: setup ## lakesync vs. the floor (polars + one write_deltalake) on ~10M rows; table + bench/results/*.json
+bench: setup-test ## lakesync vs. the floor (polars + one write_deltalake) on ~10M rows; table + bench/results/*.json
 	$(BIN)/python -m bench.run
 
 clean: ## remove the venv, the Dagster instance, the demo and caches

@@ -8,7 +8,7 @@ only the provenance columns trace needs (file, row): the difference is what the 
 its peak RSS is its own; ratios compare cases of the same run on the same machine.
 
     python -m bench.run [--rows 10000000] [--files 200] [--csv-rows 2000000] [--csv-files 40] [--repeat 3]
-                        [--discovery-files 100000] [--cloud-files 100000]
+                        [--discovery-files 100000] [--cloud-files 100000] [--unique 1] [--cli 1]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 
 import polars as pl
 
-from bench import cloud_discovery, unique
+from bench import cli, cloud_discovery, unique
 from bench.discovery import tick
 
 ROOT = Path(__file__).resolve().parent
@@ -202,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="1: time `unique: true` across files on a 10M-row table (0: skip)",
     )
+    parser.add_argument("--cli", type=int, default=1, help="1: time `lakesync --help` and friends (0: skip)")
     parser.add_argument("--child", choices=CASES)
     parser.add_argument("--folder", type=Path)
     parser.add_argument("--format", choices=["parquet", "csv"])
@@ -252,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         print("unique keys across files: 200 new files into a 10M-row table (built once) ...", flush=True)
         folder = unique.build(DATA, generate(10_000_000, 200, "parquet"))
         uniques = unique.measure(folder, repeat=args.repeat)
-    report(results, ticks, cloud, uniques)
+    commands = cli.measure(repeat=max(5, args.repeat)) if args.cli else []
+    report(results, ticks, cloud, uniques, commands)
     return 0
 
 
@@ -267,6 +269,7 @@ def report(
     ticks: list[dict[str, Any]],
     cloud: dict[str, Any],
     uniques: list[dict[str, Any]] | None = None,
+    commands: list[dict[str, Any]] | None = None,
 ) -> None:
     header = (
         f"{'format':8} {'case':12} {'rows':>11} {'files':>5} {'wall s':>7} {'cpu s':>7} "
@@ -334,9 +337,12 @@ def report(
         "sensor_ticks": ticks,
         "s3_sensor_ticks": cloud,
         "unique_keys": uniques or [],
+        "cli": commands or [],
     }
     if uniques:
         unique.report(uniques)
+    if commands:
+        cli.report(commands)
     for name in (f"bench-{stamp}.json", "latest.json"):
         (RESULTS / name).write_text(json.dumps(payload, indent=2))
     print(f"Wrote {RESULTS / f'bench-{stamp}.json'}")

@@ -333,3 +333,21 @@ def test_lakesync_says_its_version(capsys: pytest.CaptureFixture[str]) -> None:
         cli(capsys, "--version")
     assert done.value.code == 0
     assert capsys.readouterr().out.strip() == "lakesync 0.1.0"
+
+
+def test_help_answers_without_importing_the_pipeline() -> None:
+    """`lakesync --help` (and a mistyped option) must not wait for Dagster, polars or pandera:
+    commands import their stages when they run (`make bench` times it)."""
+    probe = (
+        "import sys\n"
+        "from lakesync.cli.main import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = sorted(m for m in ('dagster', 'polars', 'pandera', 'deltalake', 'pyarrow') if m in sys.modules)\n"
+        "print(','.join(heavy) or 'none')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "none", done.stdout
+    assert "sync" in done.stdout and "quarantine" in done.stdout

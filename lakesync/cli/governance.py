@@ -80,51 +80,6 @@ def cmd_audit(config: LakesyncConfig, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_commands(commands: argparse._SubParsersAction, with_config: object) -> None:  # type: ignore[type-arg]
-    assert callable(with_config)
-    audit = with_config(commands.add_parser("audit", help="the audit trail: every file, batch and decision"))
-    audit.add_argument("--table", help="only records of this table")
-    audit.add_argument("--file", help="only records of files whose LAKE/PATH contains this")
-    audit.add_argument("--since", help="only records since: a duration (2h, 7d) or an ISO date/time")
-    audit.add_argument("--format", choices=["table", "json"], default="table")
-    audit.set_defaults(governance=cmd_audit)
-    trace = with_config(
-        commands.add_parser("trace", help="where rows came from: source file, commit, history")
-    )
-    trace.add_argument("--table", required=True)
-    trace.add_argument("--where", required=True, help='a SQL condition, e.g. "order_id = 42"')
-    trace.add_argument("--format", choices=["text", "json"], default="text")
-    trace.set_defaults(governance=cmd_trace)
-    erase = with_config(
-        commands.add_parser("erase", help="delete a data subject's rows everywhere; prints a receipt")
-    )
-    erase.add_argument("--subject", required=True, help="SUBJECT=KEY, e.g. customer=12345")
-    _rewrite_options(erase, dry_run="count what would be deleted; delete nothing")
-    erase.set_defaults(governance=cmd_erase)
-    pii = commands.add_parser("pii", help="personal data: treat rows stored before a column was marked pii")
-    pii_commands = pii.add_subparsers(dest="pii_command", required=True, metavar="COMMAND")
-    apply = with_config(
-        pii_commands.add_parser(
-            "apply",
-            help="hash, mask or drop the personal columns a table already stores, as its contract says",
-        )
-    )
-    apply.add_argument("--table", required=True)
-    _rewrite_options(apply, dry_run="say what would be treated; write nothing")
-    apply.set_defaults(governance=cmd_pii_apply)
-
-
-def _rewrite_options(command: argparse.ArgumentParser, *, dry_run: str) -> None:
-    """--dry-run, --purge and --format of the commands that rewrite stored rows."""
-    command.add_argument("--dry-run", action="store_true", help=dry_run)
-    command.add_argument(
-        "--purge",
-        action="store_true",
-        help="also delete the earlier versions: old files, commits and change data (ends time travel)",
-    )
-    command.add_argument("--format", choices=["text", "json"], default="text")
-
-
 def format_pii_report(report: PiiApplyReport) -> str:
     head = "Personal data treated (dry run)" if report.dry_run else "Personal data treated"
     out = [

@@ -1,15 +1,23 @@
-"""The `lakesync` command: what Dagster has no verb for (sync once, validate, status, demo)."""
+"""The `lakesync` command: what Dagster has no verb for (sync once, validate, status, demo).
+
+The commands are declared in :mod:`lakesync.cli.parser`; each is imported when it runs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lakesync.config import ConfigError, LakesyncConfig, default_config_path, load_config
+from lakesync.cli.parser import parser
+
+if TYPE_CHECKING:
+    from lakesync.config import LakesyncConfig
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -17,10 +25,14 @@ EXIT_USAGE = 2
 
 
 def _config_path(args: argparse.Namespace) -> Path:
+    from lakesync.config import default_config_path
+
     return Path(args.config) if args.config else default_config_path(os.environ)
 
 
 def _load(args: argparse.Namespace) -> LakesyncConfig | None:
+    from lakesync.config import ConfigError, load_config
+
     try:
         return load_config(_config_path(args))
     except ConfigError as exc:
@@ -28,10 +40,7 @@ def _load(args: argparse.Namespace) -> LakesyncConfig | None:
         return None
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
-    config = _load(args)
-    if config is None:
-        return EXIT_FAILED
+def cmd_validate(config: LakesyncConfig, args: argparse.Namespace) -> int:
     from lakesync.defs import build_definitions
 
     try:
@@ -68,10 +77,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_sync(args: argparse.Namespace) -> int:
-    config = _load(args)
-    if config is None:
-        return EXIT_FAILED
+def cmd_sync(config: LakesyncConfig, args: argparse.Namespace) -> int:
     lakes = args.lake or None
     unknown = [lake for lake in lakes or [] if lake not in config.lakes]
     if unknown:
@@ -92,10 +98,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    config = _load(args)
-    if config is None:
-        return EXIT_FAILED
+def cmd_status(config: LakesyncConfig, args: argparse.Namespace) -> int:
     from lakesync.defs.providers import open_lakehouse, open_stores
     from lakesync.pipeline.status import dataset_statuses, table_statuses
     from lakesync.report.summary import text_table
@@ -150,22 +153,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_FAILED if errors else EXIT_OK
 
 
-def cmd_review(args: argparse.Namespace) -> int:
-    config = _load(args)
-    if config is None:
-        return EXIT_FAILED
-    from lakesync.cli.review import run
-
-    return run(config, args)
-
-
-def cmd_governance(args: argparse.Namespace) -> int:
-    config = _load(args)
-    if config is None:
-        return EXIT_FAILED
-    return int(args.governance(config, args))
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     from lakesync.demo.generate import generate
 
@@ -181,61 +168,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("lakesync")
-    except PackageNotFoundError:  # run from a checkout that is not installed
-        return "(not installed)"
-
-
-def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(
-        prog="lakesync",
-        description="Keep fragmented data lakes in sync with one Delta lakehouse, on Dagster.",
-    )
-    root.add_argument("--version", action="version", version=f"lakesync {_version()}")
-    commands = root.add_subparsers(dest="command", required=True)
-
-    def with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sub.add_argument("--config", help="lakesync.yaml (default: $LAKESYNC_CONFIG, then ./lakesync.yaml)")
-        return sub
-
-    sync = with_config(commands.add_parser("sync", help="discover and ingest what is new, once"))
-    sync.add_argument("--lake", action="append", help="only this lake (repeatable)")
-    sync.add_argument("-v", "--verbose", action="store_true", help="show Dagster's run log")
-    sync.set_defaults(func=cmd_sync)
-    with_config(
-        commands.add_parser("validate", help="check the configuration and the contracts")
-    ).set_defaults(func=cmd_validate)
-    with_config(
-        commands.add_parser("status", help="files and tables: known, ingested, quarantined, versions")
-    ).set_defaults(func=cmd_status)
-    from lakesync.cli.review import add_commands
-
-    add_commands(commands, with_config)
-    for name in ("drift", "quarantine"):
-        commands.choices[name].set_defaults(func=cmd_review)
-    from lakesync.cli.governance import add_commands as add_governance
-
-    add_governance(commands, with_config)
-    for name in ("audit", "trace", "erase", "pii"):
-        commands.choices[name].set_defaults(func=cmd_governance)
-    demo = commands.add_parser("demo", help="write demo lakes and a lakesync.yaml for them")
-    demo.add_argument("--dir", default=".", help="where to write them (default: .)")
-    demo.add_argument(
-        "--reset", action="store_true", help="replace a demo written there before (lakes and lakehouse)"
-    )
-    demo.set_defaults(func=cmd_demo)
-    return root
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", module="dagster")
     args = parser().parse_args(argv)
+    module, _, name = args.handler.partition(":")
+    command = getattr(importlib.import_module(module), name)
     try:
-        return int(args.func(args))
+        if not args.needs_config:
+            return int(command(args))
+        config = _load(args)
+        return EXIT_FAILED if config is None else int(command(config, args))
     except BrokenPipeError:  # `lakesync audit | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return EXIT_OK

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from dataclasses import replace
 
 from lakesync.config import LakesyncConfig
@@ -107,6 +106,14 @@ def drift_decide(config: LakesyncConfig, args: argparse.Namespace, decision: str
     return _replay_held_back(config, event) if decision == "approved" else _run(config, event.dataset)
 
 
+def drift_approve(config: LakesyncConfig, args: argparse.Namespace) -> int:
+    return drift_decide(config, args, "approved")
+
+
+def drift_reject(config: LakesyncConfig, args: argparse.Namespace) -> int:
+    return drift_decide(config, args, "rejected")
+
+
 def _run(config: LakesyncConfig, dataset: str) -> int:
     from lakesync.defs.launch import sync
 
@@ -196,37 +203,3 @@ def quarantine_replay(config: LakesyncConfig, args: argparse.Namespace) -> int:
     for failure in outcome.failures:
         print(f"  {failure}", file=sys.stderr)
     return EXIT_OK if outcome.ok else EXIT_FAILED
-
-
-def add_commands(commands: argparse._SubParsersAction, with_config: object) -> None:  # type: ignore[type-arg]
-    """The `drift` and `quarantine` command groups."""
-    assert callable(with_config)
-    drift = commands.add_parser("drift", help="review schema drift: list, approve, reject")
-    drift_commands = drift.add_subparsers(dest="drift_command", required=True)
-    listing = with_config(drift_commands.add_parser("list", help="open drift events (--all: every one)"))
-    listing.add_argument("--all", action="store_true")
-    listing.add_argument("--dataset", help="only this <lake>.<dataset>")
-    listing.set_defaults(review=drift_list)
-    for verb, decision in (("approve", "approved"), ("reject", "rejected")):
-        sub = with_config(drift_commands.add_parser(verb, help=f"{verb} a drift event by its id"))
-        sub.add_argument("id")
-        sub.add_argument("--note", help="why (recorded with the decision)")
-        sub.set_defaults(review=lambda config, args, d=decision: drift_decide(config, args, d))
-    quarantine = commands.add_parser("quarantine", help="what was rejected, and replaying it after a fix")
-    q_commands = quarantine.add_subparsers(dest="quarantine_command", required=True)
-    q_list = with_config(q_commands.add_parser("list", help="rejected rows and files per file and batch"))
-    q_list.add_argument("--table")
-    q_list.add_argument("--all", action="store_true", help="also what was replayed already")
-    q_list.set_defaults(review=quarantine_list)
-    replay = with_config(q_commands.add_parser("replay", help="ingest again after a contract or mapping fix"))
-    replay.add_argument("ids", nargs="*", help="ids from `lakesync quarantine list`")
-    replay.add_argument("--file", help="everything quarantined from LAKE/PATH")
-    replay.add_argument("--table")
-    replay.set_defaults(review=quarantine_replay)
-
-
-def run(config: LakesyncConfig, args: argparse.Namespace) -> int:
-    return int(args.review(config, args))
-
-
-__all__: Sequence[str] = ["add_commands", "run"]

@@ -1,0 +1,145 @@
+"""Every `lakesync` command and option, and where each command is implemented.
+
+Nothing heavy is imported here: a command names its function as ``"module:function"`` and
+:func:`lakesync.cli.main.main` imports it only when that command runs, so ``lakesync --help``
+and a mistyped option answer at once. Commands marked ``config`` get the loaded
+``lakesync.yaml`` as their first argument.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+_MAIN = "lakesync.cli.main"
+_REVIEW = "lakesync.cli.review"
+_GOVERNANCE = "lakesync.cli.governance"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lakesync")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "(not installed)"
+
+
+def _command(
+    commands: argparse._SubParsersAction,  # type: ignore[type-arg]
+    name: str,
+    handler: str,
+    help_text: str,
+    *,
+    config: bool = True,
+) -> argparse.ArgumentParser:
+    """A command that runs ``handler`` (``module:function``); with ``config``, it takes --config and
+    the handler gets the loaded configuration."""
+    sub: argparse.ArgumentParser = commands.add_parser(name, help=help_text)
+    if config:
+        sub.add_argument("--config", help="lakesync.yaml (default: $LAKESYNC_CONFIG, then ./lakesync.yaml)")
+    sub.set_defaults(handler=handler, needs_config=config)
+    return sub
+
+
+def _rewrite_options(command: argparse.ArgumentParser, *, dry_run: str) -> None:
+    """--dry-run, --purge and --format of the commands that rewrite stored rows."""
+    command.add_argument("--dry-run", action="store_true", help=dry_run)
+    command.add_argument(
+        "--purge",
+        action="store_true",
+        help="also delete the earlier versions: old files, commits and change data (ends time travel)",
+    )
+    command.add_argument("--format", choices=["text", "json"], default="text")
+
+
+def _sync_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    sync = _command(commands, "sync", f"{_MAIN}:cmd_sync", "discover and ingest what is new, once")
+    sync.add_argument("--lake", action="append", help="only this lake (repeatable)")
+    sync.add_argument("-v", "--verbose", action="store_true", help="show Dagster's run log")
+    _command(commands, "validate", f"{_MAIN}:cmd_validate", "check the configuration and the environment")
+    _command(
+        commands, "status", f"{_MAIN}:cmd_status", "files and tables: known, ingested, quarantined, versions"
+    )
+
+
+def _review_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """`drift` and `quarantine`: review what lakesync held back."""
+    drift = commands.add_parser("drift", help="review schema drift: list, approve, reject")
+    drift_commands = drift.add_subparsers(dest="drift_command", required=True)
+    listing = _command(
+        drift_commands, "list", f"{_REVIEW}:drift_list", "open drift events (--all: every one)"
+    )
+    listing.add_argument("--all", action="store_true")
+    listing.add_argument("--dataset", help="only this <lake>.<dataset>")
+    for verb in ("approve", "reject"):
+        sub = _command(drift_commands, verb, f"{_REVIEW}:drift_{verb}", f"{verb} a drift event by its id")
+        sub.add_argument("id")
+        sub.add_argument("--note", help="why (recorded with the decision)")
+    quarantine = commands.add_parser("quarantine", help="what was rejected, and replaying it after a fix")
+    q_commands = quarantine.add_subparsers(dest="quarantine_command", required=True)
+    q_list = _command(
+        q_commands, "list", f"{_REVIEW}:quarantine_list", "rejected rows and files per file and batch"
+    )
+    q_list.add_argument("--table")
+    q_list.add_argument("--all", action="store_true", help="also what was replayed already")
+    replay = _command(
+        q_commands, "replay", f"{_REVIEW}:quarantine_replay", "ingest again after a contract or mapping fix"
+    )
+    replay.add_argument("ids", nargs="*", help="ids from `lakesync quarantine list`")
+    replay.add_argument("--file", help="everything quarantined from LAKE/PATH")
+    replay.add_argument("--table")
+
+
+def _governance_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """`audit`, `trace`, `erase` and `pii apply`."""
+    audit = _command(
+        commands, "audit", f"{_GOVERNANCE}:cmd_audit", "the audit trail: every file, batch and decision"
+    )
+    audit.add_argument("--table", help="only records of this table")
+    audit.add_argument("--file", help="only records of files whose LAKE/PATH contains this")
+    audit.add_argument("--since", help="only records since: a duration (2h, 7d) or an ISO date/time")
+    audit.add_argument("--format", choices=["table", "json"], default="table")
+    trace = _command(
+        commands, "trace", f"{_GOVERNANCE}:cmd_trace", "where rows came from: source file, commit, history"
+    )
+    trace.add_argument("--table", required=True)
+    trace.add_argument("--where", required=True, help='a SQL condition, e.g. "order_id = 42"')
+    trace.add_argument("--format", choices=["text", "json"], default="text")
+    erase = _command(
+        commands,
+        "erase",
+        f"{_GOVERNANCE}:cmd_erase",
+        "delete a data subject's rows everywhere; prints a receipt",
+    )
+    erase.add_argument("--subject", required=True, help="SUBJECT=KEY, e.g. customer=12345")
+    _rewrite_options(erase, dry_run="count what would be deleted; delete nothing")
+    pii = commands.add_parser("pii", help="personal data: treat rows stored before a column was marked pii")
+    pii_commands = pii.add_subparsers(dest="pii_command", required=True, metavar="COMMAND")
+    apply = _command(
+        pii_commands,
+        "apply",
+        f"{_GOVERNANCE}:cmd_pii_apply",
+        "hash, mask or drop the personal columns a table already stores, as its contract says",
+    )
+    apply.add_argument("--table", required=True)
+    _rewrite_options(apply, dry_run="say what would be treated; write nothing")
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="lakesync",
+        description="Keep fragmented data lakes in sync with one Delta lakehouse, on Dagster.",
+    )
+    root.add_argument("--version", action="version", version=f"lakesync {_version()}")
+    commands = root.add_subparsers(dest="command", required=True)
+    _sync_commands(commands)
+    _review_commands(commands)
+    _governance_commands(commands)
+    demo = _command(
+        commands, "demo", f"{_MAIN}:cmd_demo", "write demo lakes and a lakesync.yaml for them", config=False
+    )
+    demo.add_argument("--dir", default=".", help="where to write them (default: .)")
+    demo.add_argument(
+        "--reset", action="store_true", help="replace a demo written there before (lakes and lakehouse)"
+    )
+    return root
