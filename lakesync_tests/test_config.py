@@ -3,6 +3,7 @@ explain every mistake with its key path."""
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import pytest
 
 from lakesync.config import ConfigError, load_config, parse_config, resolve_contract
 from lakesync.config.units import parse_duration, parse_size
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # The example from the local end-to-end issue (and the README), verbatim.
 EXAMPLE = textwrap.dedent(
@@ -244,12 +247,37 @@ def test_contract_fingerprint_changes_with_what_is_enforced() -> None:
 
 
 def test_the_readme_example_validates_as_written(tmp_path: Path) -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Use it on your lakes", 1)[1]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("**Your first lake.**", 1)[1]
     block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
     config = parse_config(block, source="README.md", base_dir=tmp_path)
-    assert set(config.lakes) == {"eu_sales", "us_sales"}
+    assert set(config.lakes) == {"eu_sales"}
     assert config.tables["orders"].mode == "merge"
+    assert config.lakes["eu_sales"].datasets["orders"].columns == {"order_no": "order_id"}
+
+
+def test_the_configuration_reference_example_validates_as_written(tmp_path: Path) -> None:
+    commands = (ROOT / "docs" / "commands.md").read_text(encoding="utf-8")
+    for doc in ("configuration.md", "cloud.md"):
+        text = (ROOT / "docs" / doc).read_text(encoding="utf-8")
+        blocks = [b.split("```", 1)[0] for b in text.split("```yaml\n")[1:]]
+        full = [b for b in blocks if b.startswith("lakehouse:") and "lakes:" in b]
+        assert full, doc
+        for block in full:
+            tables = set(re.findall(r"table: (\w+)", block))
+            stub = "tables:\n" + "".join(
+                f"  {t}: {{mode: merge, keys: [id], contract: {{columns: {{id: {{type: int64, nullable: false}}}}}}}}\n"
+                for t in sorted(tables)
+            )
+            parse_config(block if "\ntables:" in block else block + stub, source=doc, base_dir=tmp_path)
+    assert "lakesync validate" in commands
+
+
+def test_the_readme_and_docs_link_only_to_files_that_exist() -> None:
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = page.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
+            assert (page.parent / target).exists(), f"{page.name} links to {target}, which does not exist"
 
 
 CLOUD = textwrap.dedent(
