@@ -345,3 +345,39 @@ def test_an_erasure_purged_on_a_cloud_lakehouse_leaves_no_trace_of_the_subject(
     assert not [k for k in after if "/_change_data/" in k and k in before]  # the old change data is gone
     remaining = pl.from_arrow(target.open(target.table_uri("orders")).to_pyarrow_table())  # type: ignore[union-attr]
     assert isinstance(remaining, pl.DataFrame) and remaining.height == 5 + 4 + 3 + 2 - 4
+
+
+def test_validate_online_lists_each_lake_once_and_names_the_one_refused(
+    tmp_path: Path, servers: dict[str, Server], env: dict[str, str], cli_env: dict[str, str]
+) -> None:
+    config_path, _ = four_lakes(tmp_path, servers, {"uri": str(tmp_path / "lakehouse")})
+
+    def validate(**extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                str(Path(sys.executable).parent / "lakesync"),
+                "validate",
+                "--online",
+                "--config",
+                str(config_path),
+            ],
+            env={**cli_env, **env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    good = validate()
+    assert good.returncode == 0, good.stderr
+    lines = [line for line in good.stdout.splitlines() if line.startswith("lake ")]
+    assert [line.split()[1] for line in lines] == ["eu_sales", "us_crm", "apac_events", "onprem"]
+    assert all("reachable, listed; orders 1 file(s)" in line for line in lines), lines
+    refused = validate(LAKE_AZURE_KEY=PLANTED_AZURE)  # a well-formed, wrong key
+    assert refused.returncode == 1
+    assert "lake us_crm: FAILED: lake 'us_crm': container " in refused.stderr
+    assert "refused the credentials while listing (from $LAKE_AZURE_KEY)" in refused.stderr
+    assert "lake eu_sales (" in refused.stdout and "OK" not in refused.stdout  # the others still said
+    assert "Traceback" not in refused.stderr
+    for secret in (PLANTED_AZURE, PLANTED_S3):
+        assert secret not in refused.stdout + refused.stderr + good.stdout + good.stderr

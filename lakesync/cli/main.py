@@ -58,6 +58,8 @@ def cmd_validate(config: LakesyncConfig, args: argparse.Namespace) -> int:
             f"{_config_path(args)}: {len(problems)} problem(s) in the environment:\n{lines}", file=sys.stderr
         )
         return EXIT_FAILED
+    if args.online and not _online(config):
+        return EXIT_FAILED
     datasets = sum(len(lake.datasets) for lake in config.lakes.values())
     print(
         f"{_config_path(args)}: OK — {len(config.lakes)} lake(s), {datasets} dataset(s), "
@@ -75,6 +77,28 @@ def cmd_validate(config: LakesyncConfig, args: argparse.Namespace) -> int:
     if hashes_pii(config):
         print(f"hashing needs the secret in ${config.lakehouse.pii_key.env} when syncing")
     return EXIT_OK
+
+
+def _online(config: LakesyncConfig) -> bool:
+    """One line per lake: listed with its credentials, or why not. False when one failed."""
+    import dagster as dg
+
+    from lakesync.defs.providers import open_stores
+    from lakesync.defs.resources import config_problem
+    from lakesync.discover.probe import probe_lake
+
+    try:
+        with open_stores(config) as stores:
+            probes = [
+                probe_lake(name, stores[name], {d: ds.pattern for d, ds in lake.datasets.items()})
+                for name, lake in config.lakes.items()
+            ]
+    except dg.DagsterInvalidConfigError as exc:
+        print(f"cannot open the lakes: {config_problem(exc)}", file=sys.stderr)
+        return False
+    for probe in probes:
+        print(probe.line(), file=sys.stderr if probe.error else sys.stdout)
+    return not any(p.error for p in probes)
 
 
 def cmd_sync(config: LakesyncConfig, args: argparse.Namespace) -> int:

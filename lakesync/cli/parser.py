@@ -56,7 +56,12 @@ def _sync_commands(commands: argparse._SubParsersAction) -> None:  # type: ignor
     sync = _command(commands, "sync", f"{_MAIN}:cmd_sync", "discover and ingest what is new, once")
     sync.add_argument("--lake", action="append", help="only this lake (repeatable)")
     sync.add_argument("-v", "--verbose", action="store_true", help="show Dagster's run log")
-    _command(commands, "validate", f"{_MAIN}:cmd_validate", "check the configuration and the environment")
+    validate = _command(
+        commands, "validate", f"{_MAIN}:cmd_validate", "check the configuration and the environment"
+    )
+    validate.add_argument(
+        "--online", action="store_true", help="also list each lake once: endpoint and credentials"
+    )
     _command(
         commands, "status", f"{_MAIN}:cmd_status", "files and tables: known, ingested, quarantined, versions"
     )
