@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -17,6 +18,7 @@ import pytest
 from lakesync.config import load_config
 from lakesync.state.lakehouse import lakehouse_for
 from lakesync_tests.commands import cli
+from lakesync_tests.lakes import T0, local_lake, orders_rows, orders_table, write_config, write_orders_parquet
 
 BIN = Path(sys.executable).parent
 
@@ -351,3 +353,32 @@ def test_help_answers_without_importing_the_pipeline() -> None:
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines()[-1] == "none", done.stdout
     assert "sync" in done.stdout and "quarantine" in done.stdout
+
+
+def test_sync_catches_up_in_as_many_batches_as_the_limits_need(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    lake = tmp_path / "eu"
+    for i in range(25):
+        write_orders_parquet(
+            lake / f"part-{i:03d}.parquet", orders_rows(1 + i * 4, 4), mtime=T0 + timedelta(minutes=i)
+        )
+    dataset = {"pattern": "*.parquet", "format": "parquet", "table": "orders", "sensor": {"max_files": 10}}
+    config = write_config(
+        tmp_path, lakes={"eu": local_lake(lake, {"orders": dataset})}, tables={"orders": orders_table()}
+    )
+    done = lakesync("sync", "--config", str(config), env=cli_env)
+    assert done.returncode == 0, done.stderr
+    (row,) = [line.split() for line in done.stdout.splitlines() if line.startswith("eu ")]
+    assert row == ["eu", "orders", "25", "25", "0", "100", "100", "0"]
+    assert "Caught up in several batches" in done.stdout and "eu.orders: 3 batches (25 files)" in done.stdout
+    progress = [
+        line.strip() for line in done.stderr.splitlines() if line.strip().startswith("eu.orders: batch")
+    ]
+    assert [line.split(":")[1].strip() for line in progress] == ["batch 1", "batch 2", "batch 3"]
+    assert progress[0].split("; ")[-1] == "15 file(s) left" and progress[-1].endswith("; 0 file(s) left")
+    assert "10 file(s)" in progress[0] and "5 file(s)" in progress[2]
+    assert pl.read_delta(str(tmp_path / "lakehouse" / "orders")).height == 100
+    again = lakesync("sync", "--config", str(config), env=cli_env)
+    assert "Caught up" not in again.stdout and "eu.orders: batch" not in again.stderr
+    assert pl.read_delta(str(tmp_path / "lakehouse" / "orders")).height == 100

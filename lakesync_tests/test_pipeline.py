@@ -146,18 +146,24 @@ def test_new_files_are_ingested_in_later_batches_with_increasing_versions(tmp_pa
     assert history[0]["lakesync.run_id"] == "second"
 
 
-def test_max_files_bounds_each_run_and_the_rest_waits(tmp_path: Path) -> None:
+def test_a_sync_started_by_hand_catches_up_in_batches_of_max_files(tmp_path: Path) -> None:
     for i in range(5):
         write_orders_parquet(
             tmp_path / "eu" / f"{i}.parquet", orders_rows(i * 10, 10), mtime=T0 + timedelta(minutes=i)
         )
     config = one_lake(tmp_path, sensor={"max_files": 2})
-    counts = []
-    for run in range(4):
-        result = sync(config, run=f"r{run}")
-        counts.append((result.datasets[0].files_ingested, result.datasets[0].files_pending))
-    assert counts == [(2, 3), (2, 1), (1, 0), (0, 0)]
+    first = sync(config, run="r0").datasets[0]
+    assert (first.files_ingested, first.files_pending, first.batches) == (5, 0, (1, 2, 3))
+    assert [rows for _, rows in first.batch_rows] == [20, 20, 10]  # oldest files first, 2 a batch
     assert table(config, "orders").height == 50
+    history = DeltaTable(str(tmp_path / "lakehouse" / "orders")).history()
+    assert [h["lakesync.batches"] for h in history if "lakesync.batches" in h][:3] == [
+        '{"eu.orders": 3}',
+        '{"eu.orders": 2}',
+        '{"eu.orders": 1}',
+    ]  # one commit per batch
+    again = sync(config, run="r1").datasets[0]
+    assert (again.files_ingested, again.batches) == (0, ())
 
 
 def test_merge_keeps_the_latest_version_of_each_key(tmp_path: Path) -> None:

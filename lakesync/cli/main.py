@@ -79,6 +79,18 @@ def cmd_validate(config: LakesyncConfig, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _show_progress() -> None:
+    """A line per batch on stderr while a dataset catches up in several batches."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("  %(message)s"))
+    progress = logging.getLogger("lakesync.progress")
+    progress.addHandler(handler)
+    progress.setLevel(logging.INFO)
+    progress.propagate = False
+
+
 def _online(config: LakesyncConfig) -> bool:
     """One line per lake: listed with its credentials, or why not. False when one failed."""
     import dagster as dg
@@ -110,6 +122,7 @@ def cmd_sync(config: LakesyncConfig, args: argparse.Namespace) -> int:
     from lakesync.defs.launch import sync
     from lakesync.report.summary import sync_summary
 
+    _show_progress()
     outcome = sync(config, lakes=lakes, verbose=args.verbose)
     print(sync_summary(outcome.datasets, outcome.tables, outcome.checks, outcome.features))
     if not outcome.recorded:

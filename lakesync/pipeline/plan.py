@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from lakesync.discover.planning import Discovery, take_batch
 from lakesync.pipeline.runtime import DatasetRuntime
@@ -30,7 +30,10 @@ class DatasetPlans:
     found: Discovery | None = None
     """``None`` when this run did not look for new files (the sensor had planned its batches)."""
     files_left: int = 0
-    """New files left for later runs (beyond ``max_files`` / ``max_bytes``)."""
+    """New files no batch has taken yet (beyond ``max_files`` / ``max_bytes``)."""
+    fresh: tuple[FileEntry, ...] = ()
+    """Those files: a run started by hand plans its next batches from them, without listing the
+    lake again, until it has caught up."""
 
 
 def fresh_files(runtime: DatasetRuntime, found: Discovery) -> list[FileEntry]:
@@ -81,14 +84,30 @@ def plan_dataset(
         )
     fresh = fresh_files(runtime, found)
     if state.pending:  # finish what an earlier run started before taking new files
-        return DatasetPlans(state.pending, found, len(fresh))
+        return DatasetPlans(state.pending, found, len(fresh), tuple(fresh))
     plan = plan_batch(runtime, ledger, fresh, run_id=run_id)
     if plan is None:
         return DatasetPlans((), found, 0)
-    left = max(0, len(fresh) - len(plan.files))
+    rest = _untaken(fresh, plan)
     if plan.version > state.planned_version + 1:
         # Another run planned batches since this one looked: they come first (batches commit in
         # order; whichever run commits one first, the other finds it done).
         earlier = [p for p in ledger.read(runtime.key).pending if p.version < plan.version]
-        return DatasetPlans((*earlier, plan), found, left)
-    return DatasetPlans((plan,), found, left)
+        return DatasetPlans((*earlier, plan), found, len(rest), rest)
+    return DatasetPlans((plan,), found, len(rest), rest)
+
+
+def _untaken(files: Sequence[FileEntry], plan: BatchPlan) -> tuple[FileEntry, ...]:
+    taken = {f.path for f in plan.files}
+    return tuple(f for f in files if f.path not in taken)
+
+
+def next_batch(
+    runtime: DatasetRuntime, ledger: Ledger, plans: DatasetPlans, *, run_id: str
+) -> tuple[BatchPlan | None, DatasetPlans]:
+    """Catching up: plan the next batch from the files this run found that no batch took yet."""
+    plan = plan_batch(runtime, ledger, plans.fresh, run_id=run_id) if plans.fresh else None
+    if plan is None:
+        return None, replace(plans, fresh=(), files_left=0)
+    rest = _untaken(plans.fresh, plan)
+    return plan, replace(plans, plans=(*plans.plans, plan), fresh=rest, files_left=len(rest))

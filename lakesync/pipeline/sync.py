@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from lakesync.conform.pii import PiiPolicy
 from lakesync.discover import LakeStore, LakeUnavailableError
 from lakesync.pipeline.context import WHOLE_FILE_BYTES, RowRules, TableContext, TableSpec
 from lakesync.pipeline.failures import ContractFailures
-from lakesync.pipeline.plan import DatasetPlans, plan_dataset
+from lakesync.pipeline.plan import DatasetPlans, next_batch, plan_dataset
 from lakesync.pipeline.results import DatasetSync, TableSync
 from lakesync.pipeline.round import RoundResult, commit_round
 from lakesync.pipeline.runtime import DatasetRuntime, dataset_runtimes
@@ -33,10 +34,12 @@ from lakesync.state.drift_log import DriftLog
 from lakesync.state.erasures import Erasures
 from lakesync.state.lakehouse import Lakehouse, row_count
 from lakesync.state.ledger import Ledger
-from lakesync.state.values import FileOutcome
+from lakesync.state.values import BatchPlan, FileOutcome
 from lakesync.validate import compile_contract
 
 log = logging.getLogger("lakesync")
+progress_log = logging.getLogger("lakesync.progress")
+"""A line per batch while a dataset catches up (``lakesync sync`` shows them)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ def sync_table(
     quarantine_version: int | None = None
     while any(queues.values()):
         plans = [queue.pop(0) for queue in queues.values() if queue]
+        started = time.monotonic()
         result = commit_round(ctx, plans)
         commits += int(result.committed)
         superseded += result.superseded
@@ -114,6 +118,9 @@ def sync_table(
         for plan in plans:
             if plan.dataset not in result.stopped:
                 progress[plan.dataset].add(plan.version, result, plan.dataset)
+        if options.planned is None:  # started by hand: go on until caught up
+            _catch_up(ctx, queues, progress)
+        _report(plans, result, progress, time.monotonic() - started)
     snapshot = lakehouse.open(ctx.uri)
     schema = table_polars_schema(snapshot) or {}
     return TableSync(
@@ -169,6 +176,41 @@ def _plan(
         progress.error = str(exc)
         log.error("%s", exc)  # noqa: TRY400 - the message says it all; no traceback for users
     return progress.plans
+
+
+def _catch_up(ctx: TableContext, queues: dict[str, list[BatchPlan]], progress: dict[str, _Progress]) -> None:
+    """Plan the next batch of each dataset whose batches are done and whose source found more."""
+    for key, queue in queues.items():
+        state = progress[key]
+        if queue or state.error is not None or not state.plans.fresh:
+            continue
+        plan, state.plans = next_batch(
+            ctx.runtimes[key], Ledger(ctx.lakehouse), state.plans, run_id=ctx.run_id
+        )
+        if plan is not None:
+            queue.append(plan)
+
+
+def _report(
+    plans: list[BatchPlan], result: RoundResult, progress: dict[str, _Progress], seconds: float
+) -> None:
+    """A line per batch of a dataset that takes more than one (a long sync shows how it goes)."""
+    for plan in plans:
+        state = progress[plan.dataset]
+        if len(state.batches) < 2 and not state.plans.files_left:
+            continue
+        rows = sum(o.rows_read for o in result.outcomes.get(plan.dataset, []))
+        progress_log.info(
+            "%s: batch %d: %d file(s), %.1f MB, %s rows in %.1f s (%s rows/s); %d file(s) left",
+            plan.dataset,
+            plan.version,
+            len(plan.files),
+            plan.bytes / 1e6,
+            f"{rows:,}",
+            seconds,
+            f"{rows / seconds:,.0f}" if seconds > 0 else "-",
+            state.plans.files_left + sum(len(p.files) for p in state.plans.plans if p.version > plan.version),
+        )
 
 
 def _reviewed(outcome: FileOutcome) -> bool:

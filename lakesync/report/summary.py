@@ -109,6 +109,14 @@ def sync_summary(
                 [(f.feature, f.delta_version, f.rows, f.status) for f in features],
             ),
         ]
+    batched = [d for d in datasets if len(d.batches) > 1]
+    if batched:
+        out += ["", "Caught up in several batches (each at most the dataset's sensor.max_files / max_bytes):"]
+        out += [f"  {d.lake}.{d.dataset}: {len(d.batches)} batches ({d.files_seen} files)" for d in batched]
+    waiting = [d for d in datasets if d.files_pending]
+    if waiting:
+        out += ["", "Not ingested yet (lakesync sync again, or the sensor will):"]
+        out += [f"  {d.lake}.{d.dataset}: {d.files_pending} file(s)" for d in waiting]
     rescued = [d for d in datasets if d.rows_rescued]
     if rescued:
         out += ["", "Values that did not fit their column, kept in _rescued_data (their rows are committed):"]
