@@ -6,11 +6,12 @@ The commands are declared in :mod:`lakesync.cli.parser`; each is imported when i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -79,7 +80,8 @@ def cmd_validate(config: LakesyncConfig, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _show_progress() -> None:
+@contextlib.contextmanager
+def _show_progress() -> Iterator[None]:
     """A line per batch on stderr while a dataset catches up in several batches."""
     import logging
 
@@ -89,6 +91,11 @@ def _show_progress() -> None:
     progress.addHandler(handler)
     progress.setLevel(logging.INFO)
     progress.propagate = False
+    try:
+        yield
+    finally:
+        progress.removeHandler(handler)
+        progress.propagate = True
 
 
 def _online(config: LakesyncConfig) -> bool:
@@ -122,8 +129,8 @@ def cmd_sync(config: LakesyncConfig, args: argparse.Namespace) -> int:
     from lakesync.defs.launch import sync
     from lakesync.report.summary import sync_summary
 
-    _show_progress()
-    outcome = sync(config, lakes=lakes, verbose=args.verbose)
+    with _show_progress():
+        outcome = sync(config, lakes=lakes, verbose=args.verbose)
     print(sync_summary(outcome.datasets, outcome.tables, outcome.checks, outcome.features))
     if not outcome.recorded:
         print("\nDAGSTER_HOME is not set: these runs were not recorded for the Dagster UI.")

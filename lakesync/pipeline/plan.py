@@ -104,10 +104,15 @@ def _untaken(files: Sequence[FileEntry], plan: BatchPlan) -> tuple[FileEntry, ..
 
 def next_batch(
     runtime: DatasetRuntime, ledger: Ledger, plans: DatasetPlans, *, run_id: str
-) -> tuple[BatchPlan | None, DatasetPlans]:
-    """Catching up: plan the next batch from the files this run found that no batch took yet."""
+) -> tuple[tuple[BatchPlan, ...], DatasetPlans]:
+    """Catching up: plan the next batch from the files this run found that no batch took yet
+    (with any batch another run planned before it)."""
     plan = plan_batch(runtime, ledger, plans.fresh, run_id=run_id) if plans.fresh else None
     if plan is None:
-        return None, replace(plans, fresh=(), files_left=0)
+        return (), replace(plans, fresh=(), files_left=0)
     rest = _untaken(plans.fresh, plan)
-    return plan, replace(plans, plans=(*plans.plans, plan), fresh=rest, files_left=len(rest))
+    # Another run may have planned batches meanwhile: they come first, as in plan_dataset.
+    earlier = tuple(p for p in ledger.read(runtime.key).pending if p.version < plan.version)
+    return (*earlier, plan), replace(
+        plans, plans=(*plans.plans, *earlier, plan), fresh=rest, files_left=len(rest)
+    )

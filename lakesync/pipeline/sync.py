@@ -184,11 +184,10 @@ def _catch_up(ctx: TableContext, queues: dict[str, list[BatchPlan]], progress: d
         state = progress[key]
         if queue or state.error is not None or not state.plans.fresh:
             continue
-        plan, state.plans = next_batch(
+        planned, state.plans = next_batch(
             ctx.runtimes[key], Ledger(ctx.lakehouse), state.plans, run_id=ctx.run_id
         )
-        if plan is not None:
-            queue.append(plan)
+        queue.extend(planned)
 
 
 def _report(
