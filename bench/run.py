@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,8 +28,9 @@ from typing import Any
 
 import polars as pl
 
-from bench import cli, cloud_discovery, unique
+from bench import cli, cloud_discovery, merge, unique
 from bench.discovery import tick
+from bench.proc import own_peak_mb, run_child
 
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT / "data"
@@ -162,6 +162,7 @@ def child(case: str, folder: Path, fmt: str) -> None:
         outcome["wall_s"] = time.perf_counter() - started
         outcome["cpu_s"] = time.process_time() - cpu
         outcome["table_mb"] = sum(f.stat().st_size for f in target.rglob("*.parquet")) / 1e6
+    outcome["own_peak_rss_mb"] = own_peak_mb()
     print(json.dumps(outcome))
 
 
@@ -169,18 +170,7 @@ def child(case: str, folder: Path, fmt: str) -> None:
 def measure(case: str, folder: Path, fmt: str) -> dict[str, Any]:
     """Run one case in a child process; its own peak RSS and CPU come from wait4."""
     command = [sys.executable, "-m", "bench.run", "--child", case, "--folder", str(folder), "--format", fmt]
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        child_process = subprocess.Popen(command, stdout=out, stderr=err, cwd=ROOT.parent)
-        _, status, usage = os.wait4(child_process.pid, 0)
-        child_process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        if child_process.returncode != 0:
-            raise SystemExit(f"{case}/{fmt} failed:\n{err.read()[-4000:]}")
-        outcome: dict[str, Any] = json.loads(out.read().strip().splitlines()[-1])
-    outcome["peak_rss_mb"] = usage.ru_maxrss / 1024
-    outcome["process_cpu_s"] = usage.ru_utime + usage.ru_stime
-    return outcome
+    return run_child(command, f"{case}/{fmt}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -203,6 +193,12 @@ def main(argv: list[str] | None = None) -> int:
         help="1: time `unique: true` across files on a 10M-row table (0: skip)",
     )
     parser.add_argument("--cli", type=int, default=1, help="1: time `lakesync --help` and friends (0: skip)")
+    parser.add_argument(
+        "--merge-rows",
+        type=int,
+        default=10_000_000,
+        help="rows of the merge-table cases (first load, 1M-row upsert vs delta-rs's merge; 0: skip)",
+    )
     parser.add_argument("--child", choices=CASES)
     parser.add_argument("--folder", type=Path)
     parser.add_argument("--format", choices=["parquet", "csv"])
@@ -254,7 +250,12 @@ def main(argv: list[str] | None = None) -> int:
         folder = unique.build(DATA, generate(10_000_000, 200, "parquet"))
         uniques = unique.measure(folder, repeat=args.repeat)
     commands = cli.measure(repeat=max(5, args.repeat)) if args.cli else []
-    report(results, ticks, cloud, uniques, commands)
+    merges = (
+        merge.measure(args.merge_rows, 200, args.merge_rows // 10, min(args.repeat, 2))
+        if args.merge_rows
+        else []
+    )
+    report(results, ticks, cloud, uniques=uniques, commands=commands, merges=merges)
     return 0
 
 
@@ -268,8 +269,10 @@ def report(
     results: list[dict[str, Any]],
     ticks: list[dict[str, Any]],
     cloud: dict[str, Any],
+    *,
     uniques: list[dict[str, Any]] | None = None,
     commands: list[dict[str, Any]] | None = None,
+    merges: list[dict[str, Any]] | None = None,
 ) -> None:
     header = (
         f"{'format':8} {'case':12} {'rows':>11} {'files':>5} {'wall s':>7} {'cpu s':>7} "
@@ -338,11 +341,14 @@ def report(
         "s3_sensor_ticks": cloud,
         "unique_keys": uniques or [],
         "cli": commands or [],
+        "merge": merges or [],
     }
     if uniques:
         unique.report(uniques)
     if commands:
         cli.report(commands)
+    if merges:
+        merge.report(merges)
     for name in (f"bench-{stamp}.json", "latest.json"):
         (RESULTS / name).write_text(json.dumps(payload, indent=2))
     print(f"Wrote {RESULTS / f'bench-{stamp}.json'}")

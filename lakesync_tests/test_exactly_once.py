@@ -58,14 +58,18 @@ KILL_POINTS = {
     "during_delta_commit": """
         import pyarrow as pa
         import lakesync.commit.delta as delta
-        original = delta.merge
-        def patched(target, rows, stamp, **k):
-            def batches():  # delta-rs reads the source while it merges: die when it asks again
-                yield from rows.to_batches()[:1]
-                die()
-            source = pa.RecordBatchReader.from_batches(rows.schema, batches())
-            return original(target, source, stamp, **k)
-        delta.merge = patched
+        def killing(original):
+            def patched(target, rows, stamp, *a, **k):
+                reader = rows.to_reader() if isinstance(rows, pa.Table) else rows
+                def batches():  # delta-rs reads the rows while it writes: die when it asks again
+                    for batch in reader:
+                        yield batch
+                        break
+                    die()
+                return original(target, pa.RecordBatchReader.from_batches(reader.schema, batches()), stamp, *a, **k)
+            return patched
+        delta.append = killing(delta.append)  # append tables, and first loads of merge tables
+        delta.merge = killing(delta.merge)
     """,
     "after_delta_commit": """
         import lakesync.state.quarantine as quarantine

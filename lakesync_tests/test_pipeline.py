@@ -188,6 +188,86 @@ def test_merge_keeps_the_latest_version_of_each_key(tmp_path: Path) -> None:
     assert table(config, "orders").filter(pl.col("order_id") == 1)["amount"].to_list() == [9.0]
 
 
+def test_a_merge_table_appends_keys_it_never_held_and_merges_the_others(tmp_path: Path) -> None:
+    """Three commit paths, one result: a first load (appended as it streams), new keys only
+    (appended after a check of the table's keys), a key the table holds (a merge)."""
+    config = one_lake(tmp_path, mode="merge")
+    house = lakehouse_for(config)
+    write_orders_parquet(tmp_path / "eu" / "a.parquet", orders_rows(1, 3, amount=1.0), mtime=T0)
+    sync(config, run="first")
+    write_orders_parquet(
+        tmp_path / "eu" / "b.parquet", orders_rows(10, 2, amount=2.0), mtime=T0 + timedelta(hours=1)
+    )
+    sync(config, run="new-keys")
+    write_orders_parquet(
+        tmp_path / "eu" / "c.parquet", orders_rows(3, 8, amount=3.0), mtime=T0 + timedelta(hours=2)
+    )
+    assert sync(config, run="upsert").rows_superseded == 0
+    history = DeltaTable(house.table_uri("orders")).history()
+    batches = [(h["operation"], h["lakesync.batches"]) for h in history if "lakesync.batches" in h]
+    assert batches == [
+        ("MERGE", '{"eu.orders": 3}'),
+        ("WRITE", '{"eu.orders": 2}'),
+        ("WRITE", '{"eu.orders": 1}'),
+    ]
+    rows = table(config, "orders").sort("order_id")
+    assert rows.select("order_id", "amount").rows() == [
+        (1, 1.0), (2, 1.0), *((k, 3.0) for k in range(3, 11)), (11, 2.0)
+    ]  # fmt: skip
+    assert rows["order_id"].is_unique().all()
+    # The change data feed still shows every version (trace reads it): appended rows are inserts.
+    feed = pl.from_arrow(
+        pa.table(DeltaTable(house.table_uri("orders")).load_cdf(starting_version=0).read_all())
+    )
+    assert isinstance(feed, pl.DataFrame)
+    inserted = feed.filter(pl.col("_change_type") == "insert")["order_id"].sort().to_list()
+    assert inserted == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+
+
+def test_a_first_load_whose_keys_repeat_is_merged_from_disk_and_leaves_one_commit(tmp_path: Path) -> None:
+    write_orders_parquet(tmp_path / "eu" / "a.parquet", orders_rows(1, 4, amount=1.0), mtime=T0)
+    b = orders_rows(2, 1, amount=5.0)  # key 2 again, in a later file of the same batch
+    write_orders_parquet(tmp_path / "eu" / "b.parquet", b, mtime=T0 + timedelta(hours=1))
+    config = one_lake(tmp_path, mode="merge")
+    result = sync(config)
+    assert (result.rows_committed, result.rows_superseded) == (5, 1)
+    assert table(config, "orders").sort("order_id").select("order_id", "amount").rows() == [
+        (1, 1.0), (2, 5.0), (3, 1.0), (4, 1.0)
+    ]  # fmt: skip
+    history = DeltaTable(lakehouse_for(config).table_uri("orders")).history()
+    assert [h["operation"] for h in history if "lakesync.batches" in h] == ["WRITE"]
+    lost = pl.read_delta(lakehouse_for(config).superseded_uri("orders"))
+    assert lost.select("order_id", "amount", "_lakesync_superseded_by").rows() == [(2, 1.0, "eu/b.parquet#1")]
+
+
+def test_a_merge_on_text_keys_with_quotes_only_reads_the_range_the_table_holds(tmp_path: Path) -> None:
+    from lakesync.commit.winners import key_bounds
+
+    held = pl.DataFrame({"sku": ["O'Brien-2", "A-1"], "n": [2, 1]})
+    assert key_bounds(held, ["sku", "n"]) == [
+        "t.`sku` >= 'A-1' AND t.`sku` <= 'O''Brien-2'",
+        "t.`n` >= 1 AND t.`n` <= 2",
+    ]
+    table = {
+        "mode": "merge",
+        "keys": ["sku"],
+        "contract": {"columns": {"sku": {"type": "string", "nullable": False}, "qty": {"type": "int64"}}},
+    }
+    datasets = {"stock": {"pattern": "*.csv", "format": "csv", "table": "stock"}}
+    config = load_config(
+        write_config(tmp_path, lakes={"eu": local_lake(tmp_path / "eu", datasets)}, tables={"stock": table})
+    )
+    (tmp_path / "eu").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "eu" / "a.csv").write_text("sku,qty\nA-1,1\nO'Brien-2,2\nZ-9,9\n", encoding="utf-8")
+    touch_at(tmp_path / "eu" / "a.csv", T0)
+    sync(config, "stock")
+    (tmp_path / "eu" / "b.csv").write_text("sku,qty\nO'Brien-2,20\nB-5,5\n", encoding="utf-8")
+    touch_at(tmp_path / "eu" / "b.csv", T0 + timedelta(hours=1))
+    sync(config, "stock", run="second")
+    rows = pl.read_delta(lakehouse_for(config).table_uri("stock")).sort("sku")
+    assert rows.select("sku", "qty").rows() == [("A-1", 1), ("B-5", 5), ("O'Brien-2", 20), ("Z-9", 9)]
+
+
 def test_a_batch_whose_rows_all_fail_still_commits_its_transaction(tmp_path: Path) -> None:
     write_orders_parquet(tmp_path / "eu" / "a.parquet", orders_rows(1, 3, currency="XXX"), mtime=T0)
     config = one_lake(tmp_path, mode="merge")

@@ -102,16 +102,26 @@ def ensure_table(
     return created
 
 
-def merge(
-    target: DeltaTarget, rows: pa.Table, stamp: Stamp, *, keys: Sequence[str], latest_by: str | None
-) -> int:
-    """Upsert ``rows`` on ``keys`` in one commit; returns the new table version.
+@dataclass(frozen=True)
+class MergeOn:
+    """How a merge matches rows: on ``keys``; with ``latest_by`` a row only replaces one that is not
+    later; ``bounds`` are conditions on ``t`` true for every target row that can match, so Delta
+    skips the target's files outside them."""
 
-    ``rows`` must hold each key once (see :mod:`lakesync.commit.winners`). With
-    ``latest_by``, a row only replaces one that is not later. Merge tables keep Delta's
-    change data feed, so every version a later batch replaced stays readable.
+    keys: Sequence[str]
+    latest_by: str | None = None
+    bounds: Sequence[str] = ()
+
+
+def merge(target: DeltaTarget, rows: pa.Table | pa.RecordBatchReader, stamp: Stamp, on: MergeOn) -> int:
+    """Upsert ``rows`` on ``on.keys`` in one commit; returns the new table version.
+
+    ``rows`` must hold each key once (see :mod:`lakesync.commit.winners`); a stream is not held
+    in memory. Merge tables keep Delta's change data feed, so every version a later batch
+    replaced stays readable.
     """
-    predicate = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+    predicate = " AND ".join([*(f"t.`{k}` = s.`{k}`" for k in on.keys), *on.bounds])
+    latest_by = on.latest_by
     later = f"t.`{latest_by}` IS NULL OR s.`{latest_by}` >= t.`{latest_by}`" if latest_by else None
     (
         target.snapshot.merge(

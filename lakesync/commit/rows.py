@@ -7,18 +7,21 @@ crash in between loses no loser, and a retry adds none.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
 from deltalake import DeltaTable
 
 from lakesync.commit import delta
-from lakesync.commit.delta import DeltaTarget
+from lakesync.commit.delta import DeltaTarget, MergeOn
 from lakesync.commit.provenance import Provenance
-from lakesync.commit.winners import pick_winners
+from lakesync.commit.spill import POSITION, Spill, Spilled
+from lakesync.commit.winners import REASON, SUPERSEDED_BY, WINNER, key_bounds, name_winners, pick_winners
 from lakesync.config.models import Table
 from lakesync.conform.pii import PiiPolicy
 from lakesync.state.append import Append, append_once
@@ -51,25 +54,79 @@ def commit_rows(
         return Committed(
             delta.append(target.delta, pa.RecordBatchReader.from_batches(schema, batches), stamp)
         )
-    rows = pa.Table.from_batches(list(batches), schema=schema)
-    frame = pl.from_arrow(rows)
-    assert isinstance(frame, pl.DataFrame)
     settings, provenance = target.settings, target.provenance
-    picked = pick_winners(
-        frame,
-        keys=settings.keys,
-        latest_by=settings.latest_by,
-        existing=_current_versions(target.delta.snapshot, frame, settings, provenance),
-        source=(provenance.file, provenance.row),
-    )
-    if picked.losers.height:
-        _keep_losers(target, picked.losers, stamp)
-    if picked.rows.height == 0:
-        empty = pa.RecordBatchReader.from_batches(schema, iter([]))
-        return Committed(delta.append(target.delta, empty, stamp))
-    latest = picked.rows.to_arrow(compat_level=pl.CompatLevel.newest()).cast(schema)
-    version = delta.merge(target.delta, latest, stamp, keys=settings.keys, latest_by=settings.latest_by)
+    snapshot = target.delta.snapshot
+    with tempfile.TemporaryDirectory(prefix="lakesync-merge-") as folder:
+        # Only the keys stay in memory; the rows wait on local disk for the winners.
+        spilling = Spill(schema, Path(folder), [*settings.keys, *filter(None, [settings.latest_by])])
+        if not _has_rows(snapshot):
+            first_load = _append_unless_repeated(target, spilling, batches, stamp)
+            if first_load is not None:
+                return first_load
+        rows = spilling.finish(batches)
+        picked = pick_winners(
+            rows.keys,
+            keys=settings.keys,
+            latest_by=settings.latest_by,
+            existing=_current_versions(snapshot, rows.keys, settings, provenance),
+            existing_source=(provenance.file, provenance.row),
+        )
+        if picked.losers.height:
+            _keep_losers(target, _full_losers(rows, picked.losers, provenance), stamp)
+        winners = picked.rows[POSITION].sort()
+        if winners.is_empty():
+            empty = pa.RecordBatchReader.from_batches(schema, iter([]))
+            return Committed(delta.append(target.delta, empty, stamp))
+        held = _held(snapshot, picked.rows.select(settings.keys))
+        if held.is_empty():
+            # Keys the table has never held: an append is the same merge.
+            return Committed(delta.append(target.delta, rows.reader(winners), stamp), picked.losers.height)
+        # Only the target's files in the range of the keys it holds are read (new keys are
+        # inserted whatever their value): a batch of new keys beside a few updates stays cheap.
+        on = MergeOn(settings.keys, settings.latest_by, key_bounds(held, settings.keys))
+        version = delta.merge(target.delta, rows.reader(winners), stamp, on)
     return Committed(version, picked.losers.height)
+
+
+class _KeysRepeat(Exception):  # noqa: N818 - stops the first load's append uncommitted
+    """Raised from inside the stream of a first load whose keys occur more than once."""
+
+
+def _append_unless_repeated(
+    target: RowsTarget, spilling: Spill, batches: Iterator[pa.RecordBatch], stamp: Stamp
+) -> Committed | None:
+    """A first load: the rows are appended as they stream by (and spilled), and the append is
+    committed only if no key occurs twice; otherwise ``None``, the append stopped uncommitted
+    (its files are left for vacuum), and the spilled rows are merged instead."""
+    repeated = False
+
+    def checked() -> Iterator[pa.RecordBatch]:
+        nonlocal repeated
+        yield from spilling.tee(batches)
+        keys = spilling.keys().select(target.settings.keys)
+        if keys.n_unique() != keys.height:
+            repeated = True
+            raise _KeysRepeat(target.delta.uri)
+
+    reader = pa.RecordBatchReader.from_batches(spilling.schema, checked())
+    try:
+        return Committed(delta.append(target.delta, reader, stamp))
+    except Exception:
+        if repeated:
+            return None
+        raise
+
+
+def _full_losers(rows: Spilled, losers: pl.DataFrame, provenance: Provenance) -> pl.DataFrame:
+    """The losers' whole rows, in landing order, with the row each lost to and why."""
+    winners = losers[WINNER].drop_nulls().cast(losers.schema[POSITION])
+    frame = rows.frame(pl.concat([losers[POSITION], winners]).unique().sort())
+    named = name_winners(
+        losers.select(POSITION, WINNER, SUPERSEDED_BY, REASON),
+        frame.select(pl.col(POSITION).alias(WINNER), provenance.file, provenance.row),
+        (provenance.file, provenance.row),
+    )
+    return frame.join(named, on=POSITION, how="inner").sort(POSITION).drop(POSITION)
 
 
 def _keep_losers(target: RowsTarget, losers: pl.DataFrame, stamp: Stamp) -> None:
@@ -92,11 +149,34 @@ def _keep_losers(target: RowsTarget, losers: pl.DataFrame, stamp: Stamp) -> None
 
 
 def _current_versions(
-    snapshot: DeltaTable, frame: pl.DataFrame, settings: Table, provenance: Provenance
+    snapshot: DeltaTable, keys: pl.DataFrame, settings: Table, provenance: Provenance
 ) -> pl.DataFrame | None:
-    """The table's current rows for the batch's keys (only needed to compare ``latest_by``)."""
-    if settings.latest_by is None or frame.is_empty():
+    """The table's current rows for the round's keys (only needed to compare ``latest_by``)."""
+    if settings.latest_by is None or keys.is_empty() or not _has_rows(snapshot):
         return None
     columns = [*settings.keys, settings.latest_by, provenance.file, provenance.row]
-    current = pl.scan_delta(snapshot).select(columns)
-    return current.join(frame.lazy().select(settings.keys).unique(), on=settings.keys, how="semi").collect()
+    current = _in_key_range(pl.scan_delta(snapshot).select(columns), keys, settings.keys)
+    return current.join(keys.lazy().select(settings.keys).unique(), on=settings.keys, how="semi").collect()
+
+
+def _has_rows(snapshot: DeltaTable) -> bool:
+    return bool(snapshot.file_uris())
+
+
+def _in_key_range(scan: pl.LazyFrame, keys: pl.DataFrame, names: Sequence[str]) -> pl.LazyFrame:
+    """``scan`` limited to the round's range of its first key: Delta files outside it are skipped
+    by their statistics."""
+    first = keys[names[0]]
+    if first.null_count() == first.len():
+        return scan
+    low, high = pl.lit(first.min(), dtype=first.dtype), pl.lit(first.max(), dtype=first.dtype)
+    return scan.filter(pl.col(names[0]).is_between(low, high))
+
+
+def _held(snapshot: DeltaTable, keys: pl.DataFrame) -> pl.DataFrame:
+    """Which of these keys the table holds (read from its key columns only, pruned by range)."""
+    names = keys.columns
+    if not _has_rows(snapshot):
+        return keys.clear()
+    held = _in_key_range(pl.scan_delta(snapshot).select(names), keys, names)
+    return held.join(keys.lazy(), on=names, how="semi").collect()

@@ -1,0 +1,20 @@
+"""`make bench` cases run and count what they should (their timings are the bench's business)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench import merge
+
+
+def test_the_merge_bench_loads_and_upserts_every_row_beside_delta_rs(tmp_path: Path) -> None:
+    results = merge.measure(rows=20_000, files=4, changes=2_000, repeat=1, data=tmp_path)
+    by_case = {r["case"]: r for r in results}
+    assert set(by_case) == set(merge.CASES)
+    assert by_case["floor"]["rows_committed"] == by_case["append"]["rows_committed"] == 20_000
+    assert by_case["merge-first"]["rows_committed"] == 20_000
+    # 1,800 new versions of keys the table holds and 200 new keys, by lakesync and by delta-rs
+    assert by_case["upsert"]["rows_committed"] == by_case["delta-merge"]["rows_committed"] == 2_000
+    assert all(r["peak_rss_mb"] > 0 for r in results)
+    merge.report(results)
+    assert by_case["upsert"]["ratio_to"] == "delta-merge"
