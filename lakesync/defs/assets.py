@@ -131,9 +131,21 @@ def table_assets(config: LakesyncConfig, table: str, contract: ResolvedContract)
 def _observe(
     context: dg.AssetExecutionContext, config: LakesyncConfig, result: TableSync, target: Lakehouse
 ) -> None:
-    """What the run saw of each lake dataset: an observation, the drift and volume checks, logs."""
+    """What the run saw of each lake dataset: an observation, the drift and volume checks, logs.
+
+    A dataset with nothing new, nothing waiting and no error is left as its last run showed it:
+    each event costs a write to the instance's event log (~25 ms on SQLite), and a sync of 200
+    quiet datasets would spend seconds saying nothing happened."""
     ledger = Ledger(target)
     for dataset in result.datasets:
+        if not (
+            dataset.batches
+            or dataset.error
+            or dataset.drift
+            or dataset.files_pending
+            or dataset.files_changed
+        ):
+            continue
         observed = dataset_batch_metadata(dataset)
         if dataset.drift and result.columns != result.columns_before:
             observed["schema_before"] = dg.MetadataValue.json(result.columns_before)

@@ -17,12 +17,15 @@ from lakesync.defs.checks import BLOCKING_CHECKS
 from lakesync.defs.factory import build_definitions
 from lakesync.defs.features import BLOCKED_TAG, feature_job_name
 from lakesync.defs.metadata import RESULT_KEY
+from lakesync.defs.prescan import plan_tables
 from lakesync.defs.providers import open_lakehouse
 from lakesync.defs.resources import config_problem
+from lakesync.features.build import FeatureError, built_from, input_versions
 from lakesync.pipeline.results import DatasetSync, TableSync
 from lakesync.pipeline.runtime import dataset_runtimes
 from lakesync.pipeline.status import table_statuses
 from lakesync.report.summary import CheckLine, FeatureLine, TableLine
+from lakesync.state.lakehouse import Lakehouse, row_count
 
 
 @dataclass(frozen=True)
@@ -101,18 +104,64 @@ def _check_line(event: dg.DagsterEvent) -> CheckLine | None:
     return CheckLine(evaluation.asset_key.path[-1], evaluation.check_name, status, description)
 
 
+class _Dagster:
+    """The instance and the definitions, opened only when something needs a run."""
+
+    def __init__(self, config: LakesyncConfig) -> None:
+        self.config = config
+        self._opened: tuple[dg.DagsterInstance, dg.Definitions] | None = None
+
+    def get(self) -> tuple[dg.DagsterInstance, dg.Definitions]:
+        if self._opened is None:
+            self._opened = (instance()[0], build_definitions(self.config))
+        return self._opened
+
+
+def _features(
+    config: LakesyncConfig, lakehouse: Lakehouse, tables: set[str], dagster: _Dagster, trigger: str
+) -> tuple[list[FeatureLine], list[str]]:
+    """The feature tables fed by ``tables``: those computed from their inputs' current versions
+    as they are, the others brought up to date by their runs."""
+    lines = [line for name in config.features if (line := _current(config, name, lakehouse, tables))]
+    stale = {
+        name
+        for name, feature in config.features.items()
+        if tables & set(feature.inputs) and name not in {f.feature for f in lines}
+    }
+    if not stale:
+        return lines, []
+    dagster_instance, definitions = dagster.get()
+    built, failures = _run_features(config, definitions, dagster_instance, stale, trigger)
+    return sorted([*lines, *built], key=lambda f: list(config.features).index(f.feature)), failures
+
+
+def _current(config: LakesyncConfig, name: str, lakehouse: Lakehouse, tables: set[str]) -> FeatureLine | None:
+    """The line of a feature fed by ``tables`` already computed from its inputs' current versions
+    (no run needed), else ``None``."""
+    if not tables & set(config.features[name].inputs):
+        return None
+    try:
+        current = built_from(lakehouse, name) == input_versions(config, name, lakehouse)
+    except FeatureError:
+        return None  # an input has no data yet: the feature's run says so
+    snapshot = lakehouse.open(lakehouse.feature_uri(name)) if current else None
+    if snapshot is None:
+        return None
+    return FeatureLine(name, snapshot.version(), row_count(snapshot), "up to date")
+
+
 def _run_features(
     config: LakesyncConfig,
     definitions: dg.Definitions,
     dagster_instance: dg.DagsterInstance,
-    tables: set[str],
+    names: set[str],
     trigger: str,
 ) -> tuple[list[FeatureLine], list[str]]:
-    """Bring the feature tables fed by ``tables`` up to date (each refuses on a failed contract)."""
+    """Bring the feature tables ``names`` up to date (each refuses on a failed contract)."""
     lines: list[FeatureLine] = []
     failures: list[str] = []
-    for name, feature in config.features.items():
-        if not tables & set(feature.inputs):
+    for name in config.features:
+        if name not in names:
             continue
         result = definitions.resolve_job_def(feature_job_name(name)).execute_in_process(
             instance=dagster_instance,
@@ -155,28 +204,47 @@ def sync(
     trigger: str = "cli",
     verbose: bool = False,
 ) -> SyncOutcome:
-    """One pass of discovery and ingestion for every table fed by the selected lakes (or datasets)."""
-    dagster_instance, recorded = instance()
-    definitions = build_definitions(config)
+    """One pass of discovery and ingestion for every table fed by the selected lakes (or datasets).
+
+    Every dataset is looked at once and its new files planned (:mod:`lakesync.defs.prescan`);
+    each table with something to ingest then gets one run, which takes exactly those batches.
+    """
     runtimes = [
         r
         for r in dataset_runtimes(config)
         if (lakes is None or r.lake in lakes) and (datasets is None or r.key in datasets)
     ]
+    lakehouse = open_lakehouse(config)
+    prepared = plan_tables(config, runtimes, lakehouse, run_id=f"lakesync sync ({trigger})")
+    recorded = bool(os.environ.get("DAGSTER_HOME"))
+    dagster = _Dagster(config)
     lines: dict[str, DatasetSync] = {}
     failures: list[str] = []
     run_ids: list[str] = []
     checks: list[CheckLine] = []
-    synced: set[str] = set()
     for table in config.tables:
-        keys = [r.key for r in runtimes if r.table == table]
-        if not keys:
+        table_runtimes = [r for r in runtimes if r.table == table]
+        if not table_runtimes:
             continue
+        plan = prepared[table]
+        if plan.idle:  # nothing new anywhere: no run
+            lines.update({r.key: plan.line(r) for r in table_runtimes})
+            continue
+        for r in table_runtimes:
+            if r.key not in plan.planned and r.key not in plan.unplanned:
+                lines[r.key] = plan.line(r)
+        dagster_instance, definitions = dagster.get()
         job = definitions.resolve_job_def(job_name(table))
+        # Planned datasets ingest their batches; any that could not be looked at lists itself.
+        work = (
+            {"planned": plan.planned}
+            if not plan.unplanned
+            else {"datasets": [*plan.planned, *plan.unplanned]}
+        )
         try:
             result = job.execute_in_process(
                 run_config={
-                    "ops": {op_name(table): {"config": {"datasets": keys}}},
+                    "ops": {op_name(table): {"config": work}},
                     # The summary says what failed and why; Dagster's own log (tracebacks) with -v.
                     "loggers": {"console": {"config": {"log_level": "INFO" if verbose else "CRITICAL"}}},
                 },
@@ -187,7 +255,6 @@ def sync(
         except dg.DagsterInvalidConfigError as exc:  # a secret's variable is not set
             failures.append(f"{table}: not synced: {config_problem(exc)}")
             continue
-        synced.add(table)
         run_ids.append(result.run_id)
         for event in result.all_events:
             check_line = _check_line(event)
@@ -195,7 +262,7 @@ def sync(
                 checks.append(check_line)
             synced_table = _result(event)
             if synced_table is not None:
-                lines.update({d.key: d for d in synced_table.datasets})
+                lines.update({d.key: plan.completed(d) for d in synced_table.datasets})
         if not result.success:
             failed_checks = [
                 c for c in checks if c.table == table and c.status == "failed" and c.check in BLOCKING_CHECKS
@@ -206,12 +273,12 @@ def sync(
                 else step_error(result)
             )
             failures.append(f"{table}: {message} (run {result.run_id})")
-    features, feature_failures = _run_features(config, definitions, dagster_instance, synced, trigger)
+    features, feature_failures = _features(config, lakehouse, {r.table for r in runtimes}, dagster, trigger)
     failures.extend(feature_failures)
     ordered = [lines[r.key] for r in runtimes if r.key in lines]
     tables = [
         TableLine(s.table, s.delta_version, s.rows, s.quarantined_rows, s.superseded_rows)
-        for s in table_statuses(config, open_lakehouse(config))
+        for s in table_statuses(config, lakehouse)
         if any(r.table == s.table for r in runtimes)
     ]
     return SyncOutcome(ordered, tables, failures, run_ids, recorded, checks, features)

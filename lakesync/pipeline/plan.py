@@ -60,16 +60,23 @@ def plan_batch(
 
 
 def plan_dataset(
-    runtime: DatasetRuntime, ledger: Ledger, *, run_id: str, through: int | None
+    runtime: DatasetRuntime,
+    ledger: Ledger,
+    *,
+    run_id: str,
+    through: int | None,
+    state: DatasetLedger | None = None,
 ) -> DatasetPlans:
     """The batches this run ingests for ``runtime``.
 
     With ``through`` (a run the sensor launched), only the batches already planned, up to that
     version. Otherwise the pending batches (a killed or failed run's) come first; with none, the
     source is asked once and the next batch is planned from what it found.
-    Raises :class:`~lakesync.discover.LakeUnavailableError` when the lake cannot be reached.
+    ``state`` is the dataset's ledger when the caller read it already (one snapshot of the
+    ledger for many datasets). Raises :class:`~lakesync.discover.LakeUnavailableError` when the
+    lake cannot be reached.
     """
-    state = ledger.read(runtime.key)
+    state = state or ledger.read(runtime.key)
     if through is not None:
         return DatasetPlans(tuple(p for p in state.pending if p.version <= through))
     found = runtime.source.scan(state)
@@ -85,7 +92,7 @@ def plan_dataset(
     fresh = fresh_files(runtime, found)
     if state.pending:  # finish what an earlier run started before taking new files
         return DatasetPlans(state.pending, found, len(fresh), tuple(fresh))
-    plan = plan_batch(runtime, ledger, fresh, run_id=run_id)
+    plan = plan_batch(runtime, ledger, fresh, run_id=run_id) if fresh else None
     if plan is None:
         return DatasetPlans((), found, 0)
     rest = _untaken(fresh, plan)

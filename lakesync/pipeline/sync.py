@@ -34,6 +34,7 @@ from lakesync.state.drift_log import DriftLog
 from lakesync.state.erasures import Erasures
 from lakesync.state.lakehouse import Lakehouse, row_count
 from lakesync.state.ledger import Ledger
+from lakesync.state.ledger_state import DatasetLedger, ledger_state
 from lakesync.state.values import BatchPlan, FileOutcome
 from lakesync.validate import compile_contract
 
@@ -98,8 +99,10 @@ def sync_table(
     existing = lakehouse.open(ctx.uri)
     before = table_polars_schema(existing) or {}
     progress = {key: _Progress() for key in ctx.runtimes}
+    ledger = lakehouse.open(lakehouse.ledger_uri)  # one snapshot for every dataset's plan
     queues = {
-        key: list(_plan(ctx, runtime, options, progress[key]).plans) for key, runtime in ctx.runtimes.items()
+        key: list(_plan(ctx, runtime, options, progress[key], ledger_state(ledger, key)).plans)
+        for key, runtime in ctx.runtimes.items()
     }
     commits = superseded = 0
     quarantine_version: int | None = None
@@ -165,13 +168,19 @@ def table_context(
 
 
 def _plan(
-    ctx: TableContext, runtime: DatasetRuntime, options: SyncOptions, progress: _Progress
+    ctx: TableContext,
+    runtime: DatasetRuntime,
+    options: SyncOptions,
+    progress: _Progress,
+    state: DatasetLedger,
 ) -> DatasetPlans:
     through = options.planned.get(runtime.key) if options.planned is not None else None
     if options.planned is not None and through is None:
         return DatasetPlans(())  # the sensor planned nothing for this dataset
     try:
-        progress.plans = plan_dataset(runtime, Ledger(ctx.lakehouse), run_id=ctx.run_id, through=through)
+        progress.plans = plan_dataset(
+            runtime, Ledger(ctx.lakehouse), run_id=ctx.run_id, through=through, state=state
+        )
     except LakeUnavailableError as exc:
         progress.error = str(exc)
         log.error("%s", exc)  # noqa: TRY400 - the message says it all; no traceback for users
@@ -196,7 +205,7 @@ def _report(
     """A line per batch of a dataset that takes more than one (a long sync shows how it goes)."""
     for plan in plans:
         state = progress[plan.dataset]
-        if len(state.batches) < 2 and not state.plans.files_left:
+        if len(state.plans.plans) < 2 and not state.plans.files_left:
             continue
         rows = sum(o.rows_read for o in result.outcomes.get(plan.dataset, []))
         progress_log.info(

@@ -1,0 +1,131 @@
+"""What a `lakesync sync` costs beyond the rows: many small lakes, and a sync with nothing new.
+
+A project of ``lakes`` local lakes x ``datasets`` datasets feeding ``tables`` tables, one
+1,000-row parquet file per dataset; ``lakesync sync`` (the CLI, a fresh process, a Dagster
+instance under a temporary ``$DAGSTER_HOME``) runs once with everything new, then again with
+nothing new. The floor is polars reading the same files and one append per table.
+
+    python -m bench.fixed [--lakes 50] [--datasets 4] [--tables 10] [--repeat 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from bench.shapes import CONTRACT, orders_text
+
+BIN = Path(sys.executable).parent
+
+
+def project(root: Path, lakes: int, datasets: int, tables: int) -> Path:
+    """The lakes, their files and the lakesync.yaml that names them."""
+    config: dict[str, Any] = {"lakehouse": {"uri": str(root / "lakehouse")}, "lakes": {}, "tables": {}}
+    for t in range(tables):
+        config["tables"][f"orders_{t:02d}"] = {"mode": "append", "contract": {"columns": CONTRACT}}
+    n = 0
+    for lake in range(lakes):
+        folder = root / "lakes" / f"lake_{lake:02d}"
+        sets = {}
+        for d in range(datasets):
+            (folder / f"set_{d}").mkdir(parents=True)
+            orders_text(n * 1000, 1000).write_parquet(folder / f"set_{d}" / "part-00000.parquet")
+            sets[f"set_{d}"] = {
+                "pattern": f"set_{d}/*.parquet",
+                "format": "parquet",
+                "table": f"orders_{n % tables:02d}",
+            }
+            n += 1
+        config["lakes"][f"lake_{lake:02d}"] = {"provider": "local", "root": str(folder), "datasets": sets}
+    path = root / "lakesync.yaml"
+    path.write_text(json.dumps(config, indent=1))  # JSON is YAML
+    return path
+
+
+def _lakesync_sync(config: Path, home: Path) -> float:
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    started = time.perf_counter()
+    done = subprocess.run(
+        [str(BIN / "lakesync"), "sync", "--config", str(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"lakesync sync failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return wall
+
+
+def _floor(root: Path, config: Path) -> float:
+    from deltalake import write_deltalake
+
+    spec = json.loads(config.read_text())
+    started = time.perf_counter()
+    by_table: dict[str, list[str]] = {}
+    for lake in spec["lakes"].values():
+        for ds in lake["datasets"].values():
+            by_table.setdefault(ds["table"], []).extend(
+                str(p) for p in Path(lake["root"]).glob(ds["pattern"])
+            )
+    for table, files in by_table.items():
+        frame = pl.read_parquet(files)
+        write_deltalake(str(root / "floor" / table), frame.to_arrow(compat_level=pl.CompatLevel.newest()))
+    return time.perf_counter() - started
+
+
+def measure(lakes: int = 50, datasets: int = 4, tables: int = 10, repeat: int = 2) -> dict[str, Any]:
+    print(f"many datasets: {lakes} lakes x {datasets} datasets into {tables} tables, 1,000 rows each ...")
+    runs: dict[str, list[float]] = {"floor": [], "first sync": [], "nothing new": []}
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory(prefix="lakesync-bench-fixed-") as tmp:
+            root = Path(tmp)
+            config = project(root, lakes, datasets, tables)
+            (root / "home").mkdir()
+            runs["floor"].append(_floor(root, config))
+            runs["first sync"].append(_lakesync_sync(config, root / "home"))
+            runs["nothing new"].append(_lakesync_sync(config, root / "home"))
+    return {
+        "lakes": lakes,
+        "datasets": lakes * datasets,
+        "tables": tables,
+        "rows": lakes * datasets * 1000,
+        **{name: statistics.median(times) for name, times in runs.items()},
+        "runs_s": {name: [round(t, 2) for t in times] for name, times in runs.items()},
+    }
+
+
+def report(result: dict[str, Any]) -> None:
+    print(
+        f"\nMany datasets ({result['lakes']} lakes, {result['datasets']} datasets, "
+        f"{result['tables']} tables, {result['rows']:,} rows; `lakesync sync` in a fresh process):"
+    )
+    for name in ("floor", "first sync", "nothing new"):
+        print(f"  {name:12} {result[name]:>7.2f} s")
+    print("  Targets: first sync <= 10 s, nothing new <= 3 s.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--lakes", type=int, default=50)
+    parser.add_argument("--datasets", type=int, default=4)
+    parser.add_argument("--tables", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args(argv)
+    report(measure(args.lakes, args.datasets, args.tables, args.repeat))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,119 @@
+"""What `lakesync sync` does before any run: look at every dataset once and plan its batches.
+
+As a sensor tick does (see :mod:`lakesync.defs.ticks`), but for every dataset at once and
+without a cap on batches (a hand-started sync catches up): one snapshot of the ledger for all,
+the source of each dataset asked once, every batch of new files planned durably. A table's run
+then ingests exactly the planned batches and never lists again; a table with nothing new gets no
+run at all (a sync of 200 quiet datasets costs their listings, not 10 Dagster runs).
+
+A dataset whose lake cannot be opened or reached is left to its table's run, which reports it
+as it always has.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+
+import dagster as dg
+
+from lakesync.config import LakesyncConfig
+from lakesync.defs.providers import lake_resource, store_for
+from lakesync.discover import LakeStore, LakeUnavailableError, split_batches
+from lakesync.pipeline.plan import plan_batch
+from lakesync.pipeline.results import DatasetSync
+from lakesync.pipeline.runtime import DatasetRuntime
+from lakesync.pipeline.scan import DatasetScan, scan_dataset
+from lakesync.state.lakehouse import Lakehouse
+from lakesync.state.ledger import Ledger
+from lakesync.state.ledger_state import ledger_state
+
+
+@dataclass
+class TablePlan:
+    """One table's datasets before its run."""
+
+    planned: dict[str, int] = field(default_factory=dict)
+    """Dataset -> the last batch its run ingests (pending ones and those planned now)."""
+    scans: dict[str, DatasetScan] = field(default_factory=dict)
+    unplanned: list[str] = field(default_factory=list)
+    """Datasets that could not be looked at here: the run lists them itself."""
+
+    @property
+    def idle(self) -> bool:
+        """Nothing to ingest and nothing to report: no run."""
+        return not self.planned and not self.unplanned
+
+    def line(self, runtime: DatasetRuntime) -> DatasetSync:
+        """The summary line of a dataset with nothing new."""
+        scan = self.scans[runtime.key]
+        return DatasetSync(
+            runtime.key,
+            runtime.lake,
+            runtime.name,
+            runtime.table,
+            files_seen=scan.discovery.files,
+            files_changed=len(scan.discovery.changed),
+            newest_file=scan.newest_file,
+        )
+
+    def completed(self, line: DatasetSync) -> DatasetSync:
+        """A run's line with what this look saw (a planned run does not list)."""
+        scan = self.scans.get(line.key)
+        if scan is None or line.files_seen is not None:
+            return line
+        return replace(line, files_seen=scan.discovery.files, files_changed=len(scan.discovery.changed))
+
+
+@contextlib.contextmanager
+def _stores(config: LakesyncConfig, lakes: Sequence[str]) -> Iterator[dict[str, LakeStore | None]]:
+    """Each lake's store, or ``None`` where its resource cannot be opened (a variable unset)."""
+    with contextlib.ExitStack() as stack:
+        stores: dict[str, LakeStore | None] = {}
+        for name in lakes:
+            lake = config.lakes[name]
+            resource = lake_resource(lake)
+            try:
+                initialized = (
+                    stack.enter_context(resource.process_config_and_initialize_cm()) if resource else None
+                )
+            except dg.DagsterInvalidConfigError:
+                stores[name] = None
+                continue
+            stores[name] = store_for(name, lake, initialized)
+        yield stores
+
+
+def plan_tables(
+    config: LakesyncConfig, runtimes: Sequence[DatasetRuntime], lakehouse: Lakehouse, *, run_id: str
+) -> dict[str, TablePlan]:
+    """Every table's planned batches, from one look at each dataset."""
+    ledger = Ledger(lakehouse)
+    snapshot = lakehouse.open(ledger.uri)
+    plans: dict[str, TablePlan] = {r.table: TablePlan() for r in runtimes}
+    with _stores(config, sorted({r.lake for r in runtimes})) as stores:
+        for runtime in runtimes:
+            plan = plans[runtime.table]
+            store = stores[runtime.lake]
+            if store is None:
+                plan.unplanned.append(runtime.key)
+                continue
+            live = replace(runtime, store=store)
+            try:
+                scan = scan_dataset(live, ledger_state(snapshot, runtime.key))
+            except LakeUnavailableError:
+                plan.unplanned.append(runtime.key)
+                continue
+            plan.scans[runtime.key] = scan
+            limits = runtime.config.sensor
+            versions = list(scan.pending)
+            for files in split_batches(
+                scan.discovery.new, max_files=limits.max_files, max_bytes=limits.max_bytes
+            ):
+                planned = plan_batch(live, ledger, files, run_id=run_id)
+                if planned is not None:
+                    versions.append(planned.version)
+            if versions:
+                plan.planned[runtime.key] = max(versions)
+    return plans
