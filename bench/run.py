@@ -28,7 +28,7 @@ from typing import Any
 
 import polars as pl
 
-from bench import cli, cloud_discovery, merge, unique
+from bench import cli, cloud_discovery, fixed, merge, unique
 from bench.discovery import tick
 from bench.proc import own_peak_mb, run_child
 
@@ -199,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         default=10_000_000,
         help="rows of the merge-table cases (first load, 1M-row upsert vs delta-rs's merge; 0: skip)",
     )
+    parser.add_argument(
+        "--fixed-lakes", type=int, default=50, help="lakes (x 4 datasets) of the many-datasets case (0: skip)"
+    )
     parser.add_argument("--child", choices=CASES)
     parser.add_argument("--folder", type=Path)
     parser.add_argument("--format", choices=["parquet", "csv"])
@@ -255,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.merge_rows
         else []
     )
-    report(results, ticks, cloud, uniques=uniques, commands=commands, merges=merges)
+    many = fixed.measure(args.fixed_lakes, 4, 10, min(args.repeat, 2)) if args.fixed_lakes else {}
+    report(results, ticks, cloud, uniques=uniques, commands=commands, merges=merges, many=many)
     return 0
 
 
@@ -273,6 +277,7 @@ def report(
     uniques: list[dict[str, Any]] | None = None,
     commands: list[dict[str, Any]] | None = None,
     merges: list[dict[str, Any]] | None = None,
+    many: dict[str, Any] | None = None,
 ) -> None:
     header = (
         f"{'format':8} {'case':12} {'rows':>11} {'files':>5} {'wall s':>7} {'cpu s':>7} "
@@ -342,6 +347,7 @@ def report(
         "unique_keys": uniques or [],
         "cli": commands or [],
         "merge": merges or [],
+        "many_datasets": many or {},
     }
     if uniques:
         unique.report(uniques)
@@ -349,6 +355,8 @@ def report(
         cli.report(commands)
     if merges:
         merge.report(merges)
+    if many:
+        fixed.report(many)
     for name in (f"bench-{stamp}.json", "latest.json"):
         (RESULTS / name).write_text(json.dumps(payload, indent=2))
     print(f"Wrote {RESULTS / f'bench-{stamp}.json'}")

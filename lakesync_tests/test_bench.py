@@ -18,3 +18,12 @@ def test_the_merge_bench_loads_and_upserts_every_row_beside_delta_rs(tmp_path: P
     assert all(r["peak_rss_mb"] > 0 for r in results)
     merge.report(results)
     assert by_case["upsert"]["ratio_to"] == "delta-merge"
+
+
+def test_the_many_datasets_bench_syncs_every_dataset_then_finds_nothing_new() -> None:
+    from bench import fixed
+
+    result = fixed.measure(lakes=2, datasets=2, tables=2, repeat=1)
+    assert (result["datasets"], result["rows"]) == (4, 4_000)
+    assert all(result[name] > 0 for name in ("floor", "first sync", "nothing new"))
+    fixed.report(result)

@@ -92,6 +92,9 @@ def test_demo_then_sync_prints_the_summary_and_records_runs_for_the_ui(
         "eu_sales    orders              5         0            0          0          0            0"
         in second.stdout
     )
+    assert "orders                 1  3770           0                  31" in second.stdout
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        assert len(instance.get_runs()) == len(runs)  # nothing new: every dataset looked at, no run
     drift = lakesync("drift", "list", "--all", "--config", str(config), env=cli_env)
     handled = [line for line in drift.stdout.splitlines() if " handled " in line]
     assert len(handled) == 2 and all("approve" not in line for line in handled), drift.stdout

@@ -103,8 +103,12 @@ def open_stores(config: LakesyncConfig) -> Iterator[dict[str, LakeStore]]:
 def open_lakehouse(config: LakesyncConfig, *, pii_key: bool = False) -> Lakehouse:
     """The lakehouse outside a run (the CLI): Dagster reads the secret variables now (the PII
     key only when asked, and only when some column is hashed)."""
-    with lakehouse_resource(config).process_config_and_initialize_cm() as resource:
-        lakehouse: Lakehouse = resource.get()
+    resource = lakehouse_resource(config)
+    if type(resource) is LakehouseResource:  # a local folder, no secret: no config to process
+        lakehouse = resource.get()
+    else:
+        with resource.process_config_and_initialize_cm() as initialized:
+            lakehouse = initialized.get()
     for key_resource in pii_key_resource(config).values() if pii_key else ():
         with key_resource.process_config_and_initialize_cm() as initialized:
             lakehouse = replace(lakehouse, pii_key=initialized.key)
