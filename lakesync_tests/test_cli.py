@@ -196,7 +196,7 @@ KILL_BEFORE_LEDGER = textwrap.dedent(
     def die(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)  # the data and quarantine are committed; the ledger is not
 
-    Ledger.record = die
+    Ledger.record_many = die
     from lakesync.cli import main
     sys.exit(main(["sync", "--config", sys.argv[1]]))
     """

@@ -96,7 +96,7 @@ KILL_POINTS = {
         from lakesync.state.ledger import Ledger
         def patched(*a, **k):
             die()
-        Ledger.record = patched
+        Ledger.record_many = patched
     """,
 }
 
@@ -185,7 +185,7 @@ IN_PROCESS_POINTS = {
     "after_read": ("lakesync.pipeline.files", "read_file"),
     "after_validation": ("lakesync.pipeline.files", "validate_chunk"),
     "after_delta_commit": ("lakesync.state.quarantine", "write"),
-    "before_ledger_write": ("lakesync.state.ledger.Ledger", "record"),
+    "before_ledger_write": ("lakesync.state.ledger.Ledger", "record_many"),
     "before_plan": ("lakesync.state.ledger.Ledger", "plan"),
 }
 

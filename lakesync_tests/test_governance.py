@@ -599,7 +599,7 @@ def test_a_purge_after_an_erasure_without_it_leaves_no_statistics_naming_the_sub
     # A batch planned but not done (a sync running, or stopped): --purge waits for it.
     write_orders_parquet(tmp_path / "eu" / "late.parquet", orders_rows(30, 1, customer_id=8), mtime=T0)
     with monkeypatch.context() as patch:
-        patch.setattr(Ledger, "record", _stop)
+        patch.setattr(Ledger, "record_many", _stop)
         with pytest.raises(Stopped):
             sync_table(config, "orders", lakehouse=lakehouse, run_id="stopped")
     with pytest.raises(

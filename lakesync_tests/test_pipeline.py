@@ -491,7 +491,7 @@ def crash_once(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> Non
     ("owner", "name"),
     [
         (delta, "append"),  # after planning, before the data commit
-        (Ledger, "record"),  # after the data and quarantine commits, before the ledger
+        (Ledger, "record_many"),  # after the data and quarantine commits, before the ledger
         (Lakehouse, "open"),  # at the very start
     ],
 )

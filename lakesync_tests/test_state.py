@@ -214,3 +214,31 @@ def test_an_erasure_killed_at_any_step_never_lets_the_subject_back_in(tmp_path: 
     assert kinds.count("erasure_request") == 2 and "erasure" in kinds
     details = [json.loads(d) for d in audit.filter(pl.col("kind") == "erasure_request")["detail"].to_list()]
     assert all(len(d["subject_hash"]) == 64 and SUBJECT not in json.dumps(d) for d in details)  # hashed only
+
+
+def test_many_datasets_plan_and_record_in_one_ledger_commit_each(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from lakesync.state.values import FileOutcome
+
+    ledger = Ledger(Lakehouse(str(tmp_path / "lakehouse")))
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    files = {k: [FileEntry(f"{k}-{i}.parquet", 10, at) for i in range(3)] for k in ("a.x", "b.y")}
+    first = ledger.plan("a.x", "t", lambda _: files["a.x"][:1], run_id="other")  # another planner
+    assert first is not None and first.version == 1
+    before = DeltaTable(ledger.uri).version()
+    wanted = {"a.x": ("t", [files["a.x"][:2], files["a.x"][2:]]), "b.y": ("t", [files["b.y"]])}
+    plans = ledger.plan_many(wanted, run_id="sync", known={k: ledger.read(k) for k in wanted})
+    assert DeltaTable(ledger.uri).version() == before + 1  # one commit for both datasets
+    assert [(p.version, [f.path for f in p.files]) for p in plans["a.x"]] == [
+        (2, ["a.x-1.parquet"]),  # a.x-0 was taken by the other planner
+        (3, ["a.x-2.parquet"]),
+    ]
+    assert [p.version for p in plans["b.y"]] == [1]
+    assert [p.version for p in ledger.read("a.x").pending] == [1, 2, 3]
+    assert ledger.read("a.x").planned_version == 3 and ledger.read("b.y").planned_version == 1
+    done = [FileOutcome(e, "ingested", 1, 1, 0) for e in files["a.x"][:1]]
+    recorded = ledger.record_many([(first, done), (plans["b.y"][0], [])], table_version=1, run_id="r")
+    assert [p.dataset for p in recorded] == ["a.x", "b.y"]
+    assert ledger.record_many([(first, done)], table_version=1, run_id="r") == []  # once
+    assert [p.version for p in ledger.read("a.x").pending] == [2, 3] and not ledger.read("b.y").pending

@@ -227,8 +227,10 @@ def sync(
         if not table_runtimes:
             continue
         plan = prepared[table]
-        if plan.idle:  # nothing new anywhere: no run
-            lines.update({r.key: plan.line(r) for r in table_runtimes})
+        if plan.error is not None:
+            failures.append(f"{table}: {plan.error}")
+        if plan.idle or plan.error is not None:  # nothing new anywhere (or nothing planned): no run
+            lines.update({r.key: plan.line(r) for r in table_runtimes if r.key in plan.scans})
             continue
         for r in table_runtimes:
             if r.key not in plan.planned and r.key not in plan.unplanned:

@@ -21,13 +21,14 @@ import dagster as dg
 from lakesync.config import LakesyncConfig
 from lakesync.defs.providers import lake_resource, store_for
 from lakesync.discover import LakeStore, LakeUnavailableError, split_batches
-from lakesync.pipeline.plan import plan_batch
 from lakesync.pipeline.results import DatasetSync
 from lakesync.pipeline.runtime import DatasetRuntime
 from lakesync.pipeline.scan import DatasetScan, scan_dataset
+from lakesync.state.append import AppendContentionError
 from lakesync.state.lakehouse import Lakehouse
 from lakesync.state.ledger import Ledger
-from lakesync.state.ledger_state import ledger_state
+from lakesync.state.ledger_state import DatasetLedger, ledger_state
+from lakesync.state.values import FileEntry
 
 
 @dataclass
@@ -39,6 +40,8 @@ class TablePlan:
     scans: dict[str, DatasetScan] = field(default_factory=dict)
     unplanned: list[str] = field(default_factory=list)
     """Datasets that could not be looked at here: the run lists them itself."""
+    error: str | None = None
+    """Why the new batches could not be planned (then the table gets no run)."""
 
     @property
     def idle(self) -> bool:
@@ -92,6 +95,8 @@ def plan_tables(
     ledger = Ledger(lakehouse)
     snapshot = lakehouse.open(ledger.uri)
     plans: dict[str, TablePlan] = {r.table: TablePlan() for r in runtimes}
+    wanted: dict[str, tuple[str, list[list[FileEntry]]]] = {}
+    states: dict[str, DatasetLedger] = {}
     with _stores(config, sorted({r.lake for r in runtimes})) as stores:
         for runtime in runtimes:
             plan = plans[runtime.table]
@@ -99,21 +104,28 @@ def plan_tables(
             if store is None:
                 plan.unplanned.append(runtime.key)
                 continue
-            live = replace(runtime, store=store)
+            states[runtime.key] = ledger_state(snapshot, runtime.key)
             try:
-                scan = scan_dataset(live, ledger_state(snapshot, runtime.key))
+                scan = scan_dataset(replace(runtime, store=store), states[runtime.key])
             except LakeUnavailableError:
                 plan.unplanned.append(runtime.key)
                 continue
             plan.scans[runtime.key] = scan
+            if scan.pending:
+                plan.planned[runtime.key] = max(scan.pending)
             limits = runtime.config.sensor
-            versions = list(scan.pending)
-            for files in split_batches(
+            batches = split_batches(
                 scan.discovery.new, max_files=limits.max_files, max_bytes=limits.max_bytes
-            ):
-                planned = plan_batch(live, ledger, files, run_id=run_id)
-                if planned is not None:
-                    versions.append(planned.version)
-            if versions:
-                plan.planned[runtime.key] = max(versions)
+            )
+            if batches:
+                wanted[runtime.key] = (runtime.table, batches)
+    # Every dataset's new batches in one ledger commit (200 datasets: one commit, not 200).
+    try:
+        planned_now = ledger.plan_many(wanted, run_id=run_id, known=states)
+    except AppendContentionError as exc:  # nothing was planned: the tables with new files say so
+        for table in {table for table, _ in wanted.values()}:
+            plans[table].error = str(exc)
+        return plans
+    for key, planned in planned_now.items():
+        plans[planned[0].table].planned[key] = planned[-1].version
     return plans

@@ -208,9 +208,11 @@ def record(ctx: TableContext, attempt: Attempt, written: Written) -> dict[str, l
             batch=plan.version,
             run_id=ctx.run_id,
         )
-    ledger = Ledger(ctx.lakehouse)
-    for plan in attempt.plans:
-        ledger.record(plan, outcomes[plan.dataset], table_version=written.table_version, run_id=ctx.run_id)
+    Ledger(ctx.lakehouse).record_many(  # one commit for the round's datasets
+        [(plan, outcomes[plan.dataset]) for plan in attempt.plans],
+        table_version=written.table_version,
+        run_id=ctx.run_id,
+    )
     return outcomes
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -140,34 +140,105 @@ class Ledger:
         run_id: str,
     ) -> bool:
         """Record the outcome of a committed batch, once. Returns ``False`` if already recorded."""
+        return bool(self.record_many([(plan, outcomes)], table_version=table_version, run_id=run_id))
 
-        def build(snapshot: DeltaTable | None) -> Append[bool] | None:
-            done = transaction_version(snapshot, f"done:{plan.dataset}")
-            if done >= plan.version:
-                return None
-            if done != plan.version - 1:
-                msg = (
-                    f"dataset {plan.dataset!r}: batch {plan.version} cannot be recorded before "
-                    f"batch {done + 1}"
-                )
-                raise RuntimeError(msg)
+    def record_many(
+        self,
+        batches: Sequence[tuple[BatchPlan, Sequence[FileOutcome]]],
+        *,
+        table_version: int | None,
+        run_id: str,
+    ) -> list[BatchPlan]:
+        """Record the outcomes of a round's committed batches (one per dataset) in one commit, each
+        once; returns those recorded now (not by an earlier attempt)."""
+
+        def build(snapshot: DeltaTable | None) -> Append[list[BatchPlan]] | None:
             recorded_at = _now()
-            rows = [
-                _row(plan, o.entry, event=o.status, run_id=run_id, recorded_at=recorded_at)
-                | _outcome_fields(o, table_version)
-                for o in outcomes
-            ]
+            rows: list[dict[str, Any]] = []
+            written: list[BatchPlan] = []
+            for plan, outcomes in batches:
+                done = transaction_version(snapshot, f"done:{plan.dataset}")
+                if done >= plan.version:
+                    continue
+                if done != plan.version - 1:
+                    msg = (
+                        f"dataset {plan.dataset!r}: batch {plan.version} cannot be recorded before "
+                        f"batch {done + 1}"
+                    )
+                    raise RuntimeError(msg)
+                rows += [
+                    _row(plan, o.entry, event=o.status, run_id=run_id, recorded_at=recorded_at)
+                    | _outcome_fields(o, table_version)
+                    for o in outcomes
+                ]
+                written.append(plan)
+            if not written:
+                return None
             return Append(
                 pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA),
-                transactions={f"done:{plan.dataset}": plan.version},
-                metadata={"lakesync.operation": "record", "lakesync.dataset": plan.dataset},
-                value=True,
+                transactions={f"done:{p.dataset}": p.version for p in written},
+                metadata={
+                    "lakesync.operation": "record",
+                    "lakesync.dataset": ", ".join(p.dataset for p in written),
+                },
+                value=written,
             )
 
-        appended = self._append(build, f"the outcome of batch {plan.version} of {plan.dataset} in the ledger")
-        if appended.written:
+        names = ", ".join(f"batch {p.version} of {p.dataset}" for p, _ in batches)
+        appended = self._append(build, f"the outcome of {names} in the ledger")
+        for plan in appended.value or []:
             self._maintain(plan)
-        return appended.written
+        return appended.value or []
+
+    def plan_many(
+        self,
+        wanted: Mapping[str, tuple[str, Sequence[Sequence[FileEntry]]]],
+        *,
+        run_id: str,
+        known: Mapping[str, DatasetLedger] | None = None,
+    ) -> dict[str, list[BatchPlan]]:
+        """Durably plan, in one commit, the batches of several datasets: dataset -> (its table, the
+        files of each batch, oldest first). Files another planner took meanwhile are left out.
+
+        ``known``: the datasets' ledgers as read by the caller; reused when the commit is made
+        against the same snapshot, read again otherwise.
+        """
+
+        def build(snapshot: DeltaTable | None) -> Append[dict[str, list[BatchPlan]]] | None:
+            now = _now()
+            rows: list[dict[str, Any]] = []
+            plans: dict[str, list[BatchPlan]] = {}
+            for dataset, (table, batches) in wanted.items():
+                state = (known or {}).get(dataset)
+                if state is None or _version(state.snapshot) != _version(snapshot):
+                    state = ledger_state(snapshot, dataset)
+                taken = state.known_tags()
+                version = state.planned_version
+                for files in batches:
+                    fresh = tuple(f for f in files if taken.get(f.path) != f.version_tag)
+                    if not fresh:
+                        continue
+                    version += 1
+                    plan = BatchPlan(dataset, table, version, fresh)
+                    plans.setdefault(dataset, []).append(plan)
+                    rows += [_row(plan, e, event="planned", run_id=run_id, recorded_at=now) for e in fresh]
+            if not rows:
+                return None
+            return Append(
+                pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA),
+                transactions={f"plan:{d}": p[-1].version for d, p in plans.items()},
+                metadata={"lakesync.operation": "plan", "lakesync.dataset": ", ".join(plans)},
+                value=plans,
+            )
+
+        if not wanted:
+            return {}
+        what = (
+            f"a batch plan of {next(iter(wanted))}"
+            if len(wanted) == 1
+            else f"the batch plans of {len(wanted)} datasets"
+        )
+        return self._append(build, what).value or {}
 
     def _append(self, build: Callable[[DeltaTable | None], Append[T] | None], what: str) -> Appended[T]:
         return append_once(self.lakehouse, self.uri, build, what=what, create=self._create)
@@ -195,6 +266,10 @@ class Ledger:
             return
         with contextlib.suppress(CommitFailedError):  # a concurrent writer won: next time
             snapshot.optimize.compact(partition_filters=[("dataset", "=", plan.dataset)])
+
+
+def _version(snapshot: DeltaTable | None) -> int | None:
+    return snapshot.version() if snapshot is not None else None
 
 
 def _row(
