@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 import dagster as dg
+import polars as pl
 from dagster._core.definitions.unresolved_asset_job_definition import (  # not exported by dagster
     UnresolvedAssetJobDefinition,
 )
@@ -136,16 +137,11 @@ def _observe(
     A dataset with nothing new, nothing waiting and no error is left as its last run showed it:
     each event costs a write to the instance's event log (~25 ms on SQLite), and a sync of 200
     quiet datasets would spend seconds saying nothing happened."""
-    ledger = Ledger(target)
-    for dataset in result.datasets:
-        if not (
-            dataset.batches
-            or dataset.error
-            or dataset.drift
-            or dataset.files_pending
-            or dataset.files_changed
-        ):
-            continue
+    changed = [
+        d for d in result.datasets if d.batches or d.error or d.drift or d.files_pending or d.files_changed
+    ]
+    history = Ledger(target).events_of([d.key for d in changed if d.batch_rows])  # one read for all
+    for dataset in changed:
         observed = dataset_batch_metadata(dataset)
         if dataset.drift and result.columns != result.columns_before:
             observed["schema_before"] = dg.MetadataValue.json(result.columns_before)
@@ -153,9 +149,8 @@ def _observe(
         key = dataset_key(dataset.lake, dataset.dataset)
         context.log_event(dg.AssetObservation(asset_key=key, metadata=observed))
         context.log_event(drift_evaluation(dataset))
-        volume = volume_evaluation(
-            dataset, ledger, config.lakes[dataset.lake].datasets[dataset.dataset].volume
-        )
+        settings = config.lakes[dataset.lake].datasets[dataset.dataset].volume
+        volume = volume_evaluation(dataset, history.get(dataset.key, pl.DataFrame()), settings)
         if volume is not None:
             context.log_event(volume)
         for report in dataset.drift:

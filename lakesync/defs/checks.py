@@ -159,12 +159,12 @@ def table_check_specs(table: str, *, expectations: str | None = None) -> list[dg
 
 
 def volume_evaluation(
-    result: DatasetSync, ledger: Ledger, settings: VolumeSettings
+    result: DatasetSync, events: pl.DataFrame, settings: VolumeSettings
 ) -> dg.AssetCheckEvaluation | None:
-    """The volume check of a dataset after a run that ingested batches."""
+    """The volume check of a dataset after a run that ingested batches (``events``: its ledger)."""
     if not result.batch_rows:
         return None
-    history = batch_history(_events(ledger, result.key))
+    history = batch_history(events)
     verdict = volume_verdict(history, settings=settings, latest_batch=max(b for b, _ in result.batch_rows))
     return check_evaluation(
         verdict, asset_key=dataset_key(result.lake, result.dataset), check_name=VOLUME_CHECK

@@ -27,7 +27,7 @@ from lakesync.pipeline.scan import DatasetScan, scan_dataset
 from lakesync.state.append import AppendContentionError
 from lakesync.state.lakehouse import Lakehouse
 from lakesync.state.ledger import Ledger
-from lakesync.state.ledger_state import DatasetLedger, ledger_state
+from lakesync.state.ledger_state import ledger_states
 from lakesync.state.values import FileEntry
 
 
@@ -96,7 +96,7 @@ def plan_tables(
     snapshot = lakehouse.open(ledger.uri)
     plans: dict[str, TablePlan] = {r.table: TablePlan() for r in runtimes}
     wanted: dict[str, tuple[str, list[list[FileEntry]]]] = {}
-    states: dict[str, DatasetLedger] = {}
+    states = ledger_states(snapshot, [r.key for r in runtimes])
     with _stores(config, sorted({r.lake for r in runtimes})) as stores:
         for runtime in runtimes:
             plan = plans[runtime.table]
@@ -104,7 +104,6 @@ def plan_tables(
             if store is None:
                 plan.unplanned.append(runtime.key)
                 continue
-            states[runtime.key] = ledger_state(snapshot, runtime.key)
             try:
                 scan = scan_dataset(replace(runtime, store=store), states[runtime.key])
             except LakeUnavailableError:

@@ -34,7 +34,7 @@ from lakesync.state.drift_log import DriftLog
 from lakesync.state.erasures import Erasures
 from lakesync.state.lakehouse import Lakehouse, row_count
 from lakesync.state.ledger import Ledger
-from lakesync.state.ledger_state import DatasetLedger, ledger_state
+from lakesync.state.ledger_state import DatasetLedger, ledger_states
 from lakesync.state.values import BatchPlan, FileOutcome
 from lakesync.validate import compile_contract
 
@@ -99,9 +99,10 @@ def sync_table(
     existing = lakehouse.open(ctx.uri)
     before = table_polars_schema(existing) or {}
     progress = {key: _Progress() for key in ctx.runtimes}
-    ledger = lakehouse.open(lakehouse.ledger_uri)  # one snapshot for every dataset's plan
+    # One snapshot and one read of the ledger for every dataset's plan.
+    states = ledger_states(lakehouse.open(lakehouse.ledger_uri), list(ctx.runtimes))
     queues = {
-        key: list(_plan(ctx, runtime, options, progress[key], ledger_state(ledger, key)).plans)
+        key: list(_plan(ctx, runtime, options, progress[key], states[key]).plans)
         for key, runtime in ctx.runtimes.items()
     }
     commits = superseded = 0

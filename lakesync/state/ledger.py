@@ -52,6 +52,19 @@ class Ledger:
         """The dataset's ledger at the latest version of the ledger table."""
         return ledger_state(self.lakehouse.open(self.uri), dataset)
 
+    def events_of(self, datasets: Sequence[str]) -> dict[str, pl.DataFrame]:
+        """Each dataset's ledger events, from one read of the ledger (one snapshot, their
+        partitions only)."""
+        snapshot = self.lakehouse.open(self.uri)
+        if snapshot is None or not datasets:
+            empty = pl.from_arrow(LEDGER_SCHEMA.empty_table())
+            return dict.fromkeys(datasets, empty)  # type: ignore[arg-type]
+        table = read_current(snapshot, LEDGER_SCHEMA, partitions=[("dataset", "in", list(datasets))])
+        events = pl.from_arrow(table)
+        assert isinstance(events, pl.DataFrame)
+        parts = events.partition_by("dataset", as_dict=True)
+        return {key: parts.get((key,), events.clear()) for key in datasets}
+
     def all_events(self) -> pl.DataFrame:
         """Every ledger event (for status and audit views)."""
         snapshot = self.lakehouse.open(self.uri)

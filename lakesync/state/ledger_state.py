@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -83,11 +84,25 @@ def _version_tag() -> pl.Expr:
     return pl.coalesce(pl.col("etag"), pl.col("size").cast(pl.String) + pl.lit(":") + micros)
 
 
-def ledger_state(snapshot: DeltaTable | None, dataset: str) -> DatasetLedger:
-    """A dataset's ledger as of ``snapshot`` of the ledger table."""
+def ledger_states(snapshot: DeltaTable | None, datasets: Sequence[str]) -> dict[str, DatasetLedger]:
+    """Several datasets' ledgers as of ``snapshot``, from one read of their partitions."""
+    if snapshot is None or len(datasets) < 2:
+        return {d: ledger_state(snapshot, d) for d in datasets}
+    every = _events(snapshot, list(datasets), with_dataset=True)
+    parts = every.partition_by("dataset", as_dict=True, include_key=False)
+    return {
+        d: ledger_state(snapshot, d, events=parts.get((d,), every.clear().drop("dataset"))) for d in datasets
+    }
+
+
+def ledger_state(
+    snapshot: DeltaTable | None, dataset: str, *, events: pl.DataFrame | None = None
+) -> DatasetLedger:
+    """A dataset's ledger as of ``snapshot`` of the ledger table (``events``: its rows, when the
+    caller read them already)."""
     planned_version = transaction_version(snapshot, f"plan:{dataset}")
     done_version = transaction_version(snapshot, f"done:{dataset}")
-    events = _events(snapshot, dataset)
+    events = _events(snapshot, [dataset]) if events is None else events
     ranked = events.with_columns(
         rank=pl.when(pl.col("event") == "planned").then(0).otherwise(1),
         version_tag=_version_tag(),
@@ -130,8 +145,9 @@ def ledger_state(snapshot: DeltaTable | None, dataset: str) -> DatasetLedger:
     )
 
 
-def _events(snapshot: DeltaTable | None, dataset: str) -> pl.DataFrame:
+def _events(snapshot: DeltaTable | None, datasets: list[str], *, with_dataset: bool = False) -> pl.DataFrame:
     columns = [
+        *(["dataset"] if with_dataset else []),
         "table",
         "batch",
         "event",
@@ -146,5 +162,6 @@ def _events(snapshot: DeltaTable | None, dataset: str) -> pl.DataFrame:
         "run_id",
         "table_version",
     ]
-    table = read_current(snapshot, LEDGER_SCHEMA, columns=columns, partitions=[("dataset", "=", dataset)])
+    where = ("dataset", "=", datasets[0]) if len(datasets) == 1 else ("dataset", "in", datasets)
+    table = read_current(snapshot, LEDGER_SCHEMA, columns=columns, partitions=[where])
     return pl.from_arrow(table)  # type: ignore[return-value]
