@@ -106,6 +106,38 @@ def measure(lakes: int = 50, datasets: int = 4, tables: int = 10, repeat: int = 
     }
 
 
+def small_files(files: int = 2000, rows: int = 1000, repeat: int = 2) -> dict[str, Any]:
+    """One dataset of ``files`` small parquet files: the floor and `lakesync sync` (one run,
+    batches of 1,000 files) side by side."""
+    print(f"small files: {files:,} parquet files x {rows:,} rows through `lakesync sync` ...")
+    runs: dict[str, list[float]] = {"floor": [], "lakesync sync": []}
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory(prefix="lakesync-bench-small-") as tmp:
+            root = Path(tmp)
+            config = project(root, 1, 1, 1)
+            folder = root / "lakes" / "lake_00" / "set_0"
+            for n in range(1, files):
+                orders_text(n * rows, rows).write_parquet(folder / f"part-{n:05d}.parquet")
+            (root / "home").mkdir()
+            runs["floor"].append(_floor(root, config))
+            runs["lakesync sync"].append(_lakesync_sync(config, root / "home"))
+    medians = {name: statistics.median(times) for name, times in runs.items()}
+    return {
+        "files": files,
+        "rows": files * rows,
+        **medians,
+        "ratio": medians["lakesync sync"] / medians["floor"],
+    }
+
+
+def report_small(result: dict[str, Any]) -> None:
+    print(
+        f"\nSmall files ({result['files']:,} parquet files, {result['rows']:,} rows, one dataset): "
+        f"floor {result['floor']:.2f} s, `lakesync sync` {result['lakesync sync']:.2f} s "
+        f"({result['ratio']:.1f}x; target <= 2x)"
+    )
+
+
 def report(result: dict[str, Any]) -> None:
     print(
         f"\nMany datasets ({result['lakes']} lakes, {result['datasets']} datasets, "

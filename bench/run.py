@@ -202,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fixed-lakes", type=int, default=50, help="lakes (x 4 datasets) of the many-datasets case (0: skip)"
     )
+    parser.add_argument(
+        "--small-files", type=int, default=2000, help="1,000-row files of the small-files case (0: skip)"
+    )
     parser.add_argument("--child", choices=CASES)
     parser.add_argument("--folder", type=Path)
     parser.add_argument("--format", choices=["parquet", "csv"])
@@ -259,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         else []
     )
     many = fixed.measure(args.fixed_lakes, 4, 10, min(args.repeat, 2)) if args.fixed_lakes else {}
+    if args.small_files:
+        many["small_files"] = fixed.small_files(args.small_files, repeat=min(args.repeat, 2))
     report(results, ticks, cloud, uniques=uniques, commands=commands, merges=merges, many=many)
     return 0
 
@@ -355,8 +360,11 @@ def report(
         cli.report(commands)
     if merges:
         merge.report(merges)
-    if many:
+    many = many or {}
+    if many.get("lakes"):
         fixed.report(many)
+    if many.get("small_files"):
+        fixed.report_small(many["small_files"])
     for name in (f"bench-{stamp}.json", "latest.json"):
         (RESULTS / name).write_text(json.dumps(payload, indent=2))
     print(f"Wrote {RESULTS / f'bench-{stamp}.json'}")
