@@ -385,3 +385,29 @@ def test_sync_catches_up_in_as_many_batches_as_the_limits_need(
     again = lakesync("sync", "--config", str(config), env=cli_env)
     assert "Caught up" not in again.stdout and "eu.orders: batch" not in again.stderr
     assert pl.read_delta(str(tmp_path / "lakehouse" / "orders")).height == 100
+
+
+def test_sync_with_the_lakehouse_secret_unset_says_which_variable_and_stops(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    (tmp_path / "eu").mkdir()
+    config = tmp_path / "lakesync.yaml"
+    config.write_text(
+        "lakehouse:\n"
+        "  uri: s3://central/house\n"
+        "  region: eu-west-1\n"
+        "  credentials: {access_key_id: {env: LS_TEST_KEY_ID}, secret_access_key: {env: LS_TEST_SECRET}}\n"
+        "lakes:\n"
+        "  eu:\n"
+        "    provider: local\n"
+        f"    root: {tmp_path / 'eu'}\n"
+        "    datasets: {orders: {pattern: '*.parquet', format: parquet, table: orders}}\n"
+        "tables:\n"
+        "  orders: {mode: append, contract: {columns: {order_id: {type: int64}}}}\n",
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in cli_env.items() if not k.startswith("LS_TEST_")}
+    done = lakesync("sync", "--config", str(config), env=env)
+    assert done.returncode == 1
+    assert "lakehouse: not opened:" in done.stderr and "LS_TEST_" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -214,9 +214,12 @@ def sync(
         for r in dataset_runtimes(config)
         if (lakes is None or r.lake in lakes) and (datasets is None or r.key in datasets)
     ]
-    lakehouse = open_lakehouse(config)
-    prepared = plan_tables(config, runtimes, lakehouse, run_id=f"lakesync sync ({trigger})")
     recorded = bool(os.environ.get("DAGSTER_HOME"))
+    try:
+        lakehouse = open_lakehouse(config)
+    except dg.DagsterInvalidConfigError as exc:  # a secret's variable is not set
+        return SyncOutcome([], [], [f"lakehouse: not opened: {config_problem(exc)}"], [], recorded)
+    prepared = plan_tables(config, runtimes, lakehouse, run_id=f"lakesync sync ({trigger})")
     dagster = _Dagster(config)
     lines: dict[str, DatasetSync] = {}
     failures: list[str] = []
