@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -359,3 +360,75 @@ def test_cloud_settings_are_checked(change: tuple[str, str], expected: str) -> N
     assert old in CLOUD
     found = problems(CLOUD.replace(old, new, 1))
     assert any(p.startswith(expected) for p in found), found
+
+
+def test_inline_checks_are_pandera_checks_built_only_when_pandera_judges_rows(tmp_path: Path) -> None:
+    """An inline check says what pandera's would (name, statistics, error: the validate stage
+    and the contract fingerprint read them), and loading a config never imports pandera."""
+    import subprocess
+    import sys
+
+    import pandera.polars as pa
+
+    from lakesync.config.contracts import InlineCheck, _fingerprint, _inline_checks
+    from lakesync.config.models import ColumnSpec, Table
+
+    spec = ColumnSpec.model_validate(
+        {
+            "type": "string",
+            "checks": {
+                "ge": 0,
+                "gt": 1.5,
+                "le": 3,
+                "lt": 4,
+                "isin": ["a", "b"],
+                "regex": "^x",
+                "str_length": {"max": 5},
+            },
+        }
+    )
+    inline = _inline_checks(spec)
+    expected = [
+        pa.Check.ge(0), pa.Check.gt(1.5), pa.Check.le(3), pa.Check.lt(4),
+        pa.Check.isin(["a", "b"]), pa.Check.str_matches("^x"), pa.Check.str_length(None, 5),
+    ]  # fmt: skip
+    assert len(inline) == len(expected)
+    for ours, theirs in zip(inline, expected, strict=True):
+        assert isinstance(ours, InlineCheck)
+        assert (ours.name, ours.statistics, ours.error, ours.ignore_na) == (
+            theirs.name, theirs.statistics, theirs.error, theirs.ignore_na
+        )  # fmt: skip
+        assert ours.build().statistics == theirs.statistics
+    contract = resolve_contract(
+        "t", Table.model_validate({"contract": {"columns": {"c": spec.model_dump()}}})
+    )
+    built = [replace(c, checks=tuple(k.build() for k in c.checks)) for c in contract.columns]
+    assert contract.fingerprint == _fingerprint(built, [])  # the same fingerprint as before
+    assert next(iter(contract.schema.columns["c"].checks)).name == "greater_than_or_equal_to"
+    probe = (
+        "import sys\n"
+        "from lakesync.config import load_config, resolve_contract\n"
+        f"config = load_config({str(tmp_path / 'lakesync.yaml')!r})\n"
+        "[resolve_contract(n, t) for n, t in config.tables.items()]\n"
+        "print('pandera' in sys.modules)\n"
+    )
+    (tmp_path / "eu").mkdir()
+    (tmp_path / "lakesync.yaml").write_text(
+        EXAMPLE_FOR_IMPORTS.format(root=tmp_path / "eu"), encoding="utf-8"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False", done.stderr
+
+
+EXAMPLE_FOR_IMPORTS = """
+lakehouse: {{uri: {root}/../lakehouse}}
+lakes:
+  eu: {{provider: local, root: {root}, datasets: {{orders: {{pattern: "*.csv", format: csv, table: orders}}}}}}
+tables:
+  orders:
+    contract:
+      columns:
+        order_id: {{type: int64, nullable: false, unique: true}}
+        amount: {{type: float64, checks: {{ge: 0}}}}
+        currency: {{type: string, checks: {{isin: [EUR, USD]}}}}
+"""

@@ -10,14 +10,17 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-from dataclasses import dataclass
-from typing import Any, get_args
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, get_args
 
-import pandera.polars as pa
 import polars as pl
 
 from lakesync.config.datatypes import LogicalType, logical_name, parse_type
 from lakesync.config.models import ColumnSpec, LakesyncConfig, MaskSettings, PiiTreatment, Table
+
+if TYPE_CHECKING:
+    import pandera.polars as pa
 
 
 class ContractError(ValueError):
@@ -42,6 +45,40 @@ class PiiRule:
         return f"masked (keeps the {' and '.join(kept)} characters)" if kept else "masked (***)"
 
 
+_FACTORIES = {
+    "greater_than_or_equal_to": "ge",
+    "greater_than": "gt",
+    "less_than_or_equal_to": "le",
+    "less_than": "lt",
+    "isin": "isin",
+    "str_matches": "str_matches",
+    "str_length": "str_length",
+}
+
+
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity, as pandera's checks are
+class InlineCheck:
+    """A check of an inline contract, named as pandera names it (``name``, ``statistics``,
+    ``error``): the validate stage compiles it to polars, and the pandera ``Check`` is built only
+    when pandera itself must judge rows — importing pandera costs ~1 s that a command which never
+    validates a row should not pay."""
+
+    name: str
+    statistics: dict[str, Any]
+    args: tuple[Any, ...]
+    ignore_na: bool = True
+
+    @property
+    def error(self) -> str:
+        return f"{self.name}({', '.join(repr(a) for a in self.args)})"
+
+    def build(self) -> pa.Check:
+        import pandera.polars as pa  # noqa: PLC0415 - lazy: seconds to import
+
+        check: pa.Check = getattr(pa.Check, _FACTORIES[self.name])(*self.args)
+        return check
+
+
 @dataclass(frozen=True)
 class ContractColumn:
     name: str
@@ -49,7 +86,8 @@ class ContractColumn:
     nullable: bool
     unique: bool
     description: str | None
-    checks: tuple[pa.Check, ...]
+    checks: tuple[InlineCheck | pa.Check, ...]
+    """Inline checks, or a model's pandera checks."""
     subject_key: str | None = None
     """The data subject the column identifies (``lakesync erase --subject <subject>=<key>``)."""
     pii: PiiRule | None = None
@@ -64,8 +102,34 @@ class ResolvedContract:
 
     table: str
     columns: tuple[ContractColumn, ...]
-    schema: pa.DataFrameSchema
     fingerprint: str
+    frame_checks: tuple[pa.Check, ...] = field(default=())
+    """A model's dataframe-wide checks (only pandera knows them)."""
+
+    @cached_property
+    def schema(self) -> pa.DataFrameSchema:
+        """The pandera schema (built, and pandera imported, when pandera must judge rows).
+
+        Uniqueness is enforced per file by the validate stage (it streams, so it tracks keys
+        across chunks itself); the schema carries everything else."""
+        import pandera.polars as pa  # noqa: PLC0415 - lazy: seconds to import
+
+        return pa.DataFrameSchema(
+            {
+                c.name: pa.Column(
+                    c.type.dtype,
+                    nullable=c.nullable,
+                    checks=[k.build() if isinstance(k, InlineCheck) else k for k in c.checks],
+                    description=c.description,
+                    required=True,
+                )
+                for c in self.columns
+            },
+            checks=list(self.frame_checks),
+            name=self.table,
+            strict=False,
+            coerce=False,
+        )
 
     def column(self, name: str) -> ContractColumn | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -90,23 +154,25 @@ class ResolvedContract:
         return {c.name: c.subject_key for c in self.columns if c.subject_key is not None}
 
 
-def _inline_checks(spec: ColumnSpec) -> list[pa.Check]:
-    checks: list[pa.Check] = []
+def _inline_checks(spec: ColumnSpec) -> list[InlineCheck]:
+    checks: list[InlineCheck] = []
     c = spec.checks
     if c.ge is not None:
-        checks.append(pa.Check.ge(_number(c.ge)))
+        checks.append(InlineCheck("greater_than_or_equal_to", {"min_value": _number(c.ge)}, (_number(c.ge),)))
     if c.gt is not None:
-        checks.append(pa.Check.gt(_number(c.gt)))
+        checks.append(InlineCheck("greater_than", {"min_value": _number(c.gt)}, (_number(c.gt),)))
     if c.le is not None:
-        checks.append(pa.Check.le(_number(c.le)))
+        checks.append(InlineCheck("less_than_or_equal_to", {"max_value": _number(c.le)}, (_number(c.le),)))
     if c.lt is not None:
-        checks.append(pa.Check.lt(_number(c.lt)))
+        checks.append(InlineCheck("less_than", {"max_value": _number(c.lt)}, (_number(c.lt),)))
     if c.isin is not None:
-        checks.append(pa.Check.isin(list(c.isin)))
+        checks.append(InlineCheck("isin", {"allowed_values": list(c.isin)}, (list(c.isin),)))
     if c.regex is not None:
-        checks.append(pa.Check.str_matches(c.regex))
+        checks.append(InlineCheck("str_matches", {"pattern": c.regex}, (c.regex,)))
     if c.str_length is not None:
-        checks.append(pa.Check.str_length(c.str_length.min, c.str_length.max))
+        low, high = c.str_length.min, c.str_length.max
+        stats = {"min_value": low, "max_value": high, "exact_value": None}
+        checks.append(InlineCheck("str_length", stats, (low, high)))
     return checks
 
 
@@ -162,6 +228,8 @@ def _model_governance(
 
 def load_model(path: str) -> type[pa.DataFrameModel]:
     """Import ``package.module:ClassName`` and check it is a pandera polars model."""
+    import pandera.polars as pa  # noqa: PLC0415 - lazy: seconds to import
+
     module_name, _, class_name = path.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -213,29 +281,11 @@ def _from_model(name: str, path: str) -> ResolvedContract:
 def _finish(
     name: str, columns: list[ContractColumn], *, frame_checks: list[pa.Check] | None = None
 ) -> ResolvedContract:
-    # Uniqueness is enforced per file by the validate stage (it streams, so it tracks keys
-    # across chunks itself); the pandera schema carries everything else.
-    schema = pa.DataFrameSchema(
-        {
-            c.name: pa.Column(
-                c.type.dtype,
-                nullable=c.nullable,
-                checks=list(c.checks),
-                description=c.description,
-                required=True,
-            )
-            for c in columns
-        },
-        checks=frame_checks or [],
-        name=name,
-        strict=False,
-        coerce=False,
-    )
     return ResolvedContract(
         table=name,
         columns=tuple(columns),
-        schema=schema,
         fingerprint=_fingerprint(columns, frame_checks or []),
+        frame_checks=tuple(frame_checks or ()),
     )
 
 

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandera.errors
-import pandera.polars as pa
 import polars as pl
 
 from lakesync.config.contracts import ResolvedContract
 from lakesync.conform.conform import FAILURE_SCHEMA, empty_failures
 from lakesync.read import ROW
+
+if TYPE_CHECKING:
+    import pandera.polars as pa
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def _str_length(column: pl.Expr, stats: dict[str, Any]) -> pl.Expr:
 def compile_contract(contract: ResolvedContract) -> CompiledContract:
     """Compile a contract's checks to polars expressions where pandera's built-ins allow it."""
     unique = tuple(c.name for c in contract.columns if c.unique)
-    if contract.schema.checks:  # dataframe-wide checks of a model: only pandera knows them
+    if contract.frame_checks:  # dataframe-wide checks of a model: only pandera knows them
         return CompiledContract(contract, None, unique)
     checks: list[FastCheck] = []
     for column in contract.columns:
@@ -166,6 +167,8 @@ class UniqueTracker:
 
 def _pandera_failures(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> pl.DataFrame:
     """pandera's failure cases for ``frame`` as (row, column, rule, message)."""
+    import pandera.errors  # noqa: PLC0415 - lazy: seconds to import, and only failing rows need it
+
     try:
         schema.validate(frame, lazy=True)
     except pandera.errors.SchemaErrors as exc:
@@ -196,15 +199,18 @@ def _pandera_failures(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> pl.Dat
 
 def validate_chunk(frame: pl.DataFrame, compiled: CompiledContract, tracker: UniqueTracker) -> pl.DataFrame:
     """Failures of a conformed chunk: pandera's verdict plus per-file uniqueness."""
-    schema = compiled.contract.schema
     if compiled.fast_checks is None:
-        failures = _pandera_failures(frame, schema)
+        failures = _pandera_failures(frame, compiled.contract.schema)
     elif not compiled.fast_checks or frame.height == 0:
         failures = empty_failures()
     else:
         verdict = frame.select(pl.all_horizontal([c.ok for c in compiled.fast_checks]).alias("ok"))
         passed = verdict.to_series()
-        failures = empty_failures() if passed.all() else _pandera_failures(frame.filter(~passed), schema)
+        failures = (
+            empty_failures()
+            if passed.all()
+            else _pandera_failures(frame.filter(~passed), compiled.contract.schema)
+        )
     if compiled.unique:
         duplicates = tracker.failures(frame)
         if duplicates.height:
