@@ -7,7 +7,8 @@ only the provenance columns trace needs (file, row): the difference is what the 
 (lake, batch, ingested_at) cost. Each case runs in its own process so
 its peak RSS is its own; ratios compare cases of the same run on the same machine.
 
-    python -m bench.run [--rows 10000000] [--files 200] [--csv-rows 2000000] [--csv-files 40] [--repeat 3]
+    python -m bench.run [--rows 10000000] [--files 200] [--csv-rows 2000000] [--csv-files 40]
+                        [--json-rows 2000000] [--json-files 40] [--repeat 3]
                         [--discovery-files 100000] [--cloud-files 100000] [--unique 1] [--cli 1]
 """
 
@@ -83,8 +84,10 @@ def generate(rows: int, files: int, fmt: str) -> Path:
         path = folder / f"part-{n:05d}.{fmt}"
         if fmt == "parquet":
             frame.write_parquet(path)
-        else:
+        elif fmt == "csv":
             frame.write_csv(path)
+        else:
+            frame.write_ndjson(path)
     (folder / ".complete").write_text("")
     return folder
 
@@ -98,7 +101,12 @@ def floor(folder: Path, fmt: str, target: Path) -> dict[str, Any]:
     from deltalake import write_deltalake
 
     paths = sorted(str(p) for p in folder.glob(f"*.{fmt}"))
-    scan = pl.scan_parquet(paths) if fmt == "parquet" else pl.scan_csv(paths, schema=SCHEMA)
+    if fmt == "parquet":
+        scan = pl.scan_parquet(paths)
+    elif fmt == "csv":
+        scan = pl.scan_csv(paths, schema=SCHEMA)
+    else:
+        scan = pl.scan_ndjson(paths, schema=SCHEMA)
     batches = (b.to_arrow(compat_level=pl.CompatLevel.newest()) for b in scan.collect_batches())
     first = next(batches)
     rows = 0
@@ -179,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=200)
     parser.add_argument("--csv-rows", type=int, default=2_000_000)
     parser.add_argument("--csv-files", type=int, default=40)
+    parser.add_argument("--json-rows", type=int, default=2_000_000, help="JSON-lines rows (0: skip)")
+    parser.add_argument("--json-files", type=int, default=40)
     parser.add_argument("--repeat", type=int, default=3, help="runs per case; the median is reported")
     parser.add_argument(
         "--discovery-files", type=int, default=100_000, help="files in the sensor-tick case (0: skip)"
@@ -207,12 +217,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--child", choices=CASES)
     parser.add_argument("--folder", type=Path)
-    parser.add_argument("--format", choices=["parquet", "csv"])
+    parser.add_argument("--format", choices=["parquet", "csv", "ndjson"])
     args = parser.parse_args(argv)
     if args.child:
         child(args.child, args.folder, args.format)
         return 0
     plan = [("parquet", args.rows, args.files), ("csv", args.csv_rows, args.csv_files)]
+    if args.json_rows:
+        plan.append(("ndjson", args.json_rows, args.json_files))
     results: list[dict[str, Any]] = []
     for fmt, rows, files in plan:
         print(f"generating {rows:,} rows of {fmt} in {files} files ...", flush=True)
