@@ -97,22 +97,9 @@ def _sync(lake: Path, lakehouse: Path, *, mode: str) -> dict[str, Any]:
 
 
 def _floor(lake: Path, target: Path) -> dict[str, Any]:
-    import pyarrow as pa
-    from deltalake import write_deltalake
+    from bench.run import floor  # the same floor as the main table's (bench.run imports this module)
 
-    scan = pl.scan_parquet(sorted(str(p) for p in (lake / "base").glob("*.parquet")))
-    batches = (b.to_arrow(compat_level=pl.CompatLevel.newest()) for b in scan.collect_batches())
-    first = next(batches)
-    rows = 0
-
-    def stream() -> Any:
-        nonlocal rows
-        for table in (first, *batches):
-            rows += table.num_rows
-            yield from table.to_batches()
-
-    write_deltalake(str(target), pa.RecordBatchReader.from_batches(first.schema, stream()), mode="append")
-    return {"rows_committed": rows}
+    return floor(lake / "base", "parquet", target)
 
 
 def _delta_merge(root: Path, tmp: Path) -> dict[str, Any]:
