@@ -19,7 +19,6 @@ import importlib
 import json
 import os
 import platform
-import shutil
 import sys
 import tempfile
 import time
@@ -32,6 +31,7 @@ import polars as pl
 from bench import cli, cloud_discovery, fixed, merge, unique
 from bench.discovery import tick
 from bench.proc import own_peak_mb, run_child
+from bench.shapes import write_lake
 
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT / "data"
@@ -73,23 +73,9 @@ def _frame(start: int, rows: int) -> pl.DataFrame:
 
 def generate(rows: int, files: int, fmt: str) -> Path:
     """The lake for one format, written once and reused while its size is unchanged."""
-    folder = DATA / f"{fmt}-{rows}-{files}"
-    if (folder / ".complete").exists():
-        return folder
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
     per_file = rows // files
-    for n in range(files):
-        frame = _frame(n * per_file, per_file)
-        path = folder / f"part-{n:05d}.{fmt}"
-        if fmt == "parquet":
-            frame.write_parquet(path)
-        elif fmt == "csv":
-            frame.write_csv(path)
-        else:
-            frame.write_ndjson(path)
-    (folder / ".complete").write_text("")
-    return folder
+    frames = (_frame(n * per_file, per_file) for n in range(files))
+    return write_lake(DATA / f"{fmt}-{rows}-{files}", frames, fmt)
 
 
 # -- the cases (each runs in a child process) -------------------------------------------------

@@ -59,7 +59,8 @@ def commit_rows(
     with tempfile.TemporaryDirectory(prefix="lakesync-merge-") as folder:
         # Only the keys stay in memory; the rows wait on local disk for the winners.
         spilling = Spill(schema, Path(folder), [*settings.keys, *filter(None, [settings.latest_by])])
-        if not _has_rows(snapshot):
+        empty = not snapshot.file_uris()  # asked once: it lists every data file of the table
+        if empty:
             first_load = _append_unless_repeated(target, spilling, batches, stamp)
             if first_load is not None:
                 return first_load
@@ -68,7 +69,7 @@ def commit_rows(
             rows.keys,
             keys=settings.keys,
             latest_by=settings.latest_by,
-            existing=_current_versions(snapshot, rows.keys, settings, provenance),
+            existing=None if empty else _current_versions(snapshot, rows.keys, settings, provenance),
             existing_source=(provenance.file, provenance.row),
         )
         if picked.losers.height:
@@ -77,7 +78,11 @@ def commit_rows(
         if winners.is_empty():
             empty = pa.RecordBatchReader.from_batches(schema, iter([]))
             return Committed(delta.append(target.delta, empty, stamp))
-        held = _held(snapshot, picked.rows.select(settings.keys))
+        held = (
+            picked.rows.select(settings.keys).clear()
+            if empty
+            else _held(snapshot, picked.rows.select(settings.keys))
+        )
         if held.is_empty():
             # Keys the table has never held: an append is the same merge.
             return Committed(delta.append(target.delta, rows.reader(winners), stamp), picked.losers.height)
@@ -152,15 +157,11 @@ def _current_versions(
     snapshot: DeltaTable, keys: pl.DataFrame, settings: Table, provenance: Provenance
 ) -> pl.DataFrame | None:
     """The table's current rows for the round's keys (only needed to compare ``latest_by``)."""
-    if settings.latest_by is None or keys.is_empty() or not _has_rows(snapshot):
+    if settings.latest_by is None or keys.is_empty():
         return None
     columns = [*settings.keys, settings.latest_by, provenance.file, provenance.row]
     current = _in_key_range(pl.scan_delta(snapshot).select(columns), keys, settings.keys)
     return current.join(keys.lazy().select(settings.keys).unique(), on=settings.keys, how="semi").collect()
-
-
-def _has_rows(snapshot: DeltaTable) -> bool:
-    return bool(snapshot.file_uris())
 
 
 def _in_key_range(scan: pl.LazyFrame, keys: pl.DataFrame, names: Sequence[str]) -> pl.LazyFrame:
@@ -176,7 +177,5 @@ def _in_key_range(scan: pl.LazyFrame, keys: pl.DataFrame, names: Sequence[str]) 
 def _held(snapshot: DeltaTable, keys: pl.DataFrame) -> pl.DataFrame:
     """Which of these keys the table holds (read from its key columns only, pruned by range)."""
     names = keys.columns
-    if not _has_rows(snapshot):
-        return keys.clear()
     held = _in_key_range(pl.scan_delta(snapshot).select(names), keys, names)
     return held.join(keys.lazy(), on=names, how="semi").collect()
