@@ -127,4 +127,10 @@ def plan_tables(
         return plans
     for key, planned in planned_now.items():
         plans[planned[0].table].planned[key] = planned[-1].version
+    # Files another sync planned between this look and this commit: its batches are pending, and
+    # this sync's run takes them too (whichever commits a batch first, the other finds it done).
+    taken = [key for key in wanted if key not in planned_now]
+    for key, state in ledger_states(lakehouse.open(ledger.uri), taken).items() if taken else ():
+        if state.pending:
+            plans[wanted[key][0]].planned[key] = max(p.version for p in state.pending)
     return plans
