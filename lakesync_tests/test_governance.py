@@ -404,13 +404,17 @@ def test_an_erased_subject_arriving_again_is_dropped_and_recorded_as_erased(tmp_
     late = tmp_path / "demo" / "data" / "lakes" / "eu_sales" / "orders" / "2026" / "11" / "part-0099.parquet"
     rows = orders_rows(700_000, 6, customer_id=210) + orders_rows(700_100, 4, customer_id=211)
     write_orders_parquet(late, rows, mtime=T0 + timedelta(days=20))
-    result = sync_table(config, "orders", lakehouse=lakehouse, run_id="late")
+    later = orders_rows(700_200, 3, customer_id=210) + orders_rows(700_300, 2, customer_id=212)
+    write_orders_parquet(late.with_name("part-0100.parquet"), later, mtime=T0 + timedelta(days=21))
+    result = sync_table(
+        config, "orders", lakehouse=lakehouse, run_id="late"
+    )  # two small files, checked together
     (eu,) = [d for d in result.datasets if d.key == "eu_sales.orders"]
-    assert (eu.rows_read, eu.rows_committed, eu.rows_quarantined, eu.rows_erased) == (10, 4, 0, 6)
+    assert (eu.rows_read, eu.rows_committed, eu.rows_quarantined, eu.rows_erased) == (15, 6, 0, 9)
     assert eu.conserved
     orders = pl.read_delta(lakehouse.table_uri("orders"))
     assert orders.filter(pl.col("customer_id") == 210).is_empty()
-    assert orders.filter(pl.col("order_id") >= 700_100).height == 4
+    assert orders.filter(pl.col("order_id") >= 700_100).height == 6
     assert (
         pl.read_delta(lakehouse.quarantine_uri("orders"))
         .filter(pl.col("file").str.contains("part-0099"))
@@ -420,6 +424,10 @@ def test_an_erased_subject_arriving_again_is_dropped_and_recorded_as_erased(tmp_
         AuditLog(lakehouse).read(file="part-0099").filter(pl.col("kind") == "file").iter_rows(named=True)
     )
     assert (audited["rows_committed"], audited["rows_erased"]) == (4, 6)
+    (audited,) = (
+        AuditLog(lakehouse).read(file="part-0100").filter(pl.col("kind") == "file").iter_rows(named=True)
+    )
+    assert (audited["rows_committed"], audited["rows_erased"]) == (2, 3)
 
 
 def _with_provenance(config_path: Path, provenance: dict[str, object]) -> LakesyncConfig:

@@ -25,6 +25,7 @@ from lakesync_tests.lakes import (
     local_lake,
     orders_rows,
     orders_table,
+    touch,
     write_config,
     write_orders_csv,
     write_orders_parquet,
@@ -782,3 +783,106 @@ def test_unique_keys_hold_across_files_and_after_a_crash_before_the_quarantine_w
     ]
     assert set(rejected["rules"].list.first()) == {"duplicate_key"}
     assert "an earlier file of this sync holds it (eu/b.parquet record 7)" in rejected["reason"][-1]
+
+
+# -- small files checked together --------------------------------------------------------------
+def _small_files_lake(root: Path, fmt: str) -> None:
+    """Twelve small files of one batch, most of them wrong in their own way."""
+    rows = {n: orders_rows(n * 10, 5) for n in range(12)}
+    if fmt == "csv":
+        rows[1][1]["amount"] = "abc"  # not a number
+    rows[2][2]["currency"] = "XXX"  # not in the contract's list
+    rows[3][3]["order_id"] = rows[3][0]["order_id"]  # twice in its file
+    rows[4][0]["order_id"] = rows[0][4]["order_id"]  # also in an earlier file
+    rows[5][4]["amount"] = -1.0  # below the contract's minimum
+    rows[6] = []  # no rows
+    rows[9][2]["customer_id"] = None  # a required value missing
+    for n, file_rows in rows.items():
+        when = T0 + timedelta(minutes=n)
+        path = root / "eu" / f"{n:02d}.{fmt}"
+        if n == 7:  # a column the table does not have
+            extra = pl.DataFrame(file_rows).with_columns(channel=pl.lit("web"))
+            if fmt == "csv":
+                extra.write_csv(path)
+            else:
+                extra.write_parquet(path)
+            touch(path, when)
+        elif n == 8 and fmt == "csv":  # a record that cannot be parsed
+            write_orders_csv(path, file_rows, mtime=when)
+            path.write_text(path.read_text() + "81,1,2,EUR,2026-11-01T00:00:00+00:00,extra,fields\n")
+            touch(path, when)
+        elif n == 8:  # not parquet at all
+            path.write_bytes(b"PAR1 this is not a parquet file")
+            touch(path, when)
+        elif fmt == "csv":
+            write_orders_csv(path, file_rows, mtime=when)
+        else:
+            write_orders_parquet(path, file_rows, mtime=when)
+
+
+@pytest.mark.parametrize(("fmt", "drift"), [("csv", "evolve"), ("csv", "rescue"), ("parquet", "evolve")])
+def test_small_files_checked_together_give_exactly_what_each_file_gives_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str, drift: str
+) -> None:
+    from lakesync.pipeline import fused
+
+    groups: list[int] = []
+    scans: list[bool] = []
+    together, read_together = fused._together, fused._read_parquet_together
+
+    def counted(members, raw):  # type: ignore[no-untyped-def]
+        groups.append(len(members))
+        return together(members, raw)
+
+    def scanned(jobs):  # type: ignore[no-untyped-def]
+        found = read_together(jobs)
+        scans.append(found is not None)
+        return found
+
+    def run(root: Path) -> tuple[object, ...]:
+        _small_files_lake(root, fmt)
+        config = one_lake(root, fmt=fmt, pattern=f"*.{fmt}", drift=drift, bad_records="quarantine_row")
+        result = sync(config)
+        rows = table(config, "orders").drop("_lakesync_ingested_at").sort("_lakesync_file", "_lakesync_row")
+        rejected = (
+            quarantine(config, "orders")
+            .select("file", "row", "level", "rules", "columns", "reason")
+            .sort("file", "row", nulls_last=True)
+        )
+        ledger = (
+            pl.read_delta(lakehouse_for(config).ledger_uri)
+            .filter(pl.col("event") != "planned")
+            .select(
+                "path", "event", "rows_read", "rows_committed", "rows_quarantined", "rows_rescued", "drift"
+            )
+            .sort("path")
+        )
+        counts = [(d.rows_read, d.rows_committed, d.rows_quarantined) for d in result.datasets]
+        return rows, rejected, ledger, counts
+
+    monkeypatch.setattr(fused, "_together", counted)
+    monkeypatch.setattr(fused, "_read_parquet_together", scanned)
+    monkeypatch.setattr(fused, "FUSE_FILES", 6)  # 00-05 (one schema) and 06-11 (three, one file unreadable)
+    rows, rejected, ledger, counts = run(tmp_path / "together")
+    assert max(groups) >= 5  # the files of one schema were checked as one frame
+    assert set(scans) == ({True, False} if fmt == "parquet" else {False})  # parquet 00-05: one scan
+    monkeypatch.setattr(fused, "FUSE_FILES", 1)
+    groups.clear()
+    alone = run(tmp_path / "alone")
+    assert not groups
+    assert rows.equals(alone[0])  # type: ignore[attr-defined]
+    assert rejected.equals(alone[1])  # type: ignore[attr-defined]
+    assert ledger.equals(alone[2])  # type: ignore[attr-defined]
+    assert counts == alone[3]
+    # Each failure names its own file and its row there.
+    reasons = {(r["file"], r["row"]): r["reason"] for r in rejected.iter_rows(named=True)}  # type: ignore[attr-defined]
+    assert "first in row 1" in reasons[(f"03.{fmt}", 4)]
+    assert "XXX" in reasons[(f"02.{fmt}", 3)]
+    assert "an earlier file of this sync holds it" in reasons[(f"04.{fmt}", 1)]
+    assert (f"09.{fmt}", 3) in reasons and (f"05.{fmt}", 5) in reasons
+    if fmt == "csv":
+        rescued = ledger.filter(pl.col("path") == "01.csv")["rows_rescued"].item()  # type: ignore[attr-defined]
+        assert rescued == 1  # 'abc' kept in _rescued_data (a nullable column)
+    else:
+        assert "not a readable parquet file" in reasons[("08.parquet", None)]
+    assert rows["_lakesync_file"].n_unique() == (11 if fmt == "csv" else 10)  # type: ignore[attr-defined]

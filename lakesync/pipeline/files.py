@@ -31,7 +31,7 @@ from lakesync.read import ROW, FileReadError, read_file
 from lakesync.read.base import BROKEN, RECORD
 from lakesync.state import quarantine
 from lakesync.state.values import BatchPlan, FileEntry, FileOutcome
-from lakesync.validate import UniqueTracker, validate_chunk
+from lakesync.validate import FileUniqueness, UniqueTracker, validate_chunk
 
 Rows = Generator[pa.RecordBatch, None, FileResult]
 _SOURCE_KINDS: dict[str, SourceKind] = {"csv": "text", "ndjson": "json", "json": "json"}
@@ -57,7 +57,7 @@ class FileJob:
         self.entry = entry
         self.runtime: DatasetRuntime = ctx.runtimes[plan.dataset]
         self.tally = Tally()
-        self.tracker = UniqueTracker(ctx.table.contract.unique)
+        self.tracker: UniqueTracker | FileUniqueness = UniqueTracker(ctx.table.contract.unique)
         self.source_types: dict[str, str] = {}
         """Canonical column -> its type in this file (from its first chunk)."""
 
@@ -292,20 +292,20 @@ class FileJob:
 
     def stored(self, valid: pl.DataFrame) -> Iterator[pa.RecordBatch]:
         """Valid rows as stored: personal data treated, provenance added, in the output schema."""
+        yield from self.stored_table(valid, self.entry.path).to_batches()
+
+    def stored_table(self, valid: pl.DataFrame, path: str | pl.Series) -> pa.Table:
+        """``stored``, as one table; ``path`` is the rows' file in the lake (or each row's)."""
         rules, shape = self.ctx.rules, self.attempt.shape
         if rules.pii:
             valid = rules.pii.rows(valid)
         rows = rules.provenance.add(
-            valid,
-            lake=self.runtime.lake,
-            path=self.entry.path,
-            batch=self.plan.version,
-            at=self.attempt.ingested_at,
+            valid, lake=self.runtime.lake, path=path, batch=self.plan.version, at=self.attempt.ingested_at
         ).select(shape.columns)
         table = rows.to_arrow(compat_level=pl.CompatLevel.newest())
         if not table.schema.equals(shape.arrow):
             table = table.cast(shape.arrow)
-        yield from table.to_batches()
+        return table
 
     def quoted(self, raw: pl.DataFrame, conformed: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
         """The texts failure messages may quote for each personal-data column: raw and conformed."""

@@ -7,7 +7,8 @@ pandera then validates just those rows (``lazy=True``) and its failure cases bec
 quarantine reasons. Contracts with custom checks go through pandera for every chunk.
 
 Uniqueness is per file and streaming: the first occurrence of a value is kept, later ones fail
-(``field_uniqueness``), across the chunks of the file.
+(``field_uniqueness``), across the chunks of the file (:class:`UniqueTracker`), or across the
+files of one frame when small files are checked together (:class:`FileUniqueness`).
 """
 
 from __future__ import annotations
@@ -105,6 +106,10 @@ def compile_contract(contract: ResolvedContract) -> CompiledContract:
     return CompiledContract(contract, tuple(checks), unique)
 
 
+RowPart = Callable[[pl.Expr], pl.Expr]
+"""A part of ``_lakesync_row`` (its file, or its row in the file), as an expression."""
+
+
 class UniqueTracker:
     """Remembers the values of ``unique`` columns seen so far in one file."""
 
@@ -143,25 +148,53 @@ class UniqueTracker:
                 how="vertical_relaxed",
             )
             if dupes.height:
-                found.append(
-                    dupes.select(
-                        pl.col(ROW).alias("row"),
-                        pl.lit(column).alias("column"),
-                        pl.lit("field_uniqueness").alias("rule"),
-                        (
-                            pl.lit(f"{column}: duplicate value '")
-                            + pl.col("value").cast(pl.String)
-                            + pl.lit("' (first in row ")
-                            + pl.col("first_row").cast(pl.String)
-                            + pl.lit(")")
-                        ).alias("message"),
-                    )
-                )
+                found.append(_duplicates(dupes, column))
             new_firsts = firsts if not seen.height else firsts.join(seen, on="value", how="anti")
             self._seen[column] = pl.concat(
                 [seen, new_firsts.select("value", "first_row")] if seen.height else [new_firsts],
                 how="vertical_relaxed",
             )
+        return pl.concat(found) if found else empty_failures()
+
+
+def _duplicates(dupes: pl.DataFrame, column: str, first_row: pl.Expr | None = None) -> pl.DataFrame:
+    """Failures of rows (``_lakesync_row``) repeating a ``value`` first seen in ``first_row``."""
+    first = pl.col("first_row") if first_row is None else first_row
+    return dupes.select(
+        pl.col(ROW).alias("row"),
+        pl.lit(column).alias("column"),
+        pl.lit("field_uniqueness").alias("rule"),
+        (
+            pl.lit(f"{column}: duplicate value '")
+            + pl.col("value").cast(pl.String)
+            + pl.lit("' (first in row ")
+            + first.cast(pl.String)
+            + pl.lit(")")
+        ).alias("message"),
+    )
+
+
+class FileUniqueness:
+    """The ``unique`` columns of whole files checked at once, in one frame: a value may appear
+    once per file. ``file_of`` and ``row_of`` take a row's file and its row in that file from a
+    ``_lakesync_row`` expression (messages name the row in its own file)."""
+
+    def __init__(self, columns: tuple[str, ...], file_of: RowPart, row_of: RowPart) -> None:
+        self.columns = columns
+        self.file_of = file_of
+        self.row_of = row_of
+
+    def failures(self, frame: pl.DataFrame) -> pl.DataFrame:
+        found: list[pl.DataFrame] = []
+        for column in self.columns:
+            values = frame.select(
+                pl.col(ROW), self.file_of(pl.col(ROW)).alias("file"), pl.col(column).alias("value")
+            ).filter(pl.col("value").is_not_null())
+            if values.select(pl.struct("file", "value").n_unique()).item() == values.height:
+                continue  # the usual case: no value twice in a file
+            firsts = values.group_by("file", "value").agg(pl.col(ROW).min().alias("first_row"))
+            dupes = values.join(firsts, on=["file", "value"]).filter(pl.col(ROW) != pl.col("first_row"))
+            found.append(_duplicates(dupes.sort(ROW), column, self.row_of(pl.col("first_row"))))
         return pl.concat(found) if found else empty_failures()
 
 
@@ -197,7 +230,9 @@ def _pandera_failures(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> pl.Dat
     return pl.DataFrame(records, schema=FAILURE_SCHEMA) if records else empty_failures()
 
 
-def validate_chunk(frame: pl.DataFrame, compiled: CompiledContract, tracker: UniqueTracker) -> pl.DataFrame:
+def validate_chunk(
+    frame: pl.DataFrame, compiled: CompiledContract, tracker: UniqueTracker | FileUniqueness
+) -> pl.DataFrame:
     """Failures of a conformed chunk: pandera's verdict plus per-file uniqueness."""
     if compiled.fast_checks is None:
         failures = _pandera_failures(frame, compiled.contract.schema)
