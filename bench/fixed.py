@@ -68,6 +68,25 @@ def _lakesync_sync(config: Path, home: Path) -> float:
     return wall
 
 
+def _engine(config: Path, table: str) -> float:
+    """The engine alone (``sync_table`` in a fresh process, imports before the clock), every
+    file in one batch."""
+    code = (
+        "import json, sys, time; from pathlib import Path; import lakesync.pipeline\n"
+        "from lakesync.config import load_config; from lakesync.pipeline import sync_table\n"
+        "from lakesync.state.lakehouse import lakehouse_for\n"
+        "config = load_config(Path(sys.argv[1])); started = time.perf_counter()\n"
+        "sync_table(config, sys.argv[2], lakehouse=lakehouse_for(config), run_id='bench')\n"
+        "print(time.perf_counter() - started)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(config), table], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"the engine failed:\n{done.stderr[-3000:]}")
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 def _floor(root: Path, config: Path) -> float:
     from deltalake import write_deltalake
 
@@ -107,10 +126,10 @@ def measure(lakes: int = 50, datasets: int = 4, tables: int = 10, repeat: int = 
 
 
 def small_files(files: int = 2000, rows: int = 1000, repeat: int = 2) -> dict[str, Any]:
-    """One dataset of ``files`` small parquet files: the floor and `lakesync sync` (one run,
-    batches of 1,000 files) side by side."""
+    """One dataset of ``files`` small parquet files: the floor, the engine (one batch) and
+    `lakesync sync` (one run, batches of 1,000 files) side by side."""
     print(f"small files: {files:,} parquet files x {rows:,} rows through `lakesync sync` ...")
-    runs: dict[str, list[float]] = {"floor": [], "lakesync sync": []}
+    runs: dict[str, list[float]] = {"floor": [], "engine": [], "lakesync sync": []}
     for _ in range(repeat):
         with tempfile.TemporaryDirectory(prefix="lakesync-bench-small-") as tmp:
             root = Path(tmp)
@@ -120,12 +139,19 @@ def small_files(files: int = 2000, rows: int = 1000, repeat: int = 2) -> dict[st
                 orders_text(n * rows, rows).write_parquet(folder / f"part-{n:05d}.parquet")
             (root / "home").mkdir()
             runs["floor"].append(_floor(root, config))
+            spec = json.loads(config.read_text())
+            spec["lakehouse"]["uri"] = str(root / "engine")
+            spec["lakes"]["lake_00"]["datasets"]["set_0"]["sensor"] = {"max_files": files}
+            engine_config = root / "engine.yaml"
+            engine_config.write_text(json.dumps(spec))
+            runs["engine"].append(_engine(engine_config, "orders_00"))
             runs["lakesync sync"].append(_lakesync_sync(config, root / "home"))
     medians = {name: statistics.median(times) for name, times in runs.items()}
     return {
         "files": files,
         "rows": files * rows,
         **medians,
+        "engine ratio": medians["engine"] / medians["floor"],
         "ratio": medians["lakesync sync"] / medians["floor"],
     }
 
@@ -133,8 +159,8 @@ def small_files(files: int = 2000, rows: int = 1000, repeat: int = 2) -> dict[st
 def report_small(result: dict[str, Any]) -> None:
     print(
         f"\nSmall files ({result['files']:,} parquet files, {result['rows']:,} rows, one dataset): "
-        f"floor {result['floor']:.2f} s, `lakesync sync` {result['lakesync sync']:.2f} s "
-        f"({result['ratio']:.1f}x; target <= 2x)"
+        f"floor {result['floor']:.2f} s, engine {result['engine']:.2f} s ({result['engine ratio']:.1f}x), "
+        f"`lakesync sync` {result['lakesync sync']:.2f} s ({result['ratio']:.1f}x; target <= 2x)"
     )
 
 

@@ -27,3 +27,12 @@ def test_the_many_datasets_bench_syncs_every_dataset_then_finds_nothing_new() ->
     assert (result["datasets"], result["rows"]) == (4, 4_000)
     assert all(result[name] > 0 for name in ("floor", "first sync", "nothing new"))
     fixed.report(result)
+
+
+def test_the_small_files_bench_times_the_floor_the_engine_and_the_cli() -> None:
+    from bench import fixed
+
+    result = fixed.small_files(files=30, rows=100, repeat=1)
+    assert (result["files"], result["rows"]) == (30, 3_000)
+    assert all(result[name] > 0 for name in ("floor", "engine", "lakesync sync"))
+    fixed.report_small(result)

@@ -38,7 +38,11 @@ from lakesync.state import quarantine
 from lakesync.validate import FileUniqueness
 
 FUSE_FILES = 64
-"""Files checked together, at most (and no more bytes than one file processed whole)."""
+"""Files checked together, at most."""
+SMALL_FILE_BYTES = 256 * 1024
+"""Files this small are checked together (a larger file's own calls cost little beside its rows)."""
+FUSE_BYTES = 2 * 1024 * 1024
+"""Bytes of the files checked together, at most (about one chunk of rows: memory as one chunk's)."""
 _PATH = "_lakesync_path"
 _STEP = 1 << 32
 """A fused ``_lakesync_row`` is ``file index * _STEP + row in the file``."""
@@ -50,10 +54,15 @@ FusedRow = TypeVar("FusedRow", pl.Expr, pl.Series)
 
 
 def fusable(job: FileJob) -> bool:
-    """A file read whole and entirely (not replayed in part, not to be read record by record)."""
+    """A small file read whole and entirely (not replayed in part, not read record by record)."""
     key = (job.plan.dataset, job.entry.path)
     redo = job.attempt.redo
-    return key not in redo.excluded and key not in redo.tolerant and job.plan.rows.get(job.entry.path) is None
+    return (
+        job.entry.size <= min(SMALL_FILE_BYTES, job.ctx.whole_file_bytes)
+        and key not in redo.excluded
+        and key not in redo.tolerant
+        and job.plan.rows.get(job.entry.path) is None
+    )
 
 
 def process(jobs: Sequence[FileJob]) -> list[Output]:

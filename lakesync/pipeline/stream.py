@@ -112,15 +112,14 @@ class RoundStream:
 
     def group(self, files: Sequence[tuple[BatchPlan, FileEntry]], position: int) -> list[FileJob]:
         """The next file's job, with the small files of its batch that follow it (checked
-        together, :mod:`lakesync.pipeline.fused`), up to one whole file's bytes."""
-        limit = self.ctx.whole_file_bytes
+        together, :mod:`lakesync.pipeline.fused`)."""
         first = FileJob(self.ctx, self.attempt, *files[position])
         jobs = [first]
-        if first.entry.size > limit or not fused.fusable(first):
+        if not fused.fusable(first):
             return jobs
         size = first.entry.size
         for plan, entry in files[position + 1 : position + fused.FUSE_FILES]:
-            if plan is not first.plan or size + entry.size > limit:
+            if plan is not first.plan or size + entry.size > fused.FUSE_BYTES:
                 break
             job = FileJob(self.ctx, self.attempt, plan, entry)
             if not fused.fusable(job):
