@@ -36,7 +36,7 @@ def racer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     lakehouse at ``tmp_path/lakehouse``), it commits the next ``plan:eu.orders`` transaction itself
     (a real Delta commit), so the writer's commit against the snapshot it opened conflicts, every
     time. Returns the racer's commits."""
-    Ledger(Lakehouse(str(tmp_path / "lakehouse")))._create()  # the ledger exists: every open races
+    Ledger(Lakehouse(str(tmp_path / "lakehouse"))).create()  # the ledger exists: every open races
     monkeypatch.setattr(append, "ATTEMPTS", 4)
     original = Lakehouse.open
     wins: list[int] = []

@@ -131,6 +131,8 @@ def cmd_sync(config: LakesyncConfig, args: argparse.Namespace) -> int:
 
     with _show_progress():
         outcome = sync(config, lakes=lakes, verbose=args.verbose)
+    for line in outcome.intakes:
+        print(f"events: {line}")
     print(sync_summary(outcome.datasets, outcome.tables, outcome.checks, outcome.features))
     if not outcome.recorded:
         print("\nDAGSTER_HOME is not set: these runs were not recorded for the Dagster UI.")

@@ -13,7 +13,8 @@ from pathlib import Path
 from lakesync.config.contracts import hashes_pii
 from lakesync.config.load import ConfigProblem
 from lakesync.config.models import LakesyncConfig
-from lakesync.config.storage import EnvSecret, LocalLake
+from lakesync.config.secrets import EnvSecret
+from lakesync.config.storage import LocalLake
 
 MIN_PII_KEY_CHARS = 16
 """As :data:`lakesync.conform.pii.MIN_KEY_CHARS` (config cannot import conform)."""

@@ -14,15 +14,8 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator
 
 from lakesync.config.datasets import ColumnName, Dataset, Name, StrictModel, resolve_local
-
-
-class EnvSecret(StrictModel):
-    """A secret, read from this environment variable by the Dagster resource that uses it.
-
-    The value is never written in lakesync.yaml, in run configuration, metadata or logs.
-    """
-
-    env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+from lakesync.config.discovery import DiscoverySettings
+from lakesync.config.secrets import EnvSecret
 
 
 class S3Credentials(StrictModel):
@@ -68,6 +61,8 @@ class LocalLake(StrictModel):
     description: str | None = None
     owners: list[str] = Field(default_factory=list)
     """Dagster owners of the lake's assets (emails or ``team:name``)."""
+    discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
+    """How new files are found: listing (default) or storage events."""
 
     @field_validator("root")
     @classmethod
@@ -96,6 +91,8 @@ class CloudLake(StrictModel):
     datasets: dict[Name, Dataset]
     description: str | None = None
     owners: list[str] = Field(default_factory=list)
+    discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
+    """How new files are found: listing (default) or storage events."""
 
     @property
     def secret_names(self) -> list[str]:

@@ -20,8 +20,9 @@ _SIZE_UNITS = {
 }
 
 
-def parse_duration(value: str | int | float) -> float:
-    """Seconds in a duration such as ``30s``, ``2h``, ``1.5m`` or a bare number of seconds."""
+def parse_duration(value: str | int | float, *, zero: bool = False) -> float:
+    """Seconds in a duration such as ``30s``, ``2h``, ``1.5m`` or a bare number of seconds
+    (``zero``: ``0s`` is allowed)."""
     if isinstance(value, bool):
         msg = f"{value!r} is not a duration (use e.g. 30s, 5m, 2h)"
         raise ValueError(msg)  # noqa: TRY004 - pydantic reports ValueErrors as config problems
@@ -33,7 +34,7 @@ def parse_duration(value: str | int | float) -> float:
             msg = f"{value!r} is not a duration (use e.g. 30s, 5m, 2h)"
             raise ValueError(msg)
         seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
-    if seconds <= 0:
+    if seconds < 0 or (seconds == 0 and not zero):
         msg = f"{value!r} must be a positive duration"
         raise ValueError(msg)
     return seconds

@@ -12,7 +12,7 @@ from typing import Any
 
 import dagster as dg
 
-from lakesync.config.storage import EnvSecret
+from lakesync.config.secrets import EnvSecret
 
 log = logging.getLogger("lakesync")
 

@@ -8,6 +8,7 @@ import os
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -27,6 +28,9 @@ from lakesync.pipeline.status import table_statuses
 from lakesync.report.summary import CheckLine, FeatureLine, TableLine
 from lakesync.state.lakehouse import Lakehouse, row_count
 
+if TYPE_CHECKING:
+    from lakesync.discover.events.intake import IntakeResult
+
 
 @dataclass(frozen=True)
 class SyncOutcome:
@@ -39,6 +43,8 @@ class SyncOutcome:
     """Whether the runs are in a persistent Dagster instance (visible in the UI)."""
     checks: list[CheckLine] = field(default_factory=list)
     features: list[FeatureLine] = field(default_factory=list)
+    intakes: list[str] = field(default_factory=list)
+    """What each lake in events mode received (one line per lake)."""
 
     @property
     def ok(self) -> bool:
@@ -219,10 +225,11 @@ def sync(
         lakehouse = open_lakehouse(config)
     except dg.DagsterInvalidConfigError as exc:  # a secret's variable is not set
         return SyncOutcome([], [], [f"lakehouse: not opened: {config_problem(exc)}"], [], recorded)
-    prepared = plan_tables(config, runtimes, lakehouse, run_id=f"lakesync sync ({trigger})")
+    intakes: list[IntakeResult | str] = []
+    prepared = plan_tables(config, runtimes, lakehouse, run_id=f"lakesync sync ({trigger})", intakes=intakes)
     dagster = _Dagster(config)
     lines: dict[str, DatasetSync] = {}
-    failures: list[str] = []
+    failures: list[str] = [i for i in intakes if isinstance(i, str)]
     run_ids: list[str] = []
     checks: list[CheckLine] = []
     for table in config.tables:
@@ -286,4 +293,5 @@ def sync(
         for s in table_statuses(config, lakehouse)
         if any(r.table == s.table for r in runtimes)
     ]
-    return SyncOutcome(ordered, tables, failures, run_ids, recorded, checks, features)
+    received = [i.line() for i in intakes if not isinstance(i, str)]
+    return SyncOutcome(ordered, tables, failures, run_ids, recorded, checks, features, received)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -29,6 +30,9 @@ from lakesync.state.lakehouse import Lakehouse
 from lakesync.state.ledger import Ledger
 from lakesync.state.ledger_state import ledger_states
 from lakesync.state.values import FileEntry
+
+if TYPE_CHECKING:
+    from lakesync.discover.events.intake import IntakeResult
 
 
 @dataclass
@@ -89,15 +93,32 @@ def _stores(config: LakesyncConfig, lakes: Sequence[str]) -> Iterator[dict[str, 
 
 
 def plan_tables(
-    config: LakesyncConfig, runtimes: Sequence[DatasetRuntime], lakehouse: Lakehouse, *, run_id: str
+    config: LakesyncConfig,
+    runtimes: Sequence[DatasetRuntime],
+    lakehouse: Lakehouse,
+    *,
+    run_id: str,
+    intakes: list[IntakeResult | str] | None = None,
 ) -> dict[str, TablePlan]:
-    """Every table's planned batches, from one look at each dataset."""
+    """Every table's planned batches, from one look at each dataset; the lakes in events mode
+    first receive their events (as their intake sensor's tick does), into ``intakes``."""
     ledger = Ledger(lakehouse)
-    snapshot = lakehouse.open(ledger.uri)
     plans: dict[str, TablePlan] = {r.table: TablePlan() for r in runtimes}
     wanted: dict[str, tuple[str, list[list[FileEntry]]]] = {}
-    states = ledger_states(snapshot, [r.key for r in runtimes])
     with _stores(config, sorted({r.lake for r in runtimes})) as stores:
+        events = [
+            (n, config.lakes[n], s)
+            for n, s in stores.items()
+            if s and config.lakes[n].discovery.mode == "events"
+        ]
+        if events:
+            from lakesync.discover.events.intake import drain_all  # noqa: PLC0415 - queue SDKs load only when used
+
+            received = drain_all(events, lakehouse, run_id=run_id)
+            if intakes is not None:
+                intakes.extend(received)
+        snapshot = lakehouse.open(ledger.uri)
+        states = ledger_states(snapshot, [r.key for r in runtimes])
         for runtime in runtimes:
             plan = plans[runtime.table]
             store = stores[runtime.lake]

@@ -31,6 +31,8 @@ class DatasetRuntime:
     """The environment variables the lake's secrets come from (for the audit trail)."""
     decisions: Decisions = field(default_factory=Decisions)
     """What reviewers decided about this dataset's drift (approved renames extend the mapping)."""
+    discovery: str = "listing"
+    """How its lake's new files are found: ``listing`` or ``events``."""
 
     @property
     def table(self) -> str:
@@ -43,7 +45,7 @@ class DatasetRuntime:
     @property
     def source(self) -> DiscoverySource:
         """Where this dataset's new files are found."""
-        return source_for(self.config, self.store)
+        return source_for(self.config, self.store, self.discovery)
 
     @property
     def columns(self) -> dict[str, str]:
@@ -91,6 +93,7 @@ def dataset_runtimes(
                     ),
                     chunk_rows=chunk_rows,
                     credential_names=credential_names(config, lake_name),
+                    discovery=lake.discovery.mode,
                 )
             )
     return runtimes

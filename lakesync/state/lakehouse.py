@@ -62,6 +62,10 @@ class Lakehouse:
     def drift_uri(self) -> str:
         return self._join("_drift")
 
+    @property
+    def intake_uri(self) -> str:
+        return self._join("_intake")
+
     def open(self, uri: str) -> DeltaTable | None:
         """The Delta table at ``uri`` at its latest version, or ``None`` if none exists yet."""
         try:

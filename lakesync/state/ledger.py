@@ -6,6 +6,8 @@ an append-only log of events:
 - ``planned``: a batch (version N of the dataset) is about to be read. Written before any
   data is read, with the application transaction ``plan:<dataset>`` = N, so two planners
   racing for version N cannot both win.
+- ``announced``: a storage event or a reconciliation listing said the file is there (batch 0,
+  written by :mod:`lakesync.state.inbox`); a later plan takes it like a listed file.
 - ``ingested`` / ``quarantined``: the batch's outcome per file, written after the data
   commit, with ``done:<dataset>`` = N. Written once, however often it is retried.
 
@@ -254,9 +256,9 @@ class Ledger:
         return self._append(build, what).value or {}
 
     def _append(self, build: Callable[[DeltaTable | None], Append[T] | None], what: str) -> Appended[T]:
-        return append_once(self.lakehouse, self.uri, build, what=what, create=self._create)
+        return append_once(self.lakehouse, self.uri, build, what=what, create=self.create)
 
-    def _create(self) -> DeltaTable:
+    def create(self) -> DeltaTable:
         return DeltaTable.create(
             self.uri,
             LEDGER_SCHEMA,

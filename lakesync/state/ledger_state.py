@@ -14,7 +14,8 @@ from deltalake import DeltaTable
 from lakesync.state.lakehouse import read_current, transaction_version
 from lakesync.state.values import BatchPlan, FileEntry
 
-FileStatus = Literal["planned", "ingested", "quarantined"]
+FileStatus = Literal["announced", "planned", "ingested", "quarantined"]
+"""``announced``: a storage event (or a reconciliation) said the file is there; not planned yet."""
 
 LEDGER_SCHEMA = pa.schema(
     [
@@ -38,6 +39,8 @@ LEDGER_SCHEMA = pa.schema(
         pa.field("replay_of", pa.int64()),
         pa.field("rows_erased", pa.int64()),
         pa.field("rows_rescued", pa.int64()),
+        pa.field("discovered_by", pa.string()),
+        pa.field("event_time", pa.timestamp("us", tz="UTC")),
     ]
 )
 
@@ -65,14 +68,30 @@ class DatasetLedger:
 
     def known_tags(self) -> dict[str, str]:
         """Path -> version tag of every file the ledger has seen (planned, ingested or quarantined)."""
-        return dict(zip(self.files["path"].to_list(), self.files["version_tag"].to_list(), strict=True))
+        seen = self.files.filter(pl.col("status") != "announced")
+        return dict(zip(seen["path"].to_list(), seen["version_tag"].to_list(), strict=True))
+
+    def announced(self) -> tuple[FileEntry, ...]:
+        """Files announced (by events or a reconciliation) and not planned yet, oldest first."""
+        waiting = self.files.filter(pl.col("status") == "announced")["path"]
+        if self.events is None or waiting.is_empty():
+            return ()
+        rows = (
+            self.events.filter((pl.col("event") == "announced") & pl.col("path").is_in(waiting.implode()))
+            .unique("path", keep="last", maintain_order=True)
+            .sort("modified", "path")
+        )
+        return tuple(
+            FileEntry(path=r["path"], size=r["size"], modified=r["modified"], etag=r["etag"])
+            for r in rows.iter_rows(named=True)
+        )
 
     def count(self, status: FileStatus) -> int:
         return int((self.files["status"] == status).sum())
 
     @property
     def last_recorded_at(self) -> datetime | None:
-        done = self.files.filter(pl.col("status") != "planned")
+        done = self.files.filter(~pl.col("status").is_in(["planned", "announced"]))
         if done.is_empty():
             return None
         value = done["recorded_at"].max()

@@ -1,0 +1,226 @@
+"""One intake of a lake in events mode: drain its queue into the ledger, reconcile when due.
+
+    receive (bounded) -> understand -> route to datasets -> confirm with the store -> announce
+    in the ledger (one commit) -> acknowledge -> reconcile with a listing when it is due
+
+The order is the safety: a message is acknowledged only after what it said is durable, so a
+crash in between means a redelivery, and a redelivered, duplicate, late or out-of-order event
+announces nothing the ledger knows. A message lakesync cannot understand is recorded with its
+reason in the intake log and acknowledged: nothing loops forever. A file the store no longer
+has is not announced. Deletions are counted, not propagated (not built yet).
+
+The reconciliation lists the lake (every ``reconcile_every``, and on the first intake) and
+announces what neither the ledger nor the events knew: files older than ``reconcile_grace``
+that landed after events mode began are *missed by events* and counted; older ones were there
+before (``listing``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from lakesync.config.storage import AnyLake, CloudLake
+from lakesync.discover.events.messages import BadMessage, FileEvent, file_events
+from lakesync.discover.events.queues import EventQueue, Message, queue_for
+from lakesync.discover.patterns import matches
+from lakesync.discover.stores.base import LakeStore, LakeUnavailableError
+from lakesync.state.inbox import Announcement, DiscoveredBy, Inbox
+from lakesync.state.lakehouse import Lakehouse
+from lakesync.state.ledger_state import ledger_states
+from lakesync.state.values import dataset_id
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    lake: str
+    messages: int = 0
+    events: int = 0
+    announced: int = 0
+    """Files newly announced from events (a file routed to two datasets counts twice)."""
+    ignored: int = 0
+    """Events of no dataset of the lake (another prefix, no pattern matches)."""
+    deleted: int = 0
+    """Delete events (counted; deletions are not propagated)."""
+    gone: int = 0
+    """Files an event announced that the store no longer has."""
+    failed: int = 0
+    """Messages that are not file events (recorded with their reason, then acknowledged)."""
+    reconciled: bool = False
+    listed: int = 0
+    missed: int = 0
+    """Files only the reconciliation found, that landed after events mode began."""
+    depth: int | None = None
+    """Messages still waiting in the queue after this intake (when the queue can say)."""
+    source: str = ""
+
+    def line(self) -> str:
+        parts = [f"{self.messages} message(s), {self.announced} file(s) announced"]
+        for count, what in (
+            (self.ignored, "ignored"),
+            (self.deleted, "delete(s) not propagated"),
+            (self.gone, "gone before confirmed"),
+            (self.failed, "message(s) not understood (lakesync status --lake shows why)"),
+        ):
+            if count:
+                parts.append(f"{count} {what}")
+        if self.reconciled:
+            parts.append(f"reconciled: {self.listed} listed, {self.missed} missed by events")
+        if self.depth:
+            parts.append(f"{self.depth} still queued")
+        return f"{self.lake} (events from {self.source}): " + ", ".join(parts)
+
+
+def relative_path(event: FileEvent, lake: str, config: AnyLake) -> str | None:
+    """The event's path in the lake, or ``None`` when it is not this lake's."""
+    if event.relative:
+        return event.key if event.lake in (None, lake) else None
+    prefix = config.prefix if isinstance(config, CloudLake) else ""
+    if prefix and not event.key.startswith(prefix):
+        return None
+    return event.key[len(prefix) :]
+
+
+@dataclass(frozen=True)
+class LakeIntake:
+    """One lake's intake: where its events go and what its files are checked against."""
+
+    lake: str
+    config: AnyLake
+    store: LakeStore
+    inbox: Inbox
+    run_id: str
+
+    def run(self, queue: EventQueue | None = None, now: datetime | None = None) -> IntakeResult:
+        """Drain (bounded) and reconcile when due; raises ``LakeUnavailableError`` when the queue
+        or the store cannot be reached (nothing is acknowledged then)."""
+        settings = self.config.discovery
+        assert settings.source is not None
+        now = now or datetime.now(tz=UTC)
+        queue = queue or queue_for(self.lake, settings.source, self.config)
+        try:
+            try:
+                messages = queue.receive(settings.max_messages, settings.wait_seconds)
+            except LakeUnavailableError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any SDK's failure: this lake's intake fails clearly
+                msg = f"lake {self.lake!r}: could not receive from {queue.description}: {exc}"
+                raise LakeUnavailableError(msg) from None
+            counts, announced, failed = self.route(messages)
+            written = self.inbox.announce(announced, run_id=self.run_id)
+            for message, reason in failed:
+                body = (
+                    message.body.decode("utf-8", "replace")
+                    if isinstance(message.body, bytes)
+                    else message.body
+                )
+                self.inbox.log(
+                    self.lake,
+                    "failed_message",
+                    run_id=self.run_id,
+                    message_id=message.id,
+                    reason=reason,
+                    excerpt=body[:200],
+                )
+            queue.ack(messages)  # only now: what they said is in the ledger
+            began = self.began()
+            if messages or began is None:
+                self.inbox.log(
+                    self.lake, "intake", run_id=self.run_id, messages=len(messages), files=len(written)
+                )
+            last = self.inbox.summary(self.lake).last_reconciled
+            due = last is None or (now - last).total_seconds() >= settings.reconcile_every
+            listed, missed = self.reconcile(began or now, now) if due else (0, 0)
+            depth = queue.depth()
+        finally:
+            queue.close()
+        return IntakeResult(
+            self.lake,
+            messages=len(messages),
+            announced=len(written),
+            failed=len(failed),
+            reconciled=due,
+            listed=listed,
+            missed=missed,
+            depth=depth,
+            source=queue.description,
+            **counts,
+        )
+
+    def route(
+        self, messages: Sequence[Message]
+    ) -> tuple[dict[str, int], list[Announcement], list[tuple[Message, str]]]:
+        """Each message's files, routed to the datasets whose pattern they match and confirmed
+        with the store."""
+        routes = [
+            (dataset_id(self.lake, name), d.table, d.pattern) for name, d in self.config.datasets.items()
+        ]
+        counts = {"events": 0, "ignored": 0, "deleted": 0, "gone": 0}
+        announced: list[Announcement] = []
+        failed: list[tuple[Message, str]] = []
+        for message in messages:
+            try:
+                events = file_events(message.body, message.attributes)
+            except BadMessage as exc:
+                failed.append((message, str(exc)))
+                continue
+            for event in events:
+                counts["events"] += 1
+                if event.kind == "deleted":
+                    counts["deleted"] += 1
+                    continue
+                path = relative_path(event, self.lake, self.config)
+                targets = [r for r in routes if path is not None and matches(r[2], path)]
+                if path is None or not targets:
+                    counts["ignored"] += 1
+                    continue
+                entry = self.store.stat(path)  # the file as it is now; gone: nothing to plan
+                if entry is None:
+                    counts["gone"] += 1
+                    continue
+                announced += [Announcement(k, t, entry, "event", event.event_time) for k, t, _ in targets]
+        return counts, announced, failed
+
+    def began(self) -> datetime | None:
+        """When this lake's first intake was recorded (events mode began)."""
+        rows = self.inbox.entries(self.lake)
+        started = rows.filter(rows["kind"] == "intake")["recorded_at"]
+        return started.min() if started.len() else None  # type: ignore[return-value]
+
+    def reconcile(self, began: datetime, now: datetime) -> tuple[int, int]:
+        """List the lake; announce what neither the ledger nor the events knew. Returns
+        (files listed, files missed by events)."""
+        keys = {dataset_id(self.lake, name): d for name, d in self.config.datasets.items()}
+        states = ledger_states(self.inbox.lakehouse.open(self.inbox.ledger.uri), sorted(keys))
+        grace = timedelta(seconds=self.config.discovery.reconcile_grace)
+        found: list[Announcement] = []
+        listed = 0
+        missed: set[str] = set()
+        for key, dataset in keys.items():
+            state = states[key]
+            known = set(state.known_tags()) | {e.path for e in state.announced()}
+            for entry in self.store.list(dataset.pattern):
+                listed += 1
+                if entry.path in known or now - entry.modified < grace:
+                    continue
+                by: DiscoveredBy = "reconcile" if entry.modified >= began else "listing"
+                if by == "reconcile":
+                    missed.add(entry.path)
+                found.append(Announcement(key, dataset.table, entry, by))
+        self.inbox.announce(found, run_id=self.run_id)
+        self.inbox.log(self.lake, "reconciled", run_id=self.run_id, files=listed, missed=len(missed))
+        return listed, len(missed)
+
+
+def drain_all(
+    lakes: Sequence[tuple[str, AnyLake, LakeStore]], lakehouse: Lakehouse, *, run_id: str
+) -> list[IntakeResult | str]:
+    """The intake of several lakes; a lake whose queue or store fails gives its error line."""
+    results: list[IntakeResult | str] = []
+    for name, config, store in lakes:
+        try:
+            results.append(LakeIntake(name, config, store, Inbox(lakehouse), run_id).run())
+        except LakeUnavailableError as exc:
+            results.append(f"{name}: events not received: {exc}")
+    return results

@@ -1,0 +1,299 @@
+"""Live sync from storage events, on real servers: S3 -> SQS (and via SNS) on moto, Kafka on
+librdkafka's mock cluster; what a message says, the intake's order (announce, then acknowledge),
+reconciliation that counts what the events missed."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import polars as pl
+import pytest
+import yaml
+from confluent_kafka import Producer
+
+from lakesync.config import load_config
+from lakesync.defs.launch import sync
+from lakesync.defs.providers import open_lakehouse
+from lakesync.demo.servers import Server
+from lakesync.discover.events.messages import BadMessage, file_events
+from lakesync.state.inbox import Inbox
+from lakesync_tests.cloud import new_bucket
+from lakesync_tests.lakes import ORDERS_CONTRACT, orders_rows, write_orders_parquet
+from lakesync_tests.test_cloud_sync import parquet_bytes
+
+
+# -- what a message says -----------------------------------------------------------------------
+def _s3(name: str, key: str) -> dict[str, Any]:
+    return {
+        "eventName": name,
+        "eventTime": "2026-12-01T10:00:00.000Z",
+        "s3": {"object": {"key": key, "size": 7, "eTag": "abc"}},
+    }
+
+
+def test_s3_notifications_direct_through_sns_and_base64_give_their_files() -> None:
+    body = json.dumps(
+        {
+            "Records": [
+                _s3("ObjectCreated:Put", "landing/a+b/%C3%BC.parquet"),
+                _s3("ObjectRemoved:Delete", "x"),
+            ]
+        }
+    )
+    (created, deleted) = file_events(body)
+    assert (created.key, created.kind, created.size, created.etag) == (
+        "landing/a b/ü.parquet",
+        "created",
+        7,
+        "abc",
+    )
+    assert deleted.kind == "deleted"
+    assert (
+        file_events(json.dumps({"Type": "Notification", "Message": body}))[0].key == "landing/a b/ü.parquet"
+    )
+    assert file_events(base64.b64encode(body.encode()).decode())[0].key == "landing/a b/ü.parquet"
+    assert file_events(json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent"})) == []
+
+
+def test_event_grid_gcs_and_lakesync_messages_give_their_files() -> None:
+    grid = {
+        "eventType": "Microsoft.Storage.BlobCreated",
+        "subject": "/blobServices/default/containers/c/blobs/exports/a%20b.csv",
+        "eventTime": "2026-12-01T10:00:00Z",
+        "data": {"contentLength": 12, "eTag": "0x1"},
+    }
+    assert [(e.key, e.size) for e in file_events(json.dumps([grid]))] == [("exports/a b.csv", 12)]
+    gcs = {"kind": "storage#object", "name": "events/c.ndjson", "bucket": "b", "size": "3"}
+    assert file_events(json.dumps(gcs), {"eventType": "OBJECT_FINALIZE"})[0].size == 3
+    assert file_events(json.dumps(gcs), {"eventType": "OBJECT_METADATA_UPDATE"}) == []
+    own = file_events(json.dumps({"lake": "onprem", "path": "/2026/a.csv"}))[0]
+    assert (own.key, own.lake, own.relative) == ("2026/a.csv", "onprem", True)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json at all",
+        json.dumps({"hello": 1}),
+        json.dumps({"Records": [{"eventName": "ObjectCreated:Put"}]}),
+    ],
+)
+def test_a_message_that_is_not_a_file_event_says_what_it_is_not(body: str) -> None:
+    with pytest.raises(BadMessage, match=r"not|without"):
+        file_events(body)
+
+
+# -- S3 -> SQS on moto -------------------------------------------------------------------------
+def _clients(server: Server) -> tuple[Any, Any, Any]:
+    kw = {
+        "endpoint_url": server.url,
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+        "region_name": "us-east-1",
+    }
+    return boto3.client("s3", **kw), boto3.client("sqs", **kw), boto3.client("sns", **kw)
+
+
+def _notify(s3: Any, sqs: Any, sns: Any, bucket: str, queue: str, *, via_sns: bool = False) -> str:
+    url = sqs.create_queue(QueueName=queue)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
+    if via_sns:
+        topic = sns.create_topic(Name=f"{queue}-topic")["TopicArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+        setting = {"TopicConfigurations": [{"TopicArn": topic, "Events": events}]}
+    else:
+        setting = {"QueueConfigurations": [{"QueueArn": arn, "Events": events}]}
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=setting)
+    return url
+
+
+def _events_config(tmp_path: Path, lake: dict[str, Any], discovery: dict[str, Any]) -> Path:
+    lake = {**lake, "discovery": {"mode": "events", **discovery}}
+    document = {
+        "lakehouse": {"uri": str(tmp_path / "lakehouse")},
+        "lakes": {"eu": lake},
+        "tables": {"orders": {"mode": "append", "contract": ORDERS_CONTRACT}},
+    }
+    path = tmp_path / "lakesync.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def _rows(config_path: Path) -> pl.DataFrame:
+    config = load_config(config_path)
+    house = open_lakehouse(config)
+    return pl.read_delta(house.table_uri("orders"))
+
+
+@pytest.fixture
+def s3_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAKE_S3_KEY", "testing")
+    monkeypatch.setenv("LAKE_S3_SECRET", "testing")
+
+
+@pytest.mark.usefixtures("s3_env", "dagster_home")
+def test_s3_events_through_sqs_ingest_every_file_once_and_reconciliation_counts_the_missed(
+    tmp_path: Path, s3_server: Server
+) -> None:
+    s3, sqs, sns = _clients(s3_server)
+    bucket = new_bucket("s3", s3_server)
+    queue = _notify(s3, sqs, sns, bucket.name, bucket.name)
+    names = [f"landing/orders/{n:02d}.parquet" for n in range(57)] + [
+        "landing/orders/a b.parquet",
+        "landing/orders/ü.parquet",
+    ]
+    names.append("landing/other/ignored.parquet")  # no dataset of the lake: ignored
+    lake = bucket.lake(
+        {"orders": {"pattern": "orders/*.parquet", "format": "parquet", "table": "orders"}}, prefix="landing/"
+    )
+    path = _events_config(
+        tmp_path,
+        lake,
+        {"source": {"kind": "sqs", "queue_url": queue}, "reconcile_every": "0s", "reconcile_grace": "0s"},
+    )
+    config = load_config(path)
+    for n, name in enumerate(names):
+        bucket.put(name, parquet_bytes(orders_rows(n * 10, 2)))
+    sqs.send_message(QueueUrl=queue, MessageBody="a poison message")
+    sqs.send_message(
+        QueueUrl=queue,
+        MessageBody=json.dumps({"Records": [_s3("ObjectCreated:Put", "landing/orders/00.parquet")]}),
+    )  # a duplicate
+    first = sync(config)
+    assert first.ok, first.failures
+    (line,) = first.intakes
+    assert "59 file(s) announced" in line and "1 ignored" in line and "1 message(s) not understood" in line, (
+        line
+    )
+    assert "0 missed by events" in line
+    rows = _rows(path)
+    assert rows.height == 59 * 2 and rows["order_id"].is_unique().all()
+    assert {"eu/orders/a b.parquet", "eu/orders/ü.parquet"} <= set(rows["_lakesync_file"])
+    assert (
+        sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])[
+            "Attributes"
+        ]["ApproximateNumberOfMessages"]
+        == "0"
+    )
+    failed = Inbox(open_lakehouse(config)).entries("eu").filter(pl.col("kind") == "failed_message")
+    assert failed.height == 1 and "not JSON" in failed["reason"][0]
+    # Notifications off for five files: only the reconciliation finds them, and counts them.
+    s3.put_bucket_notification_configuration(Bucket=bucket.name, NotificationConfiguration={})
+    for n in range(5):
+        bucket.put(f"landing/orders/late-{n}.parquet", parquet_bytes(orders_rows(10_000 + n * 10, 2)))
+    second = sync(config)
+    assert second.ok, second.failures
+    assert "5 missed by events" in second.intakes[0], second.intakes
+    assert _rows(path).height == 64 * 2
+    summary = Inbox(open_lakehouse(config)).summary("eu")
+    assert (summary.missed_last, summary.missed_total) == (5, 5)
+    third = sync(config)
+    assert "0 file(s) announced" in third.intakes[0] and _rows(path).height == 64 * 2
+
+
+@pytest.mark.usefixtures("s3_env", "dagster_home")
+def test_s3_events_through_sns_are_unwrapped(tmp_path: Path, s3_server: Server) -> None:
+    s3, sqs, sns = _clients(s3_server)
+    bucket = new_bucket("s3", s3_server)
+    queue = _notify(s3, sqs, sns, bucket.name, bucket.name, via_sns=True)
+    lake = bucket.lake({"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}})
+    path = _events_config(tmp_path, lake, {"source": {"kind": "sqs", "queue_url": queue}})
+    for n in range(3):
+        bucket.put(f"{n}.parquet", parquet_bytes(orders_rows(n * 10, 2)))
+    outcome = sync(load_config(path))
+    assert outcome.ok and "3 file(s) announced" in outcome.intakes[0], outcome.intakes
+    assert _rows(path).height == 6
+
+
+@pytest.mark.usefixtures("s3_env", "dagster_home")
+def test_a_queue_that_cannot_be_reached_fails_its_lake_clearly(tmp_path: Path, s3_server: Server) -> None:
+    bucket = new_bucket("s3", s3_server)
+    lake = bucket.lake({"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}})
+    source = {"kind": "sqs", "queue_url": f"{s3_server.url}/123456789012/no-such-queue"}
+    outcome = sync(load_config(_events_config(tmp_path, lake, {"source": source})))
+    assert not outcome.ok
+    assert any("eu: events not received" in f and "no-such-queue" in f for f in outcome.failures), (
+        outcome.failures
+    )
+
+
+# -- Kafka on librdkafka's mock cluster ------------------------------------------------------
+@pytest.fixture
+def kafka() -> Iterator[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lakesync_tests.kafka_mock"],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("bootstrap "), line
+        yield line.split()[1]
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def _produce(bootstrap: str, topic: str, messages: list[dict[str, Any]]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for message in messages:
+        producer.produce(topic, json.dumps(message).encode())
+    assert producer.flush(10) == 0
+
+
+@pytest.mark.usefixtures("dagster_home")
+def test_kafka_events_of_a_local_lake_ingest_once_and_a_crash_before_the_commit_redelivers_harmlessly(
+    tmp_path: Path, kafka: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lakesync.discover.events.queues import KafkaQueue
+
+    folder = tmp_path / "onprem"
+    for n in range(2):
+        write_orders_parquet(folder / f"{n}.parquet", orders_rows(n * 10, 3))
+    lake = {
+        "provider": "local",
+        "root": str(folder),
+        "datasets": {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}},
+    }
+    source = {"kind": "kafka", "bootstrap_servers": kafka, "topic": "files", "group_id": "lakesync-test"}
+    config = load_config(
+        _events_config(tmp_path, lake, {"source": source, "wait_seconds": 2, "reconcile_every": "24h"})
+    )
+    _produce(kafka, "files", [{"lake": "eu", "path": f"{n}.parquet"} for n in range(2)])
+    crashed = {"once": False}
+    real_ack = KafkaQueue.ack
+
+    def crash(self: KafkaQueue, messages: Any) -> None:
+        if not crashed["once"]:
+            crashed["once"] = True
+            raise RuntimeError("killed before the offsets were committed")
+        real_ack(self, messages)
+
+    monkeypatch.setattr(KafkaQueue, "ack", crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        sync(config)
+    again = sync(config)  # the same messages again: their files are announced already
+    assert again.ok, again.failures
+    assert "2 message(s), 0 file(s) announced" in again.intakes[0], again.intakes
+    assert _rows(tmp_path / "lakesync.yaml").height == 6
+    for n in range(2, 4):
+        write_orders_parquet(folder / f"{n}.parquet", orders_rows(n * 10, 3))
+    duplicate_and_new = [{"lake": "eu", "path": f"{n}.parquet"} for n in range(1, 4)]
+    _produce(kafka, "files", duplicate_and_new)
+    third = sync(config)
+    assert "3 message(s), 2 file(s) announced" in third.intakes[0], third.intakes
+    rows = _rows(tmp_path / "lakesync.yaml")
+    assert rows.height == 12 and rows["order_id"].is_unique().all()
+    assert "0 message(s)" in sync(config).intakes[0]  # committed offsets: nothing comes back
