@@ -297,3 +297,39 @@ def test_kafka_events_of_a_local_lake_ingest_once_and_a_crash_before_the_commit_
     rows = _rows(tmp_path / "lakesync.yaml")
     assert rows.height == 12 and rows["order_id"].is_unique().all()
     assert "0 message(s)" in sync(config).intakes[0]  # committed offsets: nothing comes back
+
+
+# -- under the daemon: the intake sensor, then the dataset sensor --------------------------------
+@pytest.mark.usefixtures("s3_env")
+def test_the_intake_sensor_announces_and_the_dataset_sensor_plans_without_listing(
+    tmp_path: Path, s3_server: Server
+) -> None:
+    import dagster as dg
+
+    from lakesync.defs import build_definitions
+
+    s3, sqs, sns = _clients(s3_server)
+    bucket = new_bucket("s3", s3_server)
+    queue = _notify(s3, sqs, sns, bucket.name, bucket.name)
+    lake = bucket.lake({"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}})
+    path = _events_config(
+        tmp_path, lake, {"source": {"kind": "sqs", "queue_url": queue}, "reconcile_every": "1h"}
+    )
+    for n in range(3):
+        bucket.put(f"{n}.parquet", parquet_bytes(orders_rows(n * 10, 2)))
+    repo = build_definitions(load_config(path)).get_repository_def()
+    resources = repo.get_top_level_resources()
+    with dg.instance_for_test() as instance:
+        with dg.build_sensor_context(instance=instance, resources=resources, repository_def=repo) as context:
+            received = repo.get_sensor_def("events_eu").evaluate_tick(context)
+        assert "3 file(s) announced" in (received.skip_message or ""), received.skip_message
+        assert not received.run_requests
+        (observation,) = received.asset_events
+        assert observation.metadata["files_announced"].value == 3  # type: ignore[union-attr]
+        assert observation.metadata["files_missed_by_events"].value == 0  # type: ignore[union-attr]
+        s3.put_bucket_notification_configuration(Bucket=bucket.name, NotificationConfiguration={})
+        bucket.put("3.parquet", parquet_bytes(orders_rows(30, 2)))  # no event: a listing would see it
+        with dg.build_sensor_context(instance=instance, resources=resources, repository_def=repo) as context:
+            planned = repo.get_sensor_def("watch_eu__orders").evaluate_tick(context)
+        assert len(planned.run_requests or []) == 1
+        assert planned.run_requests[0].tags["lakesync/new_files"] == "3"  # type: ignore[index]

@@ -8,6 +8,7 @@ from lakesync.config import LakesyncConfig, resolve_contract
 from lakesync.defs.assets import table_assets, table_job
 from lakesync.defs.checks import drift_check, freshness_check, volume_check
 from lakesync.defs.features import feature_asset, feature_job
+from lakesync.defs.intake import intake_sensor
 from lakesync.defs.maintenance import maintenance_definitions
 from lakesync.defs.metadata import feature_key
 from lakesync.defs.providers import lake_resources, lakehouse_resource
@@ -31,7 +32,10 @@ def lake_definitions(config: LakesyncConfig, lake_name: str, location: str | Non
             *(volume_check(lake_name, name, ds.volume) for name, ds in lake.datasets.items()),
             *(freshness_check(config, runtime) for runtime in runtimes),
         ],
-        sensors=[dataset_sensor(config, runtime) for runtime in runtimes],
+        sensors=[
+            *(dataset_sensor(config, runtime) for runtime in runtimes),
+            *([intake_sensor(config, lake_name)] if lake.discovery.mode == "events" else []),
+        ],
     )
 
 
