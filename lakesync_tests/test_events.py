@@ -333,3 +333,52 @@ def test_the_intake_sensor_announces_and_the_dataset_sensor_plans_without_listin
             planned = repo.get_sensor_def("watch_eu__orders").evaluate_tick(context)
         assert len(planned.run_requests or []) == 1
         assert planned.run_requests[0].tags["lakesync/new_files"] == "3"  # type: ignore[index]
+
+
+# -- Azure: azurite's blob and queue services ----------------------------------------------------
+@pytest.mark.usefixtures("dagster_home")
+def test_event_grid_blob_events_in_an_azure_queue_ingest_each_blob_once(
+    tmp_path: Path, azure_server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from azure.storage.queue import QueueClient
+
+    from lakesync.demo.servers import AZURITE_ACCOUNT, AZURITE_KEY, start_azure_queue
+
+    monkeypatch.setenv("LAKE_AZURE_KEY", AZURITE_KEY)
+    queue_server = start_azure_queue(tmp_path / "queue-server")
+    try:
+        connection = (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"QueueEndpoint={queue_server.url};"
+        )
+        monkeypatch.setenv("LAKE_EVENTS_QUEUE", connection)
+        queue = QueueClient.from_connection_string(connection, "blob-events")
+        queue.create_queue()
+        container = new_bucket("azure", azure_server)
+        lake = container.lake(
+            {"orders": {"pattern": "exports/*.parquet", "format": "parquet", "table": "orders"}}
+        )
+        source = {
+            "kind": "azure_queue",
+            "queue": "blob-events",
+            "connection_string": {"env": "LAKE_EVENTS_QUEUE"},
+        }
+        path = _events_config(tmp_path, lake, {"source": source, "reconcile_every": "1h"})
+        for n, name in enumerate(["exports/a.parquet", "exports/b c.parquet", "exports/a.parquet"]):
+            if n < 2:
+                container.put(name, parquet_bytes(orders_rows(n * 10, 2)))
+            event = {  # what Event Grid puts in a Storage queue: base64 JSON
+                "eventType": "Microsoft.Storage.BlobCreated",
+                "subject": f"/blobServices/default/containers/{container.name}/blobs/{name}",
+                "eventTime": "2026-12-01T10:00:00Z",
+                "data": {"contentLength": 10},
+            }
+            queue.send_message(base64.b64encode(json.dumps(event).encode()).decode())
+        outcome = sync(load_config(path))
+        assert outcome.ok, outcome.failures
+        assert "3 message(s), 2 file(s) announced" in outcome.intakes[0], outcome.intakes
+        assert _rows(path).height == 4
+        assert queue.get_queue_properties().approximate_message_count == 0
+        queue.close()
+    finally:
+        queue_server.stop()

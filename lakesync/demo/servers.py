@@ -142,6 +142,30 @@ def start_azure(folder: Path, port: int | None = None) -> Server:
     return start_server("azurite", Launch(command, url, probe=url + "?comp=list"), folder)
 
 
+def start_azure_queue(folder: Path, port: int | None = None) -> Server:
+    """Azurite's queue service (for lakes whose Event Grid events land in a Storage queue)."""
+    queue = AZURITE.with_name("azurite-queue")
+    if not queue.exists():
+        msg = f"azurite is not installed at {queue}: run `make setup` (npm ci)"
+        raise RuntimeError(msg)
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
+    command = [
+        str(queue),
+        "--queueHost",
+        "127.0.0.1",
+        "--queuePort",
+        str(port),
+        "--location",
+        str(folder / "azurite-queue"),
+        "--skipApiVersionCheck",
+        "--disableTelemetry",
+        "--silent",
+        "--loose",
+    ]
+    return start_server("azurite-queue", Launch(command, url, probe=url + "?comp=list"), folder)
+
+
 def start_gcs(folder: Path, port: int | None = None) -> Server:
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
