@@ -382,3 +382,24 @@ def test_event_grid_blob_events_in_an_azure_queue_ingest_each_blob_once(
         queue.close()
     finally:
         queue_server.stop()
+
+
+# -- configuration ---------------------------------------------------------------------------
+def test_events_mode_without_a_source_and_an_unset_queue_secret_are_named(tmp_path: Path) -> None:
+    from lakesync.config.load import ConfigError
+    from lakesync.config.preflight import preflight_problems
+
+    folder = tmp_path / "lake"
+    folder.mkdir()
+    lake = {
+        "provider": "local",
+        "root": str(folder),
+        "datasets": {"orders": {"pattern": "*.csv", "format": "csv", "table": "orders"}},
+    }
+    with pytest.raises(ConfigError, match=r"lakes\.eu\.discovery: .*events mode needs a `source`"):
+        load_config(_events_config(tmp_path, lake, {}))
+    source = {"kind": "azure_queue", "queue": "q", "connection_string": {"env": "NOT_SET_HERE"}}
+    config = load_config(_events_config(tmp_path, lake, {"source": source}))
+    (problem,) = preflight_problems(config, {})
+    assert problem.path == "lakes.eu.discovery.source.connection_string"
+    assert "$NOT_SET_HERE is not set (a secret of the event queue of lake 'eu')" in problem.message

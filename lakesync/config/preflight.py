@@ -36,14 +36,21 @@ def preflight_problems(config: LakesyncConfig, environ: Mapping[str, str]) -> li
     places += [
         (f"lakes.{n}", f"lake {n!r}", getattr(lake, "credentials", None)) for n, lake in config.lakes.items()
     ]
-    for path, what, credentials in places:
-        for key, secret in _secrets(path, credentials):
-            if not environ.get(secret.env):
-                problems.append(
-                    ConfigProblem(
-                        key, f"${secret.env} is not set (a secret of {what}); set it, or fix the name"
+    found = [(k, secret, what) for path, what, creds in places for k, secret in _secrets(path, creds)]
+    for n, lake in config.lakes.items():  # the event queue's own secrets
+        source = lake.discovery.source
+        if lake.discovery.mode == "events" and source is not None:
+            for field in type(source).model_fields:
+                value = getattr(source, field)
+                if isinstance(value, EnvSecret):
+                    found.append(
+                        (f"lakes.{n}.discovery.source.{field}", value, f"the event queue of lake {n!r}")
                     )
-                )
+    for key, secret, what in found:
+        if not environ.get(secret.env):
+            problems.append(
+                ConfigProblem(key, f"${secret.env} is not set (a secret of {what}); set it, or fix the name")
+            )
     for name, lake in config.lakes.items():
         if isinstance(lake, LocalLake) and not Path(lake.root).is_dir():
             problems.append(
