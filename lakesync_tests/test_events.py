@@ -25,6 +25,7 @@ from lakesync.demo.servers import Server
 from lakesync.discover.events.messages import BadMessage, file_events
 from lakesync.state.inbox import Inbox
 from lakesync_tests.cloud import new_bucket
+from lakesync_tests.commands import cli
 from lakesync_tests.lakes import ORDERS_CONTRACT, orders_rows, write_orders_parquet
 from lakesync_tests.test_cloud_sync import parquet_bytes
 
@@ -141,7 +142,7 @@ def s3_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("s3_env", "dagster_home")
 def test_s3_events_through_sqs_ingest_every_file_once_and_reconciliation_counts_the_missed(
-    tmp_path: Path, s3_server: Server
+    tmp_path: Path, s3_server: Server, capsys: pytest.CaptureFixture[str]
 ) -> None:
     s3, sqs, sns = _clients(s3_server)
     bucket = new_bucket("s3", s3_server)
@@ -197,6 +198,10 @@ def test_s3_events_through_sqs_ingest_every_file_once_and_reconciliation_counts_
     assert (summary.missed_last, summary.missed_total) == (5, 5)
     third = sync(config)
     assert "0 file(s) announced" in third.intakes[0] and _rows(path).height == 64 * 2
+    status = cli(capsys, "status", "--config", str(path))
+    assert status.returncode == 0, status.stderr
+    (line,) = [x for x in status.stdout.splitlines() if x.startswith("eu ") and " sqs " in x]
+    assert line.split()[-3:] == ["0", "5", "1"]  # missed by the last reconciliation, in all, not understood
 
 
 @pytest.mark.usefixtures("s3_env", "dagster_home")

@@ -146,7 +146,7 @@ def cmd_sync(config: LakesyncConfig, args: argparse.Namespace) -> int:
 
 def cmd_status(config: LakesyncConfig, args: argparse.Namespace) -> int:
     from lakesync.defs.providers import open_lakehouse, open_stores
-    from lakesync.pipeline.status import dataset_statuses, table_statuses
+    from lakesync.pipeline.status import dataset_statuses, events_statuses, table_statuses
     from lakesync.report.summary import text_table
 
     lakehouse = open_lakehouse(config)
@@ -193,6 +193,36 @@ def cmd_status(config: LakesyncConfig, args: argparse.Namespace) -> int:
             ],
         )
     )
+    events = events_statuses(config, lakehouse)
+    if events:
+        print()
+        print(
+            text_table(
+                [
+                    "lake",
+                    "events from",
+                    "announced, waiting",
+                    "last received",
+                    "last reconciled",
+                    "missed (last)",
+                    "missed (total)",
+                    "not understood",
+                ],
+                [
+                    (
+                        e.lake,
+                        e.source,
+                        e.announced_waiting,
+                        e.last_intake_at,
+                        e.last_reconciled_at,
+                        e.missed_last,
+                        e.missed_total,
+                        e.messages_not_understood,
+                    )
+                    for e in events
+                ],
+            )
+        )
     errors = [d for d in datasets if d.error]
     for d in errors:
         print(f"\n{d.key}: {d.error}", file=sys.stderr)

@@ -97,3 +97,44 @@ def table_statuses(config: LakesyncConfig, lakehouse: Lakehouse) -> list[TableSt
             )
         )
     return statuses
+
+
+@dataclass(frozen=True)
+class EventsStatus:
+    """Where a lake in events mode stands: what waits, when it was last received and reconciled."""
+
+    lake: str
+    source: str
+    announced_waiting: int
+    """Files announced (by events or a reconciliation) that no batch has taken yet."""
+    last_intake_at: datetime | None
+    last_reconciled_at: datetime | None
+    missed_last: int
+    missed_total: int
+    messages_not_understood: int
+
+
+def events_statuses(config: LakesyncConfig, lakehouse: Lakehouse) -> list[EventsStatus]:
+    from lakesync.state.inbox import Inbox  # noqa: PLC0415 - only for lakes in events mode
+
+    ledger = Ledger(lakehouse)
+    found = []
+    for name, lake in config.lakes.items():
+        source = lake.discovery.source
+        if lake.discovery.mode != "events" or source is None:
+            continue
+        summary = Inbox(lakehouse).summary(name)
+        waiting = sum(len(ledger.read(f"{name}.{d}").announced()) for d in lake.datasets)
+        found.append(
+            EventsStatus(
+                name,
+                source.kind,
+                waiting,
+                summary.last_intake,
+                summary.last_reconciled,
+                summary.missed_last,
+                summary.missed_total,
+                summary.failed_messages,
+            )
+        )
+    return found
