@@ -259,7 +259,7 @@ def test_the_readme_example_validates_as_written(tmp_path: Path) -> None:
 
 def test_the_configuration_reference_example_validates_as_written(tmp_path: Path) -> None:
     commands = (ROOT / "docs" / "commands.md").read_text(encoding="utf-8")
-    for doc in ("configuration.md", "cloud.md"):
+    for doc in ("configuration.md", "cloud.md", "events.md"):
         text = (ROOT / "docs" / doc).read_text(encoding="utf-8")
         blocks = [b.split("```", 1)[0] for b in text.split("```yaml\n")[1:]]
         full = [b for b in blocks if b.startswith("lakehouse:") and "lakes:" in b]
