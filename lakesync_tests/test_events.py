@@ -329,8 +329,10 @@ def test_the_intake_sensor_announces_and_the_dataset_sensor_plans_without_listin
             received = repo.get_sensor_def("events_eu").evaluate_tick(context)
         assert "3 file(s) announced" in (received.skip_message or ""), received.skip_message
         assert not received.run_requests
-        (observation,) = received.asset_events
+        observation, check = received.asset_events
+        assert isinstance(observation, dg.AssetObservation) and isinstance(check, dg.AssetCheckEvaluation)
         assert observation.metadata["files_announced"].value == 3  # type: ignore[union-attr]
+        assert check.check_name == "events" and check.passed  # the first reconciliation missed nothing
         assert observation.metadata["files_missed_by_events"].value == 0  # type: ignore[union-attr]
         s3.put_bucket_notification_configuration(Bucket=bucket.name, NotificationConfiguration={})
         bucket.put("3.parquet", parquet_bytes(orders_rows(30, 2)))  # no event: a listing would see it
@@ -408,3 +410,23 @@ def test_events_mode_without_a_source_and_an_unset_queue_secret_are_named(tmp_pa
     (problem,) = preflight_problems(config, {})
     assert problem.path == "lakes.eu.discovery.source.connection_string"
     assert "$NOT_SET_HERE is not set (a secret of the event queue of lake 'eu')" in problem.message
+
+
+def test_files_missed_by_events_warn_with_what_to_check() -> None:
+    from datetime import UTC, datetime
+
+    from lakesync.monitor import events_verdict
+    from lakesync.state.inbox import IntakeSummary
+
+    now = datetime.now(tz=UTC)
+    missed = events_verdict(
+        IntakeSummary(now, missed_last=5, missed_total=7, failed_messages=1, last_intake=now)
+    )
+    assert (missed.outcome, missed.severity) == ("failed", "WARN")
+    assert (
+        "5 file(s) landed without an event" in missed.detail and "notification configuration" in missed.detail
+    )
+    fine = events_verdict(
+        IntakeSummary(now, missed_last=0, missed_total=7, failed_messages=0, last_intake=now)
+    )
+    assert fine.outcome == "passed" and "7 missed in all" in fine.detail

@@ -21,7 +21,14 @@ from lakesync.config.datasets import VolumeSettings
 from lakesync.defs.metadata import dataset_key, md_table, table_key
 from lakesync.defs.providers import needs_resource, resource_key, store_for
 from lakesync.defs.resources import LakehouseResource
-from lakesync.monitor import Verdict, batch_history, drift_verdict, freshness_verdict, volume_verdict
+from lakesync.monitor import (
+    Verdict,
+    batch_history,
+    drift_verdict,
+    events_verdict,
+    freshness_verdict,
+    volume_verdict,
+)
 from lakesync.monitor.expectations import run_suite
 from lakesync.pipeline.results import DatasetSync
 from lakesync.pipeline.runtime import DatasetRuntime
@@ -79,6 +86,7 @@ CONTRACT_CHECK = "contract"
 CONSERVATION_CHECK = "conservation"
 VOLUME_CHECK = "volume"
 FRESHNESS_CHECK = "freshness"
+EVENTS_CHECK = "events"
 EXPECTATIONS_CHECK = "expectations"
 BLOCKING_CHECKS = (CONTRACT_CHECK, CONSERVATION_CHECK)
 """A table's checks that, failed, hold back the assets downstream (features)."""
@@ -223,6 +231,26 @@ def freshness_check(config: LakesyncConfig, runtime: DatasetRuntime) -> dg.Asset
         live = replace(runtime, store=store_for(runtime.lake, lake, resource))
         scan = scan_dataset(live, Ledger(context.resources.lakehouse.get()).read(runtime.key))
         return check_result(freshness_of(scan, max_lag), asset_key=asset_key, check_name=FRESHNESS_CHECK)
+
+    return check
+
+
+def events_check(lake: str, dataset: str) -> dg.AssetChecksDefinition:
+    """Declared events check of a dataset whose lake is in events mode: the lake's intake sensor
+    reports it after each reconciliation; run on its own it reads the intake log."""
+    asset_key = dataset_key(lake, dataset)
+
+    @dg.asset_check(
+        asset=asset_key,
+        name=EVENTS_CHECK,
+        description="Files that landed without a storage event, found by the last reconciliation (WARN)",
+        required_resource_keys={"lakehouse"},
+    )
+    def check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        from lakesync.state.inbox import Inbox  # noqa: PLC0415 - only for lakes in events mode
+
+        summary = Inbox(context.resources.lakehouse.get()).summary(lake)
+        return check_result(events_verdict(summary), asset_key=asset_key, check_name=EVENTS_CHECK)
 
     return check
 

@@ -6,7 +6,7 @@ import dagster as dg
 
 from lakesync.config import LakesyncConfig, resolve_contract
 from lakesync.defs.assets import table_assets, table_job
-from lakesync.defs.checks import drift_check, freshness_check, volume_check
+from lakesync.defs.checks import drift_check, events_check, freshness_check, volume_check
 from lakesync.defs.features import feature_asset, feature_job
 from lakesync.defs.intake import intake_sensor
 from lakesync.defs.maintenance import maintenance_definitions
@@ -31,6 +31,7 @@ def lake_definitions(config: LakesyncConfig, lake_name: str, location: str | Non
             *(drift_check(lake_name, name) for name in lake.datasets),
             *(volume_check(lake_name, name, ds.volume) for name, ds in lake.datasets.items()),
             *(freshness_check(config, runtime) for runtime in runtimes),
+            *(events_check(lake_name, name) for name in lake.datasets if lake.discovery.mode == "events"),
         ],
         sensors=[
             *(dataset_sensor(config, runtime) for runtime in runtimes),

@@ -13,9 +13,11 @@ from __future__ import annotations
 import dagster as dg
 
 from lakesync.config import LakesyncConfig
+from lakesync.defs.checks import EVENTS_CHECK, check_evaluation
 from lakesync.defs.metadata import dataset_key
 from lakesync.defs.providers import needs_resource, resource_key, store_for
 from lakesync.discover import LakeUnavailableError
+from lakesync.monitor import events_verdict
 from lakesync.state.inbox import Inbox
 
 
@@ -71,15 +73,13 @@ def intake_sensor(config: LakesyncConfig, lake_name: str) -> dg.SensorDefinition
                 else {}
             ),
         }
-        changed = result.messages or result.reconciled
-        events = (
-            [
-                dg.AssetObservation(asset_key=dataset_key(lake_name, name), metadata=metadata)
-                for name in lake.datasets
-            ]
-            if changed
-            else []
-        )
+        events: list[dg.AssetObservation | dg.AssetCheckEvaluation] = []
+        if result.messages or result.reconciled:
+            keys = [dataset_key(lake_name, name) for name in lake.datasets]
+            events += [dg.AssetObservation(asset_key=k, metadata=metadata) for k in keys]
+            if result.reconciled:  # the check's verdict changes only with a reconciliation
+                verdict = events_verdict(summary)
+                events += [check_evaluation(verdict, asset_key=k, check_name=EVENTS_CHECK) for k in keys]
         return dg.SensorResult(skip_reason=result.line(), asset_events=events)
 
     return receive

@@ -3,7 +3,7 @@
 Every judgment is a :class:`Verdict`: passed, passed with warnings (within tolerance) or failed.
 """
 
-from lakesync.monitor.lake import batch_history, freshness_verdict, volume_verdict
+from lakesync.monitor.lake import batch_history, events_verdict, freshness_verdict, volume_verdict
 from lakesync.monitor.sync import conservation_verdict, contract_verdict, drift_verdict
 from lakesync.monitor.verdict import Outcome, Verdict, human_duration
 
@@ -14,6 +14,7 @@ __all__ = [
     "conservation_verdict",
     "contract_verdict",
     "drift_verdict",
+    "events_verdict",
     "freshness_verdict",
     "human_duration",
     "volume_verdict",

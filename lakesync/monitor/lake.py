@@ -1,7 +1,8 @@
 """Judgments about a lake dataset over time (no Dagster here).
 
 - volume: rows of the latest batch and of the last complete day against the recent median;
-- freshness: age of the newest file, and how long new files have waited to be ingested.
+- freshness: age of the newest file, and how long new files have waited to be ingested;
+- events (a lake in events mode): files the storage events missed, by the last reconciliation.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import polars as pl
 
 from lakesync.config.datasets import VolumeSettings
 from lakesync.monitor.verdict import Verdict, add_duration, human_duration
+from lakesync.state.inbox import IntakeSummary
 
 
 def batch_history(events: pl.DataFrame) -> pl.DataFrame:
@@ -142,5 +144,31 @@ def freshness_verdict(
     return Verdict(
         "passed",
         f"newest file {human_duration(age)} old, nothing waiting (max_lag {human_duration(max_lag)})",
+        facts,
+    )
+
+
+def events_verdict(summary: IntakeSummary) -> Verdict:
+    """Did the storage events tell of every file? The last reconciliation's count says (WARN)."""
+    facts: dict[str, Any] = {
+        "files_missed_by_events": summary.missed_last,
+        "files_missed_by_events_total": summary.missed_total,
+        "messages_not_understood_total": summary.failed_messages,
+    }
+    if summary.last_reconciled is not None:
+        facts["last_reconciled"] = summary.last_reconciled
+    if summary.last_reconciled is None:
+        return Verdict("passed", "no reconciliation yet: nothing to compare the events with", facts)
+    if summary.missed_last:
+        return Verdict(
+            "failed",
+            f"{summary.missed_last} file(s) landed without an event before the last reconciliation "
+            f"({summary.missed_total} in all); they were ingested from its listing. Check the bucket's "
+            "notification configuration or the queue's retention",
+            facts,
+        )
+    return Verdict(
+        "passed",
+        f"every file had its event at the last reconciliation ({summary.missed_total} missed in all)",
         facts,
     )
