@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -258,12 +259,24 @@ def _produce(bootstrap: str, topic: str, messages: list[dict[str, Any]]) -> None
     assert producer.flush(10) == 0
 
 
-@pytest.mark.usefixtures("dagster_home")
-def test_kafka_events_of_a_local_lake_ingest_once_and_a_crash_before_the_commit_redelivers_harmlessly(
-    tmp_path: Path, kafka: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from lakesync.discover.events.queues import KafkaQueue
+KILLED_INTAKE = """
+import os, signal, sys
+from lakesync.discover.events.queues import KafkaQueue
+KafkaQueue.ack = lambda self, messages: os.kill(os.getpid(), signal.SIGKILL)
+from lakesync.config import load_config
+from lakesync.discover.events.intake import drain_all
+from lakesync.discover.stores import default_store
+from lakesync.state.lakehouse import lakehouse_for
+config = load_config(sys.argv[1])
+drain_all([(n, lake, default_store(n, lake)) for n, lake in config.lakes.items()], lakehouse_for(config), run_id="killed")
+sys.exit(3)  # never reached
+"""
 
+
+@pytest.mark.usefixtures("dagster_home")
+def test_kafka_events_of_a_local_lake_ingest_once_and_a_kill_before_the_commit_redelivers_harmlessly(
+    tmp_path: Path, kafka: str
+) -> None:
     folder = tmp_path / "onprem"
     for n in range(2):
         write_orders_parquet(folder / f"{n}.parquet", orders_rows(n * 10, 3))
@@ -277,18 +290,16 @@ def test_kafka_events_of_a_local_lake_ingest_once_and_a_crash_before_the_commit_
         _events_config(tmp_path, lake, {"source": source, "wait_seconds": 2, "reconcile_every": "24h"})
     )
     _produce(kafka, "files", [{"lake": "eu", "path": f"{n}.parquet"} for n in range(2)])
-    crashed = {"once": False}
-    real_ack = KafkaQueue.ack
-
-    def crash(self: KafkaQueue, messages: Any) -> None:
-        if not crashed["once"]:
-            crashed["once"] = True
-            raise RuntimeError("killed before the offsets were committed")
-        real_ack(self, messages)
-
-    monkeypatch.setattr(KafkaQueue, "ack", crash)
-    with pytest.raises(RuntimeError, match="killed"):
-        sync(config)
+    killed = subprocess.run(  # SIGKILLed after the ledger write, before the offsets are committed
+        [sys.executable, "-c", KILLED_INTAKE, str(tmp_path / "lakesync.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    announced = pl.read_delta(str(tmp_path / "lakehouse" / "_ledger")).filter(pl.col("event") == "announced")
+    assert announced.height == 2  # durable before the kill
     again = sync(config)  # the same messages again: their files are announced already
     assert again.ok, again.failures
     assert "2 message(s), 0 file(s) announced" in again.intakes[0], again.intakes
