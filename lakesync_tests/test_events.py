@@ -202,6 +202,7 @@ def test_s3_events_through_sqs_ingest_every_file_once_and_reconciliation_counts_
     status = cli(capsys, "status", "--config", str(path))
     assert status.returncode == 0, status.stderr
     (line,) = [x for x in status.stdout.splitlines() if x.startswith("eu ") and " sqs " in x]
+    assert "eu: a message not understood:" in status.stderr and "not JSON" in status.stderr
     assert line.split()[-3:] == ["0", "5", "1"]  # missed by the last reconciliation, in all, not understood
 
 

@@ -223,6 +223,9 @@ def cmd_status(config: LakesyncConfig, args: argparse.Namespace) -> int:
                 ],
             )
         )
+    for e in events:
+        for failure in e.recent_failures:
+            print(f"{e.lake}: a message not understood: {failure}", file=sys.stderr)
     errors = [d for d in datasets if d.error]
     for d in errors:
         print(f"\n{d.key}: {d.error}", file=sys.stderr)

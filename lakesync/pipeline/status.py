@@ -112,6 +112,8 @@ class EventsStatus:
     missed_last: int
     missed_total: int
     messages_not_understood: int
+    recent_failures: tuple[str, ...] = ()
+    """The last messages not understood, with their reason."""
 
 
 def events_statuses(config: LakesyncConfig, lakehouse: Lakehouse) -> list[EventsStatus]:
@@ -135,6 +137,7 @@ def events_statuses(config: LakesyncConfig, lakehouse: Lakehouse) -> list[Events
                 summary.missed_last,
                 summary.missed_total,
                 summary.failed_messages,
+                summary.recent_failures,
             )
         )
     return found

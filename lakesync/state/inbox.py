@@ -60,6 +60,8 @@ class IntakeSummary:
     missed_total: int
     failed_messages: int
     last_intake: datetime | None
+    recent_failures: tuple[str, ...] = ()
+    """The last messages not understood: ``<message id>: <reason>``."""
 
 
 class Inbox:
@@ -101,8 +103,17 @@ class Inbox:
         return done.value or []
 
     def log(self, lake: str, kind: IntakeKind, *, run_id: str, **fields: Any) -> None:
-        row = {"lake": lake, "kind": kind, "recorded_at": datetime.now(tz=UTC), "run_id": run_id, **fields}
-        data = pa.Table.from_pylist([row], schema=INTAKE_SCHEMA)
+        self.log_many(lake, kind, [fields], run_id=run_id)
+
+    def log_many(self, lake: str, kind: IntakeKind, rows: Sequence[dict[str, Any]], *, run_id: str) -> None:
+        """Rows of the intake log, in one commit."""
+        if not rows:
+            return
+        now = datetime.now(tz=UTC)
+        data = pa.Table.from_pylist(
+            [{"lake": lake, "kind": kind, "recorded_at": now, "run_id": run_id, **r} for r in rows],
+            schema=INTAKE_SCHEMA,
+        )
         append_once(self.lakehouse, self.uri, lambda _: Append(data), what=f"the intake log of lake {lake!r}")
 
     def entries(self, lake: str | None = None) -> pl.DataFrame:
@@ -114,12 +125,17 @@ class Inbox:
         rows = self.entries(lake)
         reconciled = rows.filter(pl.col("kind") == "reconciled").sort("recorded_at")
         intakes = rows.filter(pl.col("kind") == "intake")
+        failed = rows.filter(pl.col("kind") == "failed_message")
         return IntakeSummary(
             last_reconciled=reconciled["recorded_at"][-1] if reconciled.height else None,
             missed_last=int(reconciled["missed"][-1] or 0) if reconciled.height else 0,
             missed_total=int(reconciled["missed"].sum() or 0),
-            failed_messages=rows.filter(pl.col("kind") == "failed_message").height,
+            failed_messages=failed.height,
             last_intake=intakes["recorded_at"].max() if intakes.height else None,  # type: ignore[arg-type]
+            recent_failures=tuple(
+                f"{r['message_id']}: {r['reason']}"
+                for r in failed.sort("recorded_at").tail(5).iter_rows(named=True)
+            ),
         )
 
 

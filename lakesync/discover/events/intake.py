@@ -17,9 +17,10 @@ before (``listing``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from lakesync.config.storage import AnyLake, CloudLake
 from lakesync.discover.events.messages import BadMessage, FileEvent, file_events
@@ -30,6 +31,8 @@ from lakesync.state.inbox import Announcement, DiscoveredBy, Inbox
 from lakesync.state.lakehouse import Lakehouse
 from lakesync.state.ledger_state import ledger_states
 from lakesync.state.values import dataset_id
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ class IntakeResult:
             (self.ignored, "ignored"),
             (self.deleted, "delete(s) not propagated"),
             (self.gone, "gone before confirmed"),
-            (self.failed, "message(s) not understood (lakesync status --lake shows why)"),
+            (self.failed, "message(s) not understood (lakesync status shows why)"),
         ):
             if count:
                 parts.append(f"{count} {what}")
@@ -70,6 +73,10 @@ class IntakeResult:
         if self.depth:
             parts.append(f"{self.depth} still queued")
         return f"{self.lake} (events from {self.source}): " + ", ".join(parts)
+
+
+def _text(body: str | bytes) -> str:
+    return body.decode("utf-8", "replace") if isinstance(body, bytes) else body
 
 
 def relative_path(event: FileEvent, lake: str, config: AnyLake) -> str | None:
@@ -100,30 +107,21 @@ class LakeIntake:
         now = now or datetime.now(tz=UTC)
         queue = queue or queue_for(self.lake, settings.source, self.config)
         try:
-            try:
-                messages = queue.receive(settings.max_messages, settings.wait_seconds)
-            except LakeUnavailableError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - any SDK's failure: this lake's intake fails clearly
-                msg = f"lake {self.lake!r}: could not receive from {queue.description}: {exc}"
-                raise LakeUnavailableError(msg) from None
+            messages = self._call(
+                lambda: queue.receive(settings.max_messages, settings.wait_seconds), queue, "receive from"
+            )
             counts, announced, failed = self.route(messages)
             written = self.inbox.announce(announced, run_id=self.run_id)
-            for message, reason in failed:
-                body = (
-                    message.body.decode("utf-8", "replace")
-                    if isinstance(message.body, bytes)
-                    else message.body
-                )
-                self.inbox.log(
-                    self.lake,
-                    "failed_message",
-                    run_id=self.run_id,
-                    message_id=message.id,
-                    reason=reason,
-                    excerpt=body[:200],
-                )
-            queue.ack(messages)  # only now: what they said is in the ledger
+            self.inbox.log_many(
+                self.lake,
+                "failed_message",
+                [
+                    {"message_id": m.id, "reason": reason, "excerpt": _text(m.body)[:200]}
+                    for m, reason in failed
+                ],
+                run_id=self.run_id,
+            )
+            self._call(lambda: queue.ack(messages), queue, "acknowledge messages of")  # only now
             began = self.began()
             if messages or began is None:
                 self.inbox.log(
@@ -132,7 +130,7 @@ class LakeIntake:
             last = self.inbox.summary(self.lake).last_reconciled
             due = last is None or (now - last).total_seconds() >= settings.reconcile_every
             listed, missed = self.reconcile(began or now, now) if due else (0, 0)
-            depth = queue.depth()
+            depth = self._call(queue.depth, queue, "ask the depth of")
         finally:
             queue.close()
         return IntakeResult(
@@ -147,6 +145,16 @@ class LakeIntake:
             source=queue.description,
             **counts,
         )
+
+    def _call(self, step: Callable[[], T], queue: EventQueue, what: str) -> T:
+        """One call to the queue; any SDK's failure becomes this lake's sentence."""
+        try:
+            return step()
+        except LakeUnavailableError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever the SDK raises, the lake's intake fails clearly
+            msg = f"lake {self.lake!r}: could not {what} {queue.description}: {exc}"
+            raise LakeUnavailableError(msg) from None
 
     def route(
         self, messages: Sequence[Message]
