@@ -94,7 +94,7 @@ format: setup-test ## format the code and apply safe lint fixes
 	$(BIN)/ruff format lakesync lakesync_tests bench
 	$(BIN)/ruff check --fix lakesync lakesync_tests bench
 
-bench: setup-test ## lakesync beside its floors: ingestion (parquet, CSV, JSON lines), merge tables, many datasets, small files, sensor ticks, the CLI; tables + bench/results/*.json
+bench: setup-test ## lakesync beside its floors: ingestion (parquet, CSV, JSON lines), merge tables, many datasets, small files, sensor ticks, live-sync latency, the CLI; tables + bench/results/*.json
 	$(BIN)/python -m bench.run
 
 clean: ## remove the venv, the Dagster instance, the demo and caches

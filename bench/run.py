@@ -28,7 +28,7 @@ from typing import Any
 
 import polars as pl
 
-from bench import cli, cloud_discovery, fixed, merge, unique
+from bench import cli, cloud_discovery, events, fixed, merge, unique
 from bench.discovery import tick
 from bench.proc import own_peak_mb, run_child
 from bench.shapes import write_lake
@@ -201,6 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--small-files", type=int, default=2000, help="1,000-row files of the small-files case (0: skip)"
     )
+    parser.add_argument(
+        "--events-files",
+        type=int,
+        default=100,
+        help="files of the live-sync latency case (S3 -> SQS; 0: skip)",
+    )
     parser.add_argument("--child", choices=CASES)
     parser.add_argument("--folder", type=Path)
     parser.add_argument("--format", choices=["parquet", "csv", "ndjson"])
@@ -262,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     many = fixed.measure(args.fixed_lakes, 4, 10, min(args.repeat, 2)) if args.fixed_lakes else {}
     if args.small_files:
         many["small_files"] = fixed.small_files(args.small_files, repeat=min(args.repeat, 2))
-    report(results, ticks, cloud, uniques=uniques, commands=commands, merges=merges, many=many)
+    live = events.measure(args.events_files, seconds=30.0, interval=2.0) if args.events_files else {}
+    report(results, ticks, cloud, uniques=uniques, commands=commands, merges=merges, many=many, live=live)
     return 0
 
 
@@ -281,6 +288,7 @@ def report(
     commands: list[dict[str, Any]] | None = None,
     merges: list[dict[str, Any]] | None = None,
     many: dict[str, Any] | None = None,
+    live: dict[str, Any] | None = None,
 ) -> None:
     header = (
         f"{'format':8} {'case':12} {'rows':>11} {'files':>5} {'wall s':>7} {'cpu s':>7} "
@@ -351,6 +359,7 @@ def report(
         "cli": commands or [],
         "merge": merges or [],
         "many_datasets": many or {},
+        "live_sync": live or {},
     }
     if uniques:
         unique.report(uniques)
@@ -363,6 +372,8 @@ def report(
         fixed.report(many)
     if many.get("small_files"):
         fixed.report_small(many["small_files"])
+    if live:
+        events.report(live)
     for name in (f"bench-{stamp}.json", "latest.json"):
         (RESULTS / name).write_text(json.dumps(payload, indent=2))
     print(f"Wrote {RESULTS / f'bench-{stamp}.json'}")

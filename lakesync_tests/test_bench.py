@@ -36,3 +36,12 @@ def test_the_small_files_bench_times_the_floor_the_engine_and_the_cli() -> None:
     assert (result["files"], result["rows"]) == (30, 3_000)
     assert all(result[name] > 0 for name in ("floor", "engine", "lakesync sync"))
     fixed.report_small(result)
+
+
+def test_the_live_sync_bench_times_files_from_landing_to_commit() -> None:
+    from bench import events
+
+    result = events.measure(files=4, seconds=2.0, interval=1.0)
+    assert result["ingested"] == 4
+    assert 0 < result["p50_s"] <= result["p95_s"] <= result["max_s"]
+    events.report(result)
