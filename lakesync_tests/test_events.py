@@ -442,3 +442,66 @@ def test_files_missed_by_events_warn_with_what_to_check() -> None:
         IntakeSummary(now, missed_last=0, missed_total=7, failed_messages=0, last_intake=now)
     )
     assert fine.outcome == "passed" and "7 missed in all" in fine.detail
+
+
+@pytest.mark.usefixtures("dagster_home")
+def test_a_deleted_file_leaves_a_merge_table_with_an_audit_record_and_an_older_version_is_not_resurrected(
+    tmp_path: Path, kafka: str
+) -> None:
+    from lakesync.state.audit import AuditLog
+
+    folder = tmp_path / "onprem"
+    write_orders_parquet(folder / "a.parquet", orders_rows(1, 3, amount=1.0))  # keys 1, 2, 3
+    write_orders_parquet(folder / "b.parquet", orders_rows(3, 2, amount=2.0))  # keys 3 (a newer version), 4
+    write_orders_parquet(folder / "c.parquet", orders_rows(10, 2))  # keys 10, 11
+    lake = {
+        "provider": "local",
+        "root": str(folder),
+        "datasets": {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}},
+    }
+    source = {"kind": "kafka", "bootstrap_servers": kafka, "topic": "files", "group_id": "lakesync-test"}
+    discovery = {"source": source, "wait_seconds": 2, "reconcile_every": "24h", "on_delete": "propagate"}
+    path = _events_config(tmp_path, lake, discovery)
+    document = yaml.safe_load(path.read_text())
+    document["tables"]["orders"] = {"mode": "merge", "keys": ["order_id"], "contract": ORDERS_CONTRACT}
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    config = load_config(path)
+    for name in ("a", "b", "c"):
+        _produce(kafka, "files", [{"path": f"{name}.parquet"}])
+    assert sync(config).ok
+    assert sorted(_rows(path)["order_id"].to_list()) == [1, 2, 3, 4, 10, 11]
+    (folder / "b.parquet").unlink()
+    deletes = [
+        {"path": "b.parquet", "type": "deleted"},
+        {"path": "c.parquet", "type": "deleted"},
+    ]  # c is still there
+    _produce(kafka, "files", deletes)
+    outcome = sync(config)
+    assert outcome.ok, outcome.failures
+    assert "1 file(s) deleted with their 2 row(s)" in outcome.intakes[0], outcome.intakes
+    rows = _rows(path)
+    assert sorted(rows["order_id"].to_list()) == [
+        1,
+        2,
+        10,
+        11,
+    ]  # 3 is gone: a.parquet's version stays superseded
+    superseded = pl.read_delta(str(tmp_path / "lakehouse" / "_superseded" / "orders"))
+    assert superseded.filter(pl.col("order_id") == 3)["_lakesync_file"].to_list() == ["eu/a.parquet"]
+    (record,) = (
+        AuditLog(open_lakehouse(config))
+        .read(file="b.parquet")
+        .filter(pl.col("kind") == "file_deleted")
+        .iter_rows(named=True)
+    )
+    assert (record["rows_committed"], record["status"]) == (-2, "deleted")
+    ledger = pl.read_delta(str(tmp_path / "lakehouse" / "_ledger"))
+    assert ledger.filter((pl.col("path") == "b.parquet") & (pl.col("event") == "deleted")).height == 1
+    # A file gone without an event: the reconciliation finds it gone.
+    (folder / "c.parquet").unlink()
+    document["lakes"]["eu"]["discovery"]["reconcile_every"] = "0s"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    again = sync(load_config(path))
+    assert "1 file(s) deleted with their 2 row(s)" in again.intakes[0], again.intakes
+    assert sorted(_rows(path)["order_id"].to_list()) == [1, 2]
+    assert "1 file(s) deleted" not in sync(load_config(path)).intakes[0]  # deleted once

@@ -69,6 +69,9 @@ class DiscoverySettings(StrictModel):
     every intake)."""
     reconcile_grace: float = 900.0
     """A file younger than this that only the listing found may still have its event on the way."""
+    on_delete: Literal["ignore", "propagate"] = "ignore"
+    """A file deleted from the lake (a delete event, or a reconciliation that no longer finds it):
+    ``ignore`` keeps its rows; ``propagate`` removes them from the table, with an audit record."""
     max_messages: int = Field(default=1000, gt=0)
     """Messages received per intake (one sensor tick, one ``lakesync sync``), at most."""
     wait_seconds: float = Field(default=1.0, ge=0, le=20)

@@ -46,15 +46,20 @@ def intake_sensor(config: LakesyncConfig, lake_name: str) -> dg.SensorDefinition
     )
     def receive(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         from lakesync.discover.events.intake import LakeIntake  # noqa: PLC0415 - queue SDKs load here
+        from lakesync.governance.deletions import propagate  # noqa: PLC0415
 
         lakehouse = context.resources.lakehouse.get()
         resource = getattr(context.resources, key, None) if key else None
         store = store_for(lake_name, lake, resource)
         inbox = Inbox(lakehouse)
         try:
-            result = LakeIntake(
-                lake_name, lake, store, inbox, f"sensor {intake_sensor_name(lake_name)}"
-            ).run()
+            run_id = f"sensor {intake_sensor_name(lake_name)}"
+            deleting = (
+                (lambda gone: propagate(config, lakehouse, gone, run_id=run_id))
+                if settings.on_delete == "propagate"
+                else None
+            )
+            result = LakeIntake(lake_name, lake, store, inbox, run_id, deleting).run()
         except LakeUnavailableError as exc:
             raise dg.Failure(description=str(exc)) from None
         summary = inbox.summary(lake_name)

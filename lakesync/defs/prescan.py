@@ -113,8 +113,14 @@ def plan_tables(
         ]
         if events:
             from lakesync.discover.events.intake import drain_all  # noqa: PLC0415 - queue SDKs load only when used
+            from lakesync.governance.deletions import propagate  # noqa: PLC0415 - as above
 
-            received = drain_all(events, lakehouse, run_id=run_id)
+            received = drain_all(
+                events,
+                lakehouse,
+                run_id=run_id,
+                on_deleted=lambda gone: propagate(config, lakehouse, gone, run_id=run_id),
+            )
             if intakes is not None:
                 intakes.extend(received)
         snapshot = lakehouse.open(ledger.uri)

@@ -8,6 +8,8 @@ an append-only log of events:
   racing for version N cannot both win.
 - ``announced``: a storage event or a reconciliation listing said the file is there (batch 0,
   written by :mod:`lakesync.state.inbox`); a later plan takes it like a listed file.
+- ``deleted``: the file left its lake and its rows left the table (``on_delete: propagate``,
+  written by :mod:`lakesync.governance.deletions`).
 - ``ingested`` / ``quarantined``: the batch's outcome per file, written after the data
   commit, with ``done:<dataset>`` = N. Written once, however often it is retried.
 

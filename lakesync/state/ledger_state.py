@@ -14,8 +14,9 @@ from deltalake import DeltaTable
 from lakesync.state.lakehouse import read_current, transaction_version
 from lakesync.state.values import BatchPlan, FileEntry
 
-FileStatus = Literal["announced", "planned", "ingested", "quarantined"]
-"""``announced``: a storage event (or a reconciliation) said the file is there; not planned yet."""
+FileStatus = Literal["announced", "planned", "ingested", "quarantined", "deleted"]
+"""``announced``: a storage event (or a reconciliation) said the file is there, not planned yet;
+``deleted``: gone from the lake, its rows removed (``on_delete: propagate``)."""
 
 LEDGER_SCHEMA = pa.schema(
     [

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+import polars as pl
+
 from lakesync.config.storage import AnyLake, CloudLake
 from lakesync.discover.events.messages import BadMessage, FileEvent, file_events
 from lakesync.discover.events.queues import EventQueue, Message, queue_for
@@ -36,6 +38,20 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
+class DeletedFile:
+    """A file gone from its lake (confirmed with the store), for ``on_delete: propagate``."""
+
+    dataset: str
+    lake: str
+    table: str
+    path: str
+
+
+OnDeleted = Callable[[Sequence[DeletedFile]], int]
+"""Removes the deleted files' rows from the lakehouse durably; returns the rows removed."""
+
+
+@dataclass(frozen=True)
 class IntakeResult:
     lake: str
     messages: int = 0
@@ -45,7 +61,10 @@ class IntakeResult:
     ignored: int = 0
     """Events of no dataset of the lake (another prefix, no pattern matches)."""
     deleted: int = 0
-    """Delete events (counted; deletions are not propagated)."""
+    """Delete events."""
+    files_deleted: int = 0
+    """Files whose rows were removed (``on_delete: propagate``)."""
+    rows_deleted: int = 0
     gone: int = 0
     """Files an event announced that the store no longer has."""
     failed: int = 0
@@ -62,12 +81,14 @@ class IntakeResult:
         parts = [f"{self.messages} message(s), {self.announced} file(s) announced"]
         for count, what in (
             (self.ignored, "ignored"),
-            (self.deleted, "delete(s) not propagated"),
+            (self.deleted if not self.files_deleted else 0, "delete event(s) (on_delete: ignore)"),
             (self.gone, "gone before confirmed"),
             (self.failed, "message(s) not understood (lakesync status shows why)"),
         ):
             if count:
                 parts.append(f"{count} {what}")
+        if self.files_deleted:
+            parts.append(f"{self.files_deleted} file(s) deleted with their {self.rows_deleted} row(s)")
         if self.reconciled:
             parts.append(f"reconciled: {self.listed} listed, {self.missed} missed by events")
         if self.depth:
@@ -98,6 +119,8 @@ class LakeIntake:
     store: LakeStore
     inbox: Inbox
     run_id: str
+    on_deleted: OnDeleted | None = None
+    """Given when the lake's ``on_delete`` is ``propagate``."""
 
     def run(self, queue: EventQueue | None = None, now: datetime | None = None) -> IntakeResult:
         """Drain (bounded) and reconcile when due; raises ``LakeUnavailableError`` when the queue
@@ -110,8 +133,9 @@ class LakeIntake:
             messages = self._call(
                 lambda: queue.receive(settings.max_messages, settings.wait_seconds), queue, "receive from"
             )
-            counts, announced, failed = self.route(messages)
+            counts, announced, failed, gone = self.route(messages)
             written = self.inbox.announce(announced, run_id=self.run_id)
+            rows_deleted = self.on_deleted(gone) if gone and self.on_deleted is not None else 0
             self.inbox.log_many(
                 self.lake,
                 "failed_message",
@@ -129,7 +153,10 @@ class LakeIntake:
                 )
             last = self.inbox.summary(self.lake).last_reconciled
             due = last is None or (now - last).total_seconds() >= settings.reconcile_every
-            listed, missed = self.reconcile(began or now, now) if due else (0, 0)
+            listed, missed, vanished = self.reconcile(began or now, now) if due else (0, 0, [])
+            if vanished and self.on_deleted is not None:
+                rows_deleted += self.on_deleted(vanished)
+            gone = [*gone, *vanished]
             depth = self._call(queue.depth, queue, "ask the depth of")
         finally:
             queue.close()
@@ -143,6 +170,8 @@ class LakeIntake:
             missed=missed,
             depth=depth,
             source=queue.description,
+            files_deleted=len({(d.dataset, d.path) for d in gone}) if self.on_deleted is not None else 0,
+            rows_deleted=rows_deleted,
             **counts,
         )
 
@@ -158,7 +187,7 @@ class LakeIntake:
 
     def route(
         self, messages: Sequence[Message]
-    ) -> tuple[dict[str, int], list[Announcement], list[tuple[Message, str]]]:
+    ) -> tuple[dict[str, int], list[Announcement], list[tuple[Message, str]], list[DeletedFile]]:
         """Each message's files, routed to the datasets whose pattern they match and confirmed
         with the store."""
         routes = [
@@ -167,6 +196,7 @@ class LakeIntake:
         counts = {"events": 0, "ignored": 0, "deleted": 0, "gone": 0}
         announced: list[Announcement] = []
         failed: list[tuple[Message, str]] = []
+        gone: list[DeletedFile] = []
         for message in messages:
             try:
                 events = file_events(message.body, message.attributes)
@@ -175,11 +205,18 @@ class LakeIntake:
                 continue
             for event in events:
                 counts["events"] += 1
-                if event.kind == "deleted":
-                    counts["deleted"] += 1
-                    continue
                 path = relative_path(event, self.lake, self.config)
                 targets = [r for r in routes if path is not None and matches(r[2], path)]
+                if event.kind == "deleted":
+                    counts["deleted"] += 1
+                    if (
+                        path is not None
+                        and targets
+                        and self.on_deleted is not None
+                        and self.store.stat(path) is None
+                    ):
+                        gone += [DeletedFile(k, self.lake, t, path) for k, t, _ in targets]  # gone for good
+                    continue
                 if path is None or not targets:
                     counts["ignored"] += 1
                     continue
@@ -188,7 +225,7 @@ class LakeIntake:
                     counts["gone"] += 1
                     continue
                 announced += [Announcement(k, t, entry, "event", event.event_time) for k, t, _ in targets]
-        return counts, announced, failed
+        return counts, announced, failed, gone
 
     def began(self) -> datetime | None:
         """When this lake's first intake was recorded (events mode began)."""
@@ -196,39 +233,50 @@ class LakeIntake:
         started = rows.filter(rows["kind"] == "intake")["recorded_at"]
         return started.min() if started.len() else None  # type: ignore[return-value]
 
-    def reconcile(self, began: datetime, now: datetime) -> tuple[int, int]:
+    def reconcile(self, began: datetime, now: datetime) -> tuple[int, int, list[DeletedFile]]:
         """List the lake; announce what neither the ledger nor the events knew. Returns
-        (files listed, files missed by events)."""
+        (files listed, files missed by events, ingested files the listing no longer has)."""
         keys = {dataset_id(self.lake, name): d for name, d in self.config.datasets.items()}
         states = ledger_states(self.inbox.lakehouse.open(self.inbox.ledger.uri), sorted(keys))
         grace = timedelta(seconds=self.config.discovery.reconcile_grace)
         found: list[Announcement] = []
         listed = 0
         missed: set[str] = set()
+        vanished: list[DeletedFile] = []
         for key, dataset in keys.items():
             state = states[key]
             known = set(state.known_tags()) | {e.path for e in state.announced()}
+            present: set[str] = set()
             for entry in self.store.list(dataset.pattern):
                 listed += 1
+                present.add(entry.path)
                 if entry.path in known or now - entry.modified < grace:
                     continue
                 by: DiscoveredBy = "reconcile" if entry.modified >= began else "listing"
                 if by == "reconcile":
                     missed.add(entry.path)
                 found.append(Announcement(key, dataset.table, entry, by))
+            ingested = state.files.filter(pl.col("status") == "ingested")["path"].to_list()
+            vanished += [DeletedFile(key, self.lake, dataset.table, p) for p in ingested if p not in present]
         self.inbox.announce(found, run_id=self.run_id)
         self.inbox.log(self.lake, "reconciled", run_id=self.run_id, files=listed, missed=len(missed))
-        return listed, len(missed)
+        return listed, len(missed), vanished
 
 
 def drain_all(
-    lakes: Sequence[tuple[str, AnyLake, LakeStore]], lakehouse: Lakehouse, *, run_id: str
+    lakes: Sequence[tuple[str, AnyLake, LakeStore]],
+    lakehouse: Lakehouse,
+    *,
+    run_id: str,
+    on_deleted: OnDeleted | None = None,
 ) -> list[IntakeResult | str]:
-    """The intake of several lakes; a lake whose queue or store fails gives its error line."""
+    """The intake of several lakes; a lake whose queue or store fails gives its error line.
+    ``on_deleted`` is used for the lakes whose ``on_delete`` is ``propagate``."""
     results: list[IntakeResult | str] = []
     for name, config, store in lakes:
+        propagate = on_deleted if config.discovery.on_delete == "propagate" else None
         try:
-            results.append(LakeIntake(name, config, store, Inbox(lakehouse), run_id).run())
+            results.append(LakeIntake(name, config, store, Inbox(lakehouse), run_id, propagate).run())
         except LakeUnavailableError as exc:
             results.append(f"{name}: events not received: {exc}")
     return results
