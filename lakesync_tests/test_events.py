@@ -505,3 +505,31 @@ def test_a_deleted_file_leaves_a_merge_table_with_an_audit_record_and_an_older_v
     assert "1 file(s) deleted with their 2 row(s)" in again.intakes[0], again.intakes
     assert sorted(_rows(path)["order_id"].to_list()) == [1, 2]
     assert "1 file(s) deleted" not in sync(load_config(path)).intakes[0]  # deleted once
+
+
+@pytest.mark.usefixtures("s3_env")
+def test_an_intake_silent_for_longer_than_the_queue_keeps_messages_reconciles_at_once(
+    tmp_path: Path, s3_server: Server
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from lakesync.defs.providers import open_stores
+    from lakesync.discover.events.intake import LakeIntake
+    from lakesync.state.lakehouse import lakehouse_for
+
+    s3, sqs, sns = _clients(s3_server)
+    bucket = new_bucket("s3", s3_server)
+    queue = _notify(s3, sqs, sns, bucket.name, bucket.name)
+    sqs.set_queue_attributes(QueueUrl=queue, Attributes={"MessageRetentionPeriod": "60"})
+    lake = bucket.lake({"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}})
+    config = load_config(
+        _events_config(
+            tmp_path, lake, {"source": {"kind": "sqs", "queue_url": queue}, "reconcile_every": "24h"}
+        )
+    )
+    with open_stores(config) as stores:
+        intake = LakeIntake("eu", config.lakes["eu"], stores["eu"], Inbox(lakehouse_for(config)), "test")
+        assert intake.run().reconciled  # the first intake always reconciles
+        assert not intake.run().reconciled  # not due for 24 h
+        later = datetime.now(tz=UTC) + timedelta(minutes=2)  # silent longer than the queue's 60 s
+        assert intake.run(now=later).reconciled

@@ -147,12 +147,19 @@ class LakeIntake:
             )
             self._call(lambda: queue.ack(messages), queue, "acknowledge messages of")  # only now
             began = self.began()
-            if messages or began is None:
+            before = self.inbox.summary(self.lake)
+            kept = self._call(queue.retention_seconds, queue, "ask the retention of")
+            silent = (now - before.last_intake).total_seconds() if before.last_intake is not None else 0.0
+            if messages or began is None or silent > min(3600.0, (kept or 7200.0) / 2):
+                # (an idle lake's intake is recorded now and then: how long it was silent tells)
                 self.inbox.log(
                     self.lake, "intake", run_id=self.run_id, messages=len(messages), files=len(written)
                 )
-            last = self.inbox.summary(self.lake).last_reconciled
-            due = last is None or (now - last).total_seconds() >= settings.reconcile_every
+            due = (
+                before.last_reconciled is None
+                or (now - before.last_reconciled).total_seconds() >= settings.reconcile_every
+                or (kept is not None and silent > kept)  # events older than that may be lost
+            )
             listed, missed, vanished = self.reconcile(began or now, now) if due else (0, 0, [])
             if vanished and self.on_deleted is not None:
                 rows_deleted += self.on_deleted(vanished)

@@ -48,6 +48,11 @@ class EventQueue(Protocol):
         """Messages waiting (approximate), when the queue can say."""
         ...
 
+    def retention_seconds(self) -> float | None:
+        """How long the queue keeps a message nobody received, when it can say: an intake that
+        did not run for longer may have lost events, so it reconciles at once."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -117,6 +122,12 @@ class SqsQueue:
         )
         return int(answer["Attributes"]["ApproximateNumberOfMessages"])
 
+    def retention_seconds(self) -> float | None:
+        answer = self.client.get_queue_attributes(
+            QueueUrl=self.url, AttributeNames=["MessageRetentionPeriod"]
+        )
+        return float(answer["Attributes"]["MessageRetentionPeriod"])
+
     def close(self) -> None:
         self.client.close()
 
@@ -143,6 +154,9 @@ class AzureQueue:
 
     def depth(self) -> int | None:
         return int(self.client.get_queue_properties().approximate_message_count or 0)
+
+    def retention_seconds(self) -> float | None:
+        return 7 * 24 * 3600.0  # a Storage queue message's default time to live (Event Grid sets no other)
 
     def close(self) -> None:
         self.client.close()
@@ -209,6 +223,9 @@ class KafkaQueue:
 
     def depth(self) -> int | None:
         return None
+
+    def retention_seconds(self) -> float | None:
+        return None  # the topic's retention.ms is the broker's setting: not read
 
     def close(self) -> None:
         self.consumer.close()
