@@ -18,7 +18,8 @@ from lakesync.defs.metadata import dataset_key
 from lakesync.defs.providers import needs_resource, resource_key, store_for
 from lakesync.discover import LakeUnavailableError
 from lakesync.monitor import events_verdict
-from lakesync.state.inbox import Inbox
+from lakesync.state.inbox import Inbox, event_lags
+from lakesync.state.ledger_state import ledger_states
 
 
 def intake_sensor_name(lake: str) -> str:
@@ -63,6 +64,10 @@ def intake_sensor(config: LakesyncConfig, lake_name: str) -> dg.SensorDefinition
         except LakeUnavailableError as exc:
             raise dg.Failure(description=str(exc)) from None
         summary = inbox.summary(lake_name)
+        states = ledger_states(
+            lakehouse.open(lakehouse.ledger_uri), [f"{lake_name}.{d}" for d in lake.datasets]
+        )
+        lags = event_lags(list(states.values()))
         metadata: dict[str, dg.RawMetadataValue] = {
             "discovery": "events",
             "event_source": result.source,
@@ -72,6 +77,7 @@ def intake_sensor(config: LakesyncConfig, lake_name: str) -> dg.SensorDefinition
             "files_missed_by_events_total": summary.missed_total,
             "messages_not_understood_total": summary.failed_messages,
             **({"queue_depth": result.depth} if result.depth is not None else {}),
+            **({"event_lag_seconds_p50": lags[0], "event_lag_seconds_p95": lags[1]} if lags else {}),
             **(
                 {"last_reconciled": dg.MetadataValue.timestamp(summary.last_reconciled)}
                 if summary.last_reconciled is not None

@@ -21,7 +21,7 @@ from deltalake import DeltaTable
 from lakesync.state.append import Append, append_once
 from lakesync.state.lakehouse import Lakehouse, read_current
 from lakesync.state.ledger import Ledger
-from lakesync.state.ledger_state import LEDGER_SCHEMA, ledger_states
+from lakesync.state.ledger_state import LEDGER_SCHEMA, DatasetLedger, ledger_states
 from lakesync.state.values import FileEntry
 
 DiscoveredBy = Literal["event", "reconcile", "listing"]
@@ -137,6 +137,30 @@ class Inbox:
                 for r in failed.sort("recorded_at").tail(5).iter_rows(named=True)
             ),
         )
+
+
+def event_lags(states: Sequence[DatasetLedger], *, last: int = 1000) -> tuple[float, float] | None:
+    """Seconds from a file's storage event to its commit (p50, p95) over the last ``last`` files
+    announced by an event, or ``None`` when none is ingested yet."""
+    frames = []
+    for state in states:
+        events = state.events
+        if events is None or "event_time" not in events.columns:
+            continue
+        told = events.filter((pl.col("event") == "announced") & pl.col("event_time").is_not_null())
+        done = events.filter(pl.col("event") == "ingested").select(
+            "path", pl.col("recorded_at").alias("done")
+        )
+        frames.append(told.select("path", "event_time").join(done, on="path"))
+    lags = pl.concat(frames) if frames else pl.DataFrame()
+    if not lags.height:
+        return None
+    seconds = (
+        lags.sort("done")
+        .tail(last)
+        .select((pl.col("done") - pl.col("event_time")).dt.total_milliseconds() / 1000)
+    ).to_series()
+    return float(seconds.quantile(0.5) or 0.0), float(seconds.quantile(0.95) or 0.0)
 
 
 def _row(a: Announcement, run_id: str, now: datetime) -> dict[str, Any]:

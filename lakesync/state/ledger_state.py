@@ -181,6 +181,7 @@ def _events(snapshot: DeltaTable | None, datasets: list[str], *, with_dataset: b
         "rows_read",
         "run_id",
         "table_version",
+        "event_time",
     ]
     where = ("dataset", "=", datasets[0]) if len(datasets) == 1 else ("dataset", "in", datasets)
     table = read_current(snapshot, LEDGER_SCHEMA, columns=columns, partitions=[where])
