@@ -18,6 +18,7 @@ from lakesync.defs.metadata import dataset_key
 from lakesync.defs.providers import needs_resource, resource_key, store_for
 from lakesync.discover import LakeUnavailableError
 from lakesync.monitor import events_verdict
+from lakesync.state.append import AppendContentionError
 from lakesync.state.inbox import Inbox, event_lags
 from lakesync.state.ledger_state import ledger_states
 
@@ -61,7 +62,7 @@ def intake_sensor(config: LakesyncConfig, lake_name: str) -> dg.SensorDefinition
                 else None
             )
             result = LakeIntake(lake_name, lake, store, inbox, run_id, deleting).run()
-        except LakeUnavailableError as exc:
+        except (LakeUnavailableError, AppendContentionError) as exc:
             raise dg.Failure(description=str(exc)) from None
         summary = inbox.summary(lake_name)
         states = ledger_states(

@@ -27,7 +27,7 @@ from deltalake.exceptions import CommitFailedError
 
 from lakesync.config import LakesyncConfig
 from lakesync.discover.events.intake import DeletedFile
-from lakesync.state.append import Append, append_once, backoff
+from lakesync.state.append import Append, AppendContentionError, append_once, backoff
 from lakesync.state.audit import AuditLog
 from lakesync.state.lakehouse import Lakehouse, Stamp
 from lakesync.state.ledger import Ledger
@@ -68,15 +68,17 @@ def _delete_rows(
         f"could not delete the rows of {len(sources)} deleted file(s) from {uri}: other writers "
         "kept committing first; the delete events stay in the queue and are tried again"
     )
-    raise RuntimeError(msg)
+    raise AppendContentionError(msg)
 
 
 def propagate(
     config: LakesyncConfig, lakehouse: Lakehouse, deleted: Sequence[DeletedFile], *, run_id: str
-) -> int:
-    """Remove the deleted files' rows from the lakehouse; returns the rows removed."""
+) -> tuple[int, int]:
+    """Remove the deleted files' rows from the lakehouse; returns (files deleted, rows removed)
+    (a file never ingested, or deleted already, counts for nothing); raises
+    ``AppendContentionError`` when other writers keep winning (nothing was acknowledged)."""
     if not deleted:
-        return 0
+        return 0, 0
     ledger = Ledger(lakehouse)
     states = ledger_states(lakehouse.open(ledger.uri), sorted({d.dataset for d in deleted}))
     column = config.lakehouse.provenance.file
@@ -141,4 +143,4 @@ def propagate(
             create=ledger.create,
         )
         AuditLog(lakehouse).append(audit, what=f"the deletion of {len(audit)} file(s)")
-    return removed
+    return len(events), removed

@@ -29,6 +29,7 @@ from lakesync.discover.events.messages import BadMessage, FileEvent, file_events
 from lakesync.discover.events.queues import EventQueue, Message, queue_for
 from lakesync.discover.patterns import matches
 from lakesync.discover.stores.base import LakeStore, LakeUnavailableError
+from lakesync.state.append import AppendContentionError
 from lakesync.state.inbox import Announcement, DiscoveredBy, Inbox
 from lakesync.state.lakehouse import Lakehouse
 from lakesync.state.ledger_state import ledger_states
@@ -47,8 +48,8 @@ class DeletedFile:
     path: str
 
 
-OnDeleted = Callable[[Sequence[DeletedFile]], int]
-"""Removes the deleted files' rows from the lakehouse durably; returns the rows removed."""
+OnDeleted = Callable[[Sequence[DeletedFile]], tuple[int, int]]
+"""Removes the deleted files' rows from the lakehouse durably; returns (files, rows) removed."""
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ class LakeIntake:
             )
             counts, announced, failed, gone = self.route(messages)
             written = self.inbox.announce(announced, run_id=self.run_id)
-            rows_deleted = self.on_deleted(gone) if gone and self.on_deleted is not None else 0
+            files_deleted, rows_deleted = self.on_deleted(gone) if gone and self.on_deleted else (0, 0)
             self.inbox.log_many(
                 self.lake,
                 "failed_message",
@@ -162,8 +163,8 @@ class LakeIntake:
             )
             listed, missed, vanished = self.reconcile(began or now, now) if due else (0, 0, [])
             if vanished and self.on_deleted is not None:
-                rows_deleted += self.on_deleted(vanished)
-            gone = [*gone, *vanished]
+                more_files, more_rows = self.on_deleted(vanished)
+                files_deleted, rows_deleted = files_deleted + more_files, rows_deleted + more_rows
             depth = self._call(queue.depth, queue, "ask the depth of")
         finally:
             queue.close()
@@ -177,7 +178,7 @@ class LakeIntake:
             missed=missed,
             depth=depth,
             source=queue.description,
-            files_deleted=len({(d.dataset, d.path) for d in gone}) if self.on_deleted is not None else 0,
+            files_deleted=files_deleted,
             rows_deleted=rows_deleted,
             **counts,
         )
@@ -284,6 +285,6 @@ def drain_all(
         propagate = on_deleted if config.discovery.on_delete == "propagate" else None
         try:
             results.append(LakeIntake(name, config, store, Inbox(lakehouse), run_id, propagate).run())
-        except LakeUnavailableError as exc:
+        except (LakeUnavailableError, AppendContentionError) as exc:
             results.append(f"{name}: events not received: {exc}")
     return results
