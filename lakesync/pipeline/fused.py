@@ -82,8 +82,9 @@ def process(jobs: Sequence[FileJob]) -> list[Output]:
             by_schema.setdefault(tuple(loaded[1].schema.items()), []).append(loaded)
     for group in by_schema.values():
         members = [member for member, _ in group]
+        having = [m for m in members if m.rows]  # (an empty list must not explode into a null)
         part = pl.DataFrame(
-            {"file": [m.index for m in members], "rows": [m.rows for m in members]},
+            {"file": [m.index for m in having], "rows": [m.rows for m in having]},
             schema={"file": pl.Int64, "rows": pl.Int64},
         ).select(pl.col("file").repeat_by("rows").explode())["file"]
         raw = pl.concat([frame for _, frame in group]).with_columns(pl.col(ROW) + part * _STEP)
