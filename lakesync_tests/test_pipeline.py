@@ -524,11 +524,11 @@ def test_two_syncs_racing_on_one_table_never_duplicate_a_row(tmp_path: Path) -> 
         )
     config = one_lake(tmp_path, sensor={"max_files": 2})
     errors: list[BaseException] = []
+    results = []
 
     def worker(n: int) -> None:
         try:
-            for round_ in range(4):
-                sync(config, run=f"w{n}-{round_}")
+            results.extend(sync(config, run=f"w{n}-{round_}") for round_ in range(4))
         except BaseException as exc:  # noqa: BLE001 - surfaced below
             errors.append(exc)
 
@@ -540,6 +540,8 @@ def test_two_syncs_racing_on_one_table_never_duplicate_a_row(tmp_path: Path) -> 
     assert not errors
     ids = table(config, "orders")["order_id"]
     assert ids.len() == 300 and ids.is_unique().all()
+    # Each run reports only what it committed itself: together, every row once.
+    assert sum(d.rows_committed_here for r in results for d in r.datasets) == 300
 
 
 def test_the_documented_example_config_syncs_the_demo_lakes_as_written(demo: Path) -> None:
@@ -773,6 +775,11 @@ def test_unique_keys_hold_across_files_and_after_a_crash_before_the_quarantine_w
         sync(config, run="killed", **options)
     retried = sync(config, run="retry", **options)  # reads the committed batch again: same verdicts
     assert (retried.rows_committed, retried.datasets[0].rows_quarantined) == (6, 4)  # the batch, as committed
+    assert retried.datasets[0].rows_committed_elsewhere == 6  # by the killed run: not this one's
+    from lakesync.report.summary import sync_summary
+
+    summary = sync_summary(retried.datasets, [])
+    assert "eu.orders: 6 row(s); this run read their batch again" in summary
     assert sorted(table(config, "orders")["order_id"].to_list()) == list(range(1, 17))
     rejected = quarantine(config, "orders").sort("file", "row")
     assert rejected.select("file", "row").rows() == [

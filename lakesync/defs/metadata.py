@@ -172,6 +172,7 @@ def table_metadata(result: TableSync, *, uri: str) -> dict[str, Any]:
         "delta_version": result.delta_version,
         "rows_read": result.rows_read,
         "rows_committed": result.rows_committed,
+        "rows_committed_by_another_run": sum(d.rows_committed_elsewhere for d in result.datasets),
         "rows_quarantined": result.rows_quarantined,
         "rows_superseded": result.rows_superseded,
         "files_ingested": result.files_ingested,

@@ -31,6 +31,10 @@ class DatasetSync:
     files_quarantined: int = 0
     rows_read: int = 0
     rows_committed: int = 0
+    """Rows the table holds from this run's batches (those of ``rows_committed_elsewhere`` too)."""
+    rows_committed_elsewhere: int = 0
+    """Of ``rows_committed``, those another run had committed (a racing sync, or a run killed
+    after its commit): this run only read their batch again and finished recording it."""
     rows_quarantined: int = 0
     rows_erased: int = 0
     """Rows of erased subjects dropped on arrival (`lakesync erase`), recorded, not quarantined."""
@@ -57,6 +61,11 @@ class DatasetSync:
     @property
     def conserved(self) -> bool:
         return self.rows_read == self.rows_committed + self.rows_quarantined + self.rows_erased
+
+    @property
+    def rows_committed_here(self) -> int:
+        """Rows this run committed itself."""
+        return self.rows_committed - self.rows_committed_elsewhere
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,9 @@ class RoundResult:
     """Per dataset, what happened to each file of its batch."""
     failures: dict[str, ContractFailures] = field(default_factory=dict)
     """Per dataset, what its batch's quarantine records say failed."""
+    elsewhere: frozenset[str] = frozenset()
+    """Datasets whose batch another run had committed already (a racing sync, or a run killed
+    after its commit): this run read it again for its outcomes and finished recording it."""
 
 
 def commit_round(ctx: TableContext, plans: Sequence[BatchPlan]) -> RoundResult:
@@ -98,6 +101,7 @@ def commit_round(ctx: TableContext, plans: Sequence[BatchPlan]) -> RoundResult:
             stopped={key: reason for key, (reason, _) in redo.stopped.items()},
             outcomes=outcomes,
             failures=summarize(records),
+            elsewhere=frozenset(p.dataset for p in attempt.done),
         )
     msg = f"could not commit a batch of table {ctx.table.name!r}: {ATTEMPTS} attempts lost to other writers"
     raise AppendContentionError(msg)

@@ -71,9 +71,13 @@ class _Progress:
     stopped_by_drift: bool = False
     failures: ContractFailures = field(default_factory=ContractFailures)
     batch_rows: list[tuple[int, int]] = field(default_factory=list)
+    rows_elsewhere: int = 0
+    """Rows of batches another run had committed (counted in the outcomes, not by this run)."""
 
     def add(self, version: int, result: RoundResult, key: str) -> None:
         outcomes = result.outcomes.get(key, [])
+        if key in result.elsewhere:
+            self.rows_elsewhere += sum(o.rows_committed for o in outcomes)
         self.batches.append(version)
         self.outcomes.extend(outcomes)
         self.batch_rows.append((version, sum(o.rows_read for o in outcomes)))
@@ -251,6 +255,7 @@ def _dataset_result(runtime: DatasetRuntime, p: _Progress) -> DatasetSync:
         files_quarantined=sum(1 for o in p.outcomes if o.status == "quarantined"),
         rows_read=sum(o.rows_read for o in p.outcomes),
         rows_committed=sum(o.rows_committed for o in p.outcomes),
+        rows_committed_elsewhere=p.rows_elsewhere,
         rows_quarantined=sum(o.rows_quarantined for o in p.outcomes),
         rows_erased=sum(o.rows_erased for o in p.outcomes),
         rows_rescued=sum(o.rows_rescued for o in p.outcomes),

@@ -82,7 +82,7 @@ def sync_summary(
                 d.files_ingested,
                 d.files_quarantined,
                 d.rows_read,
-                d.rows_committed,
+                d.rows_committed_here,
                 d.rows_quarantined,
             )
             for d in datasets
@@ -113,6 +113,17 @@ def sync_summary(
     if batched:
         out += ["", "Caught up in several batches (each at most the dataset's sensor.max_files / max_bytes):"]
         out += [f"  {d.lake}.{d.dataset}: {len(d.batches)} batches ({d.files_seen} files)" for d in batched]
+    elsewhere = [d for d in datasets if d.rows_committed_elsewhere]
+    if elsewhere:
+        out += [
+            "",
+            "Committed by another run first (a sync racing this one, or one killed after its commit):",
+        ]
+        out += [
+            f"  {d.lake}.{d.dataset}: {d.rows_committed_elsewhere} row(s); this run read their batch again "
+            "and finished recording it (not counted as committed above)"
+            for d in elsewhere
+        ]
     waiting = [d for d in datasets if d.files_pending]
     if waiting:
         out += ["", "Not ingested yet (lakesync sync again, or the sensor will):"]
