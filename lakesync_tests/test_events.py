@@ -203,6 +203,11 @@ def test_s3_events_through_sqs_ingest_every_file_once_and_reconciliation_counts_
     assert _rows(path).height == 64 * 2
     summary = Inbox(open_lakehouse(config)).summary("eu")
     assert (summary.missed_last, summary.missed_total) == (5, 5)
+    from lakesync.state.audit import AuditLog
+
+    audit = AuditLog(open_lakehouse(config)).read().filter(pl.col("kind") == "file")
+    found = dict(zip(audit["path"].to_list(), audit["discovered_by"].to_list(), strict=True))
+    assert found["orders/late-0.parquet"] == "reconcile" and found["orders/00.parquet"] == "event"
     third = sync(config)
     assert "0 file(s) announced" in third.intakes[0] and _rows(path).height == 64 * 2
     status = cli(capsys, "status", "--config", str(path))

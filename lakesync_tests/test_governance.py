@@ -424,6 +424,7 @@ def test_an_erased_subject_arriving_again_is_dropped_and_recorded_as_erased(tmp_
         AuditLog(lakehouse).read(file="part-0099").filter(pl.col("kind") == "file").iter_rows(named=True)
     )
     assert (audited["rows_committed"], audited["rows_erased"]) == (4, 6)
+    assert audited["discovered_by"] == "listing"
     (audited,) = (
         AuditLog(lakehouse).read(file="part-0100").filter(pl.col("kind") == "file").iter_rows(named=True)
     )

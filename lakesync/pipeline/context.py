@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from lakesync.commit.provenance import Provenance
@@ -51,6 +51,14 @@ class TableContext:
     runtimes: Mapping[str, DatasetRuntime]
     """The datasets of this sync, by id."""
     whole_file_bytes: int = WHOLE_FILE_BYTES
+    discovered: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Dataset -> path -> how a file of a lake in events mode was found (event, reconcile,
+    listing); files of listing lakes were found by a listing."""
+
+    def discovered_by(self, dataset: str) -> Callable[[str], str | None]:
+        known = self.discovered.get(dataset, {})
+        listing = self.runtimes[dataset].discovery == "listing"
+        return lambda path: "listing" if listing else known.get(path)
 
     @property
     def uri(self) -> str:

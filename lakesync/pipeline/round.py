@@ -197,7 +197,11 @@ def record(ctx: TableContext, attempt: Attempt, written: Written) -> dict[str, l
             p.dataset: (
                 p.version,
                 batch_records(
-                    p, outcomes[p.dataset], committed, credential=ctx.runtimes[p.dataset].credential_names
+                    p,
+                    outcomes[p.dataset],
+                    committed,
+                    credential=ctx.runtimes[p.dataset].credential_names,
+                    discovered=ctx.discovered_by(p.dataset),
                 ),
             )
             for p in attempt.plans

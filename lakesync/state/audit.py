@@ -8,7 +8,7 @@ Credentials appear by *name* only (the environment variables a lake's secrets co
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -51,6 +51,7 @@ AUDIT_SCHEMA = pa.schema(
         pa.field("actor", pa.string()),
         pa.field("note", pa.string()),
         pa.field("detail", pa.string()),
+        pa.field("discovered_by", pa.string()),
     ]
 )
 """``kind``: ``file`` (a file of a batch), ``batch`` (a batch; ``replay`` for a quarantine
@@ -75,10 +76,16 @@ class Committed:
 
 
 def batch_records(
-    plan: BatchPlan, outcomes: Sequence[FileOutcome], committed: Committed, *, credential: str | None
+    plan: BatchPlan,
+    outcomes: Sequence[FileOutcome],
+    committed: Committed,
+    *,
+    credential: str | None,
+    discovered: Callable[[str], str | None] = lambda _: None,
 ) -> list[dict[str, Any]]:
     """The audit records of one batch: one per file, then one for the batch. ``credential``
-    names the environment variables the lake's secrets came from (never their values)."""
+    names the environment variables the lake's secrets came from (never their values);
+    ``discovered`` says how each file was found (event, reconcile, listing)."""
     lake, dataset = plan.dataset.split(".", 1)
     common = {
         "recorded_at": committed.recorded_at,
@@ -109,6 +116,7 @@ def batch_records(
             "rows_rescued": outcome.rows_rescued,
             "drift": "; ".join(outcome.drift.get("actions", [])) or None if outcome.drift else None,
             "reason": outcome.reason,
+            "discovered_by": discovered(outcome.entry.path),
         }
         for outcome in outcomes
     ]

@@ -72,6 +72,14 @@ class DatasetLedger:
         seen = self.files.filter(pl.col("status") != "announced")
         return dict(zip(seen["path"].to_list(), seen["version_tag"].to_list(), strict=True))
 
+    def discovered_by(self) -> dict[str, str]:
+        """Path -> how the file was found (``event``, ``reconcile``, ``listing``), for the files
+        announced in events mode."""
+        if self.events is None or "discovered_by" not in self.events.columns:
+            return {}
+        told = self.events.filter(pl.col("discovered_by").is_not_null())
+        return dict(zip(told["path"].to_list(), told["discovered_by"].to_list(), strict=True))
+
     def announced(self) -> tuple[FileEntry, ...]:
         """Files announced (by events or a reconciliation) and not planned yet, oldest first."""
         waiting = self.files.filter(pl.col("status") == "announced")["path"]
@@ -182,6 +190,7 @@ def _events(snapshot: DeltaTable | None, datasets: list[str], *, with_dataset: b
         "run_id",
         "table_version",
         "event_time",
+        "discovered_by",
     ]
     where = ("dataset", "=", datasets[0]) if len(datasets) == 1 else ("dataset", "in", datasets)
     table = read_current(snapshot, LEDGER_SCHEMA, columns=columns, partitions=[where])
