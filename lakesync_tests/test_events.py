@@ -325,6 +325,13 @@ def test_kafka_events_of_a_local_lake_ingest_once_and_a_kill_before_the_commit_r
     rows = _rows(tmp_path / "lakesync.yaml")
     assert rows.height == 12 and rows["order_id"].is_unique().all()
     assert "0 message(s)" in sync(config).intakes[0]  # committed offsets: nothing comes back
+    _produce(kafka, "files", [{"lake": "eu", "path": f"{n}.parquet"} for n in range(3)])  # known files
+    document = yaml.safe_load((tmp_path / "lakesync.yaml").read_text())
+    document["lakes"]["eu"]["discovery"]["max_messages"] = 1
+    (tmp_path / "lakesync.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    limited = sync(load_config(tmp_path / "lakesync.yaml"))
+    assert "1 message(s), 0 file(s) announced" in limited.intakes[0]
+    assert "2 still queued" in limited.intakes[0], limited.intakes  # the group's lag
 
 
 # -- under the daemon: the intake sensor, then the dataset sensor --------------------------------

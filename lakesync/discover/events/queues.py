@@ -189,7 +189,8 @@ class KafkaQueue:
             self.consumer.close()
             msg = f"lake {lake!r}: Kafka topic {source.topic!r}: {topic.error.str()}"
             raise LakeUnavailableError(msg)
-        self.consumer.assign([TopicPartition(source.topic, p, OFFSET_STORED) for p in topic.partitions])
+        self.partitions = [TopicPartition(source.topic, p, OFFSET_STORED) for p in topic.partitions]
+        self.consumer.assign(self.partitions)
         self.description = f"Kafka topic {source.topic} ({source.bootstrap_servers})"
 
     def receive(self, limit: int, wait_seconds: float) -> list[Message]:
@@ -222,7 +223,13 @@ class KafkaQueue:
             )
 
     def depth(self) -> int | None:
-        return None
+        """The group's lag: messages after its committed offsets, over every partition."""
+        lag = 0
+        for committed in self.consumer.committed(self.partitions, timeout=10):
+            low, high = self.consumer.get_watermark_offsets(committed, timeout=10, cached=False)
+            start = committed.offset if committed.offset >= 0 else low
+            lag += max(0, high - start)
+        return lag
 
     def retention_seconds(self) -> float | None:
         return None  # the topic's retention.ms is the broker's setting: not read
