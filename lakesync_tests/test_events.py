@@ -264,6 +264,21 @@ def kafka() -> Iterator[str]:
             process.stdout.close()
 
 
+def _kafka_lake(folder: Path, bootstrap: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A local lake of parquet orders (its lakesync.yaml entry) and a Kafka source of its events."""
+    lake = {
+        "provider": "local",
+        "root": str(folder),
+        "datasets": {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}},
+    }
+    return lake, {
+        "kind": "kafka",
+        "bootstrap_servers": bootstrap,
+        "topic": "files",
+        "group_id": "lakesync-test",
+    }
+
+
 def _produce(bootstrap: str, topic: str, messages: list[dict[str, Any]]) -> None:
     producer = Producer({"bootstrap.servers": bootstrap})
     for message in messages:
@@ -292,12 +307,7 @@ def test_kafka_events_of_a_local_lake_ingest_once_and_a_kill_before_the_commit_r
     folder = tmp_path / "onprem"
     for n in range(2):
         write_orders_parquet(folder / f"{n}.parquet", orders_rows(n * 10, 3))
-    lake = {
-        "provider": "local",
-        "root": str(folder),
-        "datasets": {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}},
-    }
-    source = {"kind": "kafka", "bootstrap_servers": kafka, "topic": "files", "group_id": "lakesync-test"}
+    lake, source = _kafka_lake(folder, kafka)
     config = load_config(
         _events_config(tmp_path, lake, {"source": source, "wait_seconds": 2, "reconcile_every": "24h"})
     )
@@ -472,12 +482,7 @@ def test_a_deleted_file_leaves_a_merge_table_with_an_audit_record_and_an_older_v
     write_orders_parquet(folder / "a.parquet", orders_rows(1, 3, amount=1.0))  # keys 1, 2, 3
     write_orders_parquet(folder / "b.parquet", orders_rows(3, 2, amount=2.0))  # keys 3 (a newer version), 4
     write_orders_parquet(folder / "c.parquet", orders_rows(10, 2))  # keys 10, 11
-    lake = {
-        "provider": "local",
-        "root": str(folder),
-        "datasets": {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}},
-    }
-    source = {"kind": "kafka", "bootstrap_servers": kafka, "topic": "files", "group_id": "lakesync-test"}
+    lake, source = _kafka_lake(folder, kafka)
     discovery = {"source": source, "wait_seconds": 2, "reconcile_every": "24h", "on_delete": "propagate"}
     path = _events_config(tmp_path, lake, discovery)
     document = yaml.safe_load(path.read_text())

@@ -64,6 +64,8 @@ def intake_sensor(config: LakesyncConfig, lake_name: str) -> dg.SensorDefinition
             result = LakeIntake(lake_name, lake, store, inbox, run_id, deleting).run()
         except (LakeUnavailableError, AppendContentionError) as exc:
             raise dg.Failure(description=str(exc)) from None
+        if not (result.messages or result.reconciled):  # nothing changed: no events, no more reads
+            return dg.SensorResult(skip_reason=result.line())
         summary = inbox.summary(lake_name)
         states = ledger_states(
             lakehouse.open(lakehouse.ledger_uri), [f"{lake_name}.{d}" for d in lake.datasets]
@@ -85,13 +87,13 @@ def intake_sensor(config: LakesyncConfig, lake_name: str) -> dg.SensorDefinition
                 else {}
             ),
         }
-        events: list[dg.AssetObservation | dg.AssetCheckEvaluation] = []
-        if result.messages or result.reconciled:
-            keys = [dataset_key(lake_name, name) for name in lake.datasets]
-            events += [dg.AssetObservation(asset_key=k, metadata=metadata) for k in keys]
-            if result.reconciled:  # the check's verdict changes only with a reconciliation
-                verdict = events_verdict(summary)
-                events += [check_evaluation(verdict, asset_key=k, check_name=EVENTS_CHECK) for k in keys]
+        keys = [dataset_key(lake_name, name) for name in lake.datasets]
+        events: list[dg.AssetObservation | dg.AssetCheckEvaluation] = [
+            dg.AssetObservation(asset_key=k, metadata=metadata) for k in keys
+        ]
+        if result.reconciled:  # the check's verdict changes only with a reconciliation
+            verdict = events_verdict(summary)
+            events += [check_evaluation(verdict, asset_key=k, check_name=EVENTS_CHECK) for k in keys]
         return dg.SensorResult(skip_reason=result.line(), asset_events=events)
 
     return receive

@@ -121,49 +121,37 @@ def start_s3(folder: Path, port: int | None = None) -> Server:
 
 
 def start_azure(folder: Path, port: int | None = None) -> Server:
-    if not AZURITE.exists():
-        msg = f"azurite is not installed at {AZURITE}: run `make setup` (npm ci)"
-        raise RuntimeError(msg)
-    port = port or free_port()
-    url = f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
-    command = [
-        str(AZURITE),
-        "--blobHost",
-        "127.0.0.1",
-        "--blobPort",
-        str(port),
-        "--location",
-        str(folder / "azurite"),
-        "--skipApiVersionCheck",
-        "--disableTelemetry",
-        "--silent",
-        "--loose",
-    ]
-    return start_server("azurite", Launch(command, url, probe=url + "?comp=list"), folder)
+    """Azurite's blob service (lakes and lakehouses on Azure)."""
+    return _azurite("blob", folder, port)
 
 
 def start_azure_queue(folder: Path, port: int | None = None) -> Server:
     """Azurite's queue service (for lakes whose Event Grid events land in a Storage queue)."""
-    queue = AZURITE.with_name("azurite-queue")
-    if not queue.exists():
-        msg = f"azurite is not installed at {queue}: run `make setup` (npm ci)"
+    return _azurite("queue", folder, port)
+
+
+def _azurite(service: str, folder: Path, port: int | None) -> Server:
+    program = AZURITE.with_name(f"azurite-{service}")
+    if not program.exists():
+        msg = f"azurite is not installed at {program}: run `make setup` (npm ci)"
         raise RuntimeError(msg)
     port = port or free_port()
     url = f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
     command = [
-        str(queue),
-        "--queueHost",
+        str(program),
+        f"--{service}Host",
         "127.0.0.1",
-        "--queuePort",
+        f"--{service}Port",
         str(port),
         "--location",
-        str(folder / "azurite-queue"),
+        str(folder / ("azurite" if service == "blob" else f"azurite-{service}")),
         "--skipApiVersionCheck",
         "--disableTelemetry",
         "--silent",
         "--loose",
     ]
-    return start_server("azurite-queue", Launch(command, url, probe=url + "?comp=list"), folder)
+    name = "azurite" if service == "blob" else f"azurite-{service}"
+    return start_server(name, Launch(command, url, probe=url + "?comp=list"), folder)
 
 
 def start_gcs(folder: Path, port: int | None = None) -> Server:

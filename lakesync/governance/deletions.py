@@ -31,7 +31,8 @@ from lakesync.state.append import Append, AppendContentionError, append_once, ba
 from lakesync.state.audit import AuditLog
 from lakesync.state.lakehouse import Lakehouse, Stamp
 from lakesync.state.ledger import Ledger
-from lakesync.state.ledger_state import LEDGER_SCHEMA, ledger_states
+from lakesync.state.ledger_state import LEDGER_SCHEMA, event_row, ledger_states
+from lakesync.state.values import FileEntry
 
 ATTEMPTS = 16
 
@@ -117,21 +118,19 @@ def propagate(
             event = states[d.dataset].events
             assert event is not None
             last = event.filter(pl.col("path") == d.path).sort("batch").tail(1).row(0, named=True)
+            entry = FileEntry(path=d.path, size=last["size"], modified=last["modified"], etag=last["etag"])
             events.append(
-                {
-                    "dataset": d.dataset,
-                    "table": table,
-                    "batch": last["batch"],
-                    "event": "deleted",
-                    "path": d.path,
-                    "size": last["size"],
-                    "modified": last["modified"],
-                    "etag": last["etag"],
-                    "run_id": run_id,
-                    "recorded_at": now,
-                    "table_version": version,
-                    "rows_committed": -n,
-                }
+                event_row(
+                    d.dataset,
+                    table,
+                    last["batch"],
+                    "deleted",
+                    entry,
+                    run_id=run_id,
+                    recorded_at=now,
+                    table_version=version,
+                    rows_committed=-n,
+                )
             )
     if events:
         data = pa.Table.from_pylist(events, schema=LEDGER_SCHEMA)

@@ -21,7 +21,7 @@ from deltalake import DeltaTable
 from lakesync.state.append import Append, append_once
 from lakesync.state.lakehouse import Lakehouse, read_current
 from lakesync.state.ledger import Ledger
-from lakesync.state.ledger_state import LEDGER_SCHEMA, DatasetLedger, ledger_states
+from lakesync.state.ledger_state import LEDGER_SCHEMA, DatasetLedger, event_row, ledger_states
 from lakesync.state.values import FileEntry
 
 DiscoveredBy = Literal["event", "reconcile", "listing"]
@@ -60,6 +60,8 @@ class IntakeSummary:
     missed_total: int
     failed_messages: int
     last_intake: datetime | None
+    first_intake: datetime | None = None
+    """When the lake's first intake was recorded (events mode began)."""
     recent_failures: tuple[str, ...] = ()
     """The last messages not understood: ``<message id>: <reason>``."""
 
@@ -132,6 +134,7 @@ class Inbox:
             missed_total=int(reconciled["missed"].sum() or 0),
             failed_messages=failed.height,
             last_intake=intakes["recorded_at"].max() if intakes.height else None,  # type: ignore[arg-type]
+            first_intake=intakes["recorded_at"].min() if intakes.height else None,  # type: ignore[arg-type]
             recent_failures=tuple(
                 f"{r['message_id']}: {r['reason']}"
                 for r in failed.sort("recorded_at").tail(5).iter_rows(named=True)
@@ -164,17 +167,14 @@ def event_lags(states: Sequence[DatasetLedger], *, last: int = 1000) -> tuple[fl
 
 
 def _row(a: Announcement, run_id: str, now: datetime) -> dict[str, Any]:
-    return {
-        "dataset": a.dataset,
-        "table": a.table,
-        "batch": 0,
-        "event": "announced",
-        "path": a.entry.path,
-        "size": a.entry.size,
-        "modified": a.entry.modified,
-        "etag": a.entry.etag,
-        "run_id": run_id,
-        "recorded_at": now,
-        "discovered_by": a.discovered_by,
-        "event_time": a.event_time,
-    }
+    return event_row(
+        a.dataset,
+        a.table,
+        0,
+        "announced",
+        a.entry,
+        run_id=run_id,
+        recorded_at=now,
+        discovered_by=a.discovered_by,
+        event_time=a.event_time,
+    )

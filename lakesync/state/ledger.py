@@ -32,7 +32,7 @@ from deltalake.exceptions import CommitFailedError
 
 from lakesync.state.append import Append, Appended, append_once
 from lakesync.state.lakehouse import Lakehouse, read_current, transaction_version
-from lakesync.state.ledger_state import LEDGER_SCHEMA, DatasetLedger, ledger_state
+from lakesync.state.ledger_state import LEDGER_SCHEMA, DatasetLedger, FileStatus, event_row, ledger_state
 from lakesync.state.values import BatchPlan, FileEntry, FileOutcome
 
 T = TypeVar("T")
@@ -290,23 +290,20 @@ def _version(snapshot: DeltaTable | None) -> int | None:
 
 
 def _row(
-    plan: BatchPlan, entry: FileEntry, *, event: str, run_id: str, recorded_at: datetime
+    plan: BatchPlan, entry: FileEntry, *, event: FileStatus, run_id: str, recorded_at: datetime
 ) -> dict[str, Any]:
     rows = plan.rows.get(entry.path) if event == "planned" else None
-    return {
-        "dataset": plan.dataset,
-        "table": plan.table,
-        "batch": plan.version,
-        "event": event,
-        "path": entry.path,
-        "size": entry.size,
-        "modified": entry.modified,
-        "etag": entry.etag,
-        "run_id": run_id,
-        "recorded_at": recorded_at,
-        "rows": list(rows) if rows is not None else None,
-        "replay_of": plan.replay_of,
-    }
+    return event_row(
+        plan.dataset,
+        plan.table,
+        plan.version,
+        event,
+        entry,
+        run_id=run_id,
+        recorded_at=recorded_at,
+        rows=list(rows) if rows is not None else None,
+        replay_of=plan.replay_of,
+    )
 
 
 def _outcome_fields(outcome: FileOutcome, table_version: int | None) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import polars as pl
 import pyarrow as pa
@@ -44,6 +44,23 @@ LEDGER_SCHEMA = pa.schema(
         pa.field("event_time", pa.timestamp("us", tz="UTC")),
     ]
 )
+
+
+def event_row(
+    dataset: str, table: str, batch: int, event: FileStatus, entry: FileEntry, **fields: Any
+) -> dict[str, Any]:
+    """One row of the ledger: a file's event (``fields``: run_id, recorded_at and the others)."""
+    return {
+        "dataset": dataset,
+        "table": table,
+        "batch": batch,
+        "event": event,
+        "path": entry.path,
+        "size": entry.size,
+        "modified": entry.modified,
+        "etag": entry.etag,
+        **fields,
+    }
 
 
 @dataclass(frozen=True)

@@ -147,8 +147,8 @@ class LakeIntake:
                 run_id=self.run_id,
             )
             self._call(lambda: queue.ack(messages), queue, "acknowledge messages of")  # only now
-            began = self.began()
-            before = self.inbox.summary(self.lake)
+            before = self.inbox.summary(self.lake)  # one read of the intake log
+            began = before.first_intake
             kept = self._call(queue.retention_seconds, queue, "ask the retention of")
             silent = (now - before.last_intake).total_seconds() if before.last_intake is not None else 0.0
             if messages or began is None or silent > min(3600.0, (kept or 7200.0) / 2):
@@ -234,12 +234,6 @@ class LakeIntake:
                     continue
                 announced += [Announcement(k, t, entry, "event", event.event_time) for k, t, _ in targets]
         return counts, announced, failed, gone
-
-    def began(self) -> datetime | None:
-        """When this lake's first intake was recorded (events mode began)."""
-        rows = self.inbox.entries(self.lake)
-        started = rows.filter(rows["kind"] == "intake")["recorded_at"]
-        return started.min() if started.len() else None  # type: ignore[return-value]
 
     def reconcile(self, began: datetime, now: datetime) -> tuple[int, int, list[DeletedFile]]:
         """List the lake; announce what neither the ledger nor the events knew. Returns
