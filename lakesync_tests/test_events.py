@@ -445,6 +445,15 @@ def test_events_mode_without_a_source_and_an_unset_queue_secret_are_named(tmp_pa
     }
     with pytest.raises(ConfigError, match=r"lakes\.eu\.discovery: .*events mode needs a `source`"):
         load_config(_events_config(tmp_path, lake, {}))
+    kafka = {
+        "kind": "kafka",
+        "bootstrap_servers": "k:9092",
+        "topic": "t",
+        "settings": {"sasl.password": "hunter2"},
+    }
+    with pytest.raises(ConfigError, match=r"sasl\.password would put a secret in lakesync\.yaml") as refused:
+        load_config(_events_config(tmp_path, lake, {"source": kafka}))
+    assert "hunter2" not in str(refused.value)
     source = {"kind": "azure_queue", "queue": "q", "connection_string": {"env": "NOT_SET_HERE"}}
     config = load_config(_events_config(tmp_path, lake, {"source": source}))
     (problem,) = preflight_problems(config, {})

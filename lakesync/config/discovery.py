@@ -55,6 +55,18 @@ class KafkaSource(StrictModel):
     password: EnvSecret | None = None
     """SASL credentials, by variable name."""
 
+    @field_validator("settings")
+    @classmethod
+    def _no_secrets(cls, value: dict[str, str]) -> dict[str, str]:
+        secret = [k for k in value if any(w in k.lower() for w in ("password", "secret", "sasl.jaas", "key"))]
+        if secret:
+            msg = (
+                f"{', '.join(sorted(secret))} would put a secret in lakesync.yaml: give SASL credentials "
+                "as `username: {env: NAME}` and `password: {env: NAME}`"
+            )
+            raise ValueError(msg)
+        return value
+
 
 EventSource = Annotated[SqsSource | AzureQueueSource | KafkaSource, Field(discriminator="kind")]
 
