@@ -50,7 +50,8 @@ class KafkaSource(StrictModel):
     topic: str = Field(min_length=1)
     group_id: str = "lakesync"
     settings: dict[str, str] = Field(default_factory=dict)
-    """More librdkafka settings (``security.protocol``, ``sasl.mechanism``); never a secret."""
+    """More librdkafka settings (``security.protocol``, ``sasl.mechanism``, ``ssl.key.location``);
+    never a secret (passwords, tokens, inline keys are refused)."""
     username: EnvSecret | None = None
     password: EnvSecret | None = None
     """SASL credentials, by variable name."""
@@ -58,7 +59,11 @@ class KafkaSource(StrictModel):
     @field_validator("settings")
     @classmethod
     def _no_secrets(cls, value: dict[str, str]) -> dict[str, str]:
-        secret = [k for k in value if any(w in k.lower() for w in ("password", "secret", "sasl.jaas", "key"))]
+        secret = [
+            k
+            for k in value
+            if any(w in k.lower() for w in ("password", "secret", "sasl.jaas", "ssl.key.pem", "token"))
+        ]
         if secret:
             msg = (
                 f"{', '.join(sorted(secret))} would put a secret in lakesync.yaml: give SASL credentials "
