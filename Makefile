@@ -55,6 +55,13 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null
 
+# The tests' Dagster instance on Postgres runs a private cluster of Debian's postgresql (initdb).
+POSTGRES := $(or $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb)),/usr/lib/postgresql/initdb)
+$(POSTGRES):
+	@echo "Installing Debian's postgresql for the tests' Dagster instance on Postgres"
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql >/dev/null
+
 browser: $(CHROMIUM) ## install Debian's chromium (for the browser tests; needs apt)
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
@@ -63,7 +70,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 
 setup: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml ## create .venv (the locked runtime dependencies) and the local Dagster instance
 
-setup-test: setup $(VENV)/.dev-installed node_modules/.installed $(CHROMIUM) ## add the test tooling: pytest, mypy, moto, Node.js + azurite, chromium
+setup-test: setup $(VENV)/.dev-installed node_modules/.installed $(CHROMIUM) $(POSTGRES) ## add the test tooling: pytest, mypy, moto, Node.js + azurite, chromium, postgresql
 
 demo: setup ## generate three demo lakes, sync them into the lakehouse, print the summary
 	@$(BIN)/lakesync demo --dir $(DEMO_DIR) --reset

@@ -5,14 +5,19 @@ A project of ``lakes`` local lakes x ``datasets`` datasets feeding ``tables`` ta
 instance under a temporary ``$DAGSTER_HOME``) runs once with everything new, then again with
 nothing new. The floor is polars reading the same files and one append per table.
 
-    python -m bench.fixed [--lakes 50] [--datasets 4] [--tables 10] [--repeat 2]
+    python -m bench.fixed [--lakes 50] [--datasets 4] [--tables 10] [--repeat 2] [--no-postgres]
+
+The many-datasets case also runs on a Dagster instance in a private PostgreSQL cluster (fsync
+on), beside the embedded SQLite one: Dagster's event log is most of what is left.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -24,8 +29,10 @@ from typing import Any
 import polars as pl
 
 from bench.shapes import CONTRACT, orders_text
+from lakesync.demo.servers import Postgres, start_postgres
 
 BIN = Path(sys.executable).parent
+PG_PASSWORD = "LAKESYNC_BENCH_PG_PASSWORD"
 
 
 def project(root: Path, lakes: int, datasets: int, tables: int) -> Path:
@@ -52,8 +59,8 @@ def project(root: Path, lakes: int, datasets: int, tables: int) -> Path:
     return path
 
 
-def _lakesync_sync(config: Path, home: Path) -> float:
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
+def _lakesync_sync(config: Path, home: Path, extra: dict[str, str] | None = None) -> float:
+    env = {**os.environ, **(extra or {}), "DAGSTER_HOME": str(home)}
     started = time.perf_counter()
     done = subprocess.run(
         [str(BIN / "lakesync"), "sync", "--config", str(config)],
@@ -104,17 +111,62 @@ def _floor(root: Path, config: Path) -> float:
     return time.perf_counter() - started
 
 
-def measure(lakes: int = 50, datasets: int = 4, tables: int = 10, repeat: int = 2) -> dict[str, Any]:
+def _postgres_home(home: Path, postgres: Postgres, database: str) -> dict[str, str]:
+    """``home`` as a Dagster instance on ``database`` of the cluster (its schema created before
+    the clock starts, as a deployed instance has it); the environment that opens it."""
+    import dagster as dg
+    import psycopg2
+
+    connection = psycopg2.connect(
+        host="127.0.0.1",
+        port=postgres.port,
+        user=postgres.user,
+        password=postgres.password,
+        dbname="postgres",
+    )
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{database}"')
+    connection.close()
+    settings = postgres.dagster_yaml(PG_PASSWORD).replace(
+        f"db_name: {postgres.database}", f"db_name: {database}"
+    )
+    (home / "dagster.yaml").write_text("telemetry: {enabled: false}\n" + settings, encoding="utf-8")
+    env = {PG_PASSWORD: postgres.password}
+    os.environ.update(env)
+    dg.DagsterInstance.from_config(str(home)).dispose()
+    return env
+
+
+def measure(
+    lakes: int = 50, datasets: int = 4, tables: int = 10, repeat: int = 2, *, postgres: bool = True
+) -> dict[str, Any]:
+    """The many-datasets case on the embedded SQLite instance and (``postgres``) on a Dagster
+    instance in a private, durable PostgreSQL cluster, run by run side by side."""
     print(f"many datasets: {lakes} lakes x {datasets} datasets into {tables} tables, 1,000 rows each ...")
-    runs: dict[str, list[float]] = {"floor": [], "first sync": [], "nothing new": []}
-    for _ in range(repeat):
-        with tempfile.TemporaryDirectory(prefix="lakesync-bench-fixed-") as tmp:
-            root = Path(tmp)
-            config = project(root, lakes, datasets, tables)
-            (root / "home").mkdir()
-            runs["floor"].append(_floor(root, config))
-            runs["first sync"].append(_lakesync_sync(config, root / "home"))
-            runs["nothing new"].append(_lakesync_sync(config, root / "home"))
+    names = ["floor", "first sync", "nothing new"]
+    if postgres:
+        names += ["first sync (Postgres)", "nothing new (Postgres)"]
+    runs: dict[str, list[float]] = {name: [] for name in names}
+    with contextlib.ExitStack() as stack:
+        cluster = None
+        if postgres:
+            cluster = start_postgres(Path(stack.enter_context(tempfile.TemporaryDirectory())), durable=True)
+            stack.callback(cluster.stop)
+        for attempt in range(repeat):
+            with tempfile.TemporaryDirectory(prefix="lakesync-bench-fixed-") as tmp:
+                root = Path(tmp)
+                config = project(root, lakes, datasets, tables)
+                (root / "home").mkdir()
+                runs["floor"].append(_floor(root, config))
+                runs["first sync"].append(_lakesync_sync(config, root / "home"))
+                runs["nothing new"].append(_lakesync_sync(config, root / "home"))
+                if cluster is not None:
+                    shutil.rmtree(root / "lakehouse")
+                    (root / "pg_home").mkdir()
+                    env = _postgres_home(root / "pg_home", cluster, f"bench_{attempt}")
+                    runs["first sync (Postgres)"].append(_lakesync_sync(config, root / "pg_home", env))
+                    runs["nothing new (Postgres)"].append(_lakesync_sync(config, root / "pg_home", env))
     return {
         "lakes": lakes,
         "datasets": lakes * datasets,
@@ -169,8 +221,9 @@ def report(result: dict[str, Any]) -> None:
         f"\nMany datasets ({result['lakes']} lakes, {result['datasets']} datasets, "
         f"{result['tables']} tables, {result['rows']:,} rows; `lakesync sync` in a fresh process):"
     )
-    for name in ("floor", "first sync", "nothing new"):
-        print(f"  {name:12} {result[name]:>7.2f} s")
+    for name in ("floor", "first sync", "nothing new", "first sync (Postgres)", "nothing new (Postgres)"):
+        if name in result:
+            print(f"  {name:24} {result[name]:>7.2f} s")
     print("  Targets: first sync <= 10 s, nothing new <= 3 s.")
 
 
@@ -180,8 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", type=int, default=4)
     parser.add_argument("--tables", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--no-postgres", action="store_true", help="only the embedded SQLite instance")
     args = parser.parse_args(argv)
-    report(measure(args.lakes, args.datasets, args.tables, args.repeat))
+    report(measure(args.lakes, args.datasets, args.tables, args.repeat, postgres=not args.no_postgres))
     return 0
 
 

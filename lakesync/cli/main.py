@@ -136,6 +136,8 @@ def cmd_sync(config: LakesyncConfig, args: argparse.Namespace) -> int:
     print(sync_summary(outcome.datasets, outcome.tables, outcome.checks, outcome.features))
     if not outcome.recorded:
         print("\nDAGSTER_HOME is not set: these runs were not recorded for the Dagster UI.")
+    elif outcome.run_ids and outcome.instance:
+        print(f"\nRuns recorded in the Dagster instance: {outcome.instance}.")
     if outcome.failures:
         print("\nFailed:", file=sys.stderr)
         for failure in outcome.failures:

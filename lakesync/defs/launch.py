@@ -4,13 +4,16 @@ the instance, and read back what they did: the :class:`TableSync` each run repor
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
+import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
+import yaml
 
 from lakesync.config import LakesyncConfig
 from lakesync.defs.assets import TABLE_TAG, job_name, op_name
@@ -18,7 +21,7 @@ from lakesync.defs.checks import BLOCKING_CHECKS
 from lakesync.defs.factory import build_definitions
 from lakesync.defs.features import BLOCKED_TAG, feature_job_name
 from lakesync.defs.metadata import RESULT_KEY
-from lakesync.defs.prescan import plan_tables
+from lakesync.defs.prescan import TablePlan, plan_tables
 from lakesync.defs.providers import open_lakehouse
 from lakesync.defs.resources import config_problem
 from lakesync.features.build import FeatureError, built_from, input_versions
@@ -45,18 +48,66 @@ class SyncOutcome:
     features: list[FeatureLine] = field(default_factory=list)
     intakes: list[str] = field(default_factory=list)
     """What each lake in events mode received (one line per lake)."""
+    instance: str | None = None
+    """Where the runs were recorded (``SQLite in ...``, ``Postgres database ... on host:port``)."""
 
     @property
     def ok(self) -> bool:
         return not self.failures
 
 
+class InstanceError(Exception):
+    """The Dagster instance named by ``$DAGSTER_HOME`` cannot be opened (said in a sentence that
+    names its storage, never its password)."""
+
+
+def storage_kind(home: Path) -> str:
+    """``sqlite`` (the default, also when there is no ``dagster.yaml``), or the storage the
+    instance's ``dagster.yaml`` configures (``postgres``, ``mysql``, or a class name)."""
+    path = home / "dagster.yaml"
+    if not path.exists():
+        return "sqlite"
+    try:
+        settings = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        msg = f"{path} cannot be read: {str(exc).splitlines()[0]}"
+        raise InstanceError(msg) from exc
+    storage = settings.get("storage") if isinstance(settings, dict) else None
+    if isinstance(storage, dict) and storage:
+        return str(next(iter(storage)))
+    run_storage = settings.get("run_storage") if isinstance(settings, dict) else None
+    if isinstance(run_storage, dict) and run_storage.get("class"):
+        name = str(run_storage["class"])
+        return "postgres" if "Postgres" in name else "mysql" if "MySQL" in name else name
+    return "sqlite"
+
+
+def describe(opened: dg.DagsterInstance) -> str:
+    """Where an instance keeps its runs, for people: ``Postgres database dagster on
+    db.internal:5432`` or ``SQLite in /home/me/.dagster`` (never a password)."""
+    url = getattr(opened.run_storage, "postgres_url", None) or getattr(opened.run_storage, "mysql_url", None)
+    if isinstance(url, str):
+        from sqlalchemy.engine import make_url  # noqa: PLC0415 -- only for a server-backed instance
+
+        parts = make_url(url)
+        kind = "Postgres" if parts.drivername.startswith("postgres") else "MySQL"
+        return f"{kind} database {parts.database} on {parts.host}:{parts.port or 5432}"
+    return f"SQLite in {opened.root_directory}"
+
+
 def instance() -> tuple[dg.DagsterInstance, bool]:
-    """The Dagster instance under ``$DAGSTER_HOME`` (created if missing), else an ephemeral one."""
+    """The Dagster instance under ``$DAGSTER_HOME``, else an ephemeral one.
+
+    An empty ``$DAGSTER_HOME`` becomes the embedded default (SQLite in that folder, telemetry
+    off). An instance on a database server (Postgres) is opened as its ``dagster.yaml`` says:
+    lakesync writes nothing and takes no host-local lock for it, and a server it cannot reach is
+    an :class:`InstanceError` naming the server."""
     home = os.environ.get("DAGSTER_HOME")
     if not home:
         return dg.DagsterInstance.ephemeral(), False
     folder = Path(home)
+    if storage_kind(folder) != "sqlite":
+        return _open(folder), True
     folder.mkdir(parents=True, exist_ok=True)
     # Two commands opening a new SQLite instance at once would both create its schema; the
     # first to hold the lock does it, the other finds it done.
@@ -64,9 +115,63 @@ def instance() -> tuple[dg.DagsterInstance, bool]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (folder / "dagster.yaml").exists() and not any(folder.glob("storage")):
             (folder / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
-        opened = dg.DagsterInstance.get()
-        fcntl.flock(lock, fcntl.LOCK_UN)
+        try:
+            opened = _open(folder)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
     return opened, True
+
+
+def _unset_variables(value: object, at: str = "") -> list[str]:
+    """``{env: NAME}`` values of a ``dagster.yaml`` whose variable is not set, with their key path."""
+    if isinstance(value, dict):
+        if set(value) == {"env"} and isinstance(value["env"], str):
+            return [] if os.environ.get(value["env"]) else [f"{value['env']} ({at})"]
+        return [u for k, v in value.items() for u in _unset_variables(v, f"{at}.{k}" if at else str(k))]
+    if isinstance(value, list):
+        return [u for i, v in enumerate(value) for u in _unset_variables(v, f"{at}[{i}]")]
+    return []
+
+
+def _open(folder: Path) -> dg.DagsterInstance:
+    path = folder / "dagster.yaml"
+    settings = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else None
+    unset = _unset_variables(settings)
+    if unset:
+        msg = f"{path} names environment variable(s) that are not set: {', '.join(unset)}"
+        raise InstanceError(msg)
+    # A database that does not answer is retried by Dagster for ~12 s, each retry a warning on
+    # the root logger; the sentence below says it once.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        return dg.DagsterInstance.get()
+    except dg.DagsterInvalidConfigError as exc:  # e.g. the password's variable is not set
+        msg = f"the Dagster instance in {folder / 'dagster.yaml'} is not valid: {_first_line(exc)}"
+        raise InstanceError(msg) from exc
+    except Exception as exc:
+        msg = (
+            f"the Dagster instance in {folder / 'dagster.yaml'} ({storage_kind(folder)} storage) cannot be "
+            f"opened: {_root_cause(exc)}. Start its database, or correct `storage:` in that file"
+        )
+        raise InstanceError(msg) from exc
+    finally:
+        root.setLevel(level)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost error's first line (a refused connection, a wrong password), without the
+    URL a driver might print."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    text = re.sub(r"\w+(\+\w+)?://[^\s'\"]+", "<url>", _first_line(exc))
+    return text.removeprefix("(psycopg2.OperationalError) ")
 
 
 def _result(event: dg.DagsterEvent) -> TableSync | None:
@@ -116,11 +221,24 @@ class _Dagster:
     def __init__(self, config: LakesyncConfig) -> None:
         self.config = config
         self._opened: tuple[dg.DagsterInstance, dg.Definitions] | None = None
+        self._error: InstanceError | None = None
 
     def get(self) -> tuple[dg.DagsterInstance, dg.Definitions]:
+        """The instance and the definitions (an :class:`InstanceError`, once and then again)."""
+        if self._error is not None:
+            raise self._error
         if self._opened is None:
-            self._opened = (instance()[0], build_definitions(self.config))
+            try:
+                self._opened = (instance()[0], build_definitions(self.config))
+            except InstanceError as exc:
+                self._error = exc
+                raise
         return self._opened
+
+    @property
+    def described(self) -> str | None:
+        """Where the runs were recorded (when an instance was opened)."""
+        return describe(self._opened[0]) if self._opened is not None else None
 
 
 def _features(
@@ -136,7 +254,10 @@ def _features(
     }
     if not stale:
         return lines, []
-    dagster_instance, definitions = dagster.get()
+    try:
+        dagster_instance, definitions = dagster.get()
+    except InstanceError as exc:
+        return lines, [f"feature {name}: not updated: {exc}" for name in config.features if name in stale]
     built, failures = _run_features(config, definitions, dagster_instance, stale, trigger)
     return sorted([*lines, *built], key=lambda f: list(config.features).index(f.feature)), failures
 
@@ -202,6 +323,45 @@ def _run_features(
     return lines, failures
 
 
+def _run_table(
+    dagster: _Dagster, table: str, plan: TablePlan, *, trigger: str, verbose: bool
+) -> dg.ExecuteInProcessResult | str:
+    """The run that ingests ``plan``'s batches of ``table``, or why it could not start."""
+    try:
+        dagster_instance, definitions = dagster.get()
+    except InstanceError as exc:
+        return f"{table}: not synced: {exc}"
+    job = definitions.resolve_job_def(job_name(table))
+    # Planned datasets ingest their batches; any that could not be looked at lists itself.
+    work = {"planned": plan.planned} if not plan.unplanned else {"datasets": [*plan.planned, *plan.unplanned]}
+    try:
+        return job.execute_in_process(
+            run_config={
+                "ops": {op_name(table): {"config": work}},
+                # The summary says what failed and why; Dagster's own log (tracebacks) with -v.
+                "loggers": {"console": {"config": {"log_level": "INFO" if verbose else "CRITICAL"}}},
+            },
+            instance=dagster_instance,
+            tags={TABLE_TAG: table, "lakesync/trigger": trigger},
+            raise_on_error=False,
+        )
+    except dg.DagsterInvalidConfigError as exc:  # a secret's variable is not set
+        return f"{table}: not synced: {config_problem(exc)}"
+
+
+def _failure(table: str, result: dg.ExecuteInProcessResult, checks: list[CheckLine]) -> str:
+    """Why a table's run failed: its blocking checks that failed, else the error that stopped it."""
+    failed_checks = [
+        c for c in checks if c.table == table and c.status == "failed" and c.check in BLOCKING_CHECKS
+    ]
+    message = (
+        "; ".join(f"{c.check} check failed: {c.description}" for c in failed_checks)
+        if failed_checks
+        else step_error(result)
+    )
+    return f"{table}: {message} (run {result.run_id})"
+
+
 def sync(
     config: LakesyncConfig,
     *,
@@ -245,27 +405,9 @@ def sync(
         for r in table_runtimes:
             if r.key not in plan.planned and r.key not in plan.unplanned:
                 lines[r.key] = plan.line(r)
-        dagster_instance, definitions = dagster.get()
-        job = definitions.resolve_job_def(job_name(table))
-        # Planned datasets ingest their batches; any that could not be looked at lists itself.
-        work = (
-            {"planned": plan.planned}
-            if not plan.unplanned
-            else {"datasets": [*plan.planned, *plan.unplanned]}
-        )
-        try:
-            result = job.execute_in_process(
-                run_config={
-                    "ops": {op_name(table): {"config": work}},
-                    # The summary says what failed and why; Dagster's own log (tracebacks) with -v.
-                    "loggers": {"console": {"config": {"log_level": "INFO" if verbose else "CRITICAL"}}},
-                },
-                instance=dagster_instance,
-                tags={TABLE_TAG: table, "lakesync/trigger": trigger},
-                raise_on_error=False,
-            )
-        except dg.DagsterInvalidConfigError as exc:  # a secret's variable is not set
-            failures.append(f"{table}: not synced: {config_problem(exc)}")
+        result = _run_table(dagster, table, plan, trigger=trigger, verbose=verbose)
+        if isinstance(result, str):
+            failures.append(result)
             continue
         run_ids.append(result.run_id)
         for event in result.all_events:
@@ -276,15 +418,7 @@ def sync(
             if synced_table is not None:
                 lines.update({d.key: plan.completed(d) for d in synced_table.datasets})
         if not result.success:
-            failed_checks = [
-                c for c in checks if c.table == table and c.status == "failed" and c.check in BLOCKING_CHECKS
-            ]
-            message = (
-                "; ".join(f"{c.check} check failed: {c.description}" for c in failed_checks)
-                if failed_checks
-                else step_error(result)
-            )
-            failures.append(f"{table}: {message} (run {result.run_id})")
+            failures.append(_failure(table, result, checks))
     features, feature_failures = _features(config, lakehouse, {r.table for r in runtimes}, dagster, trigger)
     failures.extend(feature_failures)
     ordered = [lines[r.key] for r in runtimes if r.key in lines]
@@ -294,4 +428,6 @@ def sync(
         if any(r.table == s.table for r in runtimes)
     ]
     received = [i.line() for i in intakes if not isinstance(i, str)]
-    return SyncOutcome(ordered, tables, failures, run_ids, recorded, checks, features, received)
+    return SyncOutcome(
+        ordered, tables, failures, run_ids, recorded, checks, features, received, dagster.described
+    )

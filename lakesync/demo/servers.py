@@ -4,15 +4,21 @@ stopped by its own pid.
 - S3: moto_server (PyPI moto[server])
 - Azure Blob: azurite (npm; installed into node_modules by `make setup`)
 - GCS: gcp-storage-emulator (PyPI)
+- PostgreSQL: a private cluster (Debian's ``postgresql``: ``initdb`` in a temporary folder), for a
+  Dagster instance on Postgres
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -167,3 +173,115 @@ def start_gcs(folder: Path, port: int | None = None) -> Server:
         "--in-memory",
     ]
     return start_server("gcs", Launch(command, url, probe=url + "/storage/v1/b"), folder)
+
+
+@dataclass
+class Postgres:
+    """A private PostgreSQL cluster on 127.0.0.1: its server, and how to reach its database."""
+
+    server: Server
+    port: int
+    user: str
+    password: str
+    """A throwaway password made for this cluster (it protects nothing but the test's data)."""
+    database: str
+    data: Path
+
+    def stop(self) -> None:
+        self.server.stop()
+        shutil.rmtree(self.data, ignore_errors=True)
+
+    def dagster_yaml(self, password_env: str) -> str:
+        """The ``storage:`` of a Dagster instance on this cluster, the password read from
+        ``$password_env`` (dagster-postgres needs the ``postgresql+psycopg2`` scheme with the
+        locked SQLAlchemy 2.1, which would otherwise look for psycopg 3)."""
+        return (
+            "storage:\n"
+            "  postgres:\n"
+            "    postgres_db:\n"
+            f"      username: {self.user}\n"
+            f"      password: {{env: {password_env}}}\n"
+            "      hostname: 127.0.0.1\n"
+            f"      port: {self.port}\n"
+            f"      db_name: {self.database}\n"
+            "      scheme: postgresql+psycopg2\n"
+        )
+
+
+def postgres_bin(program: str) -> Path:
+    """A PostgreSQL server program (Debian installs them under /usr/lib/postgresql/<major>/bin)."""
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{program}")) or (
+        [found] if (found := shutil.which(program)) else []
+    )
+    if not found:
+        msg = f"PostgreSQL's {program} is not installed: run `make setup-test` (apt-get install postgresql)"
+        raise RuntimeError(msg)
+    return Path(found[-1])
+
+
+def start_postgres(
+    folder: Path, port: int | None = None, database: str = "dagster", *, durable: bool = False
+) -> Postgres:
+    """``initdb`` a new cluster, start its ``postgres`` on a free port of 127.0.0.1 (password
+    authentication) and create ``database``. PostgreSQL refuses to run as root: as root, the
+    cluster belongs to Debian's ``postgres`` user. ``durable``: fsync as a real server does
+    (benchmarks); the tests' cluster skips it."""
+    port = port or free_port()
+    as_root = os.geteuid() == 0
+    owner = pwd.getpwnam("postgres") if as_root else None
+    # Outside the caller's folder: the postgres user must be able to reach it.
+    data = Path(tempfile.mkdtemp(prefix="lakesync-pg-"))
+    user, password = "lakesync", os.urandom(12).hex()
+    (data / "pw").write_text(password, encoding="utf-8")
+    cluster = data / "cluster"
+    if owner is not None:
+        os.chown(data, owner.pw_uid, owner.pw_gid)
+        os.chown(data / "pw", owner.pw_uid, owner.pw_gid)
+    uid, gid = (owner.pw_uid, owner.pw_gid) if owner is not None else (None, None)
+    folder.mkdir(parents=True, exist_ok=True)
+    init = subprocess.run(  # noqa: S603 -- our own command line
+        [
+            str(postgres_bin("initdb")),
+            "-D", str(cluster), "-U", user, "--pwfile", str(data / "pw"),
+            "--auth=scram-sha-256", "-E", "UTF8", "--no-sync",
+        ],
+        capture_output=True, text=True, check=False, cwd=data, user=uid, group=gid,
+    )  # fmt: skip
+    (data / "pw").unlink()
+    if init.returncode != 0:
+        shutil.rmtree(data, ignore_errors=True)
+        msg = f"initdb failed: {init.stderr[-2000:]}"
+        raise RuntimeError(msg)
+    log = folder / "postgres.log"
+    log_file = log.open("wb")
+    process = subprocess.Popen(  # noqa: S603 -- our own command line
+        [
+            str(postgres_bin("postgres")), "-D", str(cluster), "-p", str(port),
+            "-h", "127.0.0.1", "-k", str(data), "-c", f"fsync={'on' if durable else 'off'}",
+            "-c", "max_connections=200",
+        ],
+        stdout=log_file, stderr=subprocess.STDOUT, cwd=data, start_new_session=True, user=uid, group=gid,
+    )  # fmt: skip
+    # SIGINT is PostgreSQL's fast shutdown.
+    server = Server("postgres", f"postgresql://127.0.0.1:{port}", process, log, log_file, signal.SIGINT)
+    cluster_ = Postgres(server, port, user, password, database, data)
+    deadline = time.monotonic() + 60
+    import psycopg2  # type: ignore[import-untyped]  # noqa: PLC0415 -- only the Postgres tests need it
+
+    while True:
+        if process.poll() is not None or time.monotonic() > deadline:
+            cluster_.stop()
+            msg = f"postgres did not start on port {port}: {log.read_text()[-2000:]}"
+            raise RuntimeError(msg)
+        try:
+            connection = psycopg2.connect(
+                host="127.0.0.1", port=port, user=user, password=password, dbname="postgres"
+            )
+        except psycopg2.OperationalError:
+            time.sleep(0.2)
+            continue
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{database}"')
+        connection.close()
+        return cluster_
