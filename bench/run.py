@@ -10,6 +10,7 @@ its peak RSS is its own; ratios compare cases of the same run on the same machin
     python -m bench.run [--rows 10000000] [--files 200] [--csv-rows 2000000] [--csv-files 40]
                         [--json-rows 2000000] [--json-files 40] [--repeat 3]
                         [--discovery-files 100000] [--cloud-files 100000] [--unique 1] [--cli 1]
+                        [--ledger-files 100000,1000000]
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 
 import polars as pl
 
-from bench import cli, cloud_discovery, events, fixed, merge, unique
+from bench import cli, cloud_discovery, events, fixed, ledger, merge, unique
 from bench.discovery import tick
 from bench.proc import own_peak_mb, run_child
 from bench.shapes import write_lake
@@ -188,6 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="1: time `unique: true` across files on a 10M-row table (0: skip)",
     )
+    parser.add_argument(
+        "--ledger-files",
+        default="100000,1000000",
+        help="known files of the ledger-tick cases, comma-separated ('': skip)",
+    )
     parser.add_argument("--cli", type=int, default=1, help="1: time `lakesync --help` and friends (0: skip)")
     parser.add_argument(
         "--merge-rows",
@@ -269,7 +275,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.small_files:
         many["small_files"] = fixed.small_files(args.small_files, repeat=min(args.repeat, 2))
     live = events.measure(args.events_files, seconds=30.0, interval=2.0) if args.events_files else {}
-    report(results, ticks, cloud, uniques=uniques, commands=commands, merges=merges, many=many, live=live)
+    sizes = [int(n) for n in args.ledger_files.split(",") if n.strip()]
+    ledgers = ledger.measure(sizes, repeat=min(args.repeat, 2)) if sizes else []
+    report(
+        results,
+        ticks,
+        cloud,
+        uniques=uniques,
+        commands=commands,
+        merges=merges,
+        many=many,
+        live=live,
+        ledgers=ledgers,
+    )
     return 0
 
 
@@ -289,6 +307,7 @@ def report(
     merges: list[dict[str, Any]] | None = None,
     many: dict[str, Any] | None = None,
     live: dict[str, Any] | None = None,
+    ledgers: list[dict[str, Any]] | None = None,
 ) -> None:
     header = (
         f"{'format':8} {'case':12} {'rows':>11} {'files':>5} {'wall s':>7} {'cpu s':>7} "
@@ -360,6 +379,7 @@ def report(
         "merge": merges or [],
         "many_datasets": many or {},
         "live_sync": live or {},
+        "ledger_ticks": ledgers or [],
     }
     if uniques:
         unique.report(uniques)
@@ -374,6 +394,8 @@ def report(
         fixed.report_small(many["small_files"])
     if live:
         events.report(live)
+    if ledgers:
+        ledger.report(ledgers)
     for name in (f"bench-{stamp}.json", "latest.json"):
         (RESULTS / name).write_text(json.dumps(payload, indent=2))
     print(f"Wrote {RESULTS / f'bench-{stamp}.json'}")

@@ -46,3 +46,12 @@ def test_the_live_sync_bench_times_files_from_landing_to_commit() -> None:
     assert result["ingested"] == 4
     assert 0 < result["p50_s"] <= result["p95_s"] <= result["max_s"]
     events.report(result)
+
+
+def test_the_ledger_bench_finds_the_new_files_among_the_known_ones() -> None:
+    from bench import ledger
+
+    (result,) = ledger.measure([3_000], new=7, repeat=1)
+    assert (result["known"], result["new"]) == (3_000, 7)  # the child asserts it found exactly 7
+    assert result["tick_s"] >= result["read_s"] > 0 and result["peak_rss_mb"] > 0
+    ledger.report([result])

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lakesync.config.storage import LocalLake
 from lakesync.discover import LakeUnavailableError, discover, split_batches, take_batch
@@ -103,6 +105,75 @@ def test_discover_separates_new_and_changed_files() -> None:
     assert [f.path for f in found.new] == ["f002.csv"]
     assert [f.path for f in found.changed] == ["f001.csv"]
     assert found.files == 3 and found.bytes == 30
+
+
+def _reference(listing: list[FileEntry], known: dict[str, str]) -> tuple[list[str], list[str]]:
+    """New and changed paths, one file at a time (what the join must give)."""
+    order = sorted(listing, key=lambda e: (e.modified, e.path))
+    new = [e.path for e in order if e.path not in known]
+    changed = [e.path for e in order if e.path in known and known[e.path] != e.version_tag]
+    return new, changed
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 30),  # path
+            st.integers(0, 5),  # size
+            st.integers(-(10**6), 10**15),  # microseconds from 2026 (before 1970 too)
+            st.sampled_from([None, "", '"e1"', "e2"]),
+            st.sampled_from(["new", "same", "other"]),
+        ),
+        max_size=40,
+        unique_by=lambda t: t[0],
+    ),
+    st.booleans(),
+)
+def test_discover_by_join_gives_what_comparing_each_file_gives(
+    rows: list[tuple[int, int, int, str | None, str]], naive: bool
+) -> None:
+    base = datetime(2026, 1, 1, tzinfo=None if naive else UTC)
+    listing = [
+        FileEntry(f"d/f{p:03d}.csv", size, base + timedelta(microseconds=us), etag)
+        for p, size, us, etag, _ in rows
+    ]
+    known = {
+        e.path: e.version_tag if how == "same" else "another"
+        for e, (*_, how) in zip(listing, rows, strict=True)
+        if how != "new"
+    }
+    found = discover(listing, known)
+    new, changed = _reference(listing, known)
+    assert [f.path for f in found.new] == new
+    assert [f.path for f in found.changed] == changed
+    assert found.files == len(listing) and found.bytes == sum(e.size for e in listing)
+
+
+def test_the_tags_the_ledger_computes_are_the_tags_a_listing_computes(tmp_path: Path) -> None:
+    """Recorded files listed again are neither new nor changed, whatever their mtime (sub-second,
+    before 1970, far ahead) or etag (none, empty)."""
+    ledger = Ledger(Lakehouse(str(tmp_path / "lh")))
+    times = [
+        datetime(2026, 3, 1, 12, 0, 0, 999_999, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 1, tzinfo=UTC),
+        datetime(2262, 1, 1, 0, 0, 0, 123_457, tzinfo=UTC),
+        datetime(2026, 3, 1, 12, 0, 0, 1),  # naive: UTC
+    ]
+    files = [FileEntry(f"t/{i}.csv", i, t, etag) for i, t in enumerate(times) for etag in (None, "", "x")]
+    files = [FileEntry(f"{f.path}.{n}", f.size, f.modified, f.etag) for n, f in enumerate(files)]
+    plan = ledger.plan("eu.t", "t", lambda s: discover(files, s.known).new, run_id="r1")
+    assert plan is not None and len(plan.files) == len(files)
+    ledger.record(
+        plan, [FileOutcome(f, "ingested", 1, 1, 0) for f in plan.files], table_version=1, run_id="r1"
+    )
+    state = ledger.read("eu.t")
+    again = discover(files, state.known)
+    assert again.new == () and again.changed == ()
+    assert state.untaken(files) == []
+    touched = FileEntry(files[0].path, files[0].size, files[0].modified + timedelta(microseconds=1), None)
+    assert [f.path for f in discover([touched], state.known).changed] == [touched.path]
+    assert state.untaken([touched]) == [touched]
 
 
 def test_the_ledger_plans_each_version_once_and_records_it_once(tmp_path: Path) -> None:

@@ -6,6 +6,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import polars as pl
+
+from lakesync.state.ledger_state import entry_frame
 from lakesync.state.values import FileEntry
 
 
@@ -30,29 +33,35 @@ def _order(entry: FileEntry) -> tuple[datetime, str]:
     return (entry.modified, entry.path)
 
 
-def discover(listing: Iterable[FileEntry], known: Mapping[str, str]) -> Discovery:
-    """Split a listing into new and changed files against ``known`` (path -> version tag).
+def discover(listing: Iterable[FileEntry], known: pl.DataFrame | Mapping[str, str]) -> Discovery:
+    """Split a listing into new and changed files against ``known`` (``path``, ``version_tag``;
+    or a mapping path -> version tag).
 
-    Changed files are reported, not re-ingested: a file's path is ingested once.
+    One join in polars, however large the lake: a million listed files against a million known
+    ones cost what building their frame costs. Changed files are reported, not re-ingested: a
+    file's path is ingested once.
     """
-    new: list[FileEntry] = []
-    changed: list[FileEntry] = []
-    count = 0
-    total = 0
-    newest: datetime | None = None
-    for entry in listing:
-        count += 1
-        total += entry.size
-        if newest is None or entry.modified > newest:
-            newest = entry.modified
-        tag = known.get(entry.path)
-        if tag is None:
-            new.append(entry)
-        elif tag != entry.version_tag:
-            changed.append(entry)
-    new.sort(key=_order)
-    changed.sort(key=_order)
-    return Discovery(tuple(new), tuple(changed), count, total, newest)
+    entries = listing if isinstance(listing, list) else list(listing)
+    if not entries:
+        return Discovery((), (), 0, 0, None)
+    if not isinstance(known, pl.DataFrame):
+        known = pl.DataFrame(
+            {"path": list(known), "version_tag": list(known.values())},
+            schema={"path": pl.String, "version_tag": pl.String},
+        )
+    frame = entry_frame(entries).with_row_index("i")
+    joined = frame.join(known.rename({"version_tag": "known_tag"}), on="path", how="left")
+    ordered = joined.sort("modified", "path")
+    new = ordered.filter(pl.col("known_tag").is_null())["i"].to_list()
+    changed = ordered.filter(pl.col("known_tag") != pl.col("version_tag"))["i"].to_list()
+    newest = frame["modified"].max()
+    return Discovery(
+        tuple(entries[i] for i in new),
+        tuple(entries[i] for i in changed),
+        len(entries),
+        int(frame["size"].sum()),
+        newest if isinstance(newest, datetime) else None,
+    )
 
 
 def take_batch(files: Sequence[FileEntry], *, max_files: int, max_bytes: int) -> list[FileEntry]:

@@ -52,9 +52,7 @@ def plan_batch(
     limits = runtime.config.sensor
 
     def choose(current: DatasetLedger) -> list[FileEntry]:
-        known = current.known_tags()
-        untaken = [f for f in files if known.get(f.path) != f.version_tag]
-        return take_batch(untaken, max_files=limits.max_files, max_bytes=limits.max_bytes)
+        return take_batch(current.untaken(files), max_files=limits.max_files, max_bytes=limits.max_bytes)
 
     return ledger.plan(runtime.key, runtime.table, choose, run_id=run_id)
 

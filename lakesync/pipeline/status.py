@@ -52,7 +52,7 @@ def dataset_statuses(
         new: int | None = None
         error = None
         try:
-            found = discover(runtime.store.list(runtime.config.pattern), state.known_tags())
+            found = discover(runtime.store.list(runtime.config.pattern), state.known)
             files, new = found.files, len(found.new)
         except LakeUnavailableError as exc:
             error = str(exc)

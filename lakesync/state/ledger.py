@@ -229,10 +229,10 @@ class Ledger:
                 state = (known or {}).get(dataset)
                 if state is None or _version(state.snapshot) != _version(snapshot):
                     state = ledger_state(snapshot, dataset)
-                taken = state.known_tags()
                 version = state.planned_version
+                untaken = {f.path for f in state.untaken([f for files in batches for f in files])}
                 for files in batches:
-                    fresh = tuple(f for f in files if taken.get(f.path) != f.version_tag)
+                    fresh = tuple(f for f in files if f.path in untaken)
                     if not fresh:
                         continue
                     version += 1

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any, Literal
 
 import polars as pl
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from lakesync.state.lakehouse import read_current, transaction_version
+from lakesync.state.lakehouse import scan_current, transaction_version
 from lakesync.state.values import BatchPlan, FileEntry
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 FileStatus = Literal["announced", "planned", "ingested", "quarantined", "deleted"]
 """``announced``: a storage event (or a reconciliation) said the file is there, not planned yet;
@@ -84,10 +88,25 @@ class DatasetLedger:
         found = self.events.filter((pl.col("path") == path) & (pl.col("replay_of") == replay_of))
         return int(found["batch"].max()) if found.height else None  # type: ignore[arg-type]
 
+    @cached_property
+    def known(self) -> pl.DataFrame:
+        """``path``, ``version_tag`` of every file the ledger has seen (planned, ingested or
+        quarantined): what a listing is diffed against (:func:`lakesync.discover.discover`)."""
+        return self.files.filter(pl.col("status") != "announced").select("path", "version_tag")
+
     def known_tags(self) -> dict[str, str]:
-        """Path -> version tag of every file the ledger has seen (planned, ingested or quarantined)."""
-        seen = self.files.filter(pl.col("status") != "announced")
-        return dict(zip(seen["path"].to_list(), seen["version_tag"].to_list(), strict=True))
+        """Path -> version tag of every file the ledger has seen, as a dict (small uses; a
+        listing is diffed against :attr:`known`)."""
+        return dict(zip(self.known["path"].to_list(), self.known["version_tag"].to_list(), strict=True))
+
+    def untaken(self, files: Sequence[FileEntry]) -> list[FileEntry]:
+        """Those of ``files`` the ledger has not seen with this content (a batch's candidates,
+        checked again against the snapshot the plan is committed to)."""
+        if not files:
+            return []
+        tags = entry_frame(files).join(self.known, on=["path", "version_tag"], how="semi")
+        taken = set(tags["path"].to_list())
+        return [f for f in files if f.path not in taken]
 
     def discovered_by(self) -> dict[str, str]:
         """Path -> how the file was found (``event``, ``reconcile``, ``listing``), for the files
@@ -124,9 +143,39 @@ class DatasetLedger:
         return value if isinstance(value, datetime) else None
 
 
-def _version_tag() -> pl.Expr:
+def version_tag() -> pl.Expr:
+    """A file's version tag from its ``etag``, ``size`` and ``modified`` columns, as
+    :attr:`FileEntry.version_tag` makes it: the etag, else ``size:mtime-in-microseconds``."""
     micros = pl.col("modified").dt.epoch("us").cast(pl.String)
-    return pl.coalesce(pl.col("etag"), pl.col("size").cast(pl.String) + pl.lit(":") + micros)
+    etag = pl.col("etag")
+    fallback = pl.col("size").cast(pl.String) + pl.lit(":") + micros
+    return pl.when(etag.is_null() | (etag == "")).then(fallback).otherwise(etag).alias("version_tag")
+
+
+def entry_frame(entries: Sequence[FileEntry]) -> pl.DataFrame:
+    """``entries`` as a frame: path, size, modified, etag, version_tag.
+
+    The times go in as exact integer microseconds since the epoch (polars converts a million
+    timezone-aware Python datetimes in ~1.7 s, integers in ~0.1 s)."""
+    micros = [
+        ((m if m.tzinfo else m.replace(tzinfo=UTC)) - _EPOCH) // _MICROSECOND
+        for m in (e.modified for e in entries)
+    ]
+    return (
+        pl.DataFrame(
+            {
+                "path": [e.path for e in entries],
+                "size": [e.size for e in entries],
+                "modified": micros,
+                "etag": [e.etag for e in entries],
+            },
+            schema={"path": pl.String, "size": pl.Int64, "modified": pl.Int64, "etag": pl.String},
+        )
+        .with_columns(
+            pl.from_epoch("modified", time_unit="us").dt.replace_time_zone("UTC"),
+        )
+        .with_columns(version_tag())
+    )
 
 
 def ledger_states(snapshot: DeltaTable | None, datasets: Sequence[str]) -> dict[str, DatasetLedger]:
@@ -148,20 +197,18 @@ def ledger_state(
     planned_version = transaction_version(snapshot, f"plan:{dataset}")
     done_version = transaction_version(snapshot, f"done:{dataset}")
     events = _events(snapshot, [dataset]) if events is None else events
-    ranked = events.with_columns(
-        rank=pl.when(pl.col("event") == "planned").then(0).otherwise(1),
-        version_tag=_version_tag(),
-    ).sort(["batch", "rank", "recorded_at"])
-    latest = ranked.group_by("path", maintain_order=True).last()
-    files = latest.select(
-        "path",
-        "version_tag",
-        pl.col("event").alias("status"),
-        "batch",
-        "recorded_at",
+    # The latest event per path: the highest batch, an outcome after its plan, then the latest.
+    files = (
+        events.select("path", "event", "batch", "recorded_at", "size", "modified", "etag")
+        .with_columns(rank=pl.when(pl.col("event") == "planned").then(0).otherwise(1))
+        .sort(["batch", "rank", "recorded_at"])
+        .unique("path", keep="last", maintain_order=True)
+        .select("path", version_tag(), pl.col("event").alias("status"), "batch", "recorded_at")
     )
     pending: list[BatchPlan] = []
-    planned = ranked.filter((pl.col("event") == "planned") & (pl.col("batch") > done_version))
+    planned = events.filter((pl.col("event") == "planned") & (pl.col("batch") > done_version)).sort(
+        ["batch", "recorded_at"], maintain_order=True
+    )
     for (batch,), rows in planned.group_by(["batch"], maintain_order=True):
         records = list(rows.iter_rows(named=True))
         entries = tuple(
@@ -209,6 +256,5 @@ def _events(snapshot: DeltaTable | None, datasets: list[str], *, with_dataset: b
         "event_time",
         "discovered_by",
     ]
-    where = ("dataset", "=", datasets[0]) if len(datasets) == 1 else ("dataset", "in", datasets)
-    table = read_current(snapshot, LEDGER_SCHEMA, columns=columns, partitions=[where])
-    return pl.from_arrow(table)  # type: ignore[return-value]
+    where = pl.col("dataset") == datasets[0] if len(datasets) == 1 else pl.col("dataset").is_in(datasets)
+    return scan_current(snapshot, LEDGER_SCHEMA, columns=columns, where=where)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, order=True)
@@ -22,8 +25,13 @@ class FileEntry:
 
     @property
     def version_tag(self) -> str:
-        """What identifies this content of the file: the etag, else size and mtime."""
-        return self.etag or f"{self.size}:{int(self.modified.timestamp() * 1_000_000)}"
+        """What identifies this content of the file: the etag, else size and mtime (in whole
+        microseconds since the epoch, computed exactly, as the ledger's polars expression does)."""
+        if self.etag:
+            return self.etag
+        modified = self.modified if self.modified.tzinfo else self.modified.replace(tzinfo=UTC)
+        micros = (modified - _EPOCH) // _MICROSECOND
+        return f"{self.size}:{micros}"
 
 
 def dataset_id(lake: str, dataset: str) -> str:

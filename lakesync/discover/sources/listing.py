@@ -24,4 +24,4 @@ class ListingSource:
 
     def scan(self, state: DatasetLedger) -> Discovery:
         listing = self.store.list(self.pattern, start_after=self.start_after(state))
-        return discover(listing, state.known_tags())
+        return discover(listing, state.known)

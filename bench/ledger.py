@@ -1,0 +1,185 @@
+"""The ledger's share of a tick at millions of files: read a dataset's ledger, diff a listing
+against it, check the new batch against the snapshot it is planned on.
+
+The ledger of ``known`` files (a planned and an ingested event each, in batches of 1,000, as
+the real plan/record path writes them) is written straight into a Delta table with the ledger's
+schema and application transactions: the real path would take hours at a million files. The
+listing is the known files plus 100 new ones, as ``FileEntry`` values a store yields. Each size
+runs in its own process (its peak RSS its own) and reports the peak of the listing alone too.
+
+    python -m bench.ledger [--files 100000,1000000] [--repeat 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from bench.proc import own_peak_mb, run_child
+
+DATASET = "big.events"
+BASE = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _path(i: int) -> str:
+    return f"events/day={i // 1000:04d}/part-{i:07d}.csv"
+
+
+def build(uri: str, known: int) -> None:
+    """A ledger that knows ``known`` files, each planned and ingested, 1,000 to a batch."""
+    from deltalake import CommitProperties, Transaction, write_deltalake
+
+    from lakesync.state.ledger_state import LEDGER_SCHEMA
+
+    at = pl.lit(BASE) + pl.duration(seconds=pl.col("i"))
+    files = pl.DataFrame({"i": pl.int_range(0, known, eager=True)}).with_columns(
+        path=pl.format(
+            "events/day={}/part-{}.csv",
+            (pl.col("i") // 1000).cast(pl.String).str.zfill(4),
+            pl.col("i").cast(pl.String).str.zfill(7),
+        ),
+        batch=(pl.col("i") // 1000 + 1).cast(pl.Int64),
+        modified=at.dt.cast_time_unit("us"),
+    )
+
+    def events(kind: str) -> pl.DataFrame:
+        outcome = kind == "ingested"
+        return files.select(
+            dataset=pl.lit(DATASET),
+            table=pl.lit("events"),
+            batch="batch",
+            event=pl.lit(kind),
+            path="path",
+            size=pl.lit(4, pl.Int64),
+            modified="modified",
+            etag=pl.lit(None, pl.String),
+            rows_read=pl.lit(1 if outcome else None, pl.Int64),
+            rows_committed=pl.lit(1 if outcome else None, pl.Int64),
+            rows_quarantined=pl.lit(0 if outcome else None, pl.Int64),
+            table_version=pl.col("batch") if outcome else pl.lit(None, pl.Int64),
+            reason=pl.lit(None, pl.String),
+            drift=pl.lit(None, pl.String),
+            run_id=pl.lit("3f2a9c1e-7b2d-4c1a-9e8f-0a1b2c3d4e5f"),
+            recorded_at="modified",
+            rows=pl.lit(None, pl.List(pl.Int64)),
+            replay_of=pl.lit(None, pl.Int64),
+            rows_erased=pl.lit(None, pl.Int64),
+            rows_rescued=pl.lit(None, pl.Int64),
+            discovered_by=pl.lit(None, pl.String),
+            event_time=pl.lit(None, pl.Datetime("us", "UTC")),
+        )
+
+    table = pl.concat([events("planned"), events("ingested")]).to_arrow().cast(LEDGER_SCHEMA)
+    batches = -(-known // 1000)
+    write_deltalake(uri, table, partition_by=["dataset"], mode="overwrite")
+    done = [Transaction(f"plan:{DATASET}", batches), Transaction(f"done:{DATASET}", batches)]
+    write_deltalake(
+        uri,
+        table.slice(0, 0),
+        partition_by=["dataset"],
+        mode="append",
+        commit_properties=CommitProperties(app_transactions=done),
+    )
+
+
+def child(uri: str, known: int, new: int) -> dict[str, Any]:
+    """One tick's ledger work, timed in this process."""
+    from deltalake import DeltaTable
+
+    from lakesync.discover import discover
+    from lakesync.state.ledger_state import ledger_state
+    from lakesync.state.values import FileEntry
+
+    listing = [
+        FileEntry(_path(i), 4, BASE + timedelta(seconds=i)) for i in range(known + new)
+    ]  # what a store yields
+    listing_mb = own_peak_mb()
+    started = time.perf_counter()
+    state = ledger_state(DeltaTable(uri), DATASET)
+    read = time.perf_counter()
+    found = discover(listing, state.known)
+    diffed = time.perf_counter()
+    batch = state.untaken(list(found.new))
+    checked = time.perf_counter()
+    assert len(found.new) == len(batch) == new and not found.changed, (len(found.new), len(batch))
+    return {
+        "known": known,
+        "new": new,
+        "read_s": read - started,
+        "diff_s": diffed - read,
+        "check_s": checked - diffed,
+        "tick_s": checked - started,
+        "listing_peak_mb": listing_mb,
+        "own_peak_rss_mb": own_peak_mb(),
+    }
+
+
+def measure(sizes: list[int], *, new: int = 100, repeat: int = 2) -> list[dict[str, Any]]:
+    results = []
+    for known in sizes:
+        print(f"ledger: {known:,} known files + {new} new (built once) ...", flush=True)
+        with tempfile.TemporaryDirectory(prefix="lakesync-bench-ledger-") as tmp:
+            uri = str(Path(tmp) / "_ledger")
+            build(uri, known)
+            runs = [
+                run_child(
+                    [sys.executable, "-m", "bench.ledger", "--child", uri, str(known), str(new)],
+                    "ledger tick",
+                )
+                for _ in range(repeat)
+            ]
+        results.append(
+            {
+                **{
+                    k: statistics.median(r[k] for r in runs)
+                    for k in ("read_s", "diff_s", "check_s", "tick_s")
+                },
+                "known": known,
+                "new": new,
+                "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+                "listing_peak_mb": max(r["listing_peak_mb"] or 0 for r in runs),
+                "runs_tick_s": [round(r["tick_s"], 2) for r in runs],
+            }
+        )
+    return results
+
+
+def report(results: list[dict[str, Any]]) -> None:
+    print("\nThe ledger's share of a tick (read + diff + check), each size in its own process:")
+    print(
+        f"  {'known files':>12} {'read s':>7} {'diff s':>7} {'check s':>7} {'tick s':>7} "
+        f"{'peak MB':>8} {'listing MB':>10}"
+    )
+    for r in results:
+        print(
+            f"  {r['known']:>12,} {r['read_s']:>7.2f} {r['diff_s']:>7.2f} {r['check_s']:>7.2f} "
+            f"{r['tick_s']:>7.2f} {r['peak_rss_mb']:>8.0f} {r['listing_peak_mb']:>10.0f}"
+        )
+    print("  (listing MB: the process after the listing alone; the store's FileEntry values)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--files", default="100000,1000000", help="known files, comma-separated")
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--child", nargs=3, metavar=("URI", "KNOWN", "NEW"))
+    args = parser.parse_args(argv)
+    if args.child:
+        uri, known, new = args.child
+        print(json.dumps(child(uri, int(known), int(new))))
+        return 0
+    report(measure([int(n) for n in args.files.split(",")], repeat=args.repeat))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
