@@ -115,23 +115,8 @@ def _postgres_home(home: Path, postgres: Postgres, database: str) -> dict[str, s
     """``home`` as a Dagster instance on ``database`` of the cluster (its schema created before
     the clock starts, as a deployed instance has it); the environment that opens it."""
     import dagster as dg
-    import psycopg2
 
-    connection = psycopg2.connect(
-        host="127.0.0.1",
-        port=postgres.port,
-        user=postgres.user,
-        password=postgres.password,
-        dbname="postgres",
-    )
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{database}"')
-    connection.close()
-    settings = postgres.dagster_yaml(PG_PASSWORD).replace(
-        f"db_name: {postgres.database}", f"db_name: {database}"
-    )
-    (home / "dagster.yaml").write_text("telemetry: {enabled: false}\n" + settings, encoding="utf-8")
+    postgres.dagster_home(home, database, PG_PASSWORD)
     env = {PG_PASSWORD: postgres.password}
     os.environ.update(env)
     dg.DagsterInstance.from_config(str(home)).dispose()

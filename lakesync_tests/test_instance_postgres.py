@@ -15,7 +15,6 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
-import psycopg2
 import pytest
 
 from lakesync.demo.servers import Postgres, free_port, start_postgres
@@ -34,24 +33,7 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
 
 def _home(folder: Path, postgres: Postgres, database: str) -> Path:
     """A ``$DAGSTER_HOME`` whose instance keeps everything in ``database`` of the cluster."""
-    connection = psycopg2.connect(
-        host="127.0.0.1",
-        port=postgres.port,
-        user=postgres.user,
-        password=postgres.password,
-        dbname="postgres",
-    )
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{database}"')
-    connection.close()
-    home = folder / "dagster_home"
-    home.mkdir()
-    settings = postgres.dagster_yaml(PASSWORD_ENV).replace(
-        f"db_name: {postgres.database}", f"db_name: {database}"
-    )
-    (home / "dagster.yaml").write_text("telemetry: {enabled: false}\n" + settings, encoding="utf-8")
-    return home
+    return postgres.dagster_home(folder / "dagster_home", database, PASSWORD_ENV)
 
 
 def _env(home: Path, postgres: Postgres) -> dict[str, str]:
@@ -71,9 +53,7 @@ def _sync(config: Path, env: dict[str, str]) -> subprocess.Popen[str]:
 
 def _recorded_text(postgres: Postgres, database: str) -> str:
     """Everything the instance stored about runs and events, as text."""
-    connection = psycopg2.connect(
-        host="127.0.0.1", port=postgres.port, user=postgres.user, password=postgres.password, dbname=database
-    )
+    connection = postgres.connect(database)
     with connection.cursor() as cursor:
         cursor.execute("SELECT run_body FROM runs")
         runs = [row[0] for row in cursor.fetchall()]

@@ -25,7 +25,7 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 PROJECT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -191,11 +191,28 @@ class Postgres:
         self.server.stop()
         shutil.rmtree(self.data, ignore_errors=True)
 
-    def dagster_yaml(self, password_env: str) -> str:
-        """The ``storage:`` of a Dagster instance on this cluster, the password read from
-        ``$password_env`` (dagster-postgres needs the ``postgresql+psycopg2`` scheme with the
-        locked SQLAlchemy 2.1, which would otherwise look for psycopg 3)."""
+    def connect(self, database: str = "postgres") -> Any:
+        """A psycopg2 connection to ``database`` of the cluster."""
+        import psycopg2  # type: ignore[import-untyped]  # noqa: PLC0415 -- only the Postgres tests need it
+
+        return psycopg2.connect(
+            host="127.0.0.1", port=self.port, user=self.user, password=self.password, dbname=database
+        )
+
+    def create_database(self, name: str) -> None:
+        connection = self.connect()
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        connection.close()
+
+    def dagster_yaml(self, password_env: str, database: str | None = None) -> str:
+        """A ``dagster.yaml`` whose instance keeps everything in ``database`` of this cluster,
+        the password read from ``$password_env`` (dagster-postgres needs the
+        ``postgresql+psycopg2`` scheme with the locked SQLAlchemy 2.1, which would otherwise look
+        for psycopg 3)."""
         return (
+            "telemetry: {enabled: false}\n"
             "storage:\n"
             "  postgres:\n"
             "    postgres_db:\n"
@@ -203,9 +220,16 @@ class Postgres:
             f"      password: {{env: {password_env}}}\n"
             "      hostname: 127.0.0.1\n"
             f"      port: {self.port}\n"
-            f"      db_name: {self.database}\n"
+            f"      db_name: {database or self.database}\n"
             "      scheme: postgresql+psycopg2\n"
         )
+
+    def dagster_home(self, home: Path, database: str, password_env: str) -> Path:
+        """``home`` made a ``$DAGSTER_HOME`` on a new ``database`` of the cluster."""
+        self.create_database(database)
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "dagster.yaml").write_text(self.dagster_yaml(password_env, database), encoding="utf-8")
+        return home
 
 
 def postgres_bin(program: str) -> Path:
@@ -266,7 +290,7 @@ def start_postgres(
     server = Server("postgres", f"postgresql://127.0.0.1:{port}", process, log, log_file, signal.SIGINT)
     cluster_ = Postgres(server, port, user, password, database, data)
     deadline = time.monotonic() + 60
-    import psycopg2  # type: ignore[import-untyped]  # noqa: PLC0415 -- only the Postgres tests need it
+    import psycopg2  # noqa: PLC0415 -- only the Postgres tests need it
 
     while True:
         if process.poll() is not None or time.monotonic() > deadline:
@@ -274,14 +298,9 @@ def start_postgres(
             msg = f"postgres did not start on port {port}: {log.read_text()[-2000:]}"
             raise RuntimeError(msg)
         try:
-            connection = psycopg2.connect(
-                host="127.0.0.1", port=port, user=user, password=password, dbname="postgres"
-            )
+            cluster_.connect().close()
         except psycopg2.OperationalError:
             time.sleep(0.2)
             continue
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{database}"')
-        connection.close()
+        cluster_.create_database(database)
         return cluster_
