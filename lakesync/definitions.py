@@ -11,10 +11,7 @@ import os
 import dagster as dg
 
 from lakesync.config import default_config_path, load_config
-from lakesync.defs import build_definitions
-
-LOCATION = "lakesync"
-"""The code location's name in ``workspace.yaml``."""
+from lakesync.defs import LOCATION, build_definitions
 
 
 @dg.definitions

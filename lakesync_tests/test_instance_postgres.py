@@ -2,23 +2,33 @@
 
 The instance is opened as its ``dagster.yaml`` says: lakesync writes nothing into it and takes no
 host-local lock, the password comes from an environment variable and is never recorded, and an
-instance that cannot be opened is a sentence naming the server, not a traceback.
+instance that cannot be opened is a sentence naming the server, not a traceback. Its runs go
+through the instance's queue (a real dagster-daemon dequeues and launches them), or, asked,
+run in the command's process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import dagster as dg
 import polars as pl
 import pytest
+import yaml
 
+from lakesync.defs.queue import daemon_running
 from lakesync.demo.servers import Postgres, free_port, start_postgres
 from lakesync_tests.commands import cli
+from lakesync_tests.conftest import PROJECT
 
 BIN = Path(sys.executable).parent
 PASSWORD_ENV = "LAKESYNC_TEST_PG_PASSWORD"
@@ -41,9 +51,9 @@ def _env(home: Path, postgres: Postgres) -> dict[str, str]:
     return {**env, "DAGSTER_HOME": str(home), PASSWORD_ENV: postgres.password, "PYTHONWARNINGS": "ignore"}
 
 
-def _sync(config: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+def _sync(config: Path, env: dict[str, str], *options: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [str(BIN / "lakesync"), "sync", "--config", str(config)],
+        [str(BIN / "lakesync"), "sync", "--config", str(config), *options],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -66,41 +76,143 @@ def _recorded_text(postgres: Postgres, database: str) -> str:
     return "\n".join([*runs, *events, *tags])
 
 
-def test_lakesync_sync_records_its_runs_in_a_postgres_instance_and_never_its_password(
+def _quiet(config: Path) -> Path:
+    """The demo with its sensors off: only `lakesync sync` starts runs."""
+    document = yaml.safe_load(config.read_text(encoding="utf-8"))
+    for lake in document["lakes"].values():
+        for dataset in lake["datasets"].values():
+            dataset.setdefault("sensor", {})["enabled"] = False
+    config.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    return config
+
+
+def _daemon(home: Path, config: Path, env: dict[str, str], log: BinaryIO) -> subprocess.Popen[bytes]:
+    """A dagster-daemon on the instance, serving lakesync's code location with ``config``;
+    returns once its heartbeat says it dequeues runs."""
+    daemon = subprocess.Popen(
+        [str(BIN / "dagster-daemon"), "run", "-w", str(PROJECT / "workspace.yaml")],
+        cwd=PROJECT,
+        env={**env, "LAKESYNC_CONFIG": str(config)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    with _instance(home, env) as instance:
+        while not daemon_running(instance):
+            assert daemon.poll() is None, Path(log.name).read_text()[-3000:]
+            assert time.monotonic() < deadline, Path(log.name).read_text()[-3000:]
+            time.sleep(0.5)
+    return daemon
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop the daemon and what it started (its own process group), by its pid."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    except (subprocess.TimeoutExpired, ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
+def _command_lines() -> str:
+    """Every process's command line on this machine."""
+    lines = []
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            lines.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+    return "\n".join(lines)
+
+
+def test_lakesync_sync_on_a_shared_instance_goes_through_its_run_queue_and_never_records_its_password(
     demo: Path, tmp_path: Path, postgres: Postgres
 ) -> None:
     home = _home(tmp_path, postgres, "sync_runs")
     written = (home / "dagster.yaml").read_bytes()
     env = _env(home, postgres)
-
-    first = _sync(demo, env)
-    out, err = first.communicate(timeout=300)
+    config = _quiet(demo)
+    log = (tmp_path / "daemon.log").open("wb")
+    daemon = _daemon(home, config, env, log)
+    try:
+        first = _sync(config, env)
+        out, err = first.communicate(timeout=300)
+        command_lines = _command_lines()  # the daemon and its code server are still running
+        again = _sync(config, env)
+        out_again, err_again = again.communicate(timeout=300)
+    finally:
+        _stop(daemon)
+        log.close()
     assert first.returncode == 0, err
     assert (
         f"Runs recorded in the Dagster instance: Postgres database sync_runs on 127.0.0.1:{postgres.port}."
         in out
     )
+    assert re.search(r"orders: run \w{8} queued", err) and re.search(r"orders: run \w{8} success", err), err
     assert not (home / ".lakesync-instance.lock").exists()  # no host-local lock for a shared instance
     assert (home / "dagster.yaml").read_bytes() == written  # and nothing written into its config
 
     with _instance(home, env) as instance:
         runs = instance.get_runs()
         assert {r.tags.get("lakesync/table") for r in runs} >= {"orders", "customers"}
+        for run in runs:  # submitted from lakesync's code location, dequeued and launched by the daemon
+            assert run.tags.get("lakesync/trigger") == "cli"
+            assert run.status == dg.DagsterRunStatus.SUCCESS
+            assert run.remote_job_origin is not None
+            types = {
+                e.dagster_event.event_type_value for e in instance.all_logs(run.run_id) if e.dagster_event
+            }
+            queued = (
+                dg.DagsterEventType.RUN_ENQUEUED,
+                dg.DagsterEventType.RUN_STARTING,
+                dg.DagsterEventType.RUN_SUCCESS,
+            )
+            assert {t.value for t in queued} <= types
         orders = instance.get_latest_materialization_event(dg.AssetKey(["lakehouse", "orders"]))
         assert orders is not None
         assert orders.asset_materialization is not None
         assert orders.asset_materialization.metadata["dagster/row_count"].value == 3770
         count = len(runs)
+    assert "orders" in out and "3770" in out  # the summary read back from the runs' events
 
     recorded = _recorded_text(postgres, "sync_runs")
     assert "lakesync/table" in recorded  # what was read is the runs' record
-    for text in (recorded, out, err):
+    for text in (recorded, out, err, command_lines, (tmp_path / "daemon.log").read_text()):
         assert postgres.password not in text
 
-    again = _sync(demo, env)
-    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err_again
     with _instance(home, env) as instance:
-        assert len(instance.get_runs()) == count, out  # nothing new: no run
+        assert len(instance.get_runs()) == count, out_again  # nothing new: no run
+
+
+def test_without_a_daemon_nothing_is_submitted_and_the_command_says_why(
+    demo: Path, tmp_path: Path, postgres: Postgres
+) -> None:
+    home = _home(tmp_path, postgres, "no_daemon")
+    env = _env(home, postgres)
+    started = time.monotonic()
+    refused = _sync(demo, env)
+    _, err = refused.communicate(timeout=300)
+    assert refused.returncode == 1
+    assert time.monotonic() - started < 60  # at once, not after waiting for a run
+    assert err.count("no dagster-daemon is running to start them") == 1, err
+    assert "orders: not synced: this instance queues its runs" in err
+    assert "customers: not synced: the same reason" in err
+    assert "`lakesync sync --in-process`" in err
+    with _instance(home, env) as instance:
+        assert instance.get_runs() == []
+
+    # --in-process runs them here, and the planned batches are ingested once
+    here = subprocess.run(
+        [str(BIN / "lakesync"), "sync", "--config", str(demo), "--in-process"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert here.returncode == 0, here.stderr
+    orders = pl.read_delta(str(demo.parent / "data" / "lakehouse" / "orders"))
+    assert orders.height == 3770
 
 
 def _instance(home: Path, env: dict[str, str]) -> dg.DagsterInstance:
@@ -113,7 +225,7 @@ def test_two_syncs_racing_on_a_postgres_instance_commit_each_row_once(
 ) -> None:
     home = _home(tmp_path, postgres, "racing")
     env = _env(home, postgres)
-    racers = [_sync(demo, env), _sync(demo, env)]
+    racers = [_sync(demo, env, "--in-process"), _sync(demo, env, "--in-process")]
     outputs = [r.communicate(timeout=300) for r in racers]
     assert all(r.returncode == 0 for r in racers), outputs
     orders = pl.read_delta(str(demo.parent / "data" / "lakehouse" / "orders"))

@@ -130,7 +130,13 @@ def cmd_sync(config: LakesyncConfig, args: argparse.Namespace) -> int:
     from lakesync.report.summary import sync_summary
 
     with _show_progress():
-        outcome = sync(config, lakes=lakes, verbose=args.verbose)
+        outcome = sync(
+            config,
+            lakes=lakes,
+            verbose=args.verbose,
+            config_path=_config_path(args),
+            in_process=args.in_process,
+        )
     for line in outcome.intakes:
         print(f"events: {line}")
     print(sync_summary(outcome.datasets, outcome.tables, outcome.checks, outcome.features))

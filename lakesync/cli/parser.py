@@ -56,6 +56,11 @@ def _sync_commands(commands: argparse._SubParsersAction) -> None:  # type: ignor
     sync = _command(commands, "sync", f"{_MAIN}:cmd_sync", "discover and ingest what is new, once")
     sync.add_argument("--lake", action="append", help="only this lake (repeatable)")
     sync.add_argument("-v", "--verbose", action="store_true", help="show Dagster's run log")
+    sync.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the runs in this process even on an instance with a run queue (docs/deploy.md)",
+    )
     validate = _command(
         commands, "validate", f"{_MAIN}:cmd_validate", "check the configuration and the environment"
     )

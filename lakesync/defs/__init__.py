@@ -1,5 +1,5 @@
 """The Dagster wiring: definitions generated from the configuration. Stages know nothing of it."""
 
-from lakesync.defs.factory import build_definitions
+from lakesync.defs.factory import LOCATION, build_definitions
 
-__all__ = ["build_definitions"]
+__all__ = ["LOCATION", "build_definitions"]

@@ -17,6 +17,9 @@ from lakesync.defs.sensors import dataset_sensor
 from lakesync.defs.specs import audit_spec, drift_spec, lake_dataset_spec, ledger_spec
 from lakesync.pipeline.runtime import dataset_runtimes
 
+LOCATION = "lakesync"
+"""The name of lakesync's code location (``lakesync.definitions``) in ``workspace.yaml``."""
+
 
 def lake_definitions(config: LakesyncConfig, lake_name: str, location: str | None = None) -> dg.Definitions:
     """A lake's dataset assets and their sensors."""

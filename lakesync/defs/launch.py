@@ -4,8 +4,10 @@ the instance, and read back what they did: the :class:`TableSync` each run repor
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -13,16 +15,15 @@ import dagster as dg
 from lakesync.config import LakesyncConfig
 from lakesync.defs.assets import TABLE_TAG, job_name, op_name
 from lakesync.defs.checks import BLOCKING_CHECKS
-from lakesync.defs.factory import build_definitions
 from lakesync.defs.features import BLOCKED_TAG, feature_job_name
-from lakesync.defs.instance import InstanceError, describe, instance
 from lakesync.defs.metadata import RESULT_KEY
 from lakesync.defs.prescan import TablePlan, plan_tables
 from lakesync.defs.providers import open_lakehouse
 from lakesync.defs.resources import config_problem
+from lakesync.defs.runs import Finish, RunOutcome, Runs, step_error
 from lakesync.features.build import FeatureError, built_from, input_versions
 from lakesync.pipeline.results import DatasetSync, TableSync
-from lakesync.pipeline.runtime import dataset_runtimes
+from lakesync.pipeline.runtime import DatasetRuntime, dataset_runtimes
 from lakesync.pipeline.status import table_statuses
 from lakesync.report.summary import CheckLine, FeatureLine, TableLine
 from lakesync.state.lakehouse import Lakehouse, row_count
@@ -62,23 +63,6 @@ def _result(event: dg.DagsterEvent) -> TableSync | None:
     return TableSync.from_json(data) if isinstance(data, dict) else None
 
 
-def step_error(result: dg.ExecuteInProcessResult) -> str:
-    """Why a run failed, in the words of the error that stopped it (not Dagster's wrapper)."""
-    failure = next((e for e in result.all_events if e.is_step_failure), None)
-    data = failure.step_failure_data if failure is not None else None
-    if data is None:
-        return "the run failed"
-    if data.user_failure_data is not None and data.user_failure_data.description:
-        return str(data.user_failure_data.description)  # a dg.Failure the op raised on purpose
-    error = data.error
-    while error is not None and error.cause is not None and (error.cls_name or "").startswith("Dagster"):
-        error = error.cause
-    if error is None:
-        return "the run failed"
-    head, sep, rest = error.message.strip().partition(": ")
-    return rest if sep and head.endswith(error.cls_name or "?") else error.message.strip()
-
-
 def _check_line(event: dg.DagsterEvent) -> CheckLine | None:
     if event.event_type_value != "ASSET_CHECK_EVALUATION":
         return None
@@ -93,34 +77,8 @@ def _check_line(event: dg.DagsterEvent) -> CheckLine | None:
     return CheckLine(evaluation.asset_key.path[-1], evaluation.check_name, status, description)
 
 
-class _Dagster:
-    """The instance and the definitions, opened only when something needs a run."""
-
-    def __init__(self, config: LakesyncConfig) -> None:
-        self.config = config
-        self._opened: tuple[dg.DagsterInstance, dg.Definitions] | None = None
-        self._error: InstanceError | None = None
-
-    def get(self) -> tuple[dg.DagsterInstance, dg.Definitions]:
-        """The instance and the definitions (an :class:`InstanceError`, once and then again)."""
-        if self._error is not None:
-            raise self._error
-        if self._opened is None:
-            try:
-                self._opened = (instance()[0], build_definitions(self.config))
-            except InstanceError as exc:
-                self._error = exc
-                raise
-        return self._opened
-
-    @property
-    def described(self) -> str | None:
-        """Where the runs were recorded (when an instance was opened)."""
-        return describe(self._opened[0]) if self._opened is not None else None
-
-
 def _features(
-    config: LakesyncConfig, lakehouse: Lakehouse, tables: set[str], dagster: _Dagster, trigger: str
+    config: LakesyncConfig, lakehouse: Lakehouse, tables: set[str], dagster: Runs
 ) -> tuple[list[FeatureLine], list[str]]:
     """The feature tables fed by ``tables``: those computed from their inputs' current versions
     as they are, the others brought up to date by their runs."""
@@ -132,11 +90,7 @@ def _features(
     }
     if not stale:
         return lines, []
-    try:
-        dagster_instance, definitions = dagster.get()
-    except InstanceError as exc:
-        return lines, [f"feature {name}: not updated: {exc}" for name in config.features if name in stale]
-    built, failures = _run_features(config, definitions, dagster_instance, stale, trigger)
+    built, failures = _run_features(config, dagster, stale)
     return sorted([*lines, *built], key=lambda f: list(config.features).index(f.feature)), failures
 
 
@@ -156,30 +110,32 @@ def _current(config: LakesyncConfig, name: str, lakehouse: Lakehouse, tables: se
 
 
 def _run_features(
-    config: LakesyncConfig,
-    definitions: dg.Definitions,
-    dagster_instance: dg.DagsterInstance,
-    names: set[str],
-    trigger: str,
+    config: LakesyncConfig, dagster: Runs, names: set[str]
 ) -> tuple[list[FeatureLine], list[str]]:
     """Bring the feature tables ``names`` up to date (each refuses on a failed contract)."""
     lines: list[FeatureLine] = []
     failures: list[str] = []
+    started: list[tuple[str, Finish]] = []
     for name in config.features:
         if name not in names:
             continue
-        result = definitions.resolve_job_def(feature_job_name(name)).execute_in_process(
-            instance=dagster_instance,
-            tags={"lakesync/trigger": trigger},
-            raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-        )
-        run = dagster_instance.get_run_by_id(result.run_id)
+        run_config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+        finish = dagster.start(f"feature {name}", feature_job_name(name), run_config, {})
+        if isinstance(finish, str):
+            failures.append(finish.replace(": not synced: ", ": not updated: ", 1))
+            continue
+        started.append((name, finish))
+    for name, finish in started:
+        outcome = finish()
+        if isinstance(outcome, str):
+            failures.append(outcome)
+            continue
+        run = dagster.get()[0].get_run_by_id(outcome.run_id)
         blocked = run.tags.get(BLOCKED_TAG) if run is not None else None
-        materialized = [e for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"]
-        if not result.success:
-            message = step_error(result)
-            failures.append(f"feature {name}: {message} (run {result.run_id})")
+        materialized = [e for e in outcome.events if e.event_type_value == "ASSET_MATERIALIZATION"]
+        if not outcome.success:
+            message = step_error(outcome.events)
+            failures.append(f"feature {name}: {message} (run {outcome.run_id})")
             lines.append(FeatureLine(name, None, None, f"failed: {message}"))
         elif blocked:
             lines.append(FeatureLine(name, None, None, f"not updated: {blocked}"))
@@ -201,33 +157,19 @@ def _run_features(
     return lines, failures
 
 
-def _run_table(
-    dagster: _Dagster, table: str, plan: TablePlan, *, trigger: str, verbose: bool
-) -> dg.ExecuteInProcessResult | str:
-    """The run that ingests ``plan``'s batches of ``table``, or why it could not start."""
-    try:
-        dagster_instance, definitions = dagster.get()
-    except InstanceError as exc:
-        return f"{table}: not synced: {exc}"
-    job = definitions.resolve_job_def(job_name(table))
+def _run_table(dagster: Runs, table: str, plan: TablePlan) -> Finish | str:
+    """Start the run that ingests ``plan``'s batches of ``table``, or say why it could not start."""
     # Planned datasets ingest their batches; any that could not be looked at lists itself.
     work = {"planned": plan.planned} if not plan.unplanned else {"datasets": [*plan.planned, *plan.unplanned]}
-    try:
-        return job.execute_in_process(
-            run_config={
-                "ops": {op_name(table): {"config": work}},
-                # The summary says what failed and why; Dagster's own log (tracebacks) with -v.
-                "loggers": {"console": {"config": {"log_level": "INFO" if verbose else "CRITICAL"}}},
-            },
-            instance=dagster_instance,
-            tags={TABLE_TAG: table, "lakesync/trigger": trigger},
-            raise_on_error=False,
-        )
-    except dg.DagsterInvalidConfigError as exc:  # a secret's variable is not set
-        return f"{table}: not synced: {config_problem(exc)}"
+    run_config = {
+        "ops": {op_name(table): {"config": work}},
+        # The summary says what failed and why; Dagster's own log (tracebacks) with -v.
+        "loggers": {"console": {"config": {"log_level": "INFO" if dagster.verbose else "CRITICAL"}}},
+    }
+    return dagster.start(table, job_name(table), run_config, {TABLE_TAG: table})
 
 
-def _failure(table: str, result: dg.ExecuteInProcessResult, checks: list[CheckLine]) -> str:
+def _failure(table: str, result: RunOutcome, checks: list[CheckLine]) -> str:
     """Why a table's run failed: its blocking checks that failed, else the error that stopped it."""
     failed_checks = [
         c for c in checks if c.table == table and c.status == "failed" and c.check in BLOCKING_CHECKS
@@ -235,41 +177,21 @@ def _failure(table: str, result: dg.ExecuteInProcessResult, checks: list[CheckLi
     message = (
         "; ".join(f"{c.check} check failed: {c.description}" for c in failed_checks)
         if failed_checks
-        else step_error(result)
+        else step_error(result.events)
     )
     return f"{table}: {message} (run {result.run_id})"
 
 
-def sync(
+def _sync_tables(
     config: LakesyncConfig,
-    *,
-    lakes: Sequence[str] | None = None,
-    datasets: Collection[str] | None = None,
-    trigger: str = "cli",
-    verbose: bool = False,
-) -> SyncOutcome:
-    """One pass of discovery and ingestion for every table fed by the selected lakes (or datasets).
-
-    Every dataset is looked at once and its new files planned (:mod:`lakesync.defs.prescan`);
-    each table with something to ingest then gets one run, which takes exactly those batches.
-    """
-    runtimes = [
-        r
-        for r in dataset_runtimes(config)
-        if (lakes is None or r.lake in lakes) and (datasets is None or r.key in datasets)
-    ]
-    recorded = bool(os.environ.get("DAGSTER_HOME"))
-    try:
-        lakehouse = open_lakehouse(config)
-    except dg.DagsterInvalidConfigError as exc:  # a secret's variable is not set
-        return SyncOutcome([], [], [f"lakehouse: not opened: {config_problem(exc)}"], [], recorded)
-    intakes: list[IntakeResult | str] = []
-    prepared = plan_tables(config, runtimes, lakehouse, run_id=f"lakesync sync ({trigger})", intakes=intakes)
-    dagster = _Dagster(config)
+    runtimes: Sequence[DatasetRuntime],
+    prepared: Mapping[str, TablePlan],
+    dagster: Runs,
+) -> tuple[dict[str, DatasetSync], list[str], list[str], list[CheckLine]]:
+    """Start the run of every table with something planned, then follow each to its end."""
     lines: dict[str, DatasetSync] = {}
-    failures: list[str] = [i for i in intakes if isinstance(i, str)]
-    run_ids: list[str] = []
-    checks: list[CheckLine] = []
+    failures: list[str] = []
+    started: list[tuple[str, TablePlan, Finish]] = []
     for table in config.tables:
         table_runtimes = [r for r in runtimes if r.table == table]
         if not table_runtimes:
@@ -283,22 +205,64 @@ def sync(
         for r in table_runtimes:
             if r.key not in plan.planned and r.key not in plan.unplanned:
                 lines[r.key] = plan.line(r)
-        result = _run_table(dagster, table, plan, trigger=trigger, verbose=verbose)
+        finish = _run_table(dagster, table, plan)
+        if isinstance(finish, str):
+            failures.append(finish)
+        else:
+            started.append((table, plan, finish))
+    run_ids: list[str] = []
+    checks: list[CheckLine] = []
+    for table, plan, finish in started:
+        result = finish()
         if isinstance(result, str):
             failures.append(result)
             continue
         run_ids.append(result.run_id)
-        for event in result.all_events:
-            check_line = _check_line(event)
-            if check_line is not None:
-                checks.append(check_line)
-            synced_table = _result(event)
-            if synced_table is not None:
-                lines.update({d.key: plan.completed(d) for d in synced_table.datasets})
+        checks.extend(line for e in result.events if (line := _check_line(e)) is not None)
+        for synced in (s for e in result.events if (s := _result(e)) is not None):
+            lines.update({d.key: plan.completed(d) for d in synced.datasets})
         if not result.success:
             failures.append(_failure(table, result, checks))
-    features, feature_failures = _features(config, lakehouse, {r.table for r in runtimes}, dagster, trigger)
-    failures.extend(feature_failures)
+    return lines, failures, run_ids, checks
+
+
+def sync(  # noqa: PLR0913 -- keyword-only options of one pass
+    config: LakesyncConfig,
+    *,
+    lakes: Sequence[str] | None = None,
+    datasets: Collection[str] | None = None,
+    trigger: str = "cli",
+    verbose: bool = False,
+    config_path: Path | None = None,
+    in_process: bool = False,
+) -> SyncOutcome:
+    """One pass of discovery and ingestion for every table fed by the selected lakes (or datasets).
+
+    Every dataset is looked at once and its new files planned (:mod:`lakesync.defs.prescan`);
+    each table with something to ingest then gets one run, which takes exactly those batches.
+    On a shared instance with a run queue (and ``config_path`` known, ``in_process`` not asked)
+    the runs are submitted to the queue together and waited for; else they run here, one by one.
+    """
+    runtimes = [
+        r
+        for r in dataset_runtimes(config)
+        if (lakes is None or r.lake in lakes) and (datasets is None or r.key in datasets)
+    ]
+    recorded = bool(os.environ.get("DAGSTER_HOME"))
+    try:
+        lakehouse = open_lakehouse(config)
+    except dg.DagsterInvalidConfigError as exc:  # a secret's variable is not set
+        return SyncOutcome([], [], [f"lakehouse: not opened: {config_problem(exc)}"], [], recorded)
+    intakes: list[IntakeResult | str] = []
+    prepared = plan_tables(config, runtimes, lakehouse, run_id=f"lakesync sync ({trigger})", intakes=intakes)
+    with ExitStack() as stack:
+        dagster = Runs(
+            config, stack, config_path=config_path, in_process=in_process, trigger=trigger, verbose=verbose
+        )
+        lines, failures, run_ids, checks = _sync_tables(config, runtimes, prepared, dagster)
+        failures[:0] = [i for i in intakes if isinstance(i, str)]
+        features, feature_failures = _features(config, lakehouse, {r.table for r in runtimes}, dagster)
+        failures.extend(feature_failures)
     ordered = [lines[r.key] for r in runtimes if r.key in lines]
     tables = [
         TableLine(s.table, s.delta_version, s.rows, s.quarantined_rows, s.superseded_rows)
