@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -81,3 +83,114 @@ def test_the_daemon_ingests_files_as_they_land(
         assert all(r.tags["lakesync/dataset"] == "eu.orders" for r in runs)
         assert all(r.tags["dagster/run_key"].startswith("eu.orders:") for r in runs)
         assert {r.status for r in runs} <= {dg.DagsterRunStatus.SUCCESS}
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            tree.setdefault(parent, []).append(int(proc.name))
+    return tree
+
+
+def _kill_host(worker: int) -> None:
+    """SIGKILL what a dead machine takes with it: the run's worker, its step processes and the
+    code server that launched it (which would otherwise report the run failed)."""
+    parent = int(Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    tree = _children()
+    doomed, todo = [], [parent]
+    while todo:
+        pid = todo.pop()
+        doomed.append(pid)
+        todo.extend(tree.get(pid, []))
+    for pid in doomed:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
+    """The pid of a run's worker process, as its launch event says (``pid: N``)."""
+    for entry in instance.all_logs(run_id):
+        found = re.search(r"pid: (\d+)", entry.user_message or "")
+        if found:
+            return int(found.group(1))
+    return None
+
+
+def test_a_run_whose_worker_died_is_canceled_after_its_max_runtime_and_the_next_run_finishes_its_batch(
+    tmp_path: Path, cli_env: dict[str, str], dagster_home: Path
+) -> None:
+    """SIGKILL a run's worker with the code server that launched it (a machine that died):
+    nothing tells Dagster, so the run would stay STARTED and hold the table's one-run slot;
+    run monitoring cancels it at the table's ``max_runtime``, and the next sync finishes the
+    killed batch, every row once."""
+    settings = (dagster_home / "dagster.yaml").read_text(encoding="utf-8")
+    (dagster_home / "dagster.yaml").write_text(
+        settings.replace(
+            "  start_timeout_seconds: 180", "  start_timeout_seconds: 180\n  poll_interval_seconds: 1"
+        ),
+        encoding="utf-8",
+    )
+    lake = tmp_path / "eu"
+    for n in range(40):
+        write_orders_parquet(lake / f"part-{n:03d}.parquet", orders_rows(1 + n * 2000, 2000), mtime=T0)
+    dataset = {"pattern": "*.parquet", "format": "parquet", "table": "orders", "sensor": {"interval": "1s"}}
+    config = write_config(
+        tmp_path,
+        lakes={"eu": local_lake(lake, {"orders": dataset})},
+        tables={"orders": orders_table(max_runtime="6s")},
+    )
+    env = {**cli_env, "LAKESYNC_CONFIG": str(config)}
+    dg.DagsterInstance.from_config(str(dagster_home)).dispose()  # its schema, before the daemon starts
+    log_path = tmp_path / "daemon.log"
+    log = log_path.open("wb")
+    daemon = subprocess.Popen(
+        [str(BIN / "dagster-daemon"), "run", "-w", str(PROJECT / "workspace.yaml")],
+        cwd=PROJECT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    killed: str | None = None
+    try:
+        with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+            deadline = time.monotonic() + 240
+            while killed is None:  # the first run, as soon as its worker runs
+                assert daemon.poll() is None, log_path.read_text()[-3000:]
+                assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+                for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+                    pid = _worker_pid(instance, run.run_id)
+                    if pid is not None:
+                        _kill_host(pid)
+                        killed = run.run_id
+                time.sleep(0.05)
+            ended = (dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.FAILURE)
+            while instance.get_run_by_id(killed).status not in ended:  # type: ignore[union-attr]
+                assert daemon.poll() is None, log_path.read_text()[-3000:]
+                assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+                time.sleep(0.5)
+            dead = instance.get_run_by_id(killed)
+            assert dead is not None
+            types = [e.dagster_event.event_type_value for e in instance.all_logs(killed) if e.dagster_event]
+    finally:
+        stop(daemon)
+        log.close()
+    assert dead.tags.get("dagster/max_runtime") == "6"
+    assert dg.DagsterEventType.RUN_CANCELING.value in types  # by run monitoring, at the max runtime
+    # The table's one-run slot is free: a sync takes the killed run's planned batch.
+    synced = subprocess.run(
+        [str(BIN / "lakesync"), "sync", "--config", str(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert synced.returncode == 0, synced.stderr
+    orders = pl.read_delta(lakehouse_for(load_config(config)).table_uri("orders"))
+    assert orders.height == 80_000
+    assert orders.select("_lakesync_file", "_lakesync_row").unique().height == 80_000

@@ -125,6 +125,15 @@ class Table(StrictModel):
     relative to the config file."""
     maintenance: Maintenance = Field(default_factory=Maintenance)
     description: str | None = None
+    max_runtime: float = 3600.0
+    """An ingestion run of this table still going after this long (``45m``, ``2h``) is canceled
+    by Dagster's run monitoring (the ``dagster/max_runtime`` tag), so a run whose worker died
+    cannot hold the table's one-run slot for ever; the next run finishes its batch."""
+
+    @field_validator("max_runtime", mode="before")
+    @classmethod
+    def _max_runtime(cls, value: Any) -> float:
+        return parse_duration(value)
 
     @field_validator("max_failed_rows", mode="before")
     @classmethod
@@ -156,6 +165,13 @@ class Feature(StrictModel):
     ``n_unique(col)``, ``first(col)`` or ``last(col)``."""
     function: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     description: str | None = None
+    max_runtime: float = 3600.0
+    """A run of this feature still going after this long is canceled by run monitoring."""
+
+    @field_validator("max_runtime", mode="before")
+    @classmethod
+    def _max_runtime(cls, value: Any) -> float:
+        return parse_duration(value)
 
     @field_validator("aggregations")
     @classmethod

@@ -32,6 +32,7 @@ from lakesync.defs.metadata import (
     AUDIT_KEY,
     DRIFT_KEY,
     LEDGER_KEY,
+    MAX_RUNTIME_TAG,
     RESULT_KEY,
     column_schema,
     dataset_batch_metadata,
@@ -224,10 +225,10 @@ def _table_checks(
     yield check_result(conservation, asset_key=key, check_name=CONSERVATION_CHECK)
 
 
-def table_job(table: str, assets: dg.AssetsDefinition) -> UnresolvedAssetJobDefinition:
+def table_job(table: str, assets: dg.AssetsDefinition, max_runtime: float) -> UnresolvedAssetJobDefinition:
     return dg.define_asset_job(
         name=job_name(table),
         selection=dg.AssetSelection.assets(assets),
-        tags={TABLE_TAG: table},
+        tags={TABLE_TAG: table, MAX_RUNTIME_TAG: str(int(max_runtime))},
         description=f"Ingest what is new for `{table}` (launched by the dataset sensors and `lakesync sync`)",
     )

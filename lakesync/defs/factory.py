@@ -51,7 +51,7 @@ def table_definitions(config: LakesyncConfig, table: str) -> dg.Definitions:
     maintain, schedule = maintenance_definitions(config, table)
     return dg.Definitions(
         assets=[assets],
-        jobs=[table_job(table, assets), maintain],
+        jobs=[table_job(table, assets, settings.max_runtime), maintain],
         schedules=[schedule],
     )
 
@@ -59,7 +59,7 @@ def table_definitions(config: LakesyncConfig, table: str) -> dg.Definitions:
 def feature_definitions(config: LakesyncConfig, name: str) -> dg.Definitions:
     """A feature table's asset (kept fresh by its automation condition) and its job."""
     asset = feature_asset(config, name)
-    return dg.Definitions(assets=[asset], jobs=[feature_job(name, asset)])
+    return dg.Definitions(assets=[asset], jobs=[feature_job(name, asset, config.features[name].max_runtime)])
 
 
 def automation_sensor(config: LakesyncConfig) -> list[dg.AutomationConditionSensorDefinition]:

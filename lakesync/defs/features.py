@@ -13,7 +13,7 @@ import dagster as dg
 
 from lakesync.config import LakesyncConfig
 from lakesync.defs.checks import BLOCKING_CHECKS
-from lakesync.defs.metadata import delta_metadata, feature_key, table_key
+from lakesync.defs.metadata import MAX_RUNTIME_TAG, delta_metadata, feature_key, table_key
 from lakesync.features import build_feature
 
 FEATURE_TAG = "lakesync/feature"
@@ -89,10 +89,10 @@ def feature_asset(config: LakesyncConfig, name: str) -> dg.AssetsDefinition:
     return build
 
 
-def feature_job(name: str, asset: dg.AssetsDefinition) -> Any:
+def feature_job(name: str, asset: dg.AssetsDefinition, max_runtime: float) -> Any:
     return dg.define_asset_job(
         name=feature_job_name(name),
         selection=dg.AssetSelection.assets(asset),
-        tags={FEATURE_TAG: name},
+        tags={FEATURE_TAG: name, MAX_RUNTIME_TAG: str(int(max_runtime))},
         description=f"Recompute the feature table `{name}` (also done by the daemon when its inputs change)",
     )

@@ -18,6 +18,10 @@ from lakesync.discover.planning import Discovery
 from lakesync.monitor import human_duration
 from lakesync.pipeline.results import DatasetSync, TableSync
 
+MAX_RUNTIME_TAG = "dagster/max_runtime"
+"""Seconds after which Dagster's run monitoring cancels a run (``max_runtime`` of a table or
+feature in lakesync.yaml)."""
+
 
 def _provenance_docs(provenance: Provenance) -> dict[str | None, str]:
     return {
