@@ -62,6 +62,13 @@ $(POSTGRES):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql >/dev/null
 
+# The tests' Celery workers use Debian's redis-server as their broker.
+REDIS := /usr/bin/redis-server
+$(REDIS):
+	@echo "Installing Debian's redis-server for the tests' Celery workers"
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server >/dev/null
+
 browser: $(CHROMIUM) ## install Debian's chromium (for the browser tests; needs apt)
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
@@ -70,7 +77,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 
 setup: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml ## create .venv (the locked runtime dependencies) and the local Dagster instance
 
-setup-test: setup $(VENV)/.dev-installed node_modules/.installed $(CHROMIUM) $(POSTGRES) ## add the test tooling: pytest, mypy, moto, Node.js + azurite, chromium, postgresql
+setup-test: setup $(VENV)/.dev-installed node_modules/.installed $(CHROMIUM) $(POSTGRES) $(REDIS) ## add the test tooling: pytest, mypy, moto, Node.js + azurite, chromium, postgresql, redis
 
 demo: setup ## generate three demo lakes, sync them into the lakehouse, print the summary
 	@$(BIN)/lakesync demo --dir $(DEMO_DIR) --reset

@@ -6,6 +6,7 @@ stopped by its own pid.
 - GCS: gcp-storage-emulator (PyPI)
 - PostgreSQL: a private cluster (Debian's ``postgresql``: ``initdb`` in a temporary folder), for a
   Dagster instance on Postgres
+- Redis (Debian's ``redis-server``, nothing saved to disk): the broker of Celery workers
 """
 
 from __future__ import annotations
@@ -304,3 +305,35 @@ def start_postgres(
             continue
         cluster_.create_database(database)
         return cluster_
+
+
+def start_redis(folder: Path, port: int | None = None) -> Server:
+    """A Redis server on a free port of 127.0.0.1 that keeps nothing on disk."""
+    program = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not Path(program).exists():
+        msg = "redis-server is not installed: run `make setup-test` (apt-get install redis-server)"
+        raise RuntimeError(msg)
+    port = port or free_port()
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "redis.log"
+    log_file = log.open("wb")
+    command = [program, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
+    command += ["--dir", str(folder)]
+    process = subprocess.Popen(  # noqa: S603 -- our own command line
+        command, stdout=log_file, stderr=subprocess.STDOUT, cwd=folder, start_new_session=True
+    )
+    server = Server("redis", f"redis://127.0.0.1:{port}", process, log, log_file)
+    deadline = time.monotonic() + 30
+    while True:
+        if process.poll() is not None or time.monotonic() > deadline:
+            server.stop()
+            msg = f"redis did not start on port {port}: {log.read_text()[-2000:]}"
+            raise RuntimeError(msg)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return server
+        except OSError:
+            pass
+        time.sleep(0.1)
