@@ -90,10 +90,20 @@ class RunQueue:
             job_name=job,
             op_selection=None,
         )
-        remote_job = self.location.get_job(selector)
-        plan = self.location.get_execution_plan(
-            remote_job, dict(run_config), step_keys_to_execute=None, known_state=None, instance=self.instance
-        )
+        try:
+            remote_job = self.location.get_job(selector)
+            plan = self.location.get_execution_plan(
+                remote_job,
+                dict(run_config),
+                step_keys_to_execute=None,
+                known_state=None,
+                instance=self.instance,
+            )
+        except Exception as exc:
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            reason = lines[-1] if lines else type(exc).__name__
+            msg = f"the run of {job} could not be made by lakesync's code location: {reason}"
+            raise QueueError(msg) from exc
         run = self.instance.create_run(
             job_name=job,
             run_id=None,

@@ -112,7 +112,9 @@ class Runs:
                 run_config=run_config, instance=dagster_instance, tags=tags, raise_on_error=False
             )
         except (InstanceError, QueueError) as exc:
-            if self._said:
+            if exc is not self._error:  # this run's own reason (a run that could not be made)
+                return f"{label}: not synced: {exc}"
+            if self._said:  # the instance or its queue: said once for every run
                 return f"{label}: not synced: the same reason"
             self._said = True
             return f"{label}: not synced: {exc}"
