@@ -149,6 +149,7 @@ def test_lakesync_sync_on_a_shared_instance_goes_through_its_run_queue_and_never
         in out
     )
     assert re.search(r"orders: run \w{8} queued", err) and re.search(r"orders: run \w{8} success", err), err
+    assert "dagster.code_server" not in out + err  # the code server it starts keeps to warnings
     assert not (home / ".lakesync-instance.lock").exists()  # no host-local lock for a shared instance
     assert (home / "dagster.yaml").read_bytes() == written  # and nothing written into its config
 

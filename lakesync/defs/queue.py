@@ -177,7 +177,8 @@ def run_queue(instance: dg.DagsterInstance, config_path: Path) -> Iterator[RunQu
             working_directory=str(config_path.resolve().parent),
             location_name=LOCATION,
         )
-        with WorkspaceProcessContext(instance, target) as workspace:
+        # The code server would print its own INFO lines among the command's.
+        with WorkspaceProcessContext(instance, target, code_server_log_level="WARNING") as workspace:
             request = workspace.create_request_context()
             error = request.get_code_location_error(LOCATION)
             if error is not None:
