@@ -7,10 +7,8 @@ started here and stopped by its own pid.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -28,7 +26,7 @@ import yaml
 from lakesync.defs.queue import daemon_running
 from lakesync.demo.generate import generate
 from lakesync.demo.servers import Postgres, Server, start_postgres, start_redis
-from lakesync_tests.conftest import PROJECT
+from lakesync_tests.processes import PROJECT, stop
 
 BIN = Path(sys.executable).parent
 PASSWORD_ENV = "LAKESYNC_TEST_PG_PASSWORD"
@@ -61,16 +59,6 @@ def _instance_yaml(postgres: Postgres, broker: str) -> str:
         "config": {"broker": f"{broker}/0", "backend": f"{broker}/1"},
     }
     return yaml.safe_dump(settings, sort_keys=False)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-    except (subprocess.TimeoutExpired, ProcessLookupError):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +136,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield ready
     finally:
         for process in processes:
-            _stop(process)
+            stop(process)
         for log in logs:
             log.close()
         broker.stop()

@@ -17,8 +17,8 @@ import polars as pl
 
 from lakesync.config import load_config
 from lakesync.state.lakehouse import lakehouse_for
-from lakesync_tests.conftest import PROJECT
 from lakesync_tests.lakes import T0, local_lake, orders_rows, orders_table, write_config, write_orders_parquet
+from lakesync_tests.processes import start_daemon, stop
 
 BIN = Path(sys.executable).parent
 
@@ -29,16 +29,6 @@ def rows_in(config: Path) -> int:
         return pl.read_delta(uri).height
     except Exception:  # noqa: BLE001 - the table does not exist yet
         return 0
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop the daemon and everything it started (its own process group)."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
-    except (subprocess.TimeoutExpired, ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=20)
 
 
 def test_the_daemon_ingests_files_as_they_land(
@@ -52,14 +42,7 @@ def test_the_daemon_ingests_files_as_they_land(
     )
     env = {**cli_env, "LAKESYNC_CONFIG": str(config)}
     log = (tmp_path / "daemon.log").open("wb")
-    daemon = subprocess.Popen(
-        [str(BIN / "dagster-daemon"), "run", "-w", str(PROJECT / "workspace.yaml")],
-        cwd=PROJECT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    daemon = start_daemon(env, log)
     try:
         deadline = time.monotonic() + 240
         while rows_in(config) < 10:
@@ -148,14 +131,7 @@ def test_a_run_whose_worker_died_is_canceled_after_its_max_runtime_and_the_next_
     dg.DagsterInstance.from_config(str(dagster_home)).dispose()  # its schema, before the daemon starts
     log_path = tmp_path / "daemon.log"
     log = log_path.open("wb")
-    daemon = subprocess.Popen(
-        [str(BIN / "dagster-daemon"), "run", "-w", str(PROJECT / "workspace.yaml")],
-        cwd=PROJECT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    daemon = start_daemon(env, log)
     killed: str | None = None
     try:
         with dg.DagsterInstance.from_config(str(dagster_home)) as instance:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ import yaml
 from lakesync.defs.queue import daemon_running
 from lakesync.demo.servers import Postgres, free_port, start_postgres
 from lakesync_tests.commands import cli
-from lakesync_tests.conftest import PROJECT
+from lakesync_tests.processes import start_daemon, stop
 
 BIN = Path(sys.executable).parent
 PASSWORD_ENV = "LAKESYNC_TEST_PG_PASSWORD"
@@ -89,14 +88,7 @@ def _quiet(config: Path) -> Path:
 def _daemon(home: Path, config: Path, env: dict[str, str], log: BinaryIO) -> subprocess.Popen[bytes]:
     """A dagster-daemon on the instance, serving lakesync's code location with ``config``;
     returns once its heartbeat says it dequeues runs."""
-    daemon = subprocess.Popen(
-        [str(BIN / "dagster-daemon"), "run", "-w", str(PROJECT / "workspace.yaml")],
-        cwd=PROJECT,
-        env={**env, "LAKESYNC_CONFIG": str(config)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    daemon = start_daemon({**env, "LAKESYNC_CONFIG": str(config)}, log)
     deadline = time.monotonic() + 120
     with _instance(home, env) as instance:
         while not daemon_running(instance):
@@ -104,16 +96,6 @@ def _daemon(home: Path, config: Path, env: dict[str, str], log: BinaryIO) -> sub
             assert time.monotonic() < deadline, Path(log.name).read_text()[-3000:]
             time.sleep(0.5)
     return daemon
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop the daemon and what it started (its own process group), by its pid."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-    except (subprocess.TimeoutExpired, ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
 
 
 def _command_lines() -> str:
@@ -141,7 +123,7 @@ def test_lakesync_sync_on_a_shared_instance_goes_through_its_run_queue_and_never
         again = _sync(config, env)
         out_again, err_again = again.communicate(timeout=300)
     finally:
-        _stop(daemon)
+        stop(daemon)
         log.close()
     assert first.returncode == 0, err
     assert (
