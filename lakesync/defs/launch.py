@@ -78,7 +78,7 @@ def _check_line(event: dg.DagsterEvent) -> CheckLine | None:
 
 
 def _features(
-    config: LakesyncConfig, lakehouse: Lakehouse, tables: set[str], dagster: Runs
+    config: LakesyncConfig, lakehouse: Lakehouse, tables: set[str], runs: Runs
 ) -> tuple[list[FeatureLine], list[str]]:
     """The feature tables fed by ``tables``: those computed from their inputs' current versions
     as they are, the others brought up to date by their runs."""
@@ -90,7 +90,7 @@ def _features(
     }
     if not stale:
         return lines, []
-    built, failures = _run_features(config, dagster, stale)
+    built, failures = _run_features(config, runs, stale)
     return sorted([*lines, *built], key=lambda f: list(config.features).index(f.feature)), failures
 
 
@@ -109,9 +109,7 @@ def _current(config: LakesyncConfig, name: str, lakehouse: Lakehouse, tables: se
     return FeatureLine(name, snapshot.version(), row_count(snapshot), "up to date")
 
 
-def _run_features(
-    config: LakesyncConfig, dagster: Runs, names: set[str]
-) -> tuple[list[FeatureLine], list[str]]:
+def _run_features(config: LakesyncConfig, runs: Runs, names: set[str]) -> tuple[list[FeatureLine], list[str]]:
     """Bring the feature tables ``names`` up to date (each refuses on a failed contract)."""
     lines: list[FeatureLine] = []
     failures: list[str] = []
@@ -120,9 +118,9 @@ def _run_features(
         if name not in names:
             continue
         run_config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-        finish = dagster.start(f"feature {name}", feature_job_name(name), run_config, {})
+        finish = runs.start(f"feature {name}", feature_job_name(name), run_config, {})
         if isinstance(finish, str):
-            failures.append(finish.replace(": not synced: ", ": not updated: ", 1))
+            failures.append(f"feature {name}: not updated: {finish}")
             continue
         started.append((name, finish))
     for name, finish in started:
@@ -130,7 +128,7 @@ def _run_features(
         if isinstance(outcome, str):
             failures.append(outcome)
             continue
-        run = dagster.get()[0].get_run_by_id(outcome.run_id)
+        run = runs.get()[0].get_run_by_id(outcome.run_id)
         blocked = run.tags.get(BLOCKED_TAG) if run is not None else None
         materialized = [e for e in outcome.events if e.event_type_value == "ASSET_MATERIALIZATION"]
         if not outcome.success:
@@ -157,16 +155,16 @@ def _run_features(
     return lines, failures
 
 
-def _run_table(dagster: Runs, table: str, plan: TablePlan) -> Finish | str:
-    """Start the run that ingests ``plan``'s batches of ``table``, or say why it could not start."""
+def _run_table(runs: Runs, table: str, plan: TablePlan) -> Finish | str:
+    """Start the run that ingests ``plan``'s batches of ``table``, or why it could not start."""
     # Planned datasets ingest their batches; any that could not be looked at lists itself.
     work = {"planned": plan.planned} if not plan.unplanned else {"datasets": [*plan.planned, *plan.unplanned]}
     run_config = {
         "ops": {op_name(table): {"config": work}},
         # The summary says what failed and why; Dagster's own log (tracebacks) with -v.
-        "loggers": {"console": {"config": {"log_level": "INFO" if dagster.verbose else "CRITICAL"}}},
+        "loggers": {"console": {"config": {"log_level": "INFO" if runs.verbose else "CRITICAL"}}},
     }
-    return dagster.start(table, job_name(table), run_config, {TABLE_TAG: table})
+    return runs.start(table, job_name(table), run_config, {TABLE_TAG: table})
 
 
 def _failure(table: str, result: RunOutcome, checks: list[CheckLine]) -> str:
@@ -186,7 +184,7 @@ def _sync_tables(
     config: LakesyncConfig,
     runtimes: Sequence[DatasetRuntime],
     prepared: Mapping[str, TablePlan],
-    dagster: Runs,
+    runs: Runs,
 ) -> tuple[dict[str, DatasetSync], list[str], list[str], list[CheckLine]]:
     """Start the run of every table with something planned, then follow each to its end."""
     lines: dict[str, DatasetSync] = {}
@@ -205,9 +203,9 @@ def _sync_tables(
         for r in table_runtimes:
             if r.key not in plan.planned and r.key not in plan.unplanned:
                 lines[r.key] = plan.line(r)
-        finish = _run_table(dagster, table, plan)
+        finish = _run_table(runs, table, plan)
         if isinstance(finish, str):
-            failures.append(finish)
+            failures.append(f"{table}: not synced: {finish}")
         else:
             started.append((table, plan, finish))
     run_ids: list[str] = []
@@ -256,12 +254,12 @@ def sync(  # noqa: PLR0913 -- keyword-only options of one pass
     intakes: list[IntakeResult | str] = []
     prepared = plan_tables(config, runtimes, lakehouse, run_id=f"lakesync sync ({trigger})", intakes=intakes)
     with ExitStack() as stack:
-        dagster = Runs(
+        runs = Runs(
             config, stack, config_path=config_path, in_process=in_process, trigger=trigger, verbose=verbose
         )
-        lines, failures, run_ids, checks = _sync_tables(config, runtimes, prepared, dagster)
+        lines, failures, run_ids, checks = _sync_tables(config, runtimes, prepared, runs)
         failures[:0] = [i for i in intakes if isinstance(i, str)]
-        features, feature_failures = _features(config, lakehouse, {r.table for r in runtimes}, dagster)
+        features, feature_failures = _features(config, lakehouse, {r.table for r in runtimes}, runs)
         failures.extend(feature_failures)
     ordered = [lines[r.key] for r in runtimes if r.key in lines]
     tables = [
@@ -271,5 +269,5 @@ def sync(  # noqa: PLR0913 -- keyword-only options of one pass
     ]
     received = [i.line() for i in intakes if not isinstance(i, str)]
     return SyncOutcome(
-        ordered, tables, failures, run_ids, recorded, checks, features, received, dagster.described
+        ordered, tables, failures, run_ids, recorded, checks, features, received, runs.described
     )

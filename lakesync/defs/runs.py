@@ -71,6 +71,7 @@ class Runs:
         self.in_process = in_process
         self._opened: tuple[dg.DagsterInstance, dg.Definitions] | None = None
         self._queue: RunQueue | None = None
+        self._queued: bool | None = None
         self._error: InstanceError | QueueError | None = None
         self._said = False  # the reason the instance or its queue failed was given once
 
@@ -89,7 +90,11 @@ class Runs:
     def queue(self) -> RunQueue | None:
         """The run queue runs go through, or ``None`` when they run in this process."""
         dagster_instance, _ = self.get()
-        if self.in_process or self.config_path is None or not uses_queue(dagster_instance):
+        if self._queued is None:  # decided once per sync
+            self._queued = (
+                not self.in_process and self.config_path is not None and uses_queue(dagster_instance)
+            )
+        if not self._queued or self.config_path is None:
             return None
         if self._queue is None:
             try:
@@ -100,7 +105,9 @@ class Runs:
         return self._queue
 
     def start(self, label: str, job: str, run_config: dict[str, Any], tags: dict[str, str]) -> Finish | str:
-        """Start ``job``: in this process (it has ended when this returns) or in the queue."""
+        """Start ``job``: in this process (it has ended when this returns) or in the queue; or
+        why it could not start (the instance's or the queue's reason is given once, then ``the
+        same reason``)."""
         tags = {**tags, "lakesync/trigger": self.trigger}
         try:
             dagster_instance, definitions = self.get()
@@ -113,13 +120,13 @@ class Runs:
             )
         except (InstanceError, QueueError) as exc:
             if exc is not self._error:  # this run's own reason (a run that could not be made)
-                return f"{label}: not synced: {exc}"
-            if self._said:  # the instance or its queue: said once for every run
-                return f"{label}: not synced: the same reason"
+                return str(exc)
+            if self._said:
+                return "the same reason"
             self._said = True
-            return f"{label}: not synced: {exc}"
+            return str(exc)
         except dg.DagsterInvalidConfigError as exc:  # a secret's variable is not set
-            return f"{label}: not synced: {config_problem(exc)}"
+            return config_problem(exc)
         outcome = RunOutcome(result.run_id, result.success, list(result.all_events))
         return lambda: outcome
 

@@ -23,7 +23,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -290,21 +290,32 @@ def start_postgres(
     # SIGINT is PostgreSQL's fast shutdown.
     server = Server("postgres", f"postgresql://127.0.0.1:{port}", process, log, log_file, signal.SIGINT)
     cluster_ = Postgres(server, port, user, password, database, data)
-    deadline = time.monotonic() + 60
     import psycopg2  # noqa: PLC0415 -- only the Postgres tests need it
 
-    while True:
-        if process.poll() is not None or time.monotonic() > deadline:
-            cluster_.stop()
-            msg = f"postgres did not start on port {port}: {log.read_text()[-2000:]}"
-            raise RuntimeError(msg)
+    def ready() -> bool:
         try:
             cluster_.connect().close()
         except psycopg2.OperationalError:
-            time.sleep(0.2)
-            continue
-        cluster_.create_database(database)
-        return cluster_
+            return False
+        return True
+
+    _wait_ready(server, ready, timeout=60, stop=cluster_.stop)
+    cluster_.create_database(database)
+    return cluster_
+
+
+def _wait_ready(
+    server: Server, ready: Callable[[], bool], *, timeout: float, stop: Callable[[], None]
+) -> None:
+    """Wait until ``ready()`` says a server that is not HTTP answers; if it exits or the time is
+    up first, ``stop()`` and fail with the end of its log."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if server.process.poll() is not None or time.monotonic() > deadline:
+            stop()
+            msg = f"{server.name} did not start on {server.url}: {server.log.read_text()[-2000:]}"
+            raise RuntimeError(msg)
+        time.sleep(0.1)
 
 
 def start_redis(folder: Path, port: int | None = None) -> Server:
@@ -323,17 +334,14 @@ def start_redis(folder: Path, port: int | None = None) -> Server:
         command, stdout=log_file, stderr=subprocess.STDOUT, cwd=folder, start_new_session=True
     )
     server = Server("redis", f"redis://127.0.0.1:{port}", process, log, log_file)
-    deadline = time.monotonic() + 30
-    while True:
-        if process.poll() is not None or time.monotonic() > deadline:
-            server.stop()
-            msg = f"redis did not start on port {port}: {log.read_text()[-2000:]}"
-            raise RuntimeError(msg)
+
+    def ready() -> bool:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
                 sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
-                    return server
+                return sock.recv(16).startswith(b"+PONG")
         except OSError:
-            pass
-        time.sleep(0.1)
+            return False
+
+    _wait_ready(server, ready, timeout=30, stop=server.stop)
+    return server
