@@ -36,6 +36,7 @@ DEMO_KEYS = {
     "lakehouse/_drift",
     "features/customer_spend",
     "lakehouse/_audit",
+    "lakehouse/_catalog",
 }
 
 
@@ -66,7 +67,7 @@ def test_definitions_are_generated_from_the_config(demo: Path) -> None:
                 "apac_sales__orders",
             )
         },
-        "refresh_features": dg.DefaultSensorStatus.RUNNING,
+        "refresh_downstream": dg.DefaultSensorStatus.RUNNING,
     }
     assert {j.name for j in repo.get_all_jobs()} >= {
         "ingest_orders",
@@ -119,7 +120,8 @@ def test_adding_a_lake_is_a_config_change(tmp_path: Path) -> None:
     datasets = {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}}
     lakes = {f"lake{i}": local_lake(tmp_path / f"l{i}", datasets) for i in range(3)}
     repo = repository(write_config(tmp_path, lakes=lakes, tables={"orders": orders_table()}))
-    assert len(repo.sensor_defs) == 3
+    names = sorted(s.name for s in repo.sensor_defs)
+    assert names == ["refresh_downstream", *(f"watch_lake{i}__orders" for i in range(3))]
     orders = repo.asset_graph.get(dg.AssetKey(["lakehouse", "orders"]))
     assert len(orders.parent_keys) == 3
 

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from deltalake import DeltaTable
 
-from lakesync.cli.governance import parse_since
 from lakesync.config import ConfigError, LakesyncConfig, load_config
+from lakesync.config.units import parse_since
 from lakesync.governance.erase import erase_subject
 from lakesync.governance.errors import ErasureError
 from lakesync.governance.rewrite import Rewrite

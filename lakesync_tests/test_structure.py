@@ -20,10 +20,13 @@ LAYERS = [
     "pipeline",  # plan -> rounds -> results
     "governance",  # erasure, pii apply, trace, replay
     "monitor",  # verdicts of the checks
+    "catalog",  # every asset and column, searchable
+    "sql",  # one query over tables and lake files, in place
     "report",  # text for people
     "defs",  # the Dagster wiring
     "definitions",  # the code location
     "demo",  # demo lakes and servers
+    "api",  # lakesync.query / lakesync.search for notebooks
     "cli",  # argument parsing
 ]
 MAX_LINES = 350

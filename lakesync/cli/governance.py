@@ -6,15 +6,14 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import re
 import sys
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import dagster as dg
 
 from lakesync.config import LakesyncConfig
-from lakesync.config.units import parse_duration
+from lakesync.config.units import parse_since
 from lakesync.conform.pii import PiiError
 from lakesync.conform.target import RESCUED
 from lakesync.defs.providers import open_lakehouse
@@ -43,19 +42,6 @@ _COLUMNS = [
     "batch",
     "run_id",
 ]
-
-
-def parse_since(text: str, now: datetime | None = None) -> datetime:
-    """``2h``, ``7d`` (ago) or an ISO 8601 date/time (UTC when no offset is given)."""
-    now = now or datetime.now(tz=UTC)
-    if re.fullmatch(r"\s*\d+(\.\d+)?\s*(ms|s|m|h|d)\s*", text):
-        return now - timedelta(seconds=parse_duration(text))
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        msg = f"--since {text!r}: use a duration (2h, 7d) or an ISO date/time (2026-11-01, 2026-11-01T08:00)"
-        raise ValueError(msg) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def cmd_audit(config: LakesyncConfig, args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ import argparse
 _MAIN = "lakesync.cli.main"
 _REVIEW = "lakesync.cli.review"
 _GOVERNANCE = "lakesync.cli.governance"
+_EXPLORE = "lakesync.cli.explore"
 
 
 def _version() -> str:
@@ -135,6 +136,53 @@ def _governance_commands(commands: argparse._SubParsersAction) -> None:  # type:
     _rewrite_options(apply, dry_run="say what would be treated; write nothing")
 
 
+def _explore_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """`catalog` and `query`: find any column in any lake, query lakes and lakehouse in place."""
+    catalog = _command(
+        commands, "catalog", f"{_EXPLORE}:cmd_catalog", "every asset of every lake, table and feature"
+    )
+    catalog.add_argument("--format", choices=["table", "json"], default="table")
+    catalog_commands = catalog.add_subparsers(dest="catalog_command", metavar="COMMAND")
+    find = _command(
+        catalog_commands,
+        "search",
+        f"{_EXPLORE}:cmd_catalog_search",
+        "where is column X: by its name, or by any lake's name for it",
+    )
+    find.add_argument("text")
+    find.add_argument("--column", action="store_true", help="columns only (not asset names)")
+    find.add_argument("--tag", help="only assets with this tag or KEY=VALUE (pii: personal data)")
+    find.add_argument("--lake", help="only columns and assets of this lake")
+    find.add_argument("--format", choices=["table", "json"], default="table")
+    show = _command(
+        catalog_commands,
+        "show",
+        f"{_EXPLORE}:cmd_catalog_show",
+        "one asset: columns, their names in each lake, contract, lineage, versions",
+    )
+    show.add_argument("asset", help="lakehouse/orders, orders, eu_sales.orders or lakes/eu_sales/orders")
+    show.add_argument("--format", choices=["table", "json"], default="table")
+    query = _command(
+        commands,
+        "query",
+        f"{_EXPLORE}:cmd_query",
+        "one SQL over tables (orders), lake datasets (eu_sales.orders) and _catalog, in place",
+    )
+    query.add_argument("sql")
+    query.add_argument(
+        "--as-of", help="tables at this Delta version, time (2026-11-01T08:00) or duration ago (2h)"
+    )
+    query.add_argument(
+        "--fresh", action="store_true", help="tables plus their lakes' files not ingested yet, read in place"
+    )
+    query.add_argument(
+        "--strict", action="store_true", help="rows read in place: only those passing the contract"
+    )
+    query.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table")
+    query.add_argument("--out", help="write the result to this file")
+    query.add_argument("--limit", type=int, help="at most this many rows")
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="lakesync",
@@ -145,6 +193,7 @@ def parser() -> argparse.ArgumentParser:
     _sync_commands(commands)
     _review_commands(commands)
     _governance_commands(commands)
+    _explore_commands(commands)
     demo = _command(
         commands, "demo", f"{_MAIN}:cmd_demo", "write demo lakes and a lakesync.yaml for them", config=False
     )

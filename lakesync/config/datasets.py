@@ -20,6 +20,11 @@ Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_
 """Lake, dataset, table and column names: letters, digits and underscores, starting with a letter."""
 
 ColumnName = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+Owner = Annotated[str, StringConstraints(pattern=r"^(team:[A-Za-z0-9_.-]+|[^@\s]+@[^@\s]+\.[^@\s]+)$")]
+"""An asset owner, as Dagster takes them: an email address or ``team:<name>``."""
+TagKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,63}$")]
+TagValue = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{0,63}$")]
+"""Asset tags, as Dagster takes them: letters, digits, ``_``, ``.`` and ``-``, at most 63."""
 Format = Literal["parquet", "csv", "ndjson", "json"]
 DriftPolicy = Literal["evolve", "rescue", "quarantine", "fail"]
 
@@ -159,3 +164,7 @@ class Dataset(StrictModel):
     freshness: FreshnessSettings = Field(default_factory=FreshnessSettings)
     volume: VolumeSettings = Field(default_factory=VolumeSettings)
     description: str | None = None
+    owners: list[Owner] = Field(default_factory=list)
+    """Who to ask about this dataset: emails or ``team:<name>`` (the catalog and Dagster show them)."""
+    tags: dict[TagKey, TagValue] = Field(default_factory=dict)
+    """Tags of the dataset's asset (``tag:`` selections in Dagster, ``lakesync catalog search --tag``)."""

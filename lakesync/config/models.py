@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from lakesync.config.datasets import DriftPolicy, Name, StrictModel, resolve_local
+from lakesync.config.datasets import DriftPolicy, Name, Owner, StrictModel, TagKey, TagValue, resolve_local
 from lakesync.config.datatypes import parse_type
 from lakesync.config.storage import Lake, LakehouseConfig
 from lakesync.config.units import parse_duration, parse_fraction
@@ -125,6 +125,10 @@ class Table(StrictModel):
     relative to the config file."""
     maintenance: Maintenance = Field(default_factory=Maintenance)
     description: str | None = None
+    owners: list[Owner] = Field(default_factory=list)
+    """Who to ask about this table: emails or ``team:<name>``."""
+    tags: dict[TagKey, TagValue] = Field(default_factory=dict)
+    """Tags of the table's asset."""
     max_runtime: float = 3600.0
     """An ingestion run of this table still going after this long (``45m``, ``2h``) is canceled
     by Dagster's run monitoring (the ``dagster/max_runtime`` tag), so a run whose worker died
@@ -165,6 +169,8 @@ class Feature(StrictModel):
     ``n_unique(col)``, ``first(col)`` or ``last(col)``."""
     function: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     description: str | None = None
+    owners: list[Owner] = Field(default_factory=list)
+    tags: dict[TagKey, TagValue] = Field(default_factory=dict)
     max_runtime: float = 3600.0
     """A run of this feature still going after this long is canceled by run monitoring."""
 

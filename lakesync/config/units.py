@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -87,3 +88,16 @@ def parse_fraction(value: str | int | float) -> float:
         msg = f"{value!r} must be between 0% and 100%"
         raise ValueError(msg)
     return share
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """``2h``, ``7d`` (ago) or an ISO 8601 date/time (UTC when no offset is given)."""
+    now = now or datetime.now(tz=UTC)
+    if re.fullmatch(r"\s*\d+(\.\d+)?\s*(ms|s|m|h|d)\s*", text):
+        return now - timedelta(seconds=parse_duration(text))
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        msg = f"--since {text!r}: use a duration (2h, 7d) or an ISO date/time (2026-11-01, 2026-11-01T08:00)"
+        raise ValueError(msg) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)

@@ -6,11 +6,12 @@ import dagster as dg
 
 from lakesync.config import LakesyncConfig, resolve_contract
 from lakesync.defs.assets import table_assets, table_job
+from lakesync.defs.catalog import catalog_asset
 from lakesync.defs.checks import drift_check, events_check, freshness_check, volume_check
 from lakesync.defs.features import feature_asset, feature_job
 from lakesync.defs.intake import intake_sensor
 from lakesync.defs.maintenance import maintenance_definitions
-from lakesync.defs.metadata import feature_key
+from lakesync.defs.metadata import CATALOG_KEY, feature_key
 from lakesync.defs.providers import lake_resources, lakehouse_resource
 from lakesync.defs.resources import pii_key_resource
 from lakesync.defs.sensors import dataset_sensor
@@ -25,9 +26,10 @@ def lake_definitions(config: LakesyncConfig, lake_name: str, location: str | Non
     """A lake's dataset assets and their sensors."""
     lake = config.lakes[lake_name]
     runtimes = [r for r in dataset_runtimes(config) if r.lake == lake_name]
+    contracts = {t: resolve_contract(t, config.tables[t]) for t in {d.table for d in lake.datasets.values()}}
     return dg.Definitions(
         assets=[
-            lake_dataset_spec(lake_name, lake, name, dataset, location=location)
+            lake_dataset_spec(lake_name, lake, name, dataset, contracts[dataset.table], location=location)
             for name, dataset in lake.datasets.items()
         ],
         asset_checks=[
@@ -63,16 +65,16 @@ def feature_definitions(config: LakesyncConfig, name: str) -> dg.Definitions:
 
 
 def automation_sensor(config: LakesyncConfig) -> list[dg.AutomationConditionSensorDefinition]:
-    """Runs by default, so the daemon refreshes feature tables when their inputs change."""
-    if not config.features:
-        return []
+    """Runs by default, so the daemon refreshes feature tables when their inputs change (never
+    on a failed contract), and the catalog after any table changed."""
     return [
         dg.AutomationConditionSensorDefinition(
-            "refresh_features",
-            target=dg.AssetSelection.keys(*(feature_key(name) for name in config.features)),
+            "refresh_downstream",
+            target=dg.AssetSelection.keys(*(feature_key(name) for name in config.features), CATALOG_KEY),
             default_status=dg.DefaultSensorStatus.RUNNING,
             minimum_interval_seconds=30,
-            description="Materializes feature tables whose inputs changed (never on a failed contract)",
+            description="Materializes feature tables whose inputs changed (never on a failed contract) "
+            "and the catalog after its tables changed",
         )
     ]
 
@@ -87,7 +89,7 @@ def build_definitions(config: LakesyncConfig, *, location: str | None = None) ->
         *(table_definitions(config, name) for name in config.tables),
         *(feature_definitions(config, name) for name in config.features),
         dg.Definitions(
-            assets=[ledger_spec(), drift_spec(), audit_spec()],
+            assets=[ledger_spec(), drift_spec(), audit_spec(), catalog_asset(config)],
             sensors=automation_sensor(config),
             resources={
                 "lakehouse": lakehouse_resource(config),

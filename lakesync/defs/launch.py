@@ -3,6 +3,7 @@ the instance, and read back what they did: the :class:`TableSync` each run repor
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import ExitStack
@@ -11,11 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
+from deltalake.exceptions import DeltaError
 
 from lakesync.config import LakesyncConfig
 from lakesync.defs.assets import TABLE_TAG, job_name, op_name
+from lakesync.defs.catalog import rebuild_catalog, report_catalog
 from lakesync.defs.checks import BLOCKING_CHECKS
 from lakesync.defs.features import BLOCKED_TAG, feature_job_name
+from lakesync.defs.instance import InstanceError
 from lakesync.defs.metadata import RESULT_KEY
 from lakesync.defs.prescan import TablePlan, plan_tables
 from lakesync.defs.providers import open_lakehouse
@@ -155,6 +159,18 @@ def _run_features(config: LakesyncConfig, runs: Runs, names: set[str]) -> tuple[
     return lines, failures
 
 
+def _catalog(config: LakesyncConfig, lakehouse: Lakehouse, runs: Runs) -> list[str]:
+    """Rebuild the catalog after the sync's runs, recorded as its materialization when the
+    instance opens (its failure is the sync's own, in a sentence)."""
+    try:
+        metadata = rebuild_catalog(config, lakehouse)
+    except (OSError, DeltaError) as exc:
+        return [f"catalog: not rebuilt: {str(exc).splitlines()[0] if str(exc) else exc!r}"]
+    with contextlib.suppress(InstanceError):
+        report_catalog(runs.get()[0], metadata)
+    return []
+
+
 def _run_table(runs: Runs, table: str, plan: TablePlan) -> Finish | str:
     """Start the run that ingests ``plan``'s batches of ``table``, or why it could not start."""
     # Planned datasets ingest their batches; any that could not be looked at lists itself.
@@ -261,6 +277,8 @@ def sync(  # noqa: PLR0913 -- keyword-only options of one pass
         failures[:0] = [i for i in intakes if isinstance(i, str)]
         features, feature_failures = _features(config, lakehouse, {r.table for r in runtimes}, runs)
         failures.extend(feature_failures)
+        if run_ids or lakehouse.open(lakehouse.catalog_uri) is None:
+            failures.extend(_catalog(config, lakehouse, runs))
     ordered = [lines[r.key] for r in runtimes if r.key in lines]
     tables = [
         TableLine(s.table, s.delta_version, s.rows, s.quarantined_rows, s.superseded_rows)

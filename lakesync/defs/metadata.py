@@ -56,6 +56,7 @@ def feature_key(feature: str) -> dg.AssetKey:
 
 
 LEDGER_KEY = dg.AssetKey(["lakehouse", "_ledger"])
+CATALOG_KEY = dg.AssetKey(["lakehouse", "_catalog"])
 DRIFT_KEY = dg.AssetKey(["lakehouse", "_drift"])
 AUDIT_KEY = dg.AssetKey(["lakehouse", "_audit"])
 RESULT_KEY = "lakesync_sync"

@@ -6,6 +6,8 @@
 - ``lakehouse/_ledger``, ``lakehouse/_drift``, ``lakehouse/_audit``: lakesync's own tables.
 """
 
+from collections.abc import Mapping
+
 import dagster as dg
 
 from lakesync.commit.provenance import Provenance
@@ -24,9 +26,42 @@ from lakesync.defs.metadata import (
     table_key,
 )
 
+PII_TAG = "lakesync/pii"
+"""``true`` on every asset holding personal data (a ``pii`` or ``subject_key`` column): the UI's
+``tag:lakesync/pii=true`` selection finds them."""
 
-def lake_dataset_spec(
-    lake_name: str, lake: AnyLake, name: str, dataset: Dataset, *, location: str | None = None
+
+def asset_tags(tags: Mapping[str, str], contract: ResolvedContract) -> dict[str, str]:
+    """An asset's configured tags, plus :data:`PII_TAG` when its rows hold personal data."""
+    personal = bool(contract.pii or contract.subjects)
+    return {**tags, **({PII_TAG: "true"} if personal else {})}
+
+
+def dataset_columns(dataset: Dataset, contract: ResolvedContract) -> dg.TableSchema:
+    """A dataset's columns as its files name them (the configured mapping), with the type each
+    is converted to and the canonical column it becomes."""
+    source = {canonical: name for name, canonical in dataset.columns.items()}
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name=source.get(c.name, c.name),
+                type=c.type.name,
+                description=f"-> {dataset.table}.{c.name}" + (f" ({c.pii.describe()})" if c.pii else ""),
+                tags={"pii": c.pii.treatment} if c.pii is not None else None,
+            )
+            for c in contract.columns
+        ]
+    )
+
+
+def lake_dataset_spec(  # noqa: PLR0913 - keyword-only context of one spec
+    lake_name: str,
+    lake: AnyLake,
+    name: str,
+    dataset: Dataset,
+    contract: ResolvedContract,
+    *,
+    location: str | None = None,
 ) -> dg.AssetSpec:
     """The files of a lake dataset. Dagster links a sensor only from the assets its job
     materializes, so the sensor that watches these files is named (and linked, when the code
@@ -42,9 +77,11 @@ def lake_dataset_spec(
         or f"{dataset.format} files matching `{dataset.pattern}` in the {lake.provider} lake `{lake_name}`",
         group_name=lake_name,
         kinds={lake.provider, dataset.format},
-        owners=lake.owners or None,
-        tags={"lakesync/lake": lake_name},
+        owners=[*dict.fromkeys([*dataset.owners, *lake.owners])] or None,
+        tags={"lakesync/lake": lake_name, **asset_tags(dataset.tags, contract)},
         metadata={
+            "dagster/column_schema": dataset_columns(dataset, contract),
+            "dagster/table_name": f"{lake_name}.{name}",
             "lake_location": lake.location,
             "pattern": dataset.pattern,
             "format": dataset.format,
@@ -71,6 +108,13 @@ def audit_spec() -> dg.AssetSpec:
         "rows, table version, run, credential names) and every drift decision; `lakesync audit` queries it",
         group_name="lakehouse",
         kinds={"delta"},
+    )
+
+
+def catalog_description() -> str:
+    return (
+        "Every asset and column of every lake, table and feature: canonical and source names, types, "
+        "personal data, checks, owners, versions, freshness; `lakesync catalog search` queries it"
     )
 
 
@@ -104,6 +148,8 @@ def table_specs(config: LakesyncConfig, table: str, contract: ResolvedContract) 
         or f"Unified `{table}` table ({settings.mode}, drift: {settings.drift})",
         group_name="lakehouse",
         kinds={"delta", "polars", "pandera"},
+        owners=settings.owners or None,
+        tags=asset_tags(settings.tags, contract) or None,
         skippable=True,
         metadata={
             "dagster/column_schema": column_schema(contract, provenance=Provenance.of(config)),

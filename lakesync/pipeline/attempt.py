@@ -10,8 +10,10 @@ import polars as pl
 import pyarrow as pa
 from deltalake import DeltaTable
 
+from lakesync.commit.delta import arrow_schema, output_schema, table_polars_schema
 from lakesync.conform.drift import DriftReport
-from lakesync.conform.target import TargetSchema
+from lakesync.conform.target import TargetSchema, target_schema
+from lakesync.pipeline.context import TableContext
 from lakesync.state.values import BatchPlan, FileOutcome
 
 
@@ -56,7 +58,9 @@ class Redo:
 class Attempt:
     """One attempt at committing a round, against one snapshot of the table."""
 
-    snapshot: DeltaTable
+    snapshot: DeltaTable | None
+    """The table as the attempt found it (``None`` only for a query's read of a table not created
+    yet: every commit is made against a snapshot)."""
     shape: Shape
     write: tuple[BatchPlan, ...]
     """Batches the table does not hold yet: their rows are committed."""
@@ -83,3 +87,38 @@ class FileResult:
     """Its quarantine records."""
     redo: Redo | None = None
     """Set when the attempt cannot write this file as it stands: the round is redone."""
+
+
+def attempt_shape(
+    ctx: TableContext, snapshot: DeltaTable | None, *, rescue: bool, added: Mapping[str, pl.DataType]
+) -> Shape:
+    """The columns an attempt against ``snapshot`` (the table as it is, or none yet) writes:
+    the contract's, those earlier drift added, ``added``; personal data as stored, provenance."""
+    rules = ctx.rules
+    current = table_polars_schema(snapshot)
+    base = target_schema(
+        ctx.table.contract.contract, current, rescue=rescue, provenance=rules.provenance.names
+    )
+    target = base.with_added(added)
+    schema = output_schema(target, rules.pii, rules.provenance)
+    return Shape(target, base, tuple(schema), rules.pii.marked(arrow_schema(schema)))
+
+
+def value_sampler(snapshot: DeltaTable | None) -> Callable[[str], pl.Series | None]:
+    """A sample of a table column's values (for rename evidence), read once per column."""
+    cache: dict[str, pl.Series | None] = {}
+
+    def values(column: str) -> pl.Series | None:
+        if snapshot is None:
+            return None
+        if column not in cache:
+            try:
+                sample = snapshot.to_pyarrow_dataset().head(2000, columns=[column])
+            except (pa.ArrowInvalid, KeyError, ValueError):
+                cache[column] = None
+            else:
+                frame = pl.from_arrow(sample)
+                cache[column] = frame[column] if isinstance(frame, pl.DataFrame) else None
+        return cache[column]
+
+    return values

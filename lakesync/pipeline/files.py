@@ -258,6 +258,22 @@ class FileJob:
 
     def checked(self, raw: pl.DataFrame, chunk: pl.DataFrame) -> pl.DataFrame:
         """The chunk conformed to the table and validated by the contract: its valid rows."""
+        frame, failures = self.judged(chunk)
+        if not failures.height:
+            return frame
+        bad = failures["row"].unique()
+        is_bad = pl.col(ROW).is_in(bad.implode())
+        bad_raw = raw.filter(is_bad)
+        pii = self.ctx.rules.pii
+        if pii:  # only the rows going to quarantine: treating is per value
+            failures = pii.failures(failures, self.quoted(bad_raw, frame.filter(is_bad)))
+        self.quarantine(bad_raw, failures, bad.len())
+        return frame.filter(~is_bad)
+
+    def judged(self, chunk: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Every row of the chunk conformed to the table (a value that cannot be converted is
+        null), and the failures (``row``, ``column``, ``rule``, ``message``) of those that do not
+        convert or do not pass the contract."""
         runtime, pii = self.runtime, self.ctx.rules.pii
         rules = ConformRules(
             source_names=runtime.source_names,
@@ -274,15 +290,7 @@ class FileJob:
         found = validate_chunk(candidates, self.ctx.table.contract, self.tracker)
         if found.height:
             failures = pl.concat([failures, found])
-        if not failures.height:
-            return conformed.frame
-        bad = failures["row"].unique()
-        is_bad = pl.col(ROW).is_in(bad.implode())
-        bad_raw = raw.filter(is_bad)
-        if pii:  # only the rows going to quarantine: treating is per value
-            failures = pii.failures(failures, self.quoted(bad_raw, conformed.frame.filter(is_bad)))
-        self.quarantine(bad_raw, failures, bad.len())
-        return conformed.frame.filter(~is_bad)
+        return conformed.frame, failures
 
     def quarantine(self, raw: pl.DataFrame, failures: pl.DataFrame, rows: int) -> None:
         pii = self.ctx.rules.pii

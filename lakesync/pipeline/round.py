@@ -15,21 +15,20 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
 import polars as pl
-import pyarrow as pa
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from lakesync.commit import delta
-from lakesync.commit.delta import DeltaTarget, arrow_schema, output_schema, table_polars_schema
+from lakesync.commit.delta import DeltaTarget, arrow_schema, output_schema
 from lakesync.commit.rows import RowsTarget, commit_rows
 from lakesync.conform import ColumnDrift, DriftReport, target_schema
-from lakesync.pipeline.attempt import Attempt, FileResult, Redo, Shape
+from lakesync.pipeline.attempt import Attempt, FileResult, Redo, attempt_shape, value_sampler
 from lakesync.pipeline.context import TableContext
 from lakesync.pipeline.failures import ContractFailures, summarize
 from lakesync.pipeline.keys import Holder, KeyGuard
@@ -128,18 +127,14 @@ def prepare(ctx: TableContext, plans: Sequence[BatchPlan], redo: Redo) -> Attemp
             )
             raise BatchOrderError(msg)
     rules.pii.check_table(table.name, [(f.name, f.metadata) for f in snapshot.schema().fields])
-    current = table_polars_schema(snapshot)
-    base = target_schema(table.contract.contract, current, rescue=rescue, provenance=rules.provenance.names)
-    target = base.with_added(redo.added)
-    schema = output_schema(target, rules.pii, rules.provenance)
     return Attempt(
         snapshot=snapshot,
-        shape=Shape(target, base, tuple(schema), rules.pii.marked(arrow_schema(schema))),
+        shape=attempt_shape(ctx, snapshot, rescue=rescue, added=redo.added),
         write=tuple(p for p in plans if versions[p.dataset] < p.version),
         done=tuple(p for p in plans if versions[p.dataset] >= p.version),
         redo=redo,
         ingested_at=datetime.now(tz=UTC),
-        table_values=_value_sampler(snapshot),
+        table_values=value_sampler(snapshot),
     )
 
 
@@ -149,10 +144,12 @@ def write_data(ctx: TableContext, attempt: Attempt) -> Written | Redo | None:
     Returns what to redo when a file changes what the round must write, ``None`` when a
     concurrent commit won the race.
     """
-    guard = key_guard(ctx, attempt.snapshot)
+    snapshot = attempt.snapshot
+    assert snapshot is not None, "prepare() made the table"
+    guard = key_guard(ctx, snapshot)
     writing = RoundStream(ctx, attempt, attempt.write, guard)
     draining = RoundStream(ctx, attempt, attempt.done, guard, drained=True)
-    version, committed, superseded = attempt.snapshot.version(), False, 0
+    version, committed, superseded = snapshot.version(), False, 0
     try:
         if attempt.write:
             done = commit_rows(
@@ -286,11 +283,13 @@ def _holder(ctx: TableContext) -> Holder:
 
 
 def _rows_target(ctx: TableContext, attempt: Attempt) -> RowsTarget:
-    current = {f.name for f in attempt.snapshot.schema().fields}
+    snapshot = attempt.snapshot
+    assert snapshot is not None, "prepare() made the table"
+    current = {f.name for f in snapshot.schema().fields}
     target = DeltaTarget(
         lakehouse=ctx.lakehouse,
         uri=ctx.uri,
-        snapshot=attempt.snapshot,
+        snapshot=snapshot,
         partition_by=ctx.table.settings.partition_by,
         evolve=any(name not in current for name in attempt.shape.columns),
         writer=ctx.rules.provenance.writer_properties(),
@@ -315,23 +314,3 @@ def _stamp(ctx: TableContext, plans: Sequence[BatchPlan]) -> Stamp:
         "lakesync.source_files": json.dumps(files[:100]),
     }
     return Stamp({p.dataset: p.version for p in plans}, metadata)
-
-
-def _value_sampler(snapshot: DeltaTable | None) -> Callable[[str], pl.Series | None]:
-    """A sample of a table column's values (for rename evidence), read once per column."""
-    cache: dict[str, pl.Series | None] = {}
-
-    def values(column: str) -> pl.Series | None:
-        if snapshot is None:
-            return None
-        if column not in cache:
-            try:
-                sample = snapshot.to_pyarrow_dataset().head(2000, columns=[column])
-            except (pa.ArrowInvalid, KeyError, ValueError):
-                cache[column] = None
-            else:
-                frame = pl.from_arrow(sample)
-                cache[column] = frame[column] if isinstance(frame, pl.DataFrame) else None
-        return cache[column]
-
-    return values

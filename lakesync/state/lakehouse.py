@@ -7,6 +7,7 @@ Layout under the lakehouse URI::
     <uri>/_superseded/<table>     versions a merge did not keep, and what beat them
     <uri>/_ledger                 every file seen, per batch (asset lakehouse/_ledger)
     <uri>/_drift                  drift events and decisions (asset lakehouse/_drift)
+    <uri>/_catalog                every asset and column of every lake and table (lakesync catalog)
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ class Lakehouse:
     @property
     def intake_uri(self) -> str:
         return self._join("_intake")
+
+    @property
+    def catalog_uri(self) -> str:
+        return self._join("_catalog")
 
     def open(self, uri: str) -> DeltaTable | None:
         """The Delta table at ``uri`` at its latest version, or ``None`` if none exists yet."""

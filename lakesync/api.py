@@ -1,0 +1,73 @@
+"""lakesync from Python (a notebook): the catalog and queries in place, as polars DataFrames.
+
+import lakesync
+lakesync.query("select currency, count(*) from orders group by currency")
+lakesync.query("select * from us_sales.orders where amount > 100", strict=True)
+lakesync.catalog()          # one row per asset and column
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+
+from lakesync.catalog import catalog_frame
+from lakesync.catalog import search as find
+from lakesync.config import LakesyncConfig, default_config_path, load_config
+from lakesync.config.contracts import hashes_pii
+from lakesync.defs.providers import open_lakehouse, open_stores
+from lakesync.sql import QueryOptions, reads_in_place, run_query
+
+
+def _config(config: str | Path | LakesyncConfig | None) -> LakesyncConfig:
+    if isinstance(config, LakesyncConfig):
+        return config
+    return load_config(Path(config) if config is not None else default_config_path(os.environ))
+
+
+def query(  # noqa: PLR0913 - keyword-only options of one query
+    sql: str,
+    *,
+    config: str | Path | LakesyncConfig | None = None,
+    as_of: int | datetime | None = None,
+    fresh: bool = False,
+    strict: bool = False,
+    limit: int | None = None,
+) -> pl.DataFrame:
+    """The answer to ``sql`` over the tables (``orders``), lake datasets (``us_sales.orders``)
+    and ``_catalog`` of ``config`` (a path, a loaded config, default ``$LAKESYNC_CONFIG`` then
+    ``./lakesync.yaml``), as ``lakesync query`` gives it; raises
+    :class:`lakesync.sql.QueryError` with a sentence saying what is wrong."""
+    project = _config(config)
+    options = QueryOptions(as_of=as_of, fresh=fresh, strict=strict, limit=limit)
+    lakehouse = open_lakehouse(project, pii_key=hashes_pii(project) and reads_in_place(project, sql, options))
+    with open_stores(project) as stores:
+        return run_query(project, sql, lakehouse=lakehouse, stores=stores, options=options).frame
+
+
+def search(
+    text: str,
+    *,
+    config: str | Path | LakesyncConfig | None = None,
+    columns_only: bool = False,
+    tag: str | None = None,
+    lake: str | None = None,
+) -> pl.DataFrame:
+    """Where is column ``text``: the catalog's entries matching it, best first, as
+    ``lakesync catalog search`` finds them (one row per entry; ``sources`` lists each lake
+    dataset's name for the column). The whole catalog: ``query("select * from _catalog")``."""
+    project = _config(config)
+    hits = find(
+        catalog_frame(project, open_lakehouse(project)), text, columns_only=columns_only, tag=tag, lake=lake
+    )
+    source = pl.Struct({"asset": pl.String(), "column": pl.String()})
+    schema: dict[str, pl.DataType] = {
+        **dict.fromkeys(["match", "asset", "column", "type", "pii", "description"], pl.String()),
+        "score": pl.Float64(),
+        "sources": pl.List(source),
+    }
+    frame = pl.DataFrame([h.to_dict() for h in hits], schema=schema)
+    return frame.select("score", "match", "asset", "column", "type", "pii", "description", "sources")
