@@ -10,7 +10,7 @@ its peak RSS is its own; ratios compare cases of the same run on the same machin
     python -m bench.run [--rows 10000000] [--files 200] [--csv-rows 2000000] [--csv-files 40]
                         [--json-rows 2000000] [--json-files 40] [--repeat 3]
                         [--discovery-files 100000] [--cloud-files 100000] [--unique 1] [--cli 1]
-                        [--ledger-files 100000,1000000]
+                        [--ledger-files 100000,1000000] [--query-rows 10000000]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 
 import polars as pl
 
-from bench import cli, cloud_discovery, events, fixed, ledger, merge, unique
+from bench import cli, cloud_discovery, events, fixed, ledger, merge, query, unique
 from bench.discovery import tick
 from bench.proc import own_peak_mb, run_child
 from bench.shapes import write_lake
@@ -213,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
         default=100,
         help="files of the live-sync latency case (S3 -> SQS; 0: skip)",
     )
+    parser.add_argument(
+        "--query-rows", type=int, default=10_000_000, help="rows of the query-in-place table (0: skip)"
+    )
     parser.add_argument("--child", choices=CASES)
     parser.add_argument("--folder", type=Path)
     parser.add_argument("--format", choices=["parquet", "csv", "ndjson"])
@@ -277,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     live = events.measure(args.events_files, seconds=30.0, interval=2.0) if args.events_files else {}
     sizes = [int(n) for n in args.ledger_files.split(",") if n.strip()]
     ledgers = ledger.measure(sizes, repeat=min(args.repeat, 2)) if sizes else []
+    queries = query.measure(args.query_rows, 20, args.repeat) if args.query_rows else {}
     report(
         results,
         ticks,
@@ -287,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         many=many,
         live=live,
         ledgers=ledgers,
+        queries=queries,
     )
     return 0
 
@@ -308,6 +313,7 @@ def report(
     many: dict[str, Any] | None = None,
     live: dict[str, Any] | None = None,
     ledgers: list[dict[str, Any]] | None = None,
+    queries: dict[str, Any] | None = None,
 ) -> None:
     header = (
         f"{'format':8} {'case':12} {'rows':>11} {'files':>5} {'wall s':>7} {'cpu s':>7} "
@@ -380,6 +386,7 @@ def report(
         "many_datasets": many or {},
         "live_sync": live or {},
         "ledger_ticks": ledgers or [],
+        "query_in_place": queries or {},
     }
     if uniques:
         unique.report(uniques)
@@ -396,6 +403,8 @@ def report(
         events.report(live)
     if ledgers:
         ledger.report(ledgers)
+    if queries:
+        query.report(queries)
     for name in (f"bench-{stamp}.json", "latest.json"):
         (RESULTS / name).write_text(json.dumps(payload, indent=2))
     print(f"Wrote {RESULTS / f'bench-{stamp}.json'}")

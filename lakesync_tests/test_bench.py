@@ -55,3 +55,14 @@ def test_the_ledger_bench_finds_the_new_files_among_the_known_ones() -> None:
     assert (result["known"], result["new"]) == (3_000, 7)  # the child asserts it found exactly 7
     assert result["tick_s"] >= result["read_s"] > 0 and result["peak_rss_mb"] > 0
     ledger.report([result])
+
+
+def test_the_query_bench_answers_like_polars_and_prunes_by_statistics(tmp_path: Path) -> None:
+    from bench import query
+
+    result = query.measure(200_000, 10, 1, data=tmp_path)
+    key_range, everything = result["cases"]["key range"], result["cases"]["aggregate"]
+    assert key_range["rows_out"] == 10_000 and everything["rows_out"] == 20  # the child compares answers
+    # A key range reads one file of ten (its statistics), the aggregate all of its two columns.
+    assert key_range["lakesync query MB read"] < everything["lakesync query MB read"] / 2
+    query.report(result)
