@@ -139,8 +139,10 @@ def catalog_frame(
     drift = DriftLog(lakehouse)
     datasets = [dataset_id(lake, name) for lake, spec in config.lakes.items() for name in spec.datasets]
     states = ledger_states(lakehouse.open(lakehouse.ledger_uri), datasets)
+    events = drift.events()
+    decisions = drift.every_decision()
     open_drift: dict[str, int] = {}
-    for event in drift.events():
+    for event in events:
         if event.status == "open":
             open_drift[event.dataset] = open_drift.get(event.dataset, 0) + 1
     feeds: dict[str, list[tuple[str, str]]] = {t: [] for t in config.tables}
@@ -179,7 +181,7 @@ def catalog_frame(
     for lake, spec in config.lakes.items():
         for name, dataset in spec.datasets.items():
             key = dataset_id(lake, name)
-            renames = drift.decisions(key).renames
+            renames = decisions[key].renames if key in decisions else {}
             source_names = {canonical: source for source, canonical in {**renames, **dataset.columns}.items()}
             columns = tables[dataset.table]
             personal = any(c.get("pii") or c.get("subject_key") for c in columns)

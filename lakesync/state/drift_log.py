@@ -226,17 +226,14 @@ class DriftLog:
         return decided
 
     def decisions(self, dataset: str) -> Decisions:
-        approved: set[str] = set()
-        rejected: dict[str, str] = {}
-        renames: dict[str, str] = {}
-        for event in self.events(dataset=dataset):
-            if event.status == "approved":
-                approved.add(event.id)
-                renames.update(event.renames)
-            elif event.status == "rejected":
-                when = event.decided_at.strftime("%Y-%m-%d %H:%M UTC") if event.decided_at else "?"
-                rejected[event.id] = f"{event.decided_by} on {when}"
-        return Decisions(frozenset(approved), rejected, renames)
+        return _decisions(self.events(dataset=dataset))
+
+    def every_decision(self) -> dict[str, Decisions]:
+        """Each dataset's decisions, from one read of the log."""
+        by_dataset: dict[str, list[DriftEvent]] = {}
+        for event in self.events():
+            by_dataset.setdefault(event.dataset, []).append(event)
+        return {dataset: _decisions(events) for dataset, events in by_dataset.items()}
 
     def source_columns(self, config: LakesyncConfig, table: str) -> dict[str, str]:
         """Source column name -> canonical name, over the datasets feeding ``table``: the
@@ -248,3 +245,19 @@ class DriftLog:
                 if dataset.table == table:
                     names |= self.decisions(f"{lake}.{name}").renames | dataset.columns
         return names
+
+
+def _decisions(events: list[DriftEvent]) -> Decisions:
+    """What reviewers decided, from a dataset's events."""
+    approved: set[str] = set()
+    rejected: dict[str, str] = {}
+    renames: dict[str, str] = {}
+    for event in events:
+        if event.status == "approved":
+            approved.add(event.id)
+            renames.update(event.renames)
+        elif event.status == "rejected":
+            when = event.decided_at.strftime("%Y-%m-%d %H:%M UTC") if event.decided_at else "?"
+            rejected[event.id] = f"{event.decided_by} on {when}"
+    return Decisions(frozenset(approved), rejected, renames)
+
