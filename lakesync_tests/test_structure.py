@@ -22,6 +22,7 @@ LAYERS = [
     "monitor",  # verdicts of the checks
     "catalog",  # every asset and column, searchable
     "sql",  # one query over tables and lake files, in place
+    "coldstart",  # a new lake's datasets, formats, mappings and contracts proposed
     "report",  # text for people
     "defs",  # the Dagster wiring
     "definitions",  # the code location

@@ -14,6 +14,7 @@ _MAIN = "lakesync.cli.main"
 _REVIEW = "lakesync.cli.review"
 _GOVERNANCE = "lakesync.cli.governance"
 _EXPLORE = "lakesync.cli.explore"
+_SCAN = "lakesync.cli.scan"
 
 
 def _version() -> str:
@@ -162,6 +163,34 @@ def _explore_commands(commands: argparse._SubParsersAction) -> None:  # type: ig
     )
     show.add_argument("asset", help="lakehouse/orders, orders, eu_sales.orders or lakes/eu_sales/orders")
     show.add_argument("--format", choices=["table", "json"], default="table")
+    scan = _command(
+        commands,
+        "scan",
+        f"{_SCAN}:cmd_scan",
+        "propose datasets, formats, mappings and contracts for a lake (nothing is ingested)",
+        config=False,
+    )
+    scan.add_argument(
+        "target",
+        help="a folder, s3://bucket/prefix, gs://..., az://account/container/..., or a lake of lakesync.yaml",
+    )
+    scan.add_argument(
+        "--config",
+        help="lakesync.yaml whose tables to match (default: $LAKESYNC_CONFIG, then ./lakesync.yaml, if any)",
+    )
+    scan.add_argument("--lake", help="the lake's name in the proposal (default: from the folder or bucket)")
+    scan.add_argument(
+        "--sample", type=int, default=3, help="files sampled per dataset (newest first; default 3)"
+    )
+    scan.add_argument(
+        "--rows", type=int, default=2000, help="rows read from each sampled file (default 2000)"
+    )
+    scan.add_argument(
+        "--write", help="write the proposal merged into this file (or the config) and validate it"
+    )
+    scan.add_argument("--endpoint-url", help="a non-default object-store endpoint (MinIO, an emulator)")
+    scan.add_argument("--region", help="the S3 region")
+    scan.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     query = _command(
         commands,
         "query",

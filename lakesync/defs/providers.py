@@ -84,20 +84,22 @@ def store_for(name: str, lake: AnyLake, resource: LakeResource | None) -> LakeSt
 
 
 @contextmanager
+def open_store(name: str, lake: AnyLake) -> Iterator[LakeStore]:
+    """The store of one lake outside a run: its resource initialized here (Dagster reads the
+    secret variables now), torn down when the context ends."""
+    resource = lake_resource(lake)
+    if resource is None:
+        yield store_for(name, lake, None)
+        return
+    with resource.process_config_and_initialize_cm() as initialized:
+        yield store_for(name, lake, initialized)
+
+
+@contextmanager
 def open_stores(config: LakesyncConfig) -> Iterator[dict[str, LakeStore]]:
-    """Stores of every lake outside a run: their resources are initialized here (Dagster reads
-    the secret variables now) and torn down when the context ends."""
+    """Stores of every lake outside a run (:func:`open_store`)."""
     with ExitStack() as stack:
-        stores = {}
-        for name, lake in config.lakes.items():
-            resource = lake_resource(lake)
-            initialized = (
-                stack.enter_context(resource.process_config_and_initialize_cm())
-                if resource is not None
-                else None
-            )
-            stores[name] = store_for(name, lake, initialized)
-        yield stores
+        yield {name: stack.enter_context(open_store(name, lake)) for name, lake in config.lakes.items()}
 
 
 def open_lakehouse(config: LakesyncConfig, *, pii_key: bool = False) -> Lakehouse:

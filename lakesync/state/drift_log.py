@@ -260,4 +260,3 @@ def _decisions(events: list[DriftEvent]) -> Decisions:
             when = event.decided_at.strftime("%Y-%m-%d %H:%M UTC") if event.decided_at else "?"
             rejected[event.id] = f"{event.decided_by} on {when}"
     return Decisions(frozenset(approved), rejected, renames)
-
