@@ -29,7 +29,7 @@ from typing import Any
 
 import polars as pl
 
-from bench import cli, cloud_discovery, events, fixed, ledger, merge, query, unique
+from bench import cli, cloud_discovery, events, fixed, ledger, matching, merge, query, unique
 from bench.discovery import tick
 from bench.proc import own_peak_mb, run_child
 from bench.shapes import write_lake
@@ -281,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(n) for n in args.ledger_files.split(",") if n.strip()]
     ledgers = ledger.measure(sizes, repeat=min(args.repeat, 2)) if sizes else []
     queries = query.measure(args.query_rows, 20, args.repeat) if args.query_rows else {}
+    matches = matching.measure()
     report(
         results,
         ticks,
@@ -292,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         live=live,
         ledgers=ledgers,
         queries=queries,
+        matches=matches,
     )
     return 0
 
@@ -314,6 +316,7 @@ def report(
     live: dict[str, Any] | None = None,
     ledgers: list[dict[str, Any]] | None = None,
     queries: dict[str, Any] | None = None,
+    matches: dict[str, Any] | None = None,
 ) -> None:
     header = (
         f"{'format':8} {'case':12} {'rows':>11} {'files':>5} {'wall s':>7} {'cpu s':>7} "
@@ -387,6 +390,7 @@ def report(
         "live_sync": live or {},
         "ledger_ticks": ledgers or [],
         "query_in_place": queries or {},
+        "column_matching": {k: v for k, v in (matches or {}).items() if k != "pairs"},
     }
     if uniques:
         unique.report(uniques)
@@ -405,6 +409,8 @@ def report(
         ledger.report(ledgers)
     if queries:
         query.report(queries)
+    if matches:
+        matching.report(matches)
     for name in (f"bench-{stamp}.json", "latest.json"):
         (RESULTS / name).write_text(json.dumps(payload, indent=2))
     print(f"Wrote {RESULTS / f'bench-{stamp}.json'}")

@@ -217,3 +217,14 @@ def test_scan_works_the_same_on_the_s3_and_azure_emulators(
     monkeypatch.setenv("LAKE_AZURE_KEY", AZURITE_KEY)
     document = _scan_bucket(azure, capsys, "partner", "--config", str(demo))
     assert AZURITE_KEY not in json.dumps(document) and document["lakes"]["partner"]["provider"] == "azure"
+
+
+def test_the_labelled_matching_benchmark_keeps_its_precision_and_recall() -> None:
+    from bench import matching
+
+    result = matching.measure()
+    assert result["labelled_pairs"] >= 60
+    # Measured 98% / 91% / 100% (make bench): a change to the scoring must not make it worse.
+    assert result["proposal_precision"] >= 0.95 and result["proposal_recall"] >= 0.9, result["wrong"]
+    assert result["auto_precision"] == 1.0
+    matching.report(result)
