@@ -202,9 +202,11 @@ def test_the_browser_shows_lakes_flowing_into_the_table_and_on_to_the_feature(
     ui: Server, browser_page: Page
 ) -> None:
     page = browser_page
+    page.set_viewport_size({"width": 1800, "height": 1300})  # the graph fits without zooming out
     _open(page, f"{ui.url}/assets/lakehouse/orders?view=lineage&lineageScope=neighbors")
     feature = page.locator('[data-tooltip="customer_spend"]')
     feature.first.wait_for(timeout=60_000)
+    page.get_by_text("_catalog", exact=True).first.wait_for(timeout=30_000)
     for group in ("apac_sales", "eu_sales", "us_sales", "lakehouse", "features"):
         assert page.get_by_text(group, exact=True).count() >= 1, group
     page.get_by_text("Never materialized").wait_for(timeout=30_000)  # the feature, blocked

@@ -23,6 +23,7 @@ from lakesync.defs.instance import InstanceError
 from lakesync.defs.metadata import RESULT_KEY
 from lakesync.defs.prescan import TablePlan, plan_tables
 from lakesync.defs.providers import open_lakehouse
+from lakesync.defs.queue import QueueError
 from lakesync.defs.resources import config_problem
 from lakesync.defs.runs import Finish, RunOutcome, Runs, step_error
 from lakesync.features.build import FeatureError, built_from, input_versions
@@ -166,7 +167,7 @@ def _catalog(config: LakesyncConfig, lakehouse: Lakehouse, runs: Runs) -> list[s
         metadata = rebuild_catalog(config, lakehouse)
     except (OSError, DeltaError) as exc:
         return [f"catalog: not rebuilt: {str(exc).splitlines()[0] if str(exc) else exc!r}"]
-    with contextlib.suppress(InstanceError):
+    with contextlib.suppress(InstanceError, QueueError):  # the sync said why already
         report_catalog(runs.get()[0], metadata)
     return []
 
