@@ -94,21 +94,15 @@ def search(
     if tag is not None:
         rows = rows.filter(pl.col("tags").map_elements(lambda t: _has_tag(t, tag), return_dtype=pl.Boolean))
     hits: list[Hit] = []
-    datasets = rows.filter(pl.col("kind") == "dataset")
+    named_in: dict[tuple[str, str], list[Source]] = {}
+    for r in rows.filter(pl.col("kind") == "dataset").iter_rows(named=True):
+        source = Source(r["asset"], r["lake"], r["dataset"], r["source_column"])
+        named_in.setdefault((r["table"], r["column"]), []).append(source)
     owners = rows.filter(pl.col("kind") != "dataset")
     for (asset, column), entry in owners.group_by("asset", "column", maintain_order=True):
         first = entry.row(0, named=True)
         table = first["table"]
-        sources = tuple(
-            Source(r["asset"], r["lake"], r["dataset"], r["source_column"])
-            for r in (
-                datasets.filter((pl.col("table") == table) & (pl.col("column") == column)).iter_rows(
-                    named=True
-                )
-                if table is not None
-                else ()
-            )
-        )
+        sources = tuple(named_in.get((table, column), ())) if table is not None else ()
         if lake is not None:
             sources = tuple(s for s in sources if s.lake == lake)
             if not sources:
@@ -135,5 +129,8 @@ def search(
             name = str(row["asset"]).rsplit("/", 1)[-1]
             found = _score(text, name) or _score(text, str(row["asset"]))
             if found is not None:
-                hits.append(Hit(found[0], f"asset name ({found[1]})", str(row["asset"]), None, row["kind"]))
+                # An asset's kind (table, dataset, feature) stands in its type.
+                hits.append(
+                    Hit(found[0], f"asset name ({found[1]})", str(row["asset"]), None, type=row["kind"])
+                )
     return sorted(hits, key=lambda h: (-h.score, h.asset, h.column or ""))

@@ -11,6 +11,7 @@ Nothing is ingested and nothing is written: the proposal is values, turned into 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,8 +93,9 @@ def _read_sample(
             found = sniffed or sniff(path, group.format, compressed=group.compressed)
             spec = ReadSpec(format=found.format, options=FormatOptions(**found.options), chunk_rows=rows)  # type: ignore[arg-type]
             try:
-                chunk = next(iter(read_file(path, spec)))
-            except (FileReadError, ValueError, OSError) as exc:
+                with contextlib.closing(read_file(path, spec)) as chunks:  # the first chunk only
+                    chunk = next(chunks)
+            except (FileReadError, ValueError, OSError, StopIteration) as exc:
                 problems.append(f"{entry.path}: {exc}")
                 continue
         sniffed = found

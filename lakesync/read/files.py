@@ -14,7 +14,7 @@ from __future__ import annotations
 import gzip
 import shutil
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -35,7 +35,7 @@ READERS: dict[str, Reader] = {
 """Format name (``format:`` of a dataset) -> its reader."""
 
 
-def read_file(path: Path, spec: ReadSpec) -> Iterator[pl.DataFrame]:
+def read_file(path: Path, spec: ReadSpec) -> Generator[pl.DataFrame, None, None]:
     """Yield the file's records in chunks; at least one chunk (maybe empty, with the columns).
 
     Raises :class:`FileReadError` for anything that makes the file unreadable, possibly after
