@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -19,6 +20,10 @@ from lakesync.catalog import search as find
 from lakesync.config import LakesyncConfig, default_config_path, load_config
 from lakesync.config.contracts import hashes_pii
 from lakesync.defs.providers import open_lakehouse, open_stores
+from lakesync.features.build import FeatureError
+from lakesync.features.online import lookup, store_path
+from lakesync.features.timeline import Labels
+from lakesync.features.timeline import training_set as build_training_set
 from lakesync.sql import QueryOptions, reads_in_place, run_query
 
 
@@ -71,3 +76,32 @@ def search(
     }
     frame = pl.DataFrame([h.to_dict() for h in hits], schema=schema)
     return frame.select("score", "match", "asset", "column", "type", "pii", "description", "sources")
+
+
+def training_set(  # noqa: PLR0913 - keyword-only options of one training set
+    labels: pl.DataFrame,
+    *,
+    features: list[str],
+    at: str,
+    entity: dict[str, str] | None = None,
+    timezone: str = "UTC",
+    config: str | Path | LakesyncConfig | None = None,
+) -> pl.DataFrame:
+    """``labels`` with each feature's values as of each row's ``at`` column, never computed from
+    rows with a later event time (:mod:`lakesync.features.timeline`)."""
+    project = _config(config)
+    request = Labels(labels, at, entity or {}, timezone)
+    return build_training_set(project, open_lakehouse(project), request, features).frame
+
+
+def get_online_features(
+    feature: str, entities: dict[str, list[Any]], *, config: str | Path | LakesyncConfig | None = None
+) -> pl.DataFrame:
+    """The latest values of ``feature`` for each entity (key column -> values), from the online
+    store; nulls for an entity it does not hold."""
+    project = _config(config)
+    path = store_path(project)
+    if path is None:
+        msg = "this lakehouse has no online store: set lakehouse.online_store in lakesync.yaml"
+        raise FeatureError(msg)
+    return lookup(path, feature, entities)

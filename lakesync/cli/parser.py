@@ -15,6 +15,7 @@ _REVIEW = "lakesync.cli.review"
 _GOVERNANCE = "lakesync.cli.governance"
 _EXPLORE = "lakesync.cli.explore"
 _SCAN = "lakesync.cli.scan"
+_FEATURES = "lakesync.cli.features"
 
 
 def _version() -> str:
@@ -212,6 +213,39 @@ def _explore_commands(commands: argparse._SubParsersAction) -> None:  # type: ig
     query.add_argument("--limit", type=int, help="at most this many rows")
 
 
+def _feature_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """`features training-set` and `features get`: the feature store."""
+    features = commands.add_parser(
+        "features", help="feature values as of a time (training sets), and now (online)"
+    )
+    feature_commands = features.add_subparsers(dest="features_command", required=True, metavar="COMMAND")
+    training = _command(
+        feature_commands,
+        "training-set",
+        f"{_FEATURES}:cmd_training_set",
+        "each label row with the feature values as of its time (never from later rows)",
+    )
+    training.add_argument("--labels", required=True, help="a parquet, CSV or JSON-lines file of label rows")
+    training.add_argument("--at", required=True, help="the labels' time column")
+    training.add_argument("--features", required=True, nargs="+", help="feature tables (with timestamp:)")
+    training.add_argument(
+        "--entity", action="append", help="KEY or KEY=LABEL_COLUMN when the labels name a key otherwise"
+    )
+    training.add_argument("--timezone", default="UTC", help="zone of naive label times (default UTC)")
+    training.add_argument("--out", help="write parquet (or .csv) here instead of printing")
+    get = _command(
+        feature_commands,
+        "get",
+        f"{_FEATURES}:cmd_get",
+        "the latest values of entities, from the online store",
+    )
+    get.add_argument("feature")
+    get.add_argument(
+        "--entity", required=True, action="append", help="KEY=VALUE[,VALUE...], e.g. customer_id=42"
+    )
+    get.add_argument("--format", choices=["table", "json"], default="table")
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="lakesync",
@@ -223,6 +257,7 @@ def parser() -> argparse.ArgumentParser:
     _review_commands(commands)
     _governance_commands(commands)
     _explore_commands(commands)
+    _feature_commands(commands)
     demo = _command(
         commands, "demo", f"{_MAIN}:cmd_demo", "write demo lakes and a lakesync.yaml for them", config=False
     )

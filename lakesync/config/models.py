@@ -171,6 +171,12 @@ class Feature(StrictModel):
     description: str | None = None
     owners: list[Owner] = Field(default_factory=list)
     tags: dict[TagKey, TagValue] = Field(default_factory=dict)
+    timestamp: Name | None = None
+    """The input's event-time column (e.g. ``ordered_at``): with it, values *as of* any time can
+    be read back (``lakesync features training-set``), never computed from later rows. The
+    entity is ``group_by``."""
+    online: bool = True
+    """Publish the latest values per entity to the online store after each build."""
     max_runtime: float = 3600.0
     """A run of this feature still going after this long is canceled by run monitoring."""
 

@@ -81,6 +81,22 @@ def _feature_rules(
         source = match.group(2) if match else None
         if source is not None and source not in columns:
             yield (*path, "aggregations", output), f"{source!r} is not a column of {feature.inputs[0]!r}"
+    yield from _timestamp_rules(path, feature, contract)
+
+
+def _timestamp_rules(
+    path: tuple[str, ...], feature: Feature, contract: ResolvedContract
+) -> Iterator[Problem]:
+    """A feature's event-time column: a datetime or date of its input, with an entity to describe."""
+    if feature.timestamp is None:
+        return
+    column = contract.column(feature.timestamp)
+    if column is None:
+        yield (*path, "timestamp"), f"{feature.timestamp!r} is not a column of {feature.inputs[0]!r}"
+    elif column.type.name not in ("datetime", "date"):
+        yield (*path, "timestamp"), f"{feature.timestamp!r} is {column.type.name}, not a datetime or date"
+    if not feature.group_by:
+        yield (*path, "group_by"), "a feature with a timestamp needs group_by: the entity it describes"
 
 
 def _connection_rules(path: tuple[str, ...], where: object) -> Iterator[Problem]:

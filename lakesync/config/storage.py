@@ -181,6 +181,15 @@ class LakehouseBase(StrictModel):
     pii_key: EnvSecret = Field(default_factory=lambda: EnvSecret(env="LAKESYNC_PII_KEY"))
     """The secret of ``pii: hash`` columns (keyed SHA-256): the same everywhere, so a hashed key
     still joins across lakes and tables. Read only when some column is hashed."""
+    online_store: str | None = None
+    """The SQLite file feature tables publish their latest values to (relative to the config
+    file); default ``<uri>/_online/features.sqlite`` for a lakehouse on local disk, none for
+    one on an object store unless set."""
+
+    @field_validator("online_store")
+    @classmethod
+    def _online_store(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else resolve_local(value, info)
 
     @field_validator("uri")
     @classmethod

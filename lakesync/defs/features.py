@@ -15,6 +15,7 @@ from lakesync.config import LakesyncConfig
 from lakesync.defs.checks import BLOCKING_CHECKS
 from lakesync.defs.metadata import MAX_RUNTIME_TAG, delta_metadata, feature_key, table_key
 from lakesync.features import build_feature
+from lakesync.features.online import publish_feature, store_path
 
 FEATURE_TAG = "lakesync/feature"
 BLOCKED_TAG = "lakesync/blocked"
@@ -73,8 +74,19 @@ def feature_asset(config: LakesyncConfig, name: str) -> dg.AssetsDefinition:
         built = build_feature(project, name, target, run_id=context.run_id)
         if not built.updated:
             context.log.info("%s is up to date with %s", name, built.inputs)
+        served = publish_feature(project, name, target)
+        online = (
+            {
+                "online_store": str(store_path(project)),
+                "online_version": served.version,
+                "online_published_at": served.published_at.isoformat(timespec="seconds"),
+            }
+            if served is not None
+            else {}
+        )
         yield dg.MaterializeResult(
             metadata={
+                **online,
                 "dagster/row_count": built.rows,
                 "dagster/uri": target.feature_uri(name),
                 **delta_metadata(target.open(target.feature_uri(name))),

@@ -116,6 +116,7 @@ features:
     description: Spend per customer and currency, kept in sync with orders.
     inputs: [orders]
     group_by: [customer_id, currency]
+    timestamp: ordered_at   # values as of any time: lakesync features training-set
     aggregations:
       orders: count()
       total_amount: sum(amount)

@@ -34,6 +34,7 @@ from lakesync.config.contracts import ContractColumn, ResolvedContract, resolve_
 from lakesync.config.models import LakesyncConfig
 from lakesync.conform.pii import hash_text
 from lakesync.conform.target import RESCUED
+from lakesync.features.online import publish_feature
 from lakesync.governance.errors import ErasureError
 from lakesync.governance.rewrite import Rewrite, refuse_while_syncing
 from lakesync.state.audit import AuditLog
@@ -207,6 +208,9 @@ def erase_subject(
         else Erasures(lakehouse).request(subject, value, actor=how.actor)
     )
     erased, files = _delete(config, lakehouse, (subject, value, digest), how)
+    if not how.dry_run:  # the online store serves the feature tables as they now are
+        for feature in config.features:
+            publish_feature(config, feature, lakehouse)
     receipt = Receipt(
         subject=subject,
         subject_hash=digest,

@@ -1,0 +1,317 @@
+"""The feature store: values as of any time (point-in-time correct training sets, never from a
+later row) and the latest values per entity in the online store, through the CLI and Python."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import lakesync
+from lakesync.config import load_config
+from lakesync.features import build_feature
+from lakesync.features.build import FeatureError
+from lakesync.features.online import publish_feature, published, store_path
+from lakesync.features.timeline import Labels, training_set
+from lakesync.governance.erase import erase_subject
+from lakesync.pipeline import sync_table
+from lakesync.state.lakehouse import Lakehouse, lakehouse_for
+from lakesync_tests.commands import cli
+from lakesync_tests.lakes import T0, local_lake, touch, write_config
+
+AGGREGATIONS = {
+    "orders": "count()",
+    "paid": "count(amount)",
+    "total": "sum(amount)",
+    "average": "mean(amount)",
+    "largest": "max(amount)",
+    "smallest": "min(amount)",
+    "currencies": "n_unique(currency)",
+    "first_currency": "first(currency)",
+    "last_at": "max(ordered_at)",
+}
+CONTRACT = {
+    "columns": {
+        "order_id": {"type": "int64", "nullable": False},
+        "customer_id": {"type": "int64", "nullable": False, "subject_key": "customer"},
+        "amount": {"type": "float64"},
+        "currency": {"type": "string"},
+        "ordered_at": {"type": "datetime"},
+    }
+}
+
+
+def _orders_file(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    schema = pa.schema(
+        [
+            ("order_id", pa.int64()),
+            ("customer_id", pa.int64()),
+            ("amount", pa.float64()),
+            ("currency", pa.string()),
+            ("ordered_at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+    touch(path, T0)
+
+
+def _project(root: Path, rows: list[dict[str, Any]], **lakes: Any) -> Path:
+    _orders_file(root / "lake" / "a.parquet", rows)
+    datasets = {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}}
+    return write_config(
+        root,
+        lakes={"shop": local_lake(root / "lake", datasets), **lakes},
+        tables={"orders": {"contract": CONTRACT}},
+        features={
+            "spend": {
+                "inputs": ["orders"],
+                "group_by": ["customer_id"],
+                "timestamp": "ordered_at",
+                "aggregations": AGGREGATIONS,
+            }
+        },
+        lakehouse=str(root / "lakehouse"),
+    )
+
+
+def _random_orders(seed: int, count: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    return [
+        {
+            "order_id": n,
+            "customer_id": rng.randint(1, 6),
+            "amount": None if rng.random() < 0.15 else float(rng.randint(0, 500)),
+            "currency": rng.choice(["EUR", "USD", "GBP", None]),
+            # few distinct minutes: many events share their time with others
+            "ordered_at": T0 + timedelta(minutes=rng.randint(0, 60)),
+        }
+        for n in range(count)
+    ]
+
+
+def _sync(config_path: Path) -> None:
+    config = load_config(config_path)
+    lakehouse = Lakehouse(config.lakehouse.uri)
+    for table in config.tables:
+        sync_table(config, table, lakehouse=lakehouse, run_id="test")
+    for feature in config.features:
+        build_feature(config, feature, lakehouse, run_id="test")
+        publish_feature(config, feature, lakehouse)
+
+
+def _as_of_by_hand(orders: pl.DataFrame, customer: int, at: datetime) -> dict[str, Any]:
+    """What the aggregations say over the rows up to ``at``: the definition, row by row."""
+    past = orders.filter((pl.col("customer_id") == customer) & (pl.col("ordered_at") <= at))
+    past = past.sort("ordered_at", maintain_order=True)
+    amounts = past["amount"]
+    return {
+        "orders": past.height,
+        "paid": amounts.count(),
+        "total": amounts.sum() if amounts.count() else None,
+        "average": amounts.mean(),
+        "largest": amounts.max(),
+        "smallest": amounts.min(),
+        "currencies": past["currency"].n_unique() if past.height else 0,
+        "first_currency": past["currency"][0] if past.height else None,
+        "last_at": past["ordered_at"].max(),
+    }
+
+
+def test_values_as_of_each_label_equal_the_aggregation_of_the_rows_up_to_it(tmp_path: Path) -> None:
+    rows = _random_orders(7, 400)
+    config_path = _project(tmp_path, rows)
+    _sync(config_path)
+    config = load_config(config_path)
+    orders = pl.read_delta(str(tmp_path / "lakehouse" / "orders"))
+    event_times = orders["ordered_at"].unique().to_list()
+    rng = random.Random(3)
+    label_times = [
+        *(rng.choice(event_times) for _ in range(80)),  # exactly at an event's time
+        *(T0 + timedelta(seconds=rng.randint(-600, 4200)) for _ in range(120)),  # between, before, after
+    ]
+    labels = pl.DataFrame(
+        {"customer_id": [rng.randint(0, 7) for _ in label_times], "label_time": label_times}
+    )
+    got = training_set(config, lakehouse_for(config), Labels(labels, "label_time"), ["spend"]).frame
+    assert got.height == labels.height and got.select("customer_id", "label_time").equals(labels)
+    for row in got.iter_rows(named=True):
+        expected = _as_of_by_hand(orders, row["customer_id"], row["label_time"])
+        for name, value in expected.items():
+            if isinstance(value, float):
+                assert row[name] == pytest.approx(value), (name, row)
+            else:
+                assert row[name] == value, (name, row)
+
+
+def test_a_point_in_time_join_does_not_leak_what_a_latest_value_join_would(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [
+        {"order_id": 1, "customer_id": 42, "amount": 10.0, "currency": "EUR", "ordered_at": T0},
+        {
+            "order_id": 2,
+            "customer_id": 42,
+            "amount": 100.0,
+            "currency": "USD",
+            "ordered_at": T0 + timedelta(days=2),
+        },
+    ]
+    config_path = _project(tmp_path, rows)
+    _sync(config_path)
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        "customer_id,label_time,churned\n"
+        "42,2026-10-31T23:59:59Z,0\n"  # before the first order
+        "42,2026-11-01T00:00:00Z,0\n"  # at it
+        "42,2026-11-02T00:00:00Z,1\n"  # between the two
+        "42,2026-11-03T02:00:00+01:00,1\n"  # after both (01:00 UTC on the 3rd)
+    )
+    out = tmp_path / "training.parquet"
+    done = cli(
+        capsys, "features", "training-set", "--labels", str(labels), "--at", "label_time", "--features", "spend",
+        "--out", str(out), "--config", str(config_path),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "spend: as of each row's label_time, from orders version 1" in done.stderr
+    training = pl.read_parquet(out)
+    assert training["orders"].to_list() == [0, 1, 1, 2]
+    assert training["total"].to_list() == [None, 10.0, 10.0, 110.0]
+    assert training["churned"].to_list() == [0, 0, 1, 1]
+    latest = pl.read_delta(str(tmp_path / "lakehouse" / "_features" / "spend"))
+    naive = pl.read_csv(labels).join(latest, on="customer_id")
+    assert naive["total"].to_list() == [110.0] * 4  # what a latest-value join would have taught the model
+
+
+def test_lakes_with_different_clocks_meet_on_one_utc_timeline(tmp_path: Path) -> None:
+    """An order written in New York local time and one in UTC land on one timeline."""
+    us = tmp_path / "us"
+    us.mkdir()
+    (us / "orders.csv").write_text(
+        "order_id,customer_id,amount,currency,ordered_at\n7,42,5.0,USD,2026-11-01 10:00\n"
+    )  # 10:00 in New York is 15:00 UTC
+    lake = local_lake(
+        us,
+        {"orders": {"pattern": "*.csv", "format": "csv", "table": "orders", "timezone": "America/New_York"}},
+    )
+    utc_order = {
+        "order_id": 1,
+        "customer_id": 42,
+        "amount": 10.0,
+        "currency": "EUR",
+        "ordered_at": T0 + timedelta(hours=12),
+    }
+    config_path = _project(tmp_path, [utc_order], us=lake)
+    _sync(config_path)
+    config = load_config(config_path)
+    labels = pl.DataFrame(
+        {
+            "customer_id": [42, 42, 42],
+            "at": ["2026-11-01T09:59:00", "2026-11-01T10:00:00", "2026-11-01T14:59:59"],  # New York time
+        }
+    )
+    got = training_set(
+        config, lakehouse_for(config), Labels(labels, "at", timezone="America/New_York"), ["spend"]
+    )
+    # 09:59 NY = 14:59 UTC: the UTC order of 12:00 only; 10:00 NY = 15:00 UTC: both.
+    assert got.frame["orders"].to_list() == [1, 2, 2]
+    assert got.frame["total"].to_list() == [10.0, 15.0, 15.0]
+
+
+def test_bad_training_set_requests_are_one_sentence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_path = _project(tmp_path, _random_orders(1, 20))
+    _sync(config_path)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("client,when\n1,2026-11-01T00:10:00Z\n2,yesterday\n")
+    cases = {
+        ("--at", "when"): "feature 'spend' is keyed by customer_id: the labels have no column 'customer_id'",
+        ("--at", "label_time", "--entity", "customer_id=client"): "the labels have no column 'label_time'",
+        (
+            "--at",
+            "when",
+            "--entity",
+            "customer_id=client",
+        ): "label column 'when': 'yesterday' is not a date/time",
+    }
+    for extra, said in cases.items():
+        done = cli(
+            capsys, "features", "training-set", "--labels", str(labels), "--features", "spend", *extra,
+            "--config", str(config_path),
+        )  # fmt: skip
+        assert done.returncode == 2 and done.stderr.startswith(said), done.stderr
+    config = load_config(config_path)
+    with pytest.raises(FeatureError, match="unknown feature"):
+        training_set(config, lakehouse_for(config), Labels(pl.DataFrame({"at": []}), "at"), ["nope"])
+
+
+def test_the_online_store_serves_the_latest_committed_values_and_forgets_erased_subjects(
+    demo: Path, dagster_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(capsys, "sync", "--config", str(demo)).returncode == 0
+    config = load_config(demo)
+    path = store_path(config)
+    assert path is not None and path.exists()
+    feature = pl.read_delta(lakehouse_for(config).feature_uri("customer_spend"))
+    some = feature.sort("customer_id").head(3)
+    got = lakesync.get_online_features(
+        "customer_spend",
+        {"customer_id": some["customer_id"].to_list(), "currency": some["currency"].to_list()},
+        config=demo,
+    )
+    assert got.equals(some.select(got.columns))
+    customer, currency = some.row(0, named=True)["customer_id"], some.row(0, named=True)["currency"]
+    shown = cli(
+        capsys, "features", "get", "customer_spend", "--entity", f"customer_id={customer}",
+        "--entity", f"currency={currency}", "--format", "json", "--config", str(demo),
+    )  # fmt: skip
+    assert json.loads(shown.stdout)["orders"] == some.row(0, named=True)["orders"]
+    before = published(path, "customer_spend")
+    assert before is not None and before.rows == feature.height
+
+    # A new file: the next sync's feature build is published.
+    orders = demo.parent / "data" / "lakes" / "apac_sales" / "orders" / "orders-new.ndjson"
+    orders.write_text(
+        json.dumps({"order_id": 990001, "customer_id": customer, "amount": 1.0, "currency": currency,
+                    "ordered_at": "2026-11-20T10:00:00Z"}) + "\n"
+    )  # fmt: skip
+    assert cli(capsys, "sync", "--config", str(demo)).returncode == 0
+    after = published(path, "customer_spend")
+    assert after is not None and after.version is not None and before.version is not None
+    assert after.version > before.version
+    again = lakesync.get_online_features(
+        "customer_spend", {"customer_id": [customer], "currency": [currency]}, config=demo
+    )
+    assert again["orders"].to_list() == [some.row(0, named=True)["orders"] + 1]
+
+    erase_subject(config, lakehouse_for(config), "customer", str(customer))
+    gone = lakesync.get_online_features(
+        "customer_spend", {"customer_id": [customer], "currency": [currency]}, config=demo
+    )
+    assert gone["orders"].to_list() == [None]  # not served any more
+    with pytest.raises(FeatureError, match="is looked up by customer_id, currency, not customer_id"):
+        lakesync.get_online_features("customer_spend", {"customer_id": [customer]}, config=demo)
+
+
+def test_training_set_from_python_on_the_demo(
+    demo: Path, dagster_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(capsys, "sync", "--config", str(demo)).returncode == 0
+    labels = pl.DataFrame(
+        {
+            "customer_id": [1, 1],
+            "currency": ["EUR", "EUR"],
+            "label_time": [datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)],
+        }
+    )
+    got = lakesync.training_set(labels, features=["customer_spend"], at="label_time", config=demo)
+    assert got["orders"].to_list()[0] <= got["orders"].to_list()[1]
+    assert got.columns[:3] == ["customer_id", "currency", "label_time"]
