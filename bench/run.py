@@ -11,6 +11,7 @@ its peak RSS is its own; ratios compare cases of the same run on the same machin
                         [--json-rows 2000000] [--json-files 40] [--repeat 3]
                         [--discovery-files 100000] [--cloud-files 100000] [--unique 1] [--cli 1]
                         [--ledger-files 100000,1000000] [--query-rows 10000000]
+                        [--online-entities 1000000]
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 
 import polars as pl
 
-from bench import cli, cloud_discovery, events, fixed, ledger, matching, merge, query, unique
+from bench import cli, cloud_discovery, events, fixed, ledger, matching, merge, online, query, unique
 from bench.discovery import tick
 from bench.proc import own_peak_mb, run_child
 from bench.shapes import write_lake
@@ -216,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--query-rows", type=int, default=10_000_000, help="rows of the query-in-place table (0: skip)"
     )
+    parser.add_argument(
+        "--online-entities", type=int, default=1_000_000, help="entities of the online-store case (0: skip)"
+    )
     parser.add_argument("--child", choices=CASES)
     parser.add_argument("--folder", type=Path)
     parser.add_argument("--format", choices=["parquet", "csv", "ndjson"])
@@ -282,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     ledgers = ledger.measure(sizes, repeat=min(args.repeat, 2)) if sizes else []
     queries = query.measure(args.query_rows, 20, args.repeat) if args.query_rows else {}
     matches = matching.measure()
+    served = online.measure(args.online_entities) if args.online_entities else {}
     report(
         results,
         ticks,
@@ -294,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         ledgers=ledgers,
         queries=queries,
         matches=matches,
+        served=served,
     )
     return 0
 
@@ -317,6 +323,7 @@ def report(
     ledgers: list[dict[str, Any]] | None = None,
     queries: dict[str, Any] | None = None,
     matches: dict[str, Any] | None = None,
+    served: dict[str, Any] | None = None,
 ) -> None:
     header = (
         f"{'format':8} {'case':12} {'rows':>11} {'files':>5} {'wall s':>7} {'cpu s':>7} "
@@ -391,6 +398,7 @@ def report(
         "ledger_ticks": ledgers or [],
         "query_in_place": queries or {},
         "column_matching": {k: v for k, v in (matches or {}).items() if k != "pairs"},
+        "online_store": served or {},
     }
     if uniques:
         unique.report(uniques)
@@ -411,6 +419,8 @@ def report(
         query.report(queries)
     if matches:
         matching.report(matches)
+    if served:
+        online.report(served)
     for name in (f"bench-{stamp}.json", "latest.json"):
         (RESULTS / name).write_text(json.dumps(payload, indent=2))
     print(f"Wrote {RESULTS / f'bench-{stamp}.json'}")

@@ -66,3 +66,11 @@ def test_the_query_bench_answers_like_polars_and_prunes_by_statistics(tmp_path: 
     # A key range reads one file of ten (its statistics), the aggregate all of its two columns.
     assert key_range["lakesync query MB read"] < everything["lakesync query MB read"] / 2
     query.report(result)
+
+
+def test_the_online_bench_publishes_and_looks_every_entity_up() -> None:
+    from bench import online
+
+    result = online.measure(2_000, 50)  # each lookup's value is checked in the bench
+    assert result["entities"] == 2_000 and 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
+    online.report(result)

@@ -9,9 +9,11 @@ and when it was published. Keys are the feature's ``group_by`` (its entity), the
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sqlite3
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -170,46 +172,89 @@ def _dtype(text: str) -> pl.DataType:
     return pl.String()
 
 
-def lookup(path: Path, feature: str, entities: Mapping[str, Sequence[Any]]) -> pl.DataFrame:
-    """The latest values of ``feature`` for the entities (key column -> values, one per entity);
-    an entity the store does not hold comes back with nulls."""
-    if not path.exists():
-        msg = f"the online store {path} does not exist yet: build the feature tables first (lakesync sync)"
-        raise FeatureError(msg)
-    connection = _connect(path)
-    try:
-        meta = connection.execute(
-            "SELECT entity, schema FROM _lakesync_online WHERE feature = ?", (feature,)
+@dataclass(frozen=True)
+class _Served:
+    """What the store says about one feature: when published, its keys, its columns' types."""
+
+    published_at: str
+    keys: tuple[str, ...]
+    schema: dict[str, pl.DataType]
+    query: str
+
+
+class OnlineStore:
+    """Lookups in one store through one open connection (a serving process keeps one)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._connection: sqlite3.Connection | None = None
+        self._served: dict[str, _Served] = {}
+        self._lock = threading.Lock()
+
+    def _open(self) -> sqlite3.Connection:
+        if self._connection is None:
+            if not self.path.exists():
+                msg = f"the online store {self.path} does not exist yet: sync to build the feature tables"
+                raise FeatureError(msg)
+            self._connection = sqlite3.connect(
+                f"file:{self.path}?mode=ro", uri=True, timeout=30, check_same_thread=False
+            )
+        return self._connection
+
+    def _describe(self, connection: sqlite3.Connection, feature: str) -> _Served:
+        """The feature's keys and types, read again only when it was published again."""
+        row = connection.execute(
+            "SELECT published_at, entity, schema FROM _lakesync_online WHERE feature = ?", (feature,)
         ).fetchone()
-        if meta is None:
-            msg = f"feature {feature!r} is not in the online store {path} (is it built, with online: true?)"
+        if row is None:
+            msg = f"feature {feature!r} is not in the online store {self.path} (built yet? online: true?)"
             raise FeatureError(msg)
-        keys, schema = json.loads(meta[0]), {k: _dtype(v) for k, v in json.loads(meta[1]).items()}
-        if sorted(entities) != sorted(keys):
-            msg = f"feature {feature!r} is looked up by {', '.join(keys)}, not {', '.join(entities)}"
-            raise FeatureError(msg)
-        lengths = {len(entities[k]) for k in keys} - {1}
-        if len(lengths) > 1:
-            msg = f"feature {feature!r}: give each key as many values (or one, for every entity)"
-            raise FeatureError(msg)
-        count = max(lengths, default=1)
-        columns = {k: list(entities[k]) * (count if len(entities[k]) == 1 else 1) for k in keys}
-        asked = pl.DataFrame(columns).with_columns([pl.col(k).cast(schema[k], strict=False) for k in keys])
+        known = self._served.get(feature)
+        if known is not None and known.published_at == row[0]:
+            return known
+        keys = tuple(json.loads(row[1]))
         where = " AND ".join(f"{_quote(k)} = ?" for k in keys)
         query = f"SELECT * FROM {_quote(feature)} WHERE {where}"  # noqa: S608 - names quoted, values bound
-        found = [
-            row
-            for values in asked.iter_rows()
-            for row in connection.execute(query, [_cell(v) for v in values])
-        ]
-    finally:
-        connection.close()
-    names = list(schema)
-    raw = pl.DataFrame(
-        found, schema={n: pl.String if _is_text_stored(schema[n]) else schema[n] for n in names}, orient="row"
-    )
-    typed = raw.with_columns([_restore(n, schema[n]) for n in names if _is_text_stored(schema[n])])
-    return asked.join(typed, on=keys, how="left", nulls_equal=True).select(names)
+        served = _Served(row[0], keys, {k: _dtype(v) for k, v in json.loads(row[2]).items()}, query)
+        self._served[feature] = served
+        return served
+
+    def get(self, feature: str, entities: Mapping[str, Sequence[Any]]) -> pl.DataFrame:
+        """The latest values of ``feature`` for the entities (key column -> values, one per
+        entity, or one for all); an entity the store does not hold comes back with nulls."""
+        with self._lock:
+            connection = self._open()
+            served = self._describe(connection, feature)
+            keys, schema = served.keys, served.schema
+            if sorted(entities) != sorted(keys):
+                msg = f"feature {feature!r} is looked up by {', '.join(keys)}, not {', '.join(entities)}"
+                raise FeatureError(msg)
+            lengths = {len(entities[k]) for k in keys} - {1}
+            if len(lengths) > 1:
+                msg = f"feature {feature!r}: give each key as many values (or one, for every entity)"
+                raise FeatureError(msg)
+            count = max(lengths, default=1)
+            columns = {k: list(entities[k]) * (count if len(entities[k]) == 1 else 1) for k in keys}
+            asked = pl.DataFrame(columns).with_columns(
+                [pl.col(k).cast(schema[k], strict=False) for k in keys]
+            )
+            rows = []
+            for values in asked.iter_rows():
+                row = connection.execute(served.query, [_cell(v) for v in values]).fetchone()
+                rows.append(row if row is not None else (*values, *([None] * (len(schema) - len(keys)))))
+        stored = {n: pl.String() if _is_text_stored(t) else t for n, t in schema.items()}
+        raw = pl.DataFrame(rows, schema=stored, orient="row")
+        return raw.with_columns([_restore(n, t) for n, t in schema.items() if _is_text_stored(t)])
+
+
+@functools.lru_cache(maxsize=8)
+def _store(path: str) -> OnlineStore:
+    return OnlineStore(Path(path))
+
+
+def lookup(path: Path, feature: str, entities: Mapping[str, Sequence[Any]]) -> pl.DataFrame:
+    """:meth:`OnlineStore.get` on the store at ``path`` (kept open for the next lookup)."""
+    return _store(str(path)).get(feature, entities)
 
 
 def _is_text_stored(dtype: pl.DataType) -> bool:
