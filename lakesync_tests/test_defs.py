@@ -37,6 +37,7 @@ DEMO_KEYS = {
     "features/customer_spend",
     "lakehouse/_audit",
     "lakehouse/_catalog",
+    "online/customer_spend",
 }
 
 

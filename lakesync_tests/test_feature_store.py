@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -276,6 +277,12 @@ def test_the_online_store_serves_the_latest_committed_values_and_forgets_erased_
     assert json.loads(shown.stdout)["orders"] == some.row(0, named=True)["orders"]
     before = published(path, "customer_spend")
     assert before is not None and before.rows == feature.height
+    # In Dagster: inputs -> features/customer_spend -> online/customer_spend, materialized by its run.
+    recorded = dg.DagsterInstance.get().get_latest_materialization_event(
+        dg.AssetKey(["online", "customer_spend"])
+    )
+    assert recorded is not None and recorded.asset_materialization is not None
+    assert recorded.asset_materialization.metadata["feature_version"].value == before.version
 
     # A new file: the next sync's feature build is published.
     orders = demo.parent / "data" / "lakes" / "apac_sales" / "orders" / "orders-new.ndjson"

@@ -8,7 +8,7 @@ from lakesync.config import LakesyncConfig, resolve_contract
 from lakesync.defs.assets import table_assets, table_job
 from lakesync.defs.catalog import catalog_asset
 from lakesync.defs.checks import drift_check, events_check, freshness_check, volume_check
-from lakesync.defs.features import feature_asset, feature_job
+from lakesync.defs.features import feature_asset, feature_job, online_spec
 from lakesync.defs.intake import intake_sensor
 from lakesync.defs.maintenance import maintenance_definitions
 from lakesync.defs.metadata import CATALOG_KEY, feature_key
@@ -61,7 +61,11 @@ def table_definitions(config: LakesyncConfig, table: str) -> dg.Definitions:
 def feature_definitions(config: LakesyncConfig, name: str) -> dg.Definitions:
     """A feature table's asset (kept fresh by its automation condition) and its job."""
     asset = feature_asset(config, name)
-    return dg.Definitions(assets=[asset], jobs=[feature_job(name, asset, config.features[name].max_runtime)])
+    online = online_spec(config, name)
+    return dg.Definitions(
+        assets=[asset, *([online] if online is not None else [])],
+        jobs=[feature_job(name, asset, config.features[name].max_runtime)],
+    )
 
 
 def automation_sensor(config: LakesyncConfig) -> list[dg.AutomationConditionSensorDefinition]:

@@ -13,7 +13,7 @@ import dagster as dg
 
 from lakesync.config import LakesyncConfig
 from lakesync.defs.checks import BLOCKING_CHECKS
-from lakesync.defs.metadata import MAX_RUNTIME_TAG, delta_metadata, feature_key, table_key
+from lakesync.defs.metadata import MAX_RUNTIME_TAG, delta_metadata, feature_key, online_key, table_key
 from lakesync.features import build_feature
 from lakesync.features.online import publish_feature, store_path
 
@@ -61,7 +61,8 @@ def feature_asset(config: LakesyncConfig, name: str) -> dg.AssetsDefinition:
         & dg.AutomationCondition.all_deps_blocking_checks_passed(),
         output_required=False,
         required_resource_keys={"lakehouse"},
-        tags={FEATURE_TAG: name},
+        tags={FEATURE_TAG: name, **feature.tags},
+        owners=feature.owners or None,
         metadata={"inputs": ", ".join(feature.inputs), "computed_as": how},
     )
     def build(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]
@@ -75,18 +76,21 @@ def feature_asset(config: LakesyncConfig, name: str) -> dg.AssetsDefinition:
         if not built.updated:
             context.log.info("%s is up to date with %s", name, built.inputs)
         served = publish_feature(project, name, target)
-        online = (
-            {
-                "online_store": str(store_path(project)),
-                "online_version": served.version,
-                "online_published_at": served.published_at.isoformat(timespec="seconds"),
-            }
-            if served is not None
-            else {}
-        )
+        if served is not None:  # the online store's copy, its own asset downstream
+            context.log_event(
+                dg.AssetMaterialization(
+                    online_key(name),
+                    description=f"latest values per {', '.join(served.entity)} in the online store",
+                    metadata={
+                        "dagster/row_count": served.rows,
+                        "online_store": str(store_path(project)),
+                        "feature_version": served.version,
+                        "published_at": served.published_at.isoformat(timespec="seconds"),
+                    },
+                )
+            )
         yield dg.MaterializeResult(
             metadata={
-                **online,
                 "dagster/row_count": built.rows,
                 "dagster/uri": target.feature_uri(name),
                 **delta_metadata(target.open(target.feature_uri(name))),
@@ -99,6 +103,21 @@ def feature_asset(config: LakesyncConfig, name: str) -> dg.AssetsDefinition:
         )
 
     return build
+
+
+def online_spec(config: LakesyncConfig, name: str) -> dg.AssetSpec | None:
+    """The feature's copy in the online store (published by the feature's own run)."""
+    feature = config.features[name]
+    if not feature.online or not feature.group_by or store_path(config) is None:
+        return None
+    return dg.AssetSpec(
+        key=online_key(name),
+        deps=[feature_key(name)],
+        description=f"The latest values of `{name}` per {', '.join(feature.group_by)}, for lookups "
+        "(`lakesync features get`); published after each build of the feature",
+        group_name="features",
+        kinds={"sqlite"},
+    )
 
 
 def feature_job(name: str, asset: dg.AssetsDefinition, max_runtime: float) -> Any:

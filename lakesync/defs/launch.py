@@ -20,7 +20,7 @@ from lakesync.defs.catalog import rebuild_catalog, report_catalog
 from lakesync.defs.checks import BLOCKING_CHECKS
 from lakesync.defs.features import BLOCKED_TAG, feature_job_name
 from lakesync.defs.instance import InstanceError
-from lakesync.defs.metadata import RESULT_KEY
+from lakesync.defs.metadata import RESULT_KEY, feature_key
 from lakesync.defs.prescan import TablePlan, plan_tables
 from lakesync.defs.providers import open_lakehouse
 from lakesync.defs.queue import QueueError
@@ -135,7 +135,11 @@ def _run_features(config: LakesyncConfig, runs: Runs, names: set[str]) -> tuple[
             continue
         run = runs.get()[0].get_run_by_id(outcome.run_id)
         blocked = run.tags.get(BLOCKED_TAG) if run is not None else None
-        materialized = [e for e in outcome.events if e.event_type_value == "ASSET_MATERIALIZATION"]
+        materialized = [
+            e
+            for e in outcome.events
+            if e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key == feature_key(name)
+        ]
         if not outcome.success:
             message = step_error(outcome.events)
             failures.append(f"feature {name}: {message} (run {outcome.run_id})")

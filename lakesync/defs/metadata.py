@@ -55,6 +55,11 @@ def feature_key(feature: str) -> dg.AssetKey:
     return dg.AssetKey(["features", feature])
 
 
+def online_key(feature: str) -> dg.AssetKey:
+    """A feature's latest values in the online store."""
+    return dg.AssetKey(["online", feature])
+
+
 LEDGER_KEY = dg.AssetKey(["lakehouse", "_ledger"])
 CATALOG_KEY = dg.AssetKey(["lakehouse", "_catalog"])
 DRIFT_KEY = dg.AssetKey(["lakehouse", "_drift"])
