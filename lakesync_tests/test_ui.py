@@ -20,9 +20,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
+import lakesync
 from lakesync.demo.servers import Launch, Server, free_port, start_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -280,6 +282,17 @@ def test_a_file_with_a_few_bad_rows_refreshes_the_feature_under_the_daemon_and_s
     # which Dagster's automation treats as passed: the feature followed, as `lakesync sync` does.
     latest = _materializations(ui, ["lakehouse", "orders"])[0]
     assert latest["runId"] != before
+    # ... and its run published the new values to the online store, where a lookup finds them.
+    assert _materializations(ui, ["online", "customer_spend"]), "the feature's run did not publish online"
+    config = ui_root / "demo" / "lakesync.yaml"
+    feature = pl.read_delta(str(ui_root / "demo" / "data" / "lakehouse" / "_features" / "customer_spend"))
+    some = feature.sort("customer_id").head(5)
+    served = lakesync.get_online_features(
+        "customer_spend",
+        {"customer_id": some["customer_id"].to_list(), "currency": some["currency"].to_list()},
+        config=config,
+    )
+    assert served.equals(some.select(served.columns))
     node = graphql(ui, ASSET, {"path": ["lakehouse", "orders"]})["assetNodeOrError"]
     checks = {c["name"]: c["executionForLatestMaterialization"] for c in node["assetChecksOrError"]["checks"]}
     assert checks["contract"]["status"] == "SUCCEEDED"
