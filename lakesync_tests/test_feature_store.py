@@ -14,11 +14,13 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
+from polars.testing import assert_frame_equal
 
 import lakesync
 from lakesync.config import load_config
 from lakesync.features import build_feature
-from lakesync.features.build import FeatureError
+from lakesync.features.build import FeatureError, feature_frame
 from lakesync.features.online import publish_feature, published, store_path
 from lakesync.features.timeline import Labels, training_set
 from lakesync.governance.erase import erase_subject
@@ -83,12 +85,12 @@ def _project(root: Path, rows: list[dict[str, Any]], **lakes: Any) -> Path:
     )
 
 
-def _random_orders(seed: int, count: int) -> list[dict[str, Any]]:
+def _random_orders(seed: int, count: int, customers: int = 6) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     return [
         {
             "order_id": n,
-            "customer_id": rng.randint(1, 6),
+            "customer_id": rng.randint(1, customers),
             "amount": None if rng.random() < 0.15 else float(rng.randint(0, 500)),
             "currency": rng.choice(["EUR", "USD", "GBP", None]),
             # few distinct minutes: many events share their time with others
@@ -322,3 +324,71 @@ def test_training_set_from_python_on_the_demo(
     got = lakesync.training_set(labels, features=["customer_spend"], at="label_time", config=demo)
     assert got["orders"].to_list()[0] <= got["orders"].to_list()[1]
     assert got.columns[:3] == ["customer_id", "currency", "label_time"]
+
+
+def _full(config_path: Path, name: str) -> pl.DataFrame:
+    """The feature computed whole from its input's current version (in memory)."""
+
+    config = load_config(config_path)
+    feature = config.features[name]
+    table = feature.inputs[0]
+    return feature_frame(feature, {table: pl.scan_delta(str(Path(config.lakehouse.uri) / table))}).collect()
+
+
+@pytest.mark.parametrize("mode", ["append", "merge"])
+def test_incremental_updates_equal_a_full_recompute_after_appends_merges_and_erasures(
+    tmp_path: Path, mode: str
+) -> None:
+    rng = random.Random(11 if mode == "append" else 12)
+    rows = _random_orders(5, 600, customers=300)
+    config_path = _project(tmp_path, rows)
+    text = config_path.read_text()
+    if mode == "merge":
+        text = text.replace(
+            "  orders:\n    contract:", "  orders:\n    mode: merge\n    keys: [order_id]\n    contract:", 1
+        )
+    combinable = {"orders": "count()", "paid": "count(amount)", "total": "sum(amount)", "largest": "max(amount)",
+                  "smallest": "min(amount)", "last_at": "max(ordered_at)"}  # fmt: skip
+    document = yaml.safe_load(text)
+    document["features"]["combined"] = {
+        "inputs": ["orders"],
+        "group_by": ["customer_id"],
+        "aggregations": combinable,
+    }
+    config_path.write_text(yaml.safe_dump(document, sort_keys=False))
+    config = load_config(config_path)
+    lakehouse = Lakehouse(config.lakehouse.uri)
+    hows: dict[str, list[str]] = {"spend": [], "combined": []}
+
+    def step() -> None:
+        sync_table(config, "orders", lakehouse=lakehouse, run_id="t")
+        for name in ("spend", "combined"):
+            built = build_feature(config, name, lakehouse, run_id="t")
+            hows[name].append(built.how)
+            stored = pl.read_delta(lakehouse.feature_uri(name)).sort("customer_id")  # tables have no order
+            whole = _full(config_path, name).select(
+                [pl.col(c).cast(stored.schema[c]) for c in stored.columns]
+            )
+            assert_frame_equal(stored, whole.sort("customer_id"), check_exact=False, rel_tol=1e-9)
+
+    step()
+    next_id, latest = 10_000, rows
+    for n in range(9):
+        kind = ("append", "update", "erase")[n % 3]
+        if kind == "append":
+            latest = _random_orders(100 + n, 30, customers=400)  # some customers only here
+            for row in latest:
+                row["order_id"], next_id = next_id, next_id + 1
+            _orders_file(tmp_path / "lake" / f"new-{n}.parquet", latest)
+            touch(tmp_path / "lake" / f"new-{n}.parquet", T0 + timedelta(hours=n + 1))
+        elif kind == "update" and mode == "merge":  # new versions of keys of the last file only
+            changed = [{**r, "amount": float(rng.randint(0, 9))} for r in rng.sample(latest, 5)]
+            _orders_file(tmp_path / "lake" / f"update-{n}.parquet", changed)
+            touch(tmp_path / "lake" / f"update-{n}.parquet", T0 + timedelta(hours=n + 1))
+        else:  # a customer of the last file: its rows are rewritten, not the whole table's
+            erase_subject(config, lakehouse, "customer", str(rng.choice(latest)["customer_id"]))
+        step()
+    for name in hows:  # every change only touched a few entities: none computed whole again
+        assert hows[name][0] == "full" and hows[name][1:3] == ["incremental", "incremental"], hows
+        if mode == "merge":  # (an erasure in the append table rewrites its first, largest file)
+            assert set(hows[name][1:]) == {"incremental"}, hows

@@ -17,6 +17,13 @@ import pyarrow as pa
 from deltalake import write_deltalake
 
 from lakesync.config.models import AGGREGATION, Feature, LakesyncConfig
+from lakesync.features.incremental import (
+    DEFINITION_KEY,
+    changes,
+    definition_fingerprint,
+    recompute_touched,
+    updated,
+)
 from lakesync.state.lakehouse import Lakehouse, commit_properties, row_count
 
 INPUTS_KEY = "lakesync.inputs"
@@ -37,6 +44,8 @@ class FeatureBuild:
     columns: dict[str, str]
     updated: bool
     """False when the inputs had not changed since the last build (nothing was written)."""
+    how: str = "full"
+    """``unchanged``, ``incremental`` (only the touched entities computed again) or ``full``."""
 
 
 def _aggregation(name: str, text: str) -> pl.Expr:
@@ -89,47 +98,60 @@ def input_versions(config: LakesyncConfig, name: str, lakehouse: Lakehouse) -> d
     return versions
 
 
-def built_from(lakehouse: Lakehouse, name: str) -> dict[str, int] | None:
-    """The input versions the feature table's current version was computed from."""
+def _stored(lakehouse: Lakehouse, name: str, key: str) -> str | dict[str, int] | None:
+    """A commit-metadata value of the feature table's current version (its latest write)."""
     snapshot = lakehouse.open(lakehouse.feature_uri(name))
     if snapshot is None:
         return None
     for entry in snapshot.history(5):
         if INPUTS_KEY in entry:
-            value = entry[INPUTS_KEY]
-            return {k: int(v) for k, v in (json.loads(value) if isinstance(value, str) else value).items()}
+            value = entry.get(key)
+            return json.loads(value) if isinstance(value, str) and key == INPUTS_KEY else value
     return None
+
+
+def built_from(lakehouse: Lakehouse, name: str) -> dict[str, int] | None:
+    """The input versions the feature table's current version was computed from."""
+    value = _stored(lakehouse, name, INPUTS_KEY)
+    return {k: int(v) for k, v in value.items()} if isinstance(value, dict) else None
 
 
 def build_feature(
     config: LakesyncConfig, name: str, lakehouse: Lakehouse, *, run_id: str, force: bool = False
 ) -> FeatureBuild:
-    """Recompute feature ``name`` from the current versions of its inputs (unless unchanged)."""
+    """Bring feature ``name`` up to date with the current versions of its inputs: nothing when
+    they are unchanged, only the touched entities when it can (:mod:`incremental`), else whole."""
     feature = config.features[name]
     versions = input_versions(config, name, lakehouse)
     uri = lakehouse.feature_uri(name)
-    if not force and built_from(lakehouse, name) == versions:
+    previous = built_from(lakehouse, name)
+    if not force and previous == versions:
         snapshot = lakehouse.open(uri)
         assert snapshot is not None
         schema = pl.from_arrow(pa.schema(snapshot.schema().to_arrow()).empty_table()).schema  # type: ignore[union-attr]
+        columns = {k: str(v) for k, v in schema.items()}
         return FeatureBuild(
-            name,
-            snapshot.version(),
-            row_count(snapshot),
-            versions,
-            {k: str(v) for k, v in schema.items()},
-            False,
+            name, snapshot.version(), row_count(snapshot), versions, columns, False, "unchanged"
         )
     options = dict(lakehouse.storage_options) or None
     inputs = {
         table: pl.scan_delta(lakehouse.table_uri(table), version=version, storage_options=options)
         for table, version in versions.items()
     }
+    definition = definition_fingerprint(feature)
+    frame, how = None, "full"
     try:
-        frame = feature_frame(feature, inputs).collect()
+        if not force and previous is not None and _stored(lakehouse, name, DEFINITION_KEY) == definition:
+            frame = _incremental(
+                lakehouse, name, feature, previous=previous, versions=versions, inputs=inputs
+            )
+            how = "incremental" if frame is not None else how
+        if frame is None:
+            frame = feature_frame(feature, inputs).collect()
     except pl.exceptions.PolarsError as exc:
         msg = f"feature {name!r}: computing it from {', '.join(feature.inputs)} failed: {exc}"
         raise FeatureError(msg) from exc
+    metadata = {INPUTS_KEY: json.dumps(versions), DEFINITION_KEY: definition, "lakesync.run_id": run_id}
     write_deltalake(
         uri,
         frame.to_arrow(compat_level=pl.CompatLevel.newest()),
@@ -137,11 +159,38 @@ def build_feature(
         schema_mode="overwrite",
         storage_options=options,
         commit_properties=commit_properties(
-            None, {INPUTS_KEY: json.dumps(versions), "lakesync.run_id": run_id, "lakesync.feature": name}
+            None, {**metadata, "lakesync.feature": name, "lakesync.how": how}
         ),
     )
     snapshot = lakehouse.open(uri)
     assert snapshot is not None
-    return FeatureBuild(
-        name, snapshot.version(), frame.height, versions, {k: str(v) for k, v in frame.schema.items()}, True
+    columns = {k: str(v) for k, v in frame.schema.items()}
+    return FeatureBuild(name, snapshot.version(), frame.height, versions, columns, True, how)
+
+
+def _incremental(  # noqa: PLR0913 - the state one update works from
+    lakehouse: Lakehouse,
+    name: str,
+    feature: Feature,
+    *,
+    previous: dict[str, int],
+    versions: dict[str, int],
+    inputs: Mapping[str, pl.LazyFrame],
+) -> pl.DataFrame | None:
+    """The feature with only its touched entities computed again, or ``None`` (do it whole)."""
+    if feature.function is not None or not feature.group_by or len(feature.inputs) != 1:
+        return None
+    table = feature.inputs[0]
+    if table not in previous or previous[table] > versions[table]:
+        return None
+    found = changes(lakehouse, table, previous[table], versions[table])
+    if found is None:
+        return None
+    current = pl.read_delta(
+        lakehouse.feature_uri(name), storage_options=dict(lakehouse.storage_options) or None
     )
+    result = recompute_touched(lakehouse, feature, current, found, inputs)
+    if result is None:
+        return None
+    touched, rows = result
+    return updated(current, rows, touched, feature)
