@@ -11,7 +11,7 @@ its peak RSS is its own; ratios compare cases of the same run on the same machin
                         [--json-rows 2000000] [--json-files 40] [--repeat 3]
                         [--discovery-files 100000] [--cloud-files 100000] [--unique 1] [--cli 1]
                         [--ledger-files 100000,1000000] [--query-rows 10000000]
-                        [--online-entities 1000000]
+                        [--online-entities 1000000] [--feature-rows 10000000]
 """
 
 from __future__ import annotations
@@ -30,7 +30,19 @@ from typing import Any
 
 import polars as pl
 
-from bench import cli, cloud_discovery, events, fixed, ledger, matching, merge, online, query, unique
+from bench import (
+    cli,
+    cloud_discovery,
+    events,
+    features,
+    fixed,
+    ledger,
+    matching,
+    merge,
+    online,
+    query,
+    unique,
+)
 from bench.discovery import tick
 from bench.proc import own_peak_mb, run_child
 from bench.shapes import write_lake
@@ -220,6 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--online-entities", type=int, default=1_000_000, help="entities of the online-store case (0: skip)"
     )
+    parser.add_argument(
+        "--feature-rows",
+        type=int,
+        default=10_000_000,
+        help="input rows of the incremental-feature case (0: skip)",
+    )
     parser.add_argument("--child", choices=CASES)
     parser.add_argument("--folder", type=Path)
     parser.add_argument("--format", choices=["parquet", "csv", "ndjson"])
@@ -287,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     queries = query.measure(args.query_rows, 20, args.repeat) if args.query_rows else {}
     matches = matching.measure()
     served = online.measure(args.online_entities) if args.online_entities else {}
+    updates = features.measure(args.feature_rows, args.repeat) if args.feature_rows else {}
     report(
         results,
         ticks,
@@ -300,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         queries=queries,
         matches=matches,
         served=served,
+        updates=updates,
     )
     return 0
 
@@ -324,6 +344,7 @@ def report(
     queries: dict[str, Any] | None = None,
     matches: dict[str, Any] | None = None,
     served: dict[str, Any] | None = None,
+    updates: dict[str, Any] | None = None,
 ) -> None:
     header = (
         f"{'format':8} {'case':12} {'rows':>11} {'files':>5} {'wall s':>7} {'cpu s':>7} "
@@ -399,6 +420,7 @@ def report(
         "query_in_place": queries or {},
         "column_matching": {k: v for k, v in (matches or {}).items() if k != "pairs"},
         "online_store": served or {},
+        "incremental_features": updates or {},
     }
     if uniques:
         unique.report(uniques)
@@ -421,6 +443,8 @@ def report(
         matching.report(matches)
     if served:
         online.report(served)
+    if updates:
+        features.report(updates)
     for name in (f"bench-{stamp}.json", "latest.json"):
         (RESULTS / name).write_text(json.dumps(payload, indent=2))
     print(f"Wrote {RESULTS / f'bench-{stamp}.json'}")

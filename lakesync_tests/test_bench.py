@@ -74,3 +74,11 @@ def test_the_online_bench_publishes_and_looks_every_entity_up() -> None:
     result = online.measure(2_000, 50)  # each lookup's value is checked in the bench
     assert result["entities"] == 2_000 and 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
     online.report(result)
+
+
+def test_the_feature_bench_updates_incrementally_beside_whole(tmp_path: Path) -> None:
+    from bench import features
+
+    result = features.measure(20_000, 1, data=tmp_path)  # the child asserts each update was incremental
+    assert result["entities"] > 0 and result["incremental_s"] > 0 and result["full_s"] > 0
+    features.report(result)

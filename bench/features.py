@@ -1,0 +1,145 @@
+"""A feature table kept up to date after 100 new rows land in a large input, beside computing it
+whole: ``count()``, ``sum(amount)`` and ``max(ordered_at)`` per customer (about 1M customers)
+over a table of text-heavy orders written in 20 appends.
+
+In one child process, alternated: append 100 new orders and bring the feature up to date
+(incremental), then compute it whole (``force``); peak memory of each side is not separated
+(one process), their times are.
+
+    python -m bench.features [--rows 10000000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.proc import run_child
+from bench.shapes import orders_text
+
+ROOT = Path(__file__).resolve().parent
+DATA = ROOT / "data"
+FILES = 20
+
+
+def build(rows: int, data: Path = DATA) -> Path:
+    """The input table, written once and reused while its size is unchanged."""
+    from deltalake import write_deltalake
+
+    folder = data / f"features-{rows}"
+    if not (folder / ".complete").exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        per_file = rows // FILES
+        for n in range(FILES):
+            write_deltalake(
+                str(folder / "orders"), orders_text(n * per_file, per_file).to_arrow(), mode="append"
+            )
+        (folder / ".complete").write_text("")
+    return folder
+
+
+def _config(lakehouse: Path) -> Path:
+    contract = {
+        "order_id": {"type": "int64", "nullable": False},
+        "customer_id": {"type": "int64"},
+        "amount": {"type": "float64"},
+        "ordered_at": {"type": "datetime"},
+    }
+    document = {
+        "lakehouse": {"uri": str(lakehouse)},
+        "lakes": {"shop": {"provider": "local", "root": str(lakehouse), "datasets": {}}},
+        "tables": {"orders": {"contract": {"columns": contract}}},
+        "features": {
+            "spend": {
+                "inputs": ["orders"],
+                "group_by": ["customer_id"],
+                "aggregations": {"orders": "count()", "total": "sum(amount)", "last_at": "max(ordered_at)"},
+                "online": False,
+            }
+        },
+    }
+    path = lakehouse.parent / "lakesync.yaml"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def child(folder: str, rows: int, repeat: int) -> dict[str, Any]:
+    from deltalake import write_deltalake
+
+    from lakesync.config import load_config
+    from lakesync.features import build_feature
+    from lakesync.state.lakehouse import Lakehouse
+
+    with tempfile.TemporaryDirectory(prefix="lakesync-bench-features-") as tmp:
+        lakehouse = Path(tmp) / "lakehouse"
+        shutil.copytree(Path(folder) / "orders", lakehouse / "orders")
+        config = load_config(_config(lakehouse))
+        house = Lakehouse(str(lakehouse))
+        started = time.perf_counter()
+        first = build_feature(config, "spend", house, run_id="bench", force=True)
+        first_s = time.perf_counter() - started
+        incremental, full = [], []
+        for n in range(repeat):
+            new = orders_text(rows + n * 100, 100)
+            write_deltalake(str(lakehouse / "orders"), new.to_arrow(), mode="append")
+            started = time.perf_counter()
+            built = build_feature(config, "spend", house, run_id="bench")
+            incremental.append(time.perf_counter() - started)
+            assert built.how == "incremental", built.how
+            started = time.perf_counter()
+            build_feature(config, "spend", house, run_id="bench", force=True)
+            full.append(time.perf_counter() - started)
+    return {
+        "rows": rows,
+        "entities": first.rows,
+        "first_build_s": first_s,
+        "incremental_s": statistics.median(incremental),
+        "full_s": statistics.median(full),
+        "runs_incremental_s": [round(x, 2) for x in incremental],
+        "runs_full_s": [round(x, 2) for x in full],
+    }
+
+
+def measure(rows: int, repeat: int, data: Path = DATA) -> dict[str, Any]:
+    print(
+        f"features: {rows:,}-row input, 100 new rows, incremental beside whole (built once) ...", flush=True
+    )
+    folder = build(rows, data)
+    return run_child(
+        [sys.executable, "-m", "bench.features", "--child", str(folder), str(rows), str(repeat)], "features"
+    )
+
+
+def report(result: dict[str, Any]) -> None:
+    ratio = result["incremental_s"] / result["full_s"]
+    print(
+        f"\nFeature spend (count, sum, max by customer: {result['entities']:,} entities) over "
+        f"{result['rows']:,} rows, 100 new rows each time, medians:\n"
+        f"  incremental {result['incremental_s']:.2f} s, whole {result['full_s']:.2f} s: {ratio:.0%} "
+        f"(peak RSS of the process {result['peak_rss_mb']:.0f} MB)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--child", nargs=3, metavar=("FOLDER", "ROWS", "REPEAT"))
+    args = parser.parse_args(argv)
+    if args.child:
+        folder, rows, repeat = args.child
+        print(json.dumps(child(folder, int(rows), int(repeat))))
+        return 0
+    report(measure(args.rows, args.repeat))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
