@@ -393,7 +393,13 @@ def test_an_approved_rename_maps_the_column(tmp_path: Path) -> None:
     (event,) = log.events()
     assert event.renames == {"cust_id": "customer_id"}
     rename = next(c for c in event.report.changes if c.change == "renamed")
-    assert rename.evidence == {"source_column": "cust_id", "name_similarity": 0.75, "value_overlap": 0.6}
+    assert rename.evidence == {
+        "source_column": "cust_id",
+        "name_similarity": 0.75,
+        "value_overlap": 0.6,
+        "score": 0.68,
+        "margin": 0.68,
+    }
     log.decide(event.id, "approved")
     write_orders_parquet(tmp_path / "eu" / "c.parquet", orders_rows(40, 1), mtime=T0 + timedelta(days=1))
     renamed.write_parquet(tmp_path / "eu" / "d.parquet")  # a later file with the same drift

@@ -88,6 +88,13 @@ def _review_commands(commands: argparse._SubParsersAction) -> None:  # type: ign
         sub = _command(drift_commands, verb, f"{_REVIEW}:drift_{verb}", f"{verb} a drift event by its id")
         sub.add_argument("id")
         sub.add_argument("--note", help="why (recorded with the decision)")
+    revert = _command(
+        drift_commands,
+        "revert",
+        f"{_REVIEW}:drift_revert",
+        "undo an approved rename: no longer mapped, the rows it brought in moved to quarantine",
+    )
+    revert.add_argument("id")
     quarantine = commands.add_parser("quarantine", help="what was rejected, and replaying it after a fix")
     q_commands = quarantine.add_subparsers(dest="quarantine_command", required=True)
     q_list = _command(

@@ -114,6 +114,32 @@ def drift_reject(config: LakesyncConfig, args: argparse.Namespace) -> int:
     return drift_decide(config, args, "rejected")
 
 
+def drift_revert(config: LakesyncConfig, args: argparse.Namespace) -> int:
+    from lakesync.governance.revert import RevertError, revert_rename
+
+    lakehouse = open_lakehouse(config)
+    try:
+        with open_stores(config) as stores:
+            done = revert_rename(config, lakehouse, args.id, stores, actor=None)
+    except RevertError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_FAILED
+    pairs = ", ".join(f"{source} -> {column}" for source, column in done.renames.items())
+    lake, dataset = done.dataset.split(".", 1)
+    table = config.lakes[lake].datasets[dataset].table
+    if done.finished_before:
+        print(
+            f"drift {done.event} of {done.dataset} is reverted ({pairs} not mapped); none of its rows is left"
+        )
+        return EXIT_OK
+    print(
+        f"reverted drift {done.event} of {done.dataset}: {pairs} is no longer mapped; {done.rows:,} row(s) "
+        f"of {len(done.files)} file(s) moved from {table} (now version {done.table_version}) to its "
+        "quarantine (`lakesync quarantine list`); files with the old name follow the drift policy again"
+    )
+    return EXIT_OK
+
+
 def _run(config: LakesyncConfig, dataset: str) -> int:
     from lakesync.defs.launch import sync
 

@@ -105,6 +105,21 @@ class Maintenance(StrictModel):
         return parse_duration(value)
 
 
+class RenameAutonomy(StrictModel):
+    """When lakesync may approve a probable rename by itself (off unless set)."""
+
+    auto_approve_above: float = Field(gt=0, le=1)
+    """The rename's score (name similarity and value overlap, 0 to 1) must be above this."""
+    min_margin: float = Field(ge=0, le=1)
+    """... and above the next candidate's score by at least this much."""
+
+
+class Autonomy(StrictModel):
+    renames: RenameAutonomy | None = None
+    """Never for key, ``latest_by``, ``subject_key`` or ``pii`` columns, nor a type that may
+    not fit (a narrowing), nor a file with any other drift."""
+
+
 class Table(StrictModel):
     """A unified Delta table and its contract."""
 
@@ -125,6 +140,8 @@ class Table(StrictModel):
     relative to the config file."""
     maintenance: Maintenance = Field(default_factory=Maintenance)
     description: str | None = None
+    autonomy: Autonomy = Field(default_factory=Autonomy)
+    """What lakesync may decide about drift by itself (``lakesync drift revert`` undoes it)."""
     owners: list[Owner] = Field(default_factory=list)
     """Who to ask about this table: emails or ``team:<name>``."""
     tags: dict[TagKey, TagValue] = Field(default_factory=dict)

@@ -291,8 +291,12 @@ def _renames(
     chunk: pl.DataFrame | None,
     table_values: Callable[[str], pl.Series | None] | None,
 ) -> list[ColumnDrift]:
-    """Probable renames: a missing and an added column with alike names or alike values."""
+    """Probable renames: a missing and an added column with alike names or alike values.
+
+    Each carries its ``score`` (the mean of name similarity and value overlap) and ``margin``
+    (over the next candidate for the same column, or the same candidate's other column)."""
     found = []
+    scores: dict[tuple[str, str], float] = {}
     for gone in missing:
         best: ColumnDrift | None = None
         for new in added:
@@ -314,8 +318,18 @@ def _renames(
                     gone.name, "renamed", describe(source[new]), describe(gone.dtype), evidence
                 )
                 score = similarity + overlap
+                scores[(gone.name, new)] = round(score / 2, 2)
                 if best is None or score > best.evidence["name_similarity"] + best.evidence["value_overlap"]:
                     best = candidate
         if best is not None:
             found.append(best)
-    return found
+    scored = []
+    for rename in found:
+        named = str(rename.evidence["source_column"])
+        score = scores[(rename.column, named)]
+        rivals = [
+            v for (gone, added_name), v in scores.items() if (gone == rename.column) != (added_name == named)
+        ]
+        evidence = {**rename.evidence, "score": score, "margin": round(score - max(rivals, default=0.0), 2)}
+        scored.append(ColumnDrift(rename.column, "renamed", rename.source_type, rename.table_type, evidence))
+    return scored

@@ -21,7 +21,7 @@ import polars as pl
 
 from lakesync.conform.drift import DriftReport
 
-ActionKind = Literal["accept", "add_columns", "quarantine_file", "stop_dataset"]
+ActionKind = Literal["accept", "add_columns", "quarantine_file", "stop_dataset", "auto_rename"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,58 @@ class FileDrift:
     """Columns this attempt already writes (added ones included)."""
 
 
+AUTO_ACTOR = "lakesync (auto)"
+"""Who a decision lakesync took by itself is recorded as taken by."""
+
+
+@dataclass(frozen=True)
+class AutoRenames:
+    """The table's ``autonomy.renames``: when a probable rename is approved without a person."""
+
+    above: float
+    margin: float
+    never: frozenset[str]
+    """Columns never mapped by lakesync itself: keys, ``latest_by``, subject keys, personal data."""
+
+    def approves(self, report: DriftReport) -> dict[str, str] | None:
+        """Source -> canonical names of the renames to approve, when the file's drift is nothing
+        but such renames (their added and missing columns), each confident and safe."""
+        renames = [c for c in report.changes if c.change == "renamed"]
+        if not renames:
+            return None
+        sources = {str(c.evidence["source_column"]) for c in renames}
+        targets = {c.column for c in renames}
+        for change in report.changes:
+            explained = (change.change == "added" and change.column in sources) or (
+                change.change == "missing" and change.column in targets
+            )
+            if change.change not in ("renamed", "reordered", "widened") and not explained:
+                return None  # other drift: a person decides
+        for rename in renames:
+            evidence = rename.evidence
+            if rename.column in self.never or not _fits(rename.source_type, rename.table_type):
+                return None
+            if (
+                float(evidence.get("score", 0)) <= self.above
+                or float(evidence.get("margin", 0)) < self.margin
+            ):
+                return None
+        return {str(c.evidence["source_column"]): c.column for c in renames}
+
+
+def _fits(source: str | None, target: str | None) -> bool:
+    """The source's type is the column's, widens to it without loss, or is text (parsed per value)."""
+    from lakesync.config.datatypes import parse_type  # noqa: PLC0415 - light, and only here
+    from lakesync.conform.drift import is_safe_widening  # noqa: PLC0415
+
+    if source is None or target is None or source in (target, "string"):
+        return True
+    try:
+        return is_safe_widening(parse_type(source).dtype, parse_type(target).dtype)
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class DriftAction:
     """What to do with a drifted file."""
@@ -68,6 +120,8 @@ class DriftAction:
     """Why the file is quarantined or the dataset stopped."""
     columns: Mapping[str, pl.DataType] = field(default_factory=dict)
     """``add_columns``: the columns the table must gain before the file can be written."""
+    renames: Mapping[str, str] = field(default_factory=dict)
+    """``auto_rename``: the renames lakesync approves itself before the file is read again."""
 
 
 class DriftPolicy:

@@ -44,6 +44,9 @@ class Redo:
     tolerant: frozenset[tuple[str, str]] = frozenset()
     """(dataset, path) of files to read record by record (a record that cannot be parsed was
     found after some of their rows were streamed)."""
+    renamed: Mapping[str, tuple[str, DriftReport]] = field(default_factory=dict)
+    """Drift event id -> (dataset, report): renames lakesync approves itself (``autonomy``)
+    before the round is read again with them mapped."""
 
     def merged(self, other: Redo) -> Redo:
         return Redo(
@@ -51,6 +54,7 @@ class Redo:
             added={**self.added, **other.added},
             stopped={**self.stopped, **other.stopped},
             tolerant=self.tolerant | other.tolerant,
+            renamed={**self.renamed, **other.renamed},
         )
 
 

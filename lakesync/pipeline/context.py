@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from lakesync.commit.provenance import Provenance
 from lakesync.config.models import Table
 from lakesync.conform.pii import PiiPolicy
+from lakesync.conform.policies import AutoRenames
 from lakesync.pipeline.runtime import DatasetRuntime
 from lakesync.state.erasures import ErasureList
 from lakesync.state.lakehouse import Lakehouse
@@ -51,6 +52,8 @@ class TableContext:
     runtimes: Mapping[str, DatasetRuntime]
     """The datasets of this sync, by id."""
     whole_file_bytes: int = WHOLE_FILE_BYTES
+    auto_renames: AutoRenames | None = None
+    """When lakesync approves a probable rename itself (the table's ``autonomy.renames``)."""
     discovered: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """Dataset -> path -> how a file of a lake in events mode was found (event, reconcile,
     listing); files of listing lakes were found by a listing."""

@@ -126,7 +126,7 @@ class FileJob:
                     chunk = rename(raw, self.runtime.columns)
                     if report is None:
                         report, action = self.drift(chunk)
-                        if action.kind in ("add_columns", "stop_dataset"):
+                        if action.kind in ("add_columns", "stop_dataset", "auto_rename"):
                             return FileResult(self.plan.dataset, None, redo=self.redo_for(action, report))
                     for batch in self.chunk(raw, chunk, action):
                         self.tally.streamed += batch.num_rows if streaming else 0
@@ -205,6 +205,9 @@ class FileJob:
     def redo_for(self, action: DriftAction, report: DriftReport) -> Redo:
         if action.kind == "add_columns":
             return Redo(added=action.columns)
+        if action.kind == "auto_rename":
+            event = signature_id(self.runtime.key, report.signature)
+            return Redo(renamed={event: (self.plan.dataset, report)})
         return Redo(stopped={self.plan.dataset: (action.reason or "stopped by drift", report)})
 
     def drift(self, chunk: pl.DataFrame) -> tuple[DriftReport, DriftAction]:
@@ -230,6 +233,11 @@ class FileJob:
             added={c.column: source[c.column] for c in changes if c.change == "added"},
             known=frozenset(self.attempt.shape.target.names),
         )
+        auto = self.ctx.auto_renames
+        if auto is not None and runtime.decisions.status(drift.event) is None:
+            renames = auto.approves(report)
+            if renames:
+                return report, DriftAction("auto_rename", renames=renames)
         action = runtime.policy.decide(drift, runtime.decisions)
         return DriftReport(report.file, report.policy, changes, action.actions), action
 

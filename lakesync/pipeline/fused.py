@@ -46,7 +46,7 @@ FUSE_BYTES = 2 * 1024 * 1024
 _PATH = "_lakesync_path"
 _STEP = 1 << 32
 """A fused ``_lakesync_row`` is ``file index * _STEP + row in the file``."""
-_ALONE = ("add_columns", "stop_dataset", "quarantine_file")
+_ALONE = ("add_columns", "stop_dataset", "quarantine_file", "auto_rename")
 """Drift actions that need a file's own pass."""
 
 Output = tuple[list[pa.RecordBatch], FileResult]

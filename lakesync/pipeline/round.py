@@ -30,6 +30,7 @@ from lakesync.commit.rows import RowsTarget, commit_rows
 from lakesync.conform import ColumnDrift, DriftReport, target_schema
 from lakesync.pipeline.attempt import Attempt, FileResult, Redo, attempt_shape, value_sampler
 from lakesync.pipeline.context import TableContext
+from lakesync.pipeline.decisions import approve_renames
 from lakesync.pipeline.failures import ContractFailures, summarize
 from lakesync.pipeline.keys import Holder, KeyGuard
 from lakesync.pipeline.stream import RoundStream, StreamStopped
@@ -71,6 +72,8 @@ class RoundResult:
     """Per dataset, what happened to each file of its batch."""
     failures: dict[str, ContractFailures] = field(default_factory=dict)
     """Per dataset, what its batch's quarantine records say failed."""
+    decided: frozenset[str] = frozenset()
+    """Datasets whose drift lakesync decided itself in this round (their mapping changed)."""
     elsewhere: frozenset[str] = frozenset()
     """Datasets whose batch another run had committed already (a racing sync, or a run killed
     after its commit): this run read it again for its outcomes and finished recording it."""
@@ -79,11 +82,15 @@ class RoundResult:
 def commit_round(ctx: TableContext, plans: Sequence[BatchPlan]) -> RoundResult:
     """Stream, commit and record one batch per dataset; retried until it holds exactly once."""
     redo = Redo()
+    decided: set[str] = set()
     for attempt_number in range(ATTEMPTS):
         attempt = prepare(ctx, [p for p in plans if p.dataset not in redo.stopped], redo)
         written = write_data(ctx, attempt)
         if isinstance(written, Redo):
             record_stops(ctx, attempt, written)
+            if written.renamed:  # approved by lakesync itself: read the round again with them
+                ctx = approve_renames(ctx, attempt, written)
+                decided |= {dataset for dataset, _ in written.renamed.values()}
             redo = redo.merged(written)
             continue
         if written is None:  # a concurrent commit: look at the table again
@@ -101,6 +108,7 @@ def commit_round(ctx: TableContext, plans: Sequence[BatchPlan]) -> RoundResult:
             outcomes=outcomes,
             failures=summarize(records),
             elsewhere=frozenset(p.dataset for p in attempt.done),
+            decided=frozenset(decided),
         )
     msg = f"could not commit a batch of table {ctx.table.name!r}: {ATTEMPTS} attempts lost to other writers"
     raise AppendContentionError(msg)

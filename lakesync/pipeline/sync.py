@@ -18,12 +18,14 @@ from datetime import UTC, datetime
 
 from lakesync.commit.delta import table_polars_schema
 from lakesync.commit.provenance import Provenance
-from lakesync.config import LakesyncConfig, ResolvedContract, resolve_contract
+from lakesync.config import LakesyncConfig, ResolvedContract, Table, resolve_contract
 from lakesync.config.datatypes import describe
 from lakesync.conform import DriftReport
 from lakesync.conform.pii import PiiPolicy
+from lakesync.conform.policies import AutoRenames
 from lakesync.discover import LakeStore, LakeUnavailableError
 from lakesync.pipeline.context import WHOLE_FILE_BYTES, RowRules, TableContext, TableSpec
+from lakesync.pipeline.decisions import with_decisions
 from lakesync.pipeline.failures import ContractFailures
 from lakesync.pipeline.plan import DatasetPlans, next_batch, plan_dataset
 from lakesync.pipeline.results import DatasetSync, TableSync
@@ -118,6 +120,8 @@ def sync_table(
         plans = [queue.pop(0) for queue in queues.values() if queue]
         started = time.monotonic()
         result = commit_round(ctx, plans)
+        if result.decided:  # lakesync approved a rename: later batches map it too
+            ctx = with_decisions(ctx, result.decided)
         commits += int(result.committed)
         superseded += result.superseded
         quarantine_version = (
@@ -167,12 +171,27 @@ def table_context(
     }
     return TableContext(
         table=TableSpec(table, config.tables[table], compile_contract(contract)),
+        auto_renames=auto_renames(config.tables[table], contract),
         lakehouse=lakehouse,
         run_id=run_id,
         rules=RowRules(pii=pii, erased=Erasures(lakehouse).of(contract), provenance=Provenance.of(config)),
         runtimes=runtimes,
         whole_file_bytes=options.whole_file_bytes,
     )
+
+
+def auto_renames(settings: Table, contract: ResolvedContract) -> AutoRenames | None:
+    """The table's ``autonomy.renames``, with the columns never mapped by lakesync itself."""
+    chosen = settings.autonomy.renames
+    if chosen is None:
+        return None
+    never = {
+        *settings.keys,
+        *([settings.latest_by] if settings.latest_by else []),
+        *contract.subjects,
+        *contract.pii,
+    }
+    return AutoRenames(chosen.auto_approve_above, chosen.min_margin, frozenset(never))
 
 
 def _plan(

@@ -1,0 +1,178 @@
+"""Autonomy with a safety case: a probable rename above the table's threshold and margin is
+approved by lakesync itself (recorded, audited, shown), never for keys, subject keys, personal
+data or a narrowing type; `lakesync drift revert` undoes it exactly once, rows conserved."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from deltalake import DeltaTable
+
+from lakesync.config import load_config
+from lakesync.governance import revert
+from lakesync.pipeline import sync_table
+from lakesync.state.audit import AuditLog
+from lakesync.state.drift_log import DriftLog
+from lakesync.state.lakehouse import Lakehouse
+from lakesync_tests.commands import cli
+from lakesync_tests.lakes import (
+    ORDERS_CONTRACT,
+    T0,
+    local_lake,
+    orders_rows,
+    touch,
+    write_config,
+    write_orders_parquet,
+)
+
+AUTONOMY = {"renames": {"auto_approve_above": 0.55, "min_margin": 0.2}}
+
+
+def _project(root: Path, **contract_changes: Any) -> Path:
+    write_orders_parquet(root / "lake" / "a.parquet", orders_rows(1, 100), mtime=T0)
+    columns = {**ORDERS_CONTRACT["columns"], **contract_changes}
+    dataset = {"pattern": "*.parquet", "format": "parquet", "table": "orders", "drift": "quarantine"}
+    return write_config(
+        root,
+        lakes={"eu": local_lake(root / "lake", {"orders": dataset})},
+        tables={"orders": {"contract": {"columns": columns}, "autonomy": AUTONOMY}},
+        lakehouse=str(root / "lakehouse"),
+    )
+
+
+def _land_renamed(
+    root: Path, name: str, start: int, renames: dict[str, str], hours: int, **cast: Any
+) -> None:
+    rows = [{renames.get(k, k): v for k, v in r.items()} for r in orders_rows(start, 100)]
+    table = pa.Table.from_pylist(rows)
+    for column, arrow_type in cast.items():
+        table = table.set_column(table.schema.get_field_index(column), column, table[column].cast(arrow_type))
+    pq.write_table(table, root / "lake" / name)
+    touch(root / "lake" / name, T0 + timedelta(hours=hours))
+
+
+def _sync(config_path: Path) -> Any:
+    config = load_config(config_path)
+    return sync_table(config, "orders", lakehouse=Lakehouse(config.lakehouse.uri), run_id="test")
+
+
+def test_an_auto_approved_rename_ingests_is_audited_and_is_reverted_exactly_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config_path = _project(tmp_path)
+    _sync(config_path)
+    _land_renamed(tmp_path, "renamed.parquet", 500, {"amount": "order_total"}, hours=1)
+    synced = _sync(config_path)
+    (dataset,) = synced.datasets
+    assert (dataset.rows_committed, dataset.rows_quarantined, dataset.files_quarantined) == (100, 0, 0)
+    lakehouse = Lakehouse(str(tmp_path / "lakehouse"))
+    table = pl.read_delta(lakehouse.table_uri("orders"))
+    assert table.height == 200 and table.filter(pl.col("order_id") >= 500)["amount"].null_count() == 0
+    (event,) = DriftLog(lakehouse).events()
+    assert (event.status, event.decided_by, event.renames) == (
+        "approved",
+        "lakesync (auto)",
+        {"order_total": "amount"},
+    )
+    assert event.note is not None and "score" in event.note and "margin" in event.note
+    audited = AuditLog(lakehouse).read(table="orders").filter(pl.col("kind") == "drift_decision")
+    assert audited["actor"].to_list() == ["lakesync (auto)"]
+    listed = cli(capsys, "drift", "list", "--all", "--config", str(config_path))
+    assert f"{event.id}  eu.orders  approved" in listed.stdout and "lakesync (auto)" in listed.stdout
+
+    # A crash between moving the rows to quarantine and deleting them from the table ...
+    class Crashing(DeltaTable):
+        def delete(self, *args: Any, **kwargs: Any) -> Any:
+            raise OSError("killed")
+
+    monkeypatch.setattr(revert, "DeltaTable", Crashing)
+    with pytest.raises(OSError, match="killed"):
+        revert.revert_rename(load_config(config_path), lakehouse, event.id, _stores(config_path), actor="me")
+    monkeypatch.undo()
+    # ... then the command run again: it finishes, each row once in quarantine, none in the table.
+    done = cli(capsys, "drift", "revert", event.id, "--config", str(config_path))
+    assert done.returncode == 0, done.stderr
+    assert (
+        f"reverted drift {event.id} of eu.orders: order_total -> amount is no longer mapped; 100 row(s) of 1 file(s)"
+        in done.stdout
+    )
+    table = pl.read_delta(lakehouse.table_uri("orders"))
+    quarantine = pl.read_delta(lakehouse.quarantine_uri("orders"))
+    moved = quarantine.filter(pl.col("rules").list.contains("reverted_rename"))
+    assert table.height == 100 and moved.height == 100  # conserved: 200 = 100 + 100
+    assert sorted(moved["row"].to_list()) == list(range(1, 101)) and set(moved["file"]) == {"renamed.parquet"}
+    again = cli(capsys, "drift", "revert", event.id, "--config", str(config_path))
+    assert again.returncode == 0 and "is reverted" in again.stdout
+    assert pl.read_delta(lakehouse.quarantine_uri("orders")).height == quarantine.height
+    (reverted,) = DriftLog(lakehouse).events()
+    assert reverted.status == "rejected" and (reverted.note or "").startswith(
+        "reverted: order_total -> amount"
+    )
+    # The next file with the old name follows the dataset's drift policy (quarantine) again.
+    _land_renamed(tmp_path, "renamed-2.parquet", 700, {"amount": "order_total"}, hours=2)
+    later = _sync(config_path)
+    assert (later.datasets[0].files_quarantined, later.datasets[0].rows_committed) == (1, 0)
+
+
+def _stores(config_path: Path) -> Any:
+    from lakesync.discover.stores import default_store
+
+    config = load_config(config_path)
+    return {name: default_store(name, lake) for name, lake in config.lakes.items()}
+
+
+@pytest.mark.parametrize(
+    ("renames", "contract", "cast"),
+    [
+        ({"order_id": "order_ref"}, {}, {}),  # the merge key
+        (
+            {"customer_id": "client"},
+            {"customer_id": {"type": "int64", "nullable": False, "subject_key": "customer"}},
+            {},
+        ),
+        ({"currency": "Currency"}, {"currency": {"type": "string", "pii": "mask"}}, {}),
+        (
+            {"amount": "order_amount"},
+            {"amount": {"type": "int32"}},
+            {"order_amount": pa.int64()},
+        ),  # narrowing
+    ],
+    ids=["merge key", "subject key", "personal data", "narrowing type"],
+)
+def test_never_automatic_for_keys_subjects_personal_data_or_a_narrowing(
+    tmp_path: Path,
+    renames: dict[str, str],
+    contract: dict[str, Any],
+    cast: dict[str, Any],
+) -> None:
+    config_path = _project(tmp_path, **contract)
+    # Any rename lakesync detects would be approved, but for what it never maps by itself.
+    text = config_path.read_text().replace("auto_approve_above: 0.55", "auto_approve_above: 0.01")
+    text = text.replace("min_margin: 0.2", "min_margin: 0.0")
+    text = text.replace(
+        "  orders:\n    contract:", "  orders:\n    mode: merge\n    keys: [order_id]\n    contract:"
+    )
+    config_path.write_text(text)
+    if "amount" in renames:  # the table's own files have the contract's int32
+        _land_renamed(tmp_path, "a.parquet", 1, {}, hours=0, amount=pa.int32())
+    _sync(config_path)
+    _land_renamed(tmp_path, "renamed.parquet", 1, renames, hours=1, **cast)  # same values: overwhelming
+    synced = _sync(config_path)
+    assert synced.datasets[0].files_quarantined == 1  # held for a person
+    events = [e for e in DriftLog(Lakehouse(str(tmp_path / "lakehouse"))).events() if e.renames]
+    assert [(e.status, e.renames) for e in events] == [("open", {v: k for k, v in renames.items()})]
+
+
+def test_below_the_margin_a_person_decides(tmp_path: Path) -> None:
+    config_path = _project(tmp_path)
+    text = config_path.read_text().replace("min_margin: 0.2", "min_margin: 0.99")
+    config_path.write_text(text)
+    _sync(config_path)
+    _land_renamed(tmp_path, "renamed.parquet", 500, {"amount": "order_total"}, hours=1)
+    assert _sync(config_path).datasets[0].files_quarantined == 1
