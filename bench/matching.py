@@ -123,6 +123,49 @@ def measure(rows: int = 200) -> dict[str, Any]:
                     "auto": bool(match and match.score >= AUTO_SCORE and match.margin >= AUTO_MARGIN),
                 }
             )
+    return {"pairs": results, **_rates(results), "drift": drift_renames(rows)}
+
+
+def drift_renames(rows: int = 200) -> dict[str, Any]:
+    """The same cases as schema drift of an existing dataset: the table's columns missing, the
+    source names added; the renames ``classify`` detects, and those ``autonomy.renames`` with
+    its documented example (above 0.9, margin 0.2) would approve."""
+    from lakesync.conform.drift import classify
+    from lakesync.conform.target import target_schema
+
+    contract = resolve_contract("orders", Table.model_validate({"contract": {"columns": ORDERS}}))
+    table = pl.DataFrame({c: _values(c, 0, 1000) for c in ORDERS}).with_columns(
+        pl.col("quantity").cast(pl.Int32)
+    )
+    results: list[dict[str, Any]] = []
+    for case in CASES:
+        sample = _sample(case, rows)
+        changes = classify(
+            dict(sample.schema), target_schema(contract, None, rescue=False), kind="typed", chunk=sample,
+            table_values=lambda column: table[column] if column in table.columns else None,
+        )  # fmt: skip
+        renamed = {str(c.evidence["source_column"]): c for c in changes if c.change == "renamed"}
+        for source, truth in case.columns.items():
+            change = renamed.get(source)
+            score = float(change.evidence["score"]) if change else None
+            margin = float(change.evidence["margin"]) if change else None
+            results.append(
+                {
+                    "case": case.name,
+                    "source": source,
+                    "truth": truth,
+                    "proposed": change.column if change else None,
+                    "score": score,
+                    "margin": margin,
+                    "auto": bool(
+                        change
+                        and score is not None
+                        and margin is not None
+                        and score > AUTO_SCORE
+                        and margin >= AUTO_MARGIN
+                    ),
+                }
+            )
     return {"pairs": results, **_rates(results)}
 
 
@@ -165,6 +208,14 @@ def report(result: dict[str, Any]) -> None:
         print(f"  wrong:  {line}")
     for line in result["missed"]:
         print(f"  missed: {line}")
+    drift = result.get("drift")
+    if drift:
+        print(
+            f"  the same as drift of an existing dataset (probable renames): precision "
+            f"{drift['proposal_precision']:.0%}, recall {drift['proposal_recall']:.0%}; autonomy.renames "
+            f"above {AUTO_SCORE}, margin {AUTO_MARGIN}: precision {drift['auto_precision']:.0%}, "
+            f"recall {drift['auto_recall']:.0%}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

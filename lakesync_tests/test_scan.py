@@ -227,4 +227,7 @@ def test_the_labelled_matching_benchmark_keeps_its_precision_and_recall() -> Non
     # Measured 98% / 91% / 100% (make bench): a change to the scoring must not make it worse.
     assert result["proposal_precision"] >= 0.95 and result["proposal_recall"] >= 0.9, result["wrong"]
     assert result["auto_precision"] == 1.0
+    # The drift-time rename score autonomy.renames approves on: never wrong at 0.9 / 0.2.
+    assert result["drift"]["proposal_precision"] == 1.0 and result["drift"]["auto_precision"] == 1.0
+    assert result["drift"]["proposal_recall"] >= 0.7
     matching.report(result)
