@@ -28,7 +28,7 @@ from lakesync.config.datatypes import describe
 from lakesync.conform.target import PROVENANCE_PREFIX, RESCUED
 from lakesync.state.drift_log import DriftLog
 from lakesync.state.lakehouse import Lakehouse, row_count
-from lakesync.state.ledger_state import DatasetLedger, ledger_states
+from lakesync.state.ledger_state import ledger_summary
 from lakesync.state.values import dataset_id
 
 SCHEMA: dict[str, pl.DataType] = {
@@ -138,7 +138,8 @@ def catalog_frame(
     provenance = Provenance.of(config)
     drift = DriftLog(lakehouse)
     datasets = [dataset_id(lake, name) for lake, spec in config.lakes.items() for name in spec.datasets]
-    states = ledger_states(lakehouse.open(lakehouse.ledger_uri), datasets)
+    summary = ledger_summary(lakehouse.open(lakehouse.ledger_uri), datasets)
+    counts = {row["dataset"]: row for row in summary.iter_rows(named=True)}
     events = drift.events()
     decisions = drift.every_decision()
     open_drift: dict[str, int] = {}
@@ -198,7 +199,7 @@ def catalog_frame(
                 "location": spec.location,
                 "format": dataset.format,
                 "pattern": dataset.pattern,
-                **_ledger_counts(states[key]),
+                **_ledger_counts(counts.get(key)),
                 "drift_open": open_drift.get(key, 0),
             }
             for column in columns:
@@ -218,13 +219,14 @@ def catalog_frame(
     return frame.with_columns(pl.lit(now, SCHEMA["built_at"]).alias("built_at"))
 
 
-def _ledger_counts(state: DatasetLedger) -> dict[str, Any]:
-    files = state.files
+def _ledger_counts(row: Mapping[str, Any] | None) -> dict[str, Any]:
+    if row is None:
+        return {"files_ingested": 0, "files_quarantined": 0, "files_pending": 0, "last_ingested": None}
     return {
-        "files_ingested": int((files["status"] == "ingested").sum()),
-        "files_quarantined": int((files["status"] == "quarantined").sum()),
-        "files_pending": sum(len(p.files) for p in state.pending),
-        "last_ingested": state.last_recorded_at,
+        "files_ingested": row["ingested"],
+        "files_quarantined": row["quarantined"],
+        "files_pending": row["pending"],
+        "last_ingested": row["last_recorded_at"],
     }
 
 

@@ -189,6 +189,42 @@ def ledger_states(snapshot: DeltaTable | None, datasets: Sequence[str]) -> dict[
     }
 
 
+def ledger_summary(snapshot: DeltaTable | None, datasets: Sequence[str]) -> pl.DataFrame:
+    """Per dataset, from one read of the ledger: files whose latest event is ``ingested``,
+    ``quarantined`` or ``planned`` (pending), and when a file was last recorded as done."""
+    schema = {
+        "dataset": pl.String(),
+        "ingested": pl.UInt32(),
+        "quarantined": pl.UInt32(),
+        "pending": pl.UInt32(),
+        "last_recorded_at": pl.Datetime("us", "UTC"),
+    }
+    if snapshot is None or not datasets:
+        return pl.DataFrame(schema=schema)
+    events = scan_current(
+        snapshot,
+        LEDGER_SCHEMA,
+        columns=["dataset", "batch", "event", "path", "recorded_at"],
+        where=pl.col("dataset").is_in(list(datasets)),
+    )
+    latest = (
+        events.with_columns(rank=pl.when(pl.col("event") == "planned").then(0).otherwise(1))
+        .sort(["dataset", "batch", "rank", "recorded_at"])
+        .unique(["dataset", "path"], keep="last", maintain_order=True)
+    )
+    done = ~pl.col("event").is_in(["planned", "announced"])
+    return (
+        latest.group_by("dataset")
+        .agg(
+            ingested=(pl.col("event") == "ingested").sum(),
+            quarantined=(pl.col("event") == "quarantined").sum(),
+            pending=(pl.col("event") == "planned").sum(),
+            last_recorded_at=pl.col("recorded_at").filter(done).max(),
+        )
+        .select([pl.col(c).cast(t) for c, t in schema.items()])
+    )
+
+
 def ledger_state(
     snapshot: DeltaTable | None, dataset: str, *, events: pl.DataFrame | None = None
 ) -> DatasetLedger:
