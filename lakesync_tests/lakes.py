@@ -136,3 +136,16 @@ def write_orders_csv(
 
 def touch(path: Path, when: datetime) -> None:
     os.utime(path, (when.timestamp(), when.timestamp()))
+
+
+def write_renamed_orders(
+    path: Path, rows: list[dict[str, Any]], renames: dict[str, str], mtime: datetime, **cast: Any
+) -> Path:
+    """Orders as a lake that renamed some columns writes them (``cast``: column -> Arrow type)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist([{renames.get(k, k): v for k, v in r.items()} for r in rows])
+    for column, arrow_type in cast.items():
+        table = table.set_column(table.schema.get_field_index(column), column, table[column].cast(arrow_type))
+    pq.write_table(table, path)
+    touch(path, mtime)
+    return path

@@ -10,7 +10,6 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
@@ -26,9 +25,9 @@ from lakesync_tests.lakes import (
     T0,
     local_lake,
     orders_rows,
-    touch,
     write_config,
     write_orders_parquet,
+    write_renamed_orders,
 )
 
 AUTONOMY = {"renames": {"auto_approve_above": 0.55, "min_margin": 0.2}}
@@ -49,12 +48,9 @@ def _project(root: Path, **contract_changes: Any) -> Path:
 def _land_renamed(
     root: Path, name: str, start: int, renames: dict[str, str], hours: int, **cast: Any
 ) -> None:
-    rows = [{renames.get(k, k): v for k, v in r.items()} for r in orders_rows(start, 100)]
-    table = pa.Table.from_pylist(rows)
-    for column, arrow_type in cast.items():
-        table = table.set_column(table.schema.get_field_index(column), column, table[column].cast(arrow_type))
-    pq.write_table(table, root / "lake" / name)
-    touch(root / "lake" / name, T0 + timedelta(hours=hours))
+    write_renamed_orders(
+        root / "lake" / name, orders_rows(start, 100), renames, T0 + timedelta(hours=hours), **cast
+    )
 
 
 def _sync(config_path: Path) -> Any:

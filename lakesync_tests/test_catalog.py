@@ -22,7 +22,15 @@ from lakesync.pipeline import sync_table
 from lakesync.state.drift_log import DriftLog
 from lakesync.state.lakehouse import Lakehouse, lakehouse_for
 from lakesync_tests.commands import cli
-from lakesync_tests.lakes import T0, contract_lake, local_lake, orders_rows, orders_table, touch, write_config
+from lakesync_tests.lakes import (
+    T0,
+    contract_lake,
+    local_lake,
+    orders_rows,
+    orders_table,
+    write_config,
+    write_renamed_orders,
+)
 
 
 def _sources(hit: object) -> dict[str, str]:
@@ -97,11 +105,10 @@ def test_an_approved_rename_is_the_datasets_name_for_the_column(tmp_path: Path) 
     config = load_config(config_path)
     lakehouse = Lakehouse(config.lakehouse.uri)
     sync_table(config, "orders", lakehouse=lakehouse, run_id="first")
-    rows = orders_rows(500, 100)
-    renamed = [{("order_total" if k == "amount" else k): v for k, v in r.items()} for r in rows]
-    path = tmp_path / "lake" / "renamed.parquet"
-    pq.write_table(pa.Table.from_pylist(renamed), path)
-    touch(path, T0 + timedelta(hours=2))
+    renames = {"amount": "order_total"}
+    write_renamed_orders(
+        tmp_path / "lake" / "renamed.parquet", orders_rows(500, 100), renames, T0 + timedelta(hours=2)
+    )
     quarantining = load_config(
         write_config(
             tmp_path,

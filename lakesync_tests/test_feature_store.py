@@ -11,8 +11,6 @@ from typing import Any
 
 import dagster as dg
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import yaml
 from polars.testing import assert_frame_equal
@@ -27,7 +25,7 @@ from lakesync.governance.erase import erase_subject
 from lakesync.pipeline import sync_table
 from lakesync.state.lakehouse import Lakehouse, lakehouse_for
 from lakesync_tests.commands import cli
-from lakesync_tests.lakes import T0, local_lake, touch, write_config
+from lakesync_tests.lakes import T0, local_lake, touch, write_config, write_orders_parquet
 
 AGGREGATIONS = {
     "orders": "count()",
@@ -51,23 +49,8 @@ CONTRACT = {
 }
 
 
-def _orders_file(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    schema = pa.schema(
-        [
-            ("order_id", pa.int64()),
-            ("customer_id", pa.int64()),
-            ("amount", pa.float64()),
-            ("currency", pa.string()),
-            ("ordered_at", pa.timestamp("us", tz="UTC")),
-        ]
-    )
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
-    touch(path, T0)
-
-
 def _project(root: Path, rows: list[dict[str, Any]], **lakes: Any) -> Path:
-    _orders_file(root / "lake" / "a.parquet", rows)
+    write_orders_parquet(root / "lake" / "a.parquet", rows, mtime=T0)
     datasets = {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}}
     return write_config(
         root,
@@ -379,11 +362,11 @@ def test_incremental_updates_equal_a_full_recompute_after_appends_merges_and_era
             latest = _random_orders(100 + n, 30, customers=400)  # some customers only here
             for row in latest:
                 row["order_id"], next_id = next_id, next_id + 1
-            _orders_file(tmp_path / "lake" / f"new-{n}.parquet", latest)
+            write_orders_parquet(tmp_path / "lake" / f"new-{n}.parquet", latest)
             touch(tmp_path / "lake" / f"new-{n}.parquet", T0 + timedelta(hours=n + 1))
         elif kind == "update" and mode == "merge":  # new versions of keys of the last file only
             changed = [{**r, "amount": float(rng.randint(0, 9))} for r in rng.sample(latest, 5)]
-            _orders_file(tmp_path / "lake" / f"update-{n}.parquet", changed)
+            write_orders_parquet(tmp_path / "lake" / f"update-{n}.parquet", changed)
             touch(tmp_path / "lake" / f"update-{n}.parquet", T0 + timedelta(hours=n + 1))
         else:  # a customer of the last file: its rows are rewritten, not the whole table's
             erase_subject(config, lakehouse, "customer", str(rng.choice(latest)["customer_id"]))

@@ -1,6 +1,6 @@
 """The global catalog: every asset and column of every lake, table and feature, searchable."""
 
-from lakesync.catalog.build import SCHEMA, catalog_frame, read_catalog, write_catalog
+from lakesync.catalog.build import SCHEMA, catalog_frame, write_catalog
 from lakesync.catalog.search import Hit, Source, folded, search
 
-__all__ = ["SCHEMA", "Hit", "Source", "catalog_frame", "folded", "read_catalog", "search", "write_catalog"]
+__all__ = ["SCHEMA", "Hit", "Source", "catalog_frame", "folded", "search", "write_catalog"]

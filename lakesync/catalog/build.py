@@ -288,8 +288,3 @@ def write_catalog(lakehouse: Lakehouse, frame: pl.DataFrame, *, attempts: int = 
     snapshot = lakehouse.open(lakehouse.catalog_uri)
     assert snapshot is not None
     return snapshot.version()
-
-
-def read_catalog(config: LakesyncConfig, lakehouse: Lakehouse) -> pl.DataFrame:
-    """The catalog as it is now (built, not read back: it cannot be staler than the lakehouse)."""
-    return catalog_frame(config, lakehouse)

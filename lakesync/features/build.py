@@ -98,22 +98,23 @@ def input_versions(config: LakesyncConfig, name: str, lakehouse: Lakehouse) -> d
     return versions
 
 
-def _stored(lakehouse: Lakehouse, name: str, key: str) -> str | dict[str, int] | None:
-    """A commit-metadata value of the feature table's current version (its latest write)."""
+def _last_write(lakehouse: Lakehouse, name: str) -> dict[str, object] | None:
+    """The commit metadata of the feature table's latest write (``None``: never built)."""
     snapshot = lakehouse.open(lakehouse.feature_uri(name))
     if snapshot is None:
         return None
-    for entry in snapshot.history(5):
-        if INPUTS_KEY in entry:
-            value = entry.get(key)
-            return json.loads(value) if isinstance(value, str) and key == INPUTS_KEY else value
-    return None
+    return next((entry for entry in snapshot.history(5) if INPUTS_KEY in entry), None)
+
+
+def _inputs_of(entry: Mapping[str, object] | None) -> dict[str, int] | None:
+    value = entry.get(INPUTS_KEY) if entry is not None else None
+    found = json.loads(value) if isinstance(value, str) else value
+    return {k: int(v) for k, v in found.items()} if isinstance(found, dict) else None
 
 
 def built_from(lakehouse: Lakehouse, name: str) -> dict[str, int] | None:
     """The input versions the feature table's current version was computed from."""
-    value = _stored(lakehouse, name, INPUTS_KEY)
-    return {k: int(v) for k, v in value.items()} if isinstance(value, dict) else None
+    return _inputs_of(_last_write(lakehouse, name))
 
 
 def build_feature(
@@ -124,7 +125,8 @@ def build_feature(
     feature = config.features[name]
     versions = input_versions(config, name, lakehouse)
     uri = lakehouse.feature_uri(name)
-    previous = built_from(lakehouse, name)
+    written = _last_write(lakehouse, name)  # one read of the table's history for both
+    previous = _inputs_of(written)
     if not force and previous == versions:
         snapshot = lakehouse.open(uri)
         assert snapshot is not None
@@ -141,7 +143,7 @@ def build_feature(
     definition = definition_fingerprint(feature)
     frame, how = None, "full"
     try:
-        if not force and previous is not None and _stored(lakehouse, name, DEFINITION_KEY) == definition:
+        if not force and previous is not None and (written or {}).get(DEFINITION_KEY) == definition:
             frame = _incremental(
                 lakehouse, name, feature, previous=previous, versions=versions, inputs=inputs
             )

@@ -106,9 +106,9 @@ def run_query(
             if f"{lake}.{dataset}" in named:
                 frames[f"{lake}.{dataset}"] = query.raw(lake, dataset)
     if CATALOG in named:
-        from lakesync.catalog import read_catalog  # noqa: PLC0415 - only for queries of the catalog
+        from lakesync.catalog import catalog_frame  # noqa: PLC0415 - only for queries of the catalog
 
-        frames[CATALOG] = read_catalog(config, lakehouse).lazy()
+        frames[CATALOG] = catalog_frame(config, lakehouse).lazy()  # built now: never staler than the tables
     try:
         lazy = pl.SQLContext(frames).execute(sql)
         if options.limit is not None:
