@@ -20,8 +20,7 @@ from lakesync.catalog import search as find
 from lakesync.config import LakesyncConfig, default_config_path, load_config
 from lakesync.config.contracts import hashes_pii
 from lakesync.defs.providers import open_lakehouse, open_stores
-from lakesync.features.build import FeatureError
-from lakesync.features.online import lookup, store_path
+from lakesync.features.online import lookup
 from lakesync.features.timeline import Labels
 from lakesync.features.timeline import training_set as build_training_set
 from lakesync.sql import QueryOptions, reads_in_place, run_query
@@ -99,9 +98,4 @@ def get_online_features(
 ) -> pl.DataFrame:
     """The latest values of ``feature`` for each entity (key column -> values), from the online
     store; nulls for an entity it does not hold."""
-    project = _config(config)
-    path = store_path(project)
-    if path is None:
-        msg = "this lakehouse has no online store: set lakehouse.online_store in lakesync.yaml"
-        raise FeatureError(msg)
-    return lookup(path, feature, entities)
+    return lookup(_config(config), feature, entities)

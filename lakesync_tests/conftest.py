@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lakesync.demo.generate import generate
-from lakesync.demo.servers import Server, start_azure, start_gcs, start_s3
+from lakesync.demo.servers import Server, start_azure, start_gcs, start_redis, start_s3
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -64,3 +64,11 @@ def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture
 def servers(s3_server: Server, azure_server: Server, gcs_server: Server) -> dict[str, Server]:
     return {"s3": s3_server, "azure": azure_server, "gcs": gcs_server}
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[Server]:
+    """A private Redis server on a free port (Debian's redis-server, installed by make setup-test)."""
+    server = start_redis(tmp_path / "redis")
+    yield server
+    server.stop()

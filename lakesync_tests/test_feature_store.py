@@ -19,7 +19,7 @@ import lakesync
 from lakesync.config import load_config
 from lakesync.features import build_feature
 from lakesync.features.build import FeatureError, feature_frame
-from lakesync.features.online import publish_feature, published, store_path
+from lakesync.features.online import lag, publish_feature, store_for, store_path
 from lakesync.features.timeline import Labels, training_set
 from lakesync.governance.erase import erase_subject
 from lakesync.pipeline import sync_table
@@ -260,7 +260,9 @@ def test_the_online_store_serves_the_latest_committed_values_and_forgets_erased_
         "--entity", f"currency={currency}", "--format", "json", "--config", str(demo),
     )  # fmt: skip
     assert json.loads(shown.stdout)["orders"] == some.row(0, named=True)["orders"]
-    before = published(path, "customer_spend")
+    store = store_for(config)
+    assert store is not None
+    before = store.published("customer_spend")
     assert before is not None and before.rows == feature.height
     # In Dagster: inputs -> features/customer_spend -> online/customer_spend, materialized by its run.
     recorded = dg.DagsterInstance.get().get_latest_materialization_event(
@@ -276,7 +278,7 @@ def test_the_online_store_serves_the_latest_committed_values_and_forgets_erased_
                     "ordered_at": "2026-11-20T10:00:00Z"}) + "\n"
     )  # fmt: skip
     assert cli(capsys, "sync", "--config", str(demo)).returncode == 0
-    after = published(path, "customer_spend")
+    after = store.published("customer_spend")
     assert after is not None and after.version is not None and before.version is not None
     assert after.version > before.version
     again = lakesync.get_online_features(
@@ -318,9 +320,19 @@ def _full(config_path: Path, name: str) -> pl.DataFrame:
     return feature_frame(feature, {table: pl.scan_delta(str(Path(config.lakehouse.uri) / table))}).collect()
 
 
-@pytest.mark.parametrize("mode", ["append", "merge"])
+def _served_everything(config: Any, name: str, stored: pl.DataFrame) -> pl.DataFrame:
+    """Every entity of the feature table (and one it never had) looked up in the online store."""
+    store = store_for(config)
+    assert store is not None
+    asked = [*stored["customer_id"].to_list(), 10**9]
+    got = store.get(name, {"customer_id": asked})
+    assert got.row(-1, named=True) == {c: (10**9 if c == "customer_id" else None) for c in got.columns}
+    return got.head(-1)
+
+
+@pytest.mark.parametrize(("mode", "store"), [("append", "sqlite"), ("merge", "redis")])
 def test_incremental_updates_equal_a_full_recompute_after_appends_merges_and_erasures(
-    tmp_path: Path, mode: str
+    tmp_path: Path, mode: str, store: str, request: pytest.FixtureRequest
 ) -> None:
     rng = random.Random(11 if mode == "append" else 12)
     rows = _random_orders(5, 600, customers=300)
@@ -338,10 +350,14 @@ def test_incremental_updates_equal_a_full_recompute_after_appends_merges_and_era
         "group_by": ["customer_id"],
         "aggregations": combinable,
     }
+    if store == "redis":  # a real server; the store written as a user writes it
+        server = request.getfixturevalue("redis_server")
+        document["lakehouse"]["online_store"] = {"redis": f"{server.url}/3", "prefix": "t"}
     config_path.write_text(yaml.safe_dump(document, sort_keys=False))
     config = load_config(config_path)
     lakehouse = Lakehouse(config.lakehouse.uri)
     hows: dict[str, list[str]] = {"spend": [], "combined": []}
+    publishes: dict[str, list[str]] = {"spend": [], "combined": []}
 
     def step() -> None:
         sync_table(config, "orders", lakehouse=lakehouse, run_id="t")
@@ -353,6 +369,15 @@ def test_incremental_updates_equal_a_full_recompute_after_appends_merges_and_era
                 [pl.col(c).cast(stored.schema[c]) for c in stored.columns]
             )
             assert_frame_equal(stored, whole.sort("customer_id"), check_exact=False, rel_tol=1e-9)
+            # The online store, updated with only the touched entities where it can, serves the same.
+            done = publish_feature(config, name, lakehouse, built)
+            assert done is not None and done.version == built.delta_version and done.rows == stored.height
+            publishes[name].append(done.how)
+            assert_frame_equal(
+                _served_everything(config, name, stored), stored, check_exact=False, rel_tol=1e-9
+            )
+            behind = lag(config, name, lakehouse)
+            assert behind is not None and behind.versions_behind == 0
 
     step()
     next_id, latest = 10_000, rows
@@ -371,7 +396,155 @@ def test_incremental_updates_equal_a_full_recompute_after_appends_merges_and_era
         else:  # a customer of the last file: its rows are rewritten, not the whole table's
             erase_subject(config, lakehouse, "customer", str(rng.choice(latest)["customer_id"]))
         step()
-    for name in hows:  # every change only touched a few entities: none computed whole again
-        assert hows[name][0] == "full" and hows[name][1:3] == ["incremental", "incremental"], hows
+    for name, built in hows.items():  # every change only touched a few entities: none computed whole
+        assert built[0] == "full" and built[1:3] == ["incremental", "incremental"], hows
+        # ... and the store took each incremental build's touched entities alone
+        assert publishes[name][0] == "whole", publishes
+        applied = [p for p, h in zip(publishes[name], built, strict=True) if h == "incremental"]
+        assert applied == ["incremental"] * built.count("incremental"), publishes
         if mode == "merge":  # (an erasure in the append table rewrites its first, largest file)
-            assert set(hows[name][1:]) == {"incremental"}, hows
+            assert set(built[1:]) == {"incremental"}, hows
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_both_online_stores_publish_apply_a_change_and_refuse_one_they_cannot_apply(
+    tmp_path: Path, kind: str, request: pytest.FixtureRequest
+) -> None:
+    from lakesync.config.storage import RedisOnlineStore
+    from lakesync.features.incremental import Change
+    from lakesync.features.serving import Release
+    from lakesync.features.store_sqlite import SQLiteStore
+
+    if kind == "redis":
+        from lakesync.features.store_redis import RedisStore
+
+        server = request.getfixturevalue("redis_server")
+        store: Any = RedisStore(RedisOnlineStore(redis=f"{server.url}/1", prefix="unit"))
+    else:
+        store = SQLiteStore(tmp_path / "online.sqlite")
+    at = datetime(2026, 11, 1, 8, 30, tzinfo=UTC)
+    frame = pl.DataFrame(
+        {
+            "customer_id": [1, 2, 3, 4],
+            "currency": ["EUR", "USD", None, "GBP"],
+            "orders": pl.Series([3, 1, 0, 7], dtype=pl.UInt32),
+            "total": [12.5, None, None, 0.1 + 0.2],
+            "vip": [True, False, None, True],
+            "last_at": [at, at + timedelta(seconds=1), None, at - timedelta(days=400)],
+        }
+    )
+    first = store.publish(Release("spend", ("customer_id",), 4, {"orders": 9}), frame)
+    assert (first.how, first.version, first.rows) == ("whole", 4, 4)
+    every = {"customer_id": [1, 2, 3, 4, 5]}
+    assert_frame_equal(store.get("spend", every).head(4), frame)
+    assert store.get("spend", every).row(4) == (5, None, None, None, None, None)
+
+    # An incremental build on top of version 4: customer 2 changed, 5 is new, 4 has no row left.
+    rows = frame.filter(pl.col("customer_id") == 2).with_columns(
+        orders=pl.lit(2, pl.UInt32), total=pl.lit(9.75)
+    )
+    rows = pl.concat(
+        [rows, frame.filter(pl.col("customer_id") == 3).with_columns(customer_id=pl.lit(5, pl.Int64))]
+    )
+    gone = pl.DataFrame({"customer_id": [4]})
+    change = Change(since=4, rows=rows, gone=gone, total=4)
+    assert (
+        store.apply(Release("spend", ("customer_id",), 6, {"orders": 10}), Change(3, rows, gone, 4)) is None
+    )
+    retyped = Change(4, rows.with_columns(pl.col("orders").cast(pl.Int64)), gone, 4)
+    assert store.apply(Release("spend", ("customer_id",), 6, {"orders": 10}), retyped) is None  # types differ
+    done = store.apply(Release("spend", ("customer_id",), 5, {"orders": 10}), change)
+    assert done is not None and (done.how, done.version, done.rows) == ("incremental", 5, 4)
+    expected = pl.concat([frame.filter(pl.col("customer_id").is_in([1, 3])), rows]).sort("customer_id")
+    got = store.get("spend", every)
+    assert got.filter(pl.col("customer_id") == 4).row(0) == (4, None, None, None, None, None)  # gone
+    assert_frame_equal(got.filter(pl.col("customer_id") != 4), expected)
+    held = store.published("spend")
+    assert held is not None and (held.version, held.inputs, held.rows) == (5, {"orders": 10}, 4)
+
+    # Published whole again: nothing of the former version is left behind.
+    store.publish(Release("spend", ("customer_id",), 6, {"orders": 11}), frame.head(1))
+    assert store.get("spend", {"customer_id": [1, 2, 5]})["orders"].to_list() == [3, None, None]
+    if kind == "redis":
+        import redis
+
+        keys = redis.Redis.from_url(f"{server.url}/1").keys("unit:spend:*")
+        assert len(keys) == 2  # meta and the one entity
+
+
+def test_a_redis_online_store_through_lakesync_sync_shows_its_lag_when_the_server_is_down(
+    demo: Path, dagster_home: Path, capsys: pytest.CaptureFixture[str], redis_server: Any, tmp_path: Path
+) -> None:
+    """The demo with its online store on a real Redis server: served after a sync, updated with
+    only the touched entities after a new file, and when the server is down the feature table is
+    still committed, its online_store_in_sync check fails with the reason and the next sync
+    catches the store up."""
+    from lakesync.demo.servers import start_redis
+
+    document = yaml.safe_load(demo.read_text())
+    document["lakehouse"]["online_store"] = {
+        "redis": f"{redis_server.url}/0",
+        "password": {"env": "T_REDIS_PW"},
+    }
+    demo.write_text(yaml.safe_dump(document, sort_keys=False))
+    refused = cli(capsys, "sync", "--config", str(demo))  # the password's variable is not set
+    assert "needs its password in $T_REDIS_PW, which is not set" in refused.stdout + refused.stderr
+    document["lakehouse"]["online_store"] = {"redis": f"{redis_server.url}/0", "prefix": "demo"}
+    demo.write_text(yaml.safe_dump(document, sort_keys=False))
+    assert cli(capsys, "sync", "--config", str(demo)).returncode == 0
+    config = load_config(demo)
+    lakehouse = lakehouse_for(config)
+    feature = pl.read_delta(lakehouse.feature_uri("customer_spend"))
+    keys = {"customer_id": feature["customer_id"].to_list(), "currency": feature["currency"].to_list()}
+    assert_frame_equal(lakesync.get_online_features("customer_spend", keys, config=demo), feature)
+    instance = dg.DagsterInstance.get()
+
+    def check() -> dict[str, Any]:
+        key = dg.AssetCheckKey(dg.AssetKey(["features", "customer_spend"]), "online_store_in_sync")
+        record = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
+        assert record.event is not None and record.event.dagster_event is not None
+        evaluation = record.event.dagster_event.event_specific_data
+        values = {k: getattr(v, "value", v) for k, v in evaluation.metadata.items()}
+        return {"passed": evaluation.passed, **values}
+
+    assert check()["passed"] and check()["versions_behind"] == 0
+
+    lake = demo.parent / "data" / "lakes" / "apac_sales" / "orders"
+    customer, currency = feature.row(0, named=True)["customer_id"], feature.row(0, named=True)["currency"]
+    order = {
+        "customer_id": customer,
+        "amount": 1.0,
+        "currency": currency,
+        "ordered_at": "2026-11-20T10:00:00Z",
+    }
+    (lake / "orders-new.ndjson").write_text(json.dumps({"order_id": 990001, **order}) + "\n")
+    assert cli(capsys, "sync", "--config", str(demo)).returncode == 0
+    online = instance.get_latest_materialization_event(dg.AssetKey(["online", "customer_spend"]))
+    assert online is not None and online.asset_materialization is not None
+    assert online.asset_materialization.metadata["published"].value == "incremental"
+    one = {"customer_id": [customer], "currency": [currency]}
+    got = lakesync.get_online_features("customer_spend", one, config=demo)
+    assert got["orders"].to_list() == [feature.row(0, named=True)["orders"] + 1]
+
+    # The server goes away: the feature is still committed, the check says how far behind and why.
+    port = int(redis_server.url.rsplit(":", 1)[1])
+    redis_server.stop()
+    (lake / "orders-newer.ndjson").write_text(json.dumps({"order_id": 990002, **order}) + "\n")
+    down = cli(capsys, "sync", "--config", str(demo))
+    assert down.returncode == 0, down.stdout + down.stderr
+    said = f"updated; online store not updated: {redis_server.url}/0 (keys demo:*) failed while"
+    assert said in down.stdout and "Connection refused" in down.stdout, down.stdout
+    failed = check()
+    assert not failed["passed"] and failed["feature_version"] == 2 and "failed while" in failed["error"]
+    stored = pl.read_delta(lakehouse.feature_uri("customer_spend"))
+    assert stored.filter(pl.col("customer_id") == customer)["orders"].to_list()[0] == got["orders"][0] + 1
+
+    # Back (empty, on the same port): the next sync, with nothing new to ingest, publishes it.
+    back = start_redis(tmp_path / "redis-again", port=port)
+    try:
+        assert cli(capsys, "sync", "--config", str(demo)).returncode == 0
+        assert check()["passed"]
+        again = lakesync.get_online_features("customer_spend", one, config=demo)
+        assert again["orders"].to_list() == [got["orders"][0] + 1]
+    finally:
+        back.stop()

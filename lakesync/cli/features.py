@@ -14,7 +14,7 @@ import polars as pl
 from lakesync.config import LakesyncConfig
 from lakesync.defs.providers import open_lakehouse
 from lakesync.features.build import FeatureError
-from lakesync.features.online import lookup, store_path
+from lakesync.features.online import lookup
 from lakesync.features.timeline import Labels, training_set
 from lakesync.report.summary import text_table
 
@@ -77,17 +77,11 @@ def _values(text: str) -> dict[str, list[Any]]:
 
 
 def cmd_get(config: LakesyncConfig, args: argparse.Namespace) -> int:
-    path = store_path(config)
-    if path is None:
-        print(
-            "this lakehouse has no online store: set lakehouse.online_store in lakesync.yaml", file=sys.stderr
-        )
-        return EXIT_USAGE
     try:
         entities: dict[str, list[Any]] = {}
         for text in args.entity:
             entities.update(_values(text))
-        found = lookup(path, args.feature, entities)
+        found = lookup(config, args.feature, entities)
     except FeatureError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE

@@ -169,6 +169,26 @@ class ProvenanceSettings(StrictModel):
         return [n for n in names if isinstance(n, str)]
 
 
+class RedisOnlineStore(StrictModel):
+    """An online store on a Redis server (a feature's values per entity as hashes)."""
+
+    redis: str = Field(pattern=r"^(rediss?|unix)://")
+    """``redis://host:port/db`` (``rediss://`` for TLS), without a password in it."""
+    password: EnvSecret | None = None
+    """The server's password (``AUTH``), read from this environment variable."""
+    username: str | None = None
+    prefix: str = Field(default="lakesync", pattern=r"^[A-Za-z0-9_.-]+$")
+    """Every key lakesync writes starts with ``<prefix>:`` (one server, several lakehouses)."""
+
+    @field_validator("redis")
+    @classmethod
+    def _no_password(cls, value: str) -> str:
+        if "@" in value.split("//", 1)[-1].split("/", 1)[0]:
+            msg = "put the password in password: {env: NAME}, not in the URL"
+            raise ValueError(msg)
+        return value
+
+
 class LakehouseBase(StrictModel):
     """What every lakehouse has, wherever it is stored."""
 
@@ -181,15 +201,23 @@ class LakehouseBase(StrictModel):
     pii_key: EnvSecret = Field(default_factory=lambda: EnvSecret(env="LAKESYNC_PII_KEY"))
     """The secret of ``pii: hash`` columns (keyed SHA-256): the same everywhere, so a hashed key
     still joins across lakes and tables. Read only when some column is hashed."""
-    online_store: str | None = None
-    """The SQLite file feature tables publish their latest values to (relative to the config
-    file); default ``<uri>/_online/features.sqlite`` for a lakehouse on local disk, none for
-    one on an object store unless set."""
+    online_store: str | RedisOnlineStore | None = None
+    """Where feature tables publish their latest values: a SQLite file (relative to the config
+    file) or ``{redis: redis://host:port/db, password: {env: NAME}}``; default
+    ``<uri>/_online/features.sqlite`` for a lakehouse on local disk, none for one on an object
+    store unless set."""
 
     @field_validator("online_store")
     @classmethod
-    def _online_store(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return None if value is None else resolve_local(value, info)
+    def _online_store(
+        cls, value: str | RedisOnlineStore | None, info: ValidationInfo
+    ) -> str | RedisOnlineStore | None:
+        if isinstance(value, str):
+            if value.startswith(("redis://", "rediss://")):
+                msg = f"write a Redis online store as {{redis: {value.split('@')[-1]!r}}}"
+                raise ValueError(msg)
+            return resolve_local(value, info)
+        return value
 
     @field_validator("uri")
     @classmethod

@@ -15,10 +15,12 @@ from lakesync.config import LakesyncConfig
 from lakesync.defs.checks import BLOCKING_CHECKS
 from lakesync.defs.metadata import MAX_RUNTIME_TAG, delta_metadata, feature_key, online_key, table_key
 from lakesync.features import build_feature
-from lakesync.features.online import publish_feature, store_path
+from lakesync.features.online import Lag, lag, publish_feature, served, store_for, store_kind
+from lakesync.features.serving import OnlineStoreError
 
 FEATURE_TAG = "lakesync/feature"
 BLOCKED_TAG = "lakesync/blocked"
+ONLINE_CHECK = "online_store_in_sync"
 
 
 def feature_job_name(feature: str) -> str:
@@ -51,8 +53,23 @@ def feature_asset(config: LakesyncConfig, name: str) -> dg.AssetsDefinition:
         else f"{', '.join(feature.aggregations)} by {', '.join(feature.group_by) or '(all rows)'}"
     )
 
+    online = served(config, name)
+    checks = (
+        [
+            dg.AssetCheckSpec(
+                ONLINE_CHECK,
+                asset=feature_key(name),
+                description="The online store holds this feature table's latest version "
+                "(its lag: versions and seconds behind)",
+            )
+        ]
+        if online
+        else []
+    )
+
     @dg.asset(
         key=feature_key(name),
+        check_specs=checks,
         deps=[table_key(t) for t in feature.inputs],
         description=feature.description or f"Feature table from {', '.join(feature.inputs)}: {how}",
         group_name="features",
@@ -65,27 +82,36 @@ def feature_asset(config: LakesyncConfig, name: str) -> dg.AssetsDefinition:
         owners=feature.owners or None,
         metadata={"inputs": ", ".join(feature.inputs), "computed_as": how},
     )
-    def build(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]
+    def build(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:  # type: ignore[type-arg]
+        target = context.resources.lakehouse.get()
         blocked = blocking_failures(context.instance, list(feature.inputs))
         if blocked:
             context.instance.add_run_tags(context.run_id, {BLOCKED_TAG: "; ".join(blocked)[:1000]})
             context.log.warning("%s is not updated: %s", name, "; ".join(blocked))
+            if online:
+                yield _online_check(project, name, target, None)
             return
-        target = context.resources.lakehouse.get()
         built = build_feature(project, name, target, run_id=context.run_id)
         if not built.updated:
             context.log.info("%s is up to date with %s", name, built.inputs)
-        served = publish_feature(project, name, target)
-        if served is not None:  # the online store's copy, its own asset downstream
+        failure = None
+        try:
+            published = publish_feature(project, name, target, built)
+        except OnlineStoreError as exc:  # the feature table is committed; the check shows the lag
+            published, failure = None, str(exc)
+            context.log.warning("%s: %s; materialize it again to publish it", name, failure)
+        if published is not None and published.how != "held":  # the store's copy, its own asset
+            store = store_for(project)
             context.log_event(
                 dg.AssetMaterialization(
                     online_key(name),
-                    description=f"latest values per {', '.join(served.entity)} in the online store",
+                    description=f"latest values per {', '.join(published.entity)} in the online store",
                     metadata={
-                        "dagster/row_count": served.rows,
-                        "online_store": str(store_path(project)),
-                        "feature_version": served.version,
-                        "published_at": served.published_at.isoformat(timespec="seconds"),
+                        "dagster/row_count": published.rows,
+                        "online_store": store.where if store is not None else "",
+                        "feature_version": published.version,
+                        "published": published.how,
+                        "published_at": published.published_at.isoformat(timespec="seconds"),
                     },
                 )
             )
@@ -101,14 +127,44 @@ def feature_asset(config: LakesyncConfig, name: str) -> dg.AssetsDefinition:
                 ),
             }
         )
+        if online:
+            yield _online_check(project, name, target, failure)
 
     return build
+
+
+def _online_check(config: LakesyncConfig, name: str, target: Any, failure: str | None) -> dg.AssetCheckResult:
+    """Whether the online store holds the feature table's latest version, and its lag."""
+    try:
+        found: Lag | None = lag(config, name, target)
+    except OnlineStoreError as exc:
+        found, failure = None, failure or str(exc)
+    snapshot = target.open(target.feature_uri(name))
+    metadata: dict[str, Any] = {"feature_version": snapshot.version() if snapshot is not None else "none"}
+    if found is not None:
+        metadata = {
+            "feature_version": found.feature_version,
+            "store_version": found.store_version if found.store_version is not None else "none",
+            "versions_behind": found.versions_behind,
+            "lag_seconds": round(found.seconds, 3),
+        }
+    if failure is not None:
+        metadata["error"] = failure
+    return dg.AssetCheckResult(
+        check_name=ONLINE_CHECK,
+        passed=failure is None and found is not None and found.versions_behind == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=metadata,
+        description=None
+        if found is None or found.versions_behind == 0
+        else f"the online store is {found.versions_behind} version(s) behind",
+    )
 
 
 def online_spec(config: LakesyncConfig, name: str) -> dg.AssetSpec | None:
     """The feature's copy in the online store (published by the feature's own run)."""
     feature = config.features[name]
-    if not feature.online or not feature.group_by or store_path(config) is None:
+    if not served(config, name):
         return None
     return dg.AssetSpec(
         key=online_key(name),
@@ -116,7 +172,7 @@ def online_spec(config: LakesyncConfig, name: str) -> dg.AssetSpec | None:
         description=f"The latest values of `{name}` per {', '.join(feature.group_by)}, for lookups "
         "(`lakesync features get`); published after each build of the feature",
         group_name="features",
-        kinds={"sqlite"},
+        kinds={store_kind(config)},
     )
 
 

@@ -9,7 +9,7 @@ from collections.abc import Collection, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from deltalake.exceptions import DeltaError
@@ -18,7 +18,7 @@ from lakesync.config import LakesyncConfig
 from lakesync.defs.assets import TABLE_TAG, job_name, op_name
 from lakesync.defs.catalog import rebuild_catalog, report_catalog
 from lakesync.defs.checks import BLOCKING_CHECKS
-from lakesync.defs.features import BLOCKED_TAG, feature_job_name
+from lakesync.defs.features import BLOCKED_TAG, ONLINE_CHECK, feature_job_name
 from lakesync.defs.instance import InstanceError
 from lakesync.defs.metadata import RESULT_KEY, feature_key
 from lakesync.defs.prescan import TablePlan, plan_tables
@@ -27,6 +27,8 @@ from lakesync.defs.queue import QueueError
 from lakesync.defs.resources import config_problem
 from lakesync.defs.runs import Finish, RunOutcome, Runs, step_error
 from lakesync.features.build import FeatureError, built_from, input_versions
+from lakesync.features.online import lag
+from lakesync.features.serving import OnlineStoreError
 from lakesync.pipeline.results import DatasetSync, TableSync
 from lakesync.pipeline.runtime import DatasetRuntime, dataset_runtimes
 from lakesync.pipeline.status import table_statuses
@@ -109,9 +111,18 @@ def _current(config: LakesyncConfig, name: str, lakehouse: Lakehouse, tables: se
     except FeatureError:
         return None  # an input has no data yet: the feature's run says so
     snapshot = lakehouse.open(lakehouse.feature_uri(name)) if current else None
-    if snapshot is None:
-        return None
+    if snapshot is None or _online_behind(config, name, lakehouse):
+        return None  # its run publishes the online store again
     return FeatureLine(name, snapshot.version(), row_count(snapshot), "up to date")
+
+
+def _online_behind(config: LakesyncConfig, name: str, lakehouse: Lakehouse) -> bool:
+    """Whether the feature's online store does not hold its table's latest version."""
+    try:
+        found = lag(config, name, lakehouse)
+    except OnlineStoreError:
+        return True
+    return found is not None and found.versions_behind > 0
 
 
 def _run_features(config: LakesyncConfig, runs: Runs, names: set[str]) -> tuple[list[FeatureLine], list[str]]:
@@ -152,6 +163,7 @@ def _run_features(config: LakesyncConfig, runs: Runs, names: set[str]) -> tuple[
                 for k, v in materialized[-1].step_materialization_data.materialization.metadata.items()
             }
             status = "updated" if values.get("recomputed") else "up to date"
+            status += _online_status(outcome.events, name)
             version, rows = values.get("delta_version"), values.get("dagster/row_count")
             lines.append(
                 FeatureLine(
@@ -162,6 +174,24 @@ def _run_features(config: LakesyncConfig, runs: Runs, names: set[str]) -> tuple[
                 )
             )
     return lines, failures
+
+
+def _online_status(events: Sequence[Any], name: str) -> str:
+    """``; online store N version(s) behind: why`` when the run's online check failed."""
+    for event in events:
+        evaluation = getattr(event, "event_specific_data", None)
+        if (
+            event.event_type_value == "ASSET_CHECK_EVALUATION"
+            and isinstance(evaluation, dg.AssetCheckEvaluation)
+            and evaluation.check_name == ONLINE_CHECK
+            and evaluation.asset_key == feature_key(name)
+            and not evaluation.passed
+        ):
+            values = {k: getattr(v, "value", v) for k, v in evaluation.metadata.items()}
+            if "error" in values:
+                return f"; online store not updated: {values['error']}"
+            return f"; online store {values.get('versions_behind')} version(s) behind"
+    return ""
 
 
 def _catalog(config: LakesyncConfig, lakehouse: Lakehouse, runs: Runs) -> list[str]:

@@ -10,15 +10,16 @@ from __future__ import annotations
 import importlib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 import pyarrow as pa
-from deltalake import write_deltalake
+from deltalake import DeltaTable, write_deltalake
 
 from lakesync.config.models import AGGREGATION, Feature, LakesyncConfig
 from lakesync.features.incremental import (
     DEFINITION_KEY,
+    Change,
     changes,
     definition_fingerprint,
     recompute_touched,
@@ -46,6 +47,8 @@ class FeatureBuild:
     """False when the inputs had not changed since the last build (nothing was written)."""
     how: str = "full"
     """``unchanged``, ``incremental`` (only the touched entities computed again) or ``full``."""
+    change: Change | None = field(default=None, compare=False)
+    """An incremental build's touched entities (for the online store to apply)."""
 
 
 def _aggregation(name: str, text: str) -> pl.Expr:
@@ -98,9 +101,8 @@ def input_versions(config: LakesyncConfig, name: str, lakehouse: Lakehouse) -> d
     return versions
 
 
-def _last_write(lakehouse: Lakehouse, name: str) -> dict[str, object] | None:
+def _last_write(snapshot: DeltaTable | None) -> dict[str, object] | None:
     """The commit metadata of the feature table's latest write (``None``: never built)."""
-    snapshot = lakehouse.open(lakehouse.feature_uri(name))
     if snapshot is None:
         return None
     return next((entry for entry in snapshot.history(5) if INPUTS_KEY in entry), None)
@@ -114,7 +116,7 @@ def _inputs_of(entry: Mapping[str, object] | None) -> dict[str, int] | None:
 
 def built_from(lakehouse: Lakehouse, name: str) -> dict[str, int] | None:
     """The input versions the feature table's current version was computed from."""
-    return _inputs_of(_last_write(lakehouse, name))
+    return _inputs_of(_last_write(lakehouse.open(lakehouse.feature_uri(name))))
 
 
 def build_feature(
@@ -125,29 +127,33 @@ def build_feature(
     feature = config.features[name]
     versions = input_versions(config, name, lakehouse)
     uri = lakehouse.feature_uri(name)
-    written = _last_write(lakehouse, name)  # one read of the table's history for both
+    before = lakehouse.open(uri)
+    written = _last_write(before)  # one read of the table's history for both
     previous = _inputs_of(written)
     if not force and previous == versions:
-        snapshot = lakehouse.open(uri)
-        assert snapshot is not None
-        schema = pl.from_arrow(pa.schema(snapshot.schema().to_arrow()).empty_table()).schema  # type: ignore[union-attr]
+        assert before is not None
+        schema = pl.from_arrow(pa.schema(before.schema().to_arrow()).empty_table()).schema  # type: ignore[union-attr]
         columns = {k: str(v) for k, v in schema.items()}
-        return FeatureBuild(
-            name, snapshot.version(), row_count(snapshot), versions, columns, False, "unchanged"
-        )
+        return FeatureBuild(name, before.version(), row_count(before), versions, columns, False, "unchanged")
     options = dict(lakehouse.storage_options) or None
     inputs = {
         table: pl.scan_delta(lakehouse.table_uri(table), version=version, storage_options=options)
         for table, version in versions.items()
     }
     definition = definition_fingerprint(feature)
-    frame, how = None, "full"
+    frame, how, change = None, "full", None
     try:
-        if not force and previous is not None and (written or {}).get(DEFINITION_KEY) == definition:
-            frame = _incremental(
-                lakehouse, name, feature, previous=previous, versions=versions, inputs=inputs
+        if (
+            not force
+            and before is not None
+            and previous is not None
+            and (written or {}).get(DEFINITION_KEY) == definition
+        ):
+            found = _incremental(
+                lakehouse, before, feature, previous=previous, versions=versions, inputs=inputs
             )
-            how = "incremental" if frame is not None else how
+            if found is not None:
+                (frame, change), how = found, "incremental"
         if frame is None:
             frame = feature_frame(feature, inputs).collect()
     except pl.exceptions.PolarsError as exc:
@@ -167,19 +173,20 @@ def build_feature(
     snapshot = lakehouse.open(uri)
     assert snapshot is not None
     columns = {k: str(v) for k, v in frame.schema.items()}
-    return FeatureBuild(name, snapshot.version(), frame.height, versions, columns, True, how)
+    return FeatureBuild(name, snapshot.version(), frame.height, versions, columns, True, how, change)
 
 
 def _incremental(  # noqa: PLR0913 - the state one update works from
     lakehouse: Lakehouse,
-    name: str,
+    before: DeltaTable,
     feature: Feature,
     *,
     previous: dict[str, int],
     versions: dict[str, int],
     inputs: Mapping[str, pl.LazyFrame],
-) -> pl.DataFrame | None:
-    """The feature with only its touched entities computed again, or ``None`` (do it whole)."""
+) -> tuple[pl.DataFrame, Change] | None:
+    """The feature (as of ``before``) with only its touched entities computed again, and what
+    changed; ``None``: compute it whole."""
     if feature.function is not None or not feature.group_by or len(feature.inputs) != 1:
         return None
     table = feature.inputs[0]
@@ -188,11 +195,9 @@ def _incremental(  # noqa: PLR0913 - the state one update works from
     found = changes(lakehouse, table, previous[table], versions[table])
     if found is None:
         return None
-    current = pl.read_delta(
-        lakehouse.feature_uri(name), storage_options=dict(lakehouse.storage_options) or None
-    )
+    current = pl.read_delta(before)
     result = recompute_touched(lakehouse, feature, current, found, inputs)
     if result is None:
         return None
     touched, rows = result
-    return updated(current, rows, touched, feature)
+    return updated(current, rows, touched, feature, since=before.version())

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 from deltalake import DeltaTable
@@ -52,6 +52,21 @@ class Changes:
     @property
     def appends_only(self) -> bool:
         return not self.removed
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one incremental build changed in the feature table, for an online store to apply
+    on top of the version it was computed from."""
+
+    since: int
+    """The feature table's version the build started from."""
+    rows: pl.DataFrame = field(compare=False)
+    """The touched entities' new rows, typed as the table's columns."""
+    gone: pl.DataFrame = field(compare=False)
+    """The keys of touched entities with no row left (every input row erased)."""
+    total: int
+    """The feature table's rows after the build."""
 
 
 def changes(lakehouse: Lakehouse, table: str, before: int, after: int) -> Changes | None:
@@ -133,11 +148,14 @@ def recompute_touched(
 
 
 def updated(
-    current: pl.DataFrame, rows: pl.DataFrame, touched: pl.DataFrame, feature: Feature
-) -> pl.DataFrame:
+    current: pl.DataFrame, rows: pl.DataFrame, touched: pl.DataFrame, feature: Feature, *, since: int
+) -> tuple[pl.DataFrame, Change]:
     """``current`` with the touched entities' rows replaced by ``rows``, in the order a full
-    computation gives."""
+    computation gives, and what changed."""
     keys = list(feature.group_by)
     kept = current.join(touched, on=keys, how="anti", nulls_equal=True)
     typed = rows.select([pl.col(c).cast(current.schema[c]) for c in current.columns])
-    return pl.concat([kept, typed]).sort(keys)
+    frame = pl.concat([kept, typed]).sort(keys)
+    gone = touched.join(typed.select(keys), on=keys, how="anti", nulls_equal=True)
+    gone = gone.select([pl.col(k).cast(current.schema[k]) for k in keys])
+    return frame, Change(since, typed, gone, frame.height)
