@@ -132,16 +132,39 @@ def asked(
     return pl.DataFrame(columns).with_columns([pl.col(k).cast(schema[k], strict=False) for k in keys])
 
 
-def entity_key(values: Sequence[Any]) -> str:
-    """An entity's key values as one text (JSON), the same when published and when asked."""
-    return json.dumps([cell(v) for v in values], default=str, separators=(",", ":"))
+FEW_ROWS = 64
+"""Up to this many rows are typed in Python (faster than polars' per-call cost for a lookup)."""
+
+
+def _python_value(value: Any, dtype: pl.DataType) -> Any:
+    if not isinstance(value, str) or dtype == pl.String:
+        return value
+    if isinstance(dtype, pl.Datetime):
+        return datetime.fromisoformat(value)
+    if dtype == pl.Date:
+        return date.fromisoformat(value)
+    if isinstance(dtype, pl.Decimal):
+        return Decimal(value)
+    if dtype.is_nested():
+        return json.loads(value)
+    return value
 
 
 def answer(rows: list[tuple[Any, ...]], schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
-    """Rows read back (numbers as numbers, the rest as text) typed as the feature's columns."""
+    """Rows read back (numbers as numbers, times, decimals and nested values as text) typed as
+    the feature's columns."""
+    if len(rows) <= FEW_ROWS:
+        types = list(schema.values())
+        typed = [tuple(_python_value(v, t) for v, t in zip(row, types, strict=True)) for row in rows]
+        return pl.DataFrame(typed, schema=dict(schema), orient="row")
     stored = {n: pl.String() if _is_text_stored(t) else t for n, t in schema.items()}
-    raw = pl.DataFrame(rows, schema=stored, orient="row")
-    return raw.with_columns([_restore(n, t) for n, t in schema.items() if _is_text_stored(t)])
+    return restore(pl.DataFrame(rows, schema=stored, orient="row"), schema)
+
+
+def restore(frame: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    """``frame``'s columns kept as text (times, decimals, nested values) typed as ``schema``."""
+    texts = [n for n, t in schema.items() if frame.schema[n] == pl.String and t != pl.String]
+    return frame.with_columns([_restore(n, schema[n]) for n in texts])
 
 
 def _is_text_stored(dtype: pl.DataType) -> bool:

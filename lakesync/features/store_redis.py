@@ -4,14 +4,15 @@ Keys (``<prefix>`` from the config, so several lakehouses can share a server):
 
 - ``<prefix>:<feature>:meta``: a hash naming the generation served (``gen``), the feature
   version it holds, its input versions, when it was published, its rows, keys and column types;
-- ``<prefix>:<feature>:<gen>:<entity>``: one entity's values (``<entity>`` its key values as
-  JSON), one field per non-null column, plus ``_`` so an entity of nulls still exists.
+- ``<prefix>:<feature>:<gen>:<entity>``: one entity's row as a JSON object, as polars' JSON-lines
+  writer writes it (times and decimals as text, restored from the column types when read);
+  ``<entity>`` is its key values as polars writes them as text, joined by ``\x1f``.
 
 A whole publish writes a new generation, then swaps ``meta`` to it in one command, then
 unlinks the other generations (a reader sees one version or the next; a publish that died
 half-way leaves a generation the next one removes). An incremental build's touched entities are
 replaced in the served generation in one ``MULTI``, checked against the version it was computed
-from (``WATCH``). A lookup is one round trip: the served generation and the entities' hashes.
+from (``WATCH``). A lookup is one round trip: the served generation's stamp and an ``MGET``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +32,7 @@ from lakesync.config.storage import RedisOnlineStore
 from lakesync.features.build import FeatureError
 from lakesync.features.incremental import Change
 from lakesync.features.serving import (
+    FEW_ROWS,
     OnlineStoreError,
     Published,
     Release,
@@ -38,36 +40,34 @@ from lakesync.features.serving import (
     asked,
     cell,
     dtype_of,
-    entity_key,
     one_row_per_entity,
+    restore,
     schema_of,
 )
 
 CHUNK = 5_000
-"""Entities written per pipeline round trip."""
-PRESENT = "_"
+"""Entities written per command (``MSET``) and per pipeline round trip."""
 
 
-def _text(value: Any) -> str:
-    found = cell(value)
-    if isinstance(found, bool):
-        return "true" if found else "false"
-    if isinstance(found, float):
-        return repr(found)
-    return str(found)
+def _lines(frame: pl.DataFrame) -> list[str]:
+    return frame.write_ndjson().splitlines() if frame.height else []
 
 
-def _typed(text: str | None, dtype: pl.DataType) -> Any:
-    """A stored text as the number or text :func:`serving.answer` expects."""
-    if text is None:
-        return None
-    if dtype == pl.Boolean:
-        return text == "true"
-    if dtype.is_integer():
-        return int(text)
-    if dtype.is_float():
-        return float(text)
-    return text
+def _names(frame: pl.DataFrame, keys: Sequence[str]) -> list[str]:
+    """Each row's entity as text: its key values as polars writes them, ``\\N`` for null."""
+    if frame.height <= FEW_ROWS and all(
+        frame.schema[k].is_integer() or frame.schema[k] == pl.String for k in keys
+    ):
+        # (a lookup's path: Python writes whole numbers and text as polars does)
+        return [
+            "\x1f".join("\\N" if v is None else str(v) for v in row) for row in frame.select(keys).iter_rows()
+        ]
+    parts = [pl.col(k).cast(pl.String).fill_null("\\N") for k in keys]
+    return frame.select(pl.concat_str(parts, separator="\x1f")).to_series().to_list() if frame.height else []
+
+
+def _stored_schema(schema: Mapping[str, pl.DataType]) -> dict[str, pl.DataType]:
+    return {n: pl.String() if t.is_temporal() or isinstance(t, pl.Decimal) else t for n, t in schema.items()}
 
 
 class RedisStore:
@@ -99,11 +99,6 @@ class RedisStore:
     def _failed(self, exc: redis.RedisError, doing: str) -> OnlineStoreError:
         return OnlineStoreError(f"{self.where} failed while {doing}: {exc}")
 
-    def _fields(self, row: dict[str, Any]) -> dict[Any, Any]:
-        fields: dict[Any, Any] = {name: _text(value) for name, value in row.items() if value is not None}
-        fields[PRESENT] = ""
-        return fields
-
     def _record(
         self, release: Release, generation: str, rows: int, schema: str, now: datetime
     ) -> dict[Any, Any]:
@@ -117,9 +112,8 @@ class RedisStore:
             "schema": schema,
         }
 
-    def _rows(self, frame: pl.DataFrame, keys: Sequence[str]) -> Iterator[tuple[str, dict[Any, Any]]]:
-        for row in frame.iter_rows(named=True):
-            yield entity_key([row[k] for k in keys]), self._fields(row)
+    def _entities(self, feature: str, generation: str, frame: pl.DataFrame, keys: Sequence[str]) -> list[str]:
+        return [self._entity(feature, generation, k) for k in _names(frame, keys)]
 
     def publish(self, release: Release, frame: pl.DataFrame) -> Published:
         feature, keys = release.feature, list(release.entity)
@@ -127,10 +121,11 @@ class RedisStore:
         generation = uuid.uuid4().hex[:12]
         now = datetime.now(tz=UTC)
         try:
+            names, rows = self._entities(feature, generation, frame, keys), _lines(frame)
             pipe = self._client.pipeline(transaction=False)
-            for n, (key, fields) in enumerate(self._rows(frame, keys), start=1):
-                pipe.hset(self._entity(feature, generation, key), mapping=fields)
-                if n % CHUNK == 0:
+            for n, start in enumerate(range(0, len(rows), CHUNK), start=1):
+                pipe.mset(dict(zip(names[start : start + CHUNK], rows[start : start + CHUNK], strict=True)))
+                if n % 8 == 0:
                     pipe.execute()
             pipe.execute()
             self._client.hset(
@@ -172,12 +167,14 @@ class RedisStore:
                 if generation is None or version != str(change.since) or stored != schema:
                     return None
                 pipe.multi()
-                for values in change.gone.select(keys).iter_rows():
-                    pipe.delete(self._entity(feature, generation, entity_key(values)))
-                for key, fields in self._rows(change.rows, keys):
-                    entity = self._entity(feature, generation, key)
-                    pipe.delete(entity)
-                    pipe.hset(entity, mapping=fields)
+                gone = self._entities(feature, generation, change.gone, keys)
+                if gone:
+                    pipe.delete(*gone)
+                names, rows = self._entities(feature, generation, change.rows, keys), _lines(change.rows)
+                for start in range(0, len(rows), CHUNK):
+                    pipe.mset(
+                        dict(zip(names[start : start + CHUNK], rows[start : start + CHUNK], strict=True))
+                    )
                 pipe.hset(meta, mapping=self._record(release, generation, change.total, schema, now))
                 pipe.execute()
         except redis.WatchError:  # published by someone else meanwhile: publish whole
@@ -224,18 +221,20 @@ class RedisStore:
                     wanted = asked(feature, keys, schema, entities)
                     pipe = self._client.pipeline(transaction=False)
                     pipe.hget(self._meta(feature), "published_at")
-                    for values in wanted.iter_rows():
-                        pipe.hgetall(self._entity(feature, generation, entity_key(values)))
-                    now, *found = pipe.execute()
+                    pipe.mget(self._entities(feature, generation, wanted, keys))
+                    now, found = pipe.execute()
                     if now == published_at:
                         break
                     served = self._describe(feature)
             except redis.RedisError as exc:
                 raise self._failed(exc, f"looking up {feature!r}") from exc
         rows = []
-        for values, fields in zip(wanted.iter_rows(), found, strict=True):
-            if fields:
-                rows.append(tuple(_typed(fields.get(name), dtype) for name, dtype in schema.items()))
-            else:
-                rows.append((*values, *([None] * (len(schema) - len(keys)))))
-        return answer(rows, schema)
+        for row, key in zip(found, wanted.iter_rows(), strict=True):
+            # an entity the store does not hold: its keys, the rest nulls
+            values = (
+                json.loads(row) if row is not None else {k: cell(v) for k, v in zip(keys, key, strict=True)}
+            )
+            rows.append(tuple(values.get(name) for name in schema))
+        if len(rows) <= FEW_ROWS:
+            return answer(rows, schema)
+        return restore(pl.DataFrame(rows, schema=_stored_schema(schema), orient="row"), schema)
