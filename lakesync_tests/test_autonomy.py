@@ -4,6 +4,7 @@ data or a narrowing type; `lakesync drift revert` undoes it exactly once, rows c
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
+from polars.testing import assert_frame_equal
 
 from lakesync.config import load_config
 from lakesync.governance import revert
@@ -19,6 +21,7 @@ from lakesync.pipeline import sync_table
 from lakesync.state.audit import AuditLog
 from lakesync.state.drift_log import DriftLog
 from lakesync.state.lakehouse import Lakehouse
+from lakesync.state.ledger import Ledger
 from lakesync_tests.commands import cli
 from lakesync_tests.lakes import (
     ORDERS_CONTRACT,
@@ -103,9 +106,25 @@ def test_an_auto_approved_rename_ingests_is_audited_and_is_reverted_exactly_once
     moved = quarantine.filter(pl.col("rules").list.contains("reverted_rename"))
     assert table.height == 100 and moved.height == 100  # conserved: 200 = 100 + 100
     assert sorted(moved["row"].to_list()) == list(range(1, 101)) and set(moved["file"]) == {"renamed.parquet"}
+    # The ledger says so too: the file is quarantined (its 100 rows moved), the first still ingested.
+    state = Ledger(lakehouse).read("eu.orders")
+    assert (state.count("ingested"), state.count("quarantined")) == (1, 1)
+    (mark,) = (
+        Ledger(lakehouse)
+        .events_of(["eu.orders"])["eu.orders"]
+        .filter(pl.col("run_id") == f"revert:{event.id}")
+        .to_dicts()
+    )
+    assert (mark["path"], mark["event"], mark["rows_committed"], mark["rows_quarantined"]) == (
+        "renamed.parquet", "quarantined", -100, 100,
+    )  # fmt: skip
+    status = cli(capsys, "status", "--config", str(config_path))
+    assert status.returncode == 0
+    assert re.search(r"eu +orders +orders +2 +2 +1 +1 +0 +0 ", status.stdout), status.stdout
     again = cli(capsys, "drift", "revert", event.id, "--config", str(config_path))
     assert again.returncode == 0 and "is reverted" in again.stdout
     assert pl.read_delta(lakehouse.quarantine_uri("orders")).height == quarantine.height
+    assert Ledger(lakehouse).events_of(["eu.orders"])["eu.orders"].height == state.events.height  # once
     (reverted,) = DriftLog(lakehouse).events()
     assert reverted.status == "rejected" and (reverted.note or "").startswith(
         "reverted: order_total -> amount"
@@ -114,6 +133,48 @@ def test_an_auto_approved_rename_ingests_is_audited_and_is_reverted_exactly_once
     _land_renamed(tmp_path, "renamed-2.parquet", 700, {"amount": "order_total"}, hours=2)
     later = _sync(config_path)
     assert (later.datasets[0].files_quarantined, later.datasets[0].rows_committed) == (1, 0)
+
+
+def test_reverting_a_rename_on_a_merge_table_gives_each_key_back_the_version_it_replaced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_path = _project(tmp_path)
+    text = config_path.read_text().replace(
+        "  orders:\n    contract:", "  orders:\n    mode: merge\n    keys: [order_id]\n    contract:"
+    )
+    config_path.write_text(text)
+    _sync(config_path)
+    lakehouse = Lakehouse(str(tmp_path / "lakehouse"))
+    before = pl.read_delta(lakehouse.table_uri("orders")).sort("order_id")
+    # Orders 51-150 with the amount renamed: 51-100 are new versions of keys the table holds;
+    # in the same batch, an earlier file with new versions of 51-60 that the renamed file beats.
+    write_orders_parquet(
+        tmp_path / "lake" / "b.parquet", orders_rows(51, 10, amount=999.0), mtime=T0 + timedelta(minutes=30)
+    )
+    _land_renamed(tmp_path, "renamed.parquet", 51, {"amount": "order_total"}, hours=1)
+    assert _sync(config_path).datasets[0].rows_committed == 110
+    assert pl.read_delta(lakehouse.superseded_uri("orders")).height == 10  # b's, beaten in the batch
+    (event,) = DriftLog(lakehouse).events()
+    assert event.decided_by == "lakesync (auto)"
+    assert pl.read_delta(lakehouse.table_uri("orders")).height == 150
+
+    done = cli(capsys, "drift", "revert", event.id, "--config", str(config_path))
+    assert done.returncode == 0, done.stderr
+    assert "100 row(s) of 1 file(s) moved" in done.stdout and "50 key(s) have back the version" in done.stdout
+    after = pl.read_delta(lakehouse.table_uri("orders")).sort("order_id")
+    # Keys 51-60 have b's version back (it landed after a's), 61-100 a's, 101-150 are gone.
+    assert after["order_id"].to_list() == before["order_id"].to_list()
+    assert after.filter(pl.col("order_id").is_between(51, 60))["amount"].to_list() == [999.0] * 10
+    assert set(after.filter(pl.col("order_id").is_between(51, 60))["_lakesync_file"]) == {"eu/b.parquet"}
+    untouched = pl.col("order_id") < 51
+    assert_frame_equal(after.filter(~pl.col("order_id").is_between(51, 60)).select(before.columns),
+                       before.filter(~pl.col("order_id").is_between(51, 60)))  # fmt: skip
+    assert after.filter(untouched).height == 50
+    assert pl.read_delta(lakehouse.superseded_uri("orders")).height == 0  # b's rows are in one place
+    assert pl.read_delta(lakehouse.quarantine_uri("orders")).height == 100  # rows 51-150 of the file
+    again = cli(capsys, "drift", "revert", event.id, "--config", str(config_path))
+    assert again.returncode == 0 and "is reverted" in again.stdout
+    assert pl.read_delta(lakehouse.table_uri("orders")).height == 100
 
 
 def _stores(config_path: Path) -> Any:

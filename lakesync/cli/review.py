@@ -136,7 +136,10 @@ def drift_revert(config: LakesyncConfig, args: argparse.Namespace) -> int:
         f"reverted drift {done.event} of {done.dataset}: {pairs} is no longer mapped; {done.rows:,} row(s) "
         f"of {len(done.files)} file(s) moved from {table} (now version {done.table_version}) to its "
         "quarantine (`lakesync quarantine list`); files with the old name follow the drift policy again"
+        + (f"; {done.restored:,} key(s) have back the version its rows had replaced" if done.restored else "")
     )
+    if done.note:
+        print(f"note: {done.note}; those keys are not in {table} now (their rows are in its quarantine)")
     return EXIT_OK
 
 

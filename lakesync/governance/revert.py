@@ -22,9 +22,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import polars as pl
+import pyarrow as pa
 from deltalake import DeltaTable
+from deltalake.exceptions import DeltaError
 
 from lakesync.commit.provenance import Provenance, source_file
+from lakesync.commit.winners import REASON, SUPERSEDED_BY
 from lakesync.config import LakesyncConfig
 from lakesync.discover.stores import LakeStore
 from lakesync.read import ROW, ReadSpec, read_file
@@ -37,6 +40,8 @@ from lakesync.state.quarantine import QUARANTINE_SCHEMA, raw_json
 
 REVERTED = "reverted: "
 RULE = "reverted_rename"
+SUPERSEDED_EXTRA = [SUPERSEDED_BY, REASON, "_lakesync_run_id", "_lakesync_superseded_at"]
+"""The columns ``_superseded/<table>`` adds to a table's row."""
 
 
 class RevertError(ValueError):
@@ -54,6 +59,10 @@ class Reverted:
     table_version: int | None
     finished_before: bool = False
     """It had been reverted already: nothing was left to do."""
+    restored: int = 0
+    """Merge tables: keys given back the version the reverted rows had replaced."""
+    note: str | None = None
+    """Why those versions could not be given back (the table was vacuumed past them)."""
 
 
 def _event(drift: DriftLog, event_id: str) -> DriftEvent:
@@ -162,6 +171,8 @@ def revert_rename(
             ],
             what=f"the revert of drift {event.id} in the audit trail",
         )
+    restored, note = _restore_replaced(config, lakehouse, event, paths, provenance) if paths else (0, None)
+    _mark_in_ledger(lakehouse, event, paths, app)
     after = lakehouse.open(uri)
     return Reverted(
         event.id,
@@ -170,8 +181,139 @@ def revert_rename(
         tuple(paths),
         rows.height,
         after.version() if after is not None else None,
-        finished_before=rows.height == 0,
+        finished_before=rows.height == 0 and restored == 0,
+        restored=restored,
+        note=note,
     )
+
+
+def _moved_names(lakehouse: Lakehouse, event: DriftEvent, paths: list[str]) -> pl.DataFrame:
+    """``lake/path#row`` of every row this revert moved to the quarantine."""
+    lake, dataset = event.dataset.split(".", 1)
+    records = lakehouse.open(lakehouse.quarantine_uri(event.table))
+    if records is None:
+        return pl.DataFrame(schema={"name": pl.String})
+    return (
+        pl.scan_delta(records)
+        .filter(
+            (pl.col("lake") == lake)
+            & (pl.col("dataset") == dataset)
+            & pl.col("file").is_in(paths)
+            & pl.col("rules").list.contains(RULE)
+        )
+        .select(
+            (pl.lit(f"{lake}/") + pl.col("file") + pl.lit("#") + pl.col("row").cast(pl.String)).alias("name")
+        )
+        .collect()
+    )
+
+
+def _replaced(
+    config: LakesyncConfig, lakehouse: Lakehouse, event: DriftEvent, paths: list[str], provenance: Provenance
+) -> tuple[pl.DataFrame, list[str]]:
+    """The version each key had before the reverted rows replaced it, and which of them come
+    from ``_superseded`` (``lake/path#row``): a version of the same batch the reverted row beat
+    (kept there) or else the key's row in the table just before the batch's commit."""
+    settings = config.tables[event.table]
+    lake = event.dataset.split(".", 1)[0]
+    reverted = [source_file(lake, p) for p in paths]
+    names = _moved_names(lakehouse, event, paths)["name"]
+    keys = list(settings.keys)
+    options = dict(lakehouse.storage_options) or None
+    uri = lakehouse.table_uri(event.table)
+    name = (pl.col(provenance.file) + pl.lit("#") + pl.col(provenance.row).cast(pl.String)).alias("__name")
+    events = Ledger(lakehouse).events_of([event.dataset])[event.dataset]
+    versions = events.filter(pl.col("path").is_in(paths) & (pl.col("event") == "ingested"))["table_version"]
+    moved, before = [], []
+    for version in sorted({int(v) for v in versions.drop_nulls().to_list()}):
+        at = pl.scan_delta(uri, version=version, storage_options=options)
+        mine = at.filter(pl.col(provenance.file).is_in(reverted)).with_columns(name)
+        rows = mine.filter(pl.col("__name").is_in(names.implode())).select(keys).collect()
+        moved.append(rows)
+        if version > 0 and rows.height:
+            previous = pl.scan_delta(uri, version=version - 1, storage_options=options)
+            before.append(previous.join(rows.lazy(), on=keys, how="semi", nulls_equal=True).collect())
+    superseded = lakehouse.open(lakehouse.superseded_uri(event.table))
+    beaten = pl.DataFrame()
+    if superseded is not None:
+        found = pl.scan_delta(superseded).filter(
+            pl.col(SUPERSEDED_BY).is_in(names.implode()) & ~pl.col(provenance.file).is_in(reverted)
+        )
+        order = [settings.latest_by] if settings.latest_by else []
+        order += [c for c in (provenance.batch, provenance.row) if c]
+        beaten = found.collect().sort(order, nulls_last=False).unique(keys, keep="last", maintain_order=True)
+    from_superseded = beaten.select(name)["__name"].to_list() if beaten.height else []
+    parts = [beaten.drop(SUPERSEDED_EXTRA, strict=False)] if beaten.height else []
+    if before:
+        older = pl.concat(before, how="vertical_relaxed").unique(keys, keep="last", maintain_order=True)
+        parts.append(older.join(beaten.select(keys), on=keys, how="anti") if beaten.height else older)
+    if not parts:
+        return pl.DataFrame(), []
+    return pl.concat(parts, how="diagonal_relaxed"), from_superseded
+
+
+def _restore_replaced(
+    config: LakesyncConfig, lakehouse: Lakehouse, event: DriftEvent, paths: list[str], provenance: Provenance
+) -> tuple[int, str | None]:
+    """On a merge table, give each key whose row the revert moved out the version that row had
+    replaced (:func:`_replaced`): appended once (transaction ``revert-restore:<id>``), then taken
+    out of ``_superseded`` where it was kept there (each version in one place)."""
+    if config.tables[event.table].mode != "merge":
+        return 0, None
+    try:
+        restored, from_superseded = _replaced(config, lakehouse, event, paths, provenance)
+    except (OSError, DeltaError) as exc:  # an older version was vacuumed
+        note = f"the versions its rows replaced cannot be read back ({str(exc).splitlines()[0]})"
+        return 0, note
+    if restored.is_empty():
+        return 0, None
+    uri = lakehouse.table_uri(event.table)
+    app = f"revert-restore:{event.id}"
+    current = lakehouse.open(uri)
+    assert current is not None
+    schema = pa.schema(current.schema().to_arrow())
+    data = restored.select(schema.names).to_arrow(compat_level=pl.CompatLevel.newest()).cast(schema)
+
+    def build(snapshot: DeltaTable | None) -> Append[None] | None:
+        if transaction_version(snapshot, app) >= 1:
+            return None
+        return Append(data, transactions={app: 1}, metadata={"lakesync.revert": event.id})
+
+    append_once(lakehouse, uri, build, what=f"the versions drift {event.id}'s rows had replaced")
+    if from_superseded:
+        quoted = ", ".join("'" + n.replace("'", "''") + "'" for n in from_superseded)
+        file, row = provenance.file, provenance.row
+        DeltaTable(
+            lakehouse.superseded_uri(event.table), storage_options=dict(lakehouse.storage_options) or None
+        ).delete(predicate=f"concat({file}, '#', cast({row} as string)) IN ({quoted})")
+    return restored.height, None
+
+
+def _mark_in_ledger(lakehouse: Lakehouse, event: DriftEvent, paths: list[str], app: str) -> None:
+    """The files the rename brought in are quarantined in the ledger too (``lakesync status``),
+    with the rows each moved (counted in the quarantine, so a resumed revert counts them too)."""
+    lake, dataset = event.dataset.split(".", 1)
+    records = lakehouse.open(lakehouse.quarantine_uri(event.table))
+    moved: dict[str, int] = dict.fromkeys(paths, 0)
+    if records is not None:
+        counts = (
+            pl.scan_delta(records)
+            .filter(
+                (pl.col("lake") == lake)
+                & (pl.col("dataset") == dataset)
+                & pl.col("file").is_in(paths)
+                & pl.col("rules").list.contains(RULE)
+            )
+            .group_by("file")
+            .len()
+            .collect()
+        )
+        moved |= dict(zip(counts["file"].to_list(), counts["len"].to_list(), strict=True))
+    pairs = ", ".join(f"{s} -> {c}" for s, c in event.renames.items())
+    reason = (
+        f"reverted: its rows were ingested with the rename {pairs} (drift {event.id}) and moved to quarantine"
+    )
+    Ledger(lakehouse).record_reverted(event.dataset, moved, reason=reason, app=app)
 
 
 def _records(

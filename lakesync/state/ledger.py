@@ -207,6 +207,51 @@ class Ledger:
             self._maintain(plan)
         return appended.value or []
 
+    def record_reverted(self, dataset: str, moved: Mapping[str, int], *, reason: str, app: str) -> bool:
+        """Mark ingested files of ``dataset`` whose rows were moved out of their table to its
+        quarantine (``moved``: path -> rows) as quarantined, once per ``app`` (a revert's
+        transaction). Their batch stays theirs; no rows are read again (``rows_read`` 0, the
+        rows leave as negative ``rows_committed``). Returns ``False`` if already recorded."""
+        if not moved:
+            return False
+
+        def build(snapshot: DeltaTable | None) -> Append[bool] | None:
+            if snapshot is None or transaction_version(snapshot, app) >= 1:
+                return None
+            ingested = (
+                pl.scan_delta(snapshot)
+                .filter(
+                    (pl.col("dataset") == dataset)
+                    & pl.col("path").is_in(list(moved))
+                    & (pl.col("event") == "ingested")
+                )
+                .sort("recorded_at")
+                .unique("path", keep="last")
+                .collect()
+            )
+            now = _now()
+            rows = [
+                {
+                    **{k: row[k] for k in ("dataset", "table", "batch", "path", "size", "modified", "etag")},
+                    "event": "quarantined",
+                    "rows_read": 0,
+                    "rows_committed": -moved[row["path"]],
+                    "rows_quarantined": moved[row["path"]],
+                    "reason": reason,
+                    "run_id": app,
+                    "recorded_at": now,
+                }
+                for row in ingested.iter_rows(named=True)
+            ]
+            return Append(
+                pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA),
+                transactions={app: 1},
+                metadata={"lakesync.operation": "revert", "lakesync.dataset": dataset},
+                value=True,
+            )
+
+        return bool(self._append(build, f"the reverted files of {dataset} in the ledger").value)
+
     def plan_many(
         self,
         wanted: Mapping[str, tuple[str, Sequence[Sequence[FileEntry]]]],
