@@ -22,7 +22,7 @@ from confluent_kafka import Producer
 from lakesync.config import load_config
 from lakesync.defs.launch import sync
 from lakesync.defs.providers import open_lakehouse
-from lakesync.demo.servers import Server
+from lakesync.demo.servers import PUBSUB_EMULATOR, Server
 from lakesync.discover.events.messages import BadMessage, file_events
 from lakesync.state.inbox import Inbox
 from lakesync_tests.cloud import new_bucket
@@ -429,6 +429,71 @@ def test_event_grid_blob_events_in_an_azure_queue_ingest_each_blob_once(
         queue.close()
     finally:
         queue_server.stop()
+
+
+def _gcs_notification(
+    bucket: str, name: str, size: int, event: str = "OBJECT_FINALIZE"
+) -> tuple[bytes, dict[str, str]]:
+    """What a GCS bucket's Pub/Sub notification (JSON_API_V1) carries: the object resource and
+    its attributes."""
+    resource = {"kind": "storage#object", "bucket": bucket, "name": name, "size": str(size),
+                "md5Hash": base64.b64encode(name.encode()).decode(), "updated": "2026-12-01T10:00:00.000Z"}  # fmt: skip
+    attributes = {"eventType": event, "bucketId": bucket, "objectId": name, "payloadFormat": "JSON_API_V1"}
+    return json.dumps(resource).encode(), attributes
+
+
+@pytest.mark.skipif(
+    not PUBSUB_EMULATOR.exists(),
+    reason="Google's Pub/Sub emulator is not on this machine (not installable from the registries; "
+    "the machine image's Google Cloud SDK has it)",
+)
+@pytest.mark.usefixtures("dagster_home")
+def test_gcs_notifications_in_a_pubsub_subscription_ingest_each_object_once(
+    tmp_path: Path, gcs_server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from google.cloud import pubsub_v1
+
+    from lakesync.demo.servers import start_pubsub
+
+    emulator = start_pubsub(tmp_path / "pubsub")
+    try:
+        monkeypatch.setenv("PUBSUB_EMULATOR_HOST", emulator.url.removeprefix("http://"))
+        publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+        topic = publisher.create_topic(request={"name": "projects/lakesync-test/topics/gcs-events"}).name
+        subscription = "projects/lakesync-test/subscriptions/lakesync"
+        subscriber.create_subscription(request={"name": subscription, "topic": topic})
+        bucket = new_bucket("gcs", gcs_server)
+        lake = bucket.lake(
+            {"orders": {"pattern": "exports/*.parquet", "format": "parquet", "table": "orders"}}
+        )
+        source = {"kind": "pubsub", "subscription": subscription}
+        path = _events_config(tmp_path, lake, {"source": source, "reconcile_every": "1h", "wait_seconds": 1})
+        sent = []
+        for n, name in enumerate(["exports/a.parquet", "exports/b c.parquet"]):
+            data = parquet_bytes(orders_rows(n * 10, 2))
+            bucket.put(name, data)
+            sent.append(_gcs_notification(bucket.name, name, len(data)))
+        sent.append(_gcs_notification(bucket.name, "exports/a.parquet", 1))  # a redelivery
+        sent.append(_gcs_notification(bucket.name, "exports/a.parquet", 1, "OBJECT_METADATA_UPDATE"))
+        sent.append(_gcs_notification(bucket.name, "exports/gone.parquet", 1))  # deleted before the intake
+        sent.append((b"not json", {}))
+        for data, attributes in sent:
+            publisher.publish(topic, data, **attributes).result()
+        outcome = sync(load_config(path))
+        assert outcome.ok, outcome.failures
+        (line,) = outcome.intakes
+        assert "6 message(s), 2 file(s) announced" in line and "1 message(s) not understood" in line, line
+        rows = _rows(path)
+        assert rows.height == 4 and rows["order_id"].is_unique().all()
+        assert {"eu/exports/a.parquet", "eu/exports/b c.parquet"} == set(rows["_lakesync_file"])
+        left = subscriber.pull(request={"subscription": subscription, "max_messages": 10}, timeout=5)
+        assert not left.received_messages  # every message was acknowledged after it was recorded
+        again = sync(load_config(path))
+        assert again.ok and "0 file(s) announced" in again.intakes[0], again.intakes
+        assert _rows(path).height == 4
+        subscriber.close()
+    finally:
+        emulator.stop()
 
 
 # -- configuration ---------------------------------------------------------------------------

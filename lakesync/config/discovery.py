@@ -1,7 +1,7 @@
 """How a lake's new files are found: a listing on every tick (the default), or storage events.
 
 In ``events`` mode an intake receives the lake's file events from a queue (S3 -> SQS, S3 -> SNS
--> SQS, Azure Event Grid -> Storage queue, or Kafka), writes each file into the lakehouse's
+-> SQS, Azure Event Grid -> Storage queue, GCS -> Pub/Sub, or Kafka), writes each file into the lakehouse's
 ledger as *announced* before it acknowledges the message, and a reconciliation listing every
 ``reconcile_every`` finds (and counts) the files the events missed. Secrets are names of
 environment variables, never values.
@@ -73,7 +73,22 @@ class KafkaSource(StrictModel):
         return value
 
 
-EventSource = Annotated[SqsSource | AzureQueueSource | KafkaSource, Field(discriminator="kind")]
+class PubSubSource(StrictModel):
+    """GCS Pub/Sub notifications (``OBJECT_FINALIZE`` / ``OBJECT_DELETE``, JSON_API_V1 payload) in
+    a Pub/Sub subscription (pull)."""
+
+    kind: Literal["pubsub"]
+    subscription: str = Field(pattern=r"^projects/[^/]+/subscriptions/[^/]+$")
+    """``projects/<project>/subscriptions/<name>``."""
+    service_account_json: EnvSecret | None = None
+    """A service account key (its JSON, by variable name); default: the lake's credentials (a
+    GCS lake), else Google's default credentials. ``$PUBSUB_EMULATOR_HOST`` points the client
+    at an emulator."""
+
+
+EventSource = Annotated[
+    SqsSource | AzureQueueSource | KafkaSource | PubSubSource, Field(discriminator="kind")
+]
 
 
 class DiscoverySettings(StrictModel):
@@ -103,7 +118,7 @@ class DiscoverySettings(StrictModel):
     def _source(self) -> DiscoverySettings:
         if self.mode == "events" and self.source is None:
             msg = (
-                "events mode needs a `source` (kind: sqs, azure_queue or kafka) to receive the "
+                "events mode needs a `source` (kind: sqs, azure_queue, pubsub or kafka) to receive the "
                 "lake's file events from"
             )
             raise ValueError(msg)

@@ -176,6 +176,23 @@ def start_gcs(folder: Path, port: int | None = None) -> Server:
     return start_server("gcs", Launch(command, url, probe=url + "/storage/v1/b"), folder)
 
 
+PUBSUB_EMULATOR = Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator")
+"""Google's Pub/Sub emulator (Java 17), where the machine image has the Google Cloud SDK: it is
+not installable from the package registries this project uses."""
+
+
+def start_pubsub(folder: Path, port: int | None = None) -> Server:
+    """Google's Pub/Sub emulator on a free port of 127.0.0.1 (clients find it through
+    ``$PUBSUB_EMULATOR_HOST`` = the server's ``url`` without ``http://``)."""
+    if not PUBSUB_EMULATOR.exists():
+        msg = f"Google's Pub/Sub emulator is not on this machine ({PUBSUB_EMULATOR})"
+        raise RuntimeError(msg)
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [str(PUBSUB_EMULATOR), "--host=127.0.0.1", f"--port={port}", f"--dir={folder / 'data'}"]
+    return start_server("pubsub", Launch(command, url, url + "/", timeout=90), folder)
+
+
 @dataclass
 class Postgres:
     """A private PostgreSQL cluster on 127.0.0.1: its server, and how to reach its database."""

@@ -1,14 +1,15 @@
-"""Receive and acknowledge a lake's event messages: SQS, Azure Storage queues, Kafka.
+"""Receive and acknowledge a lake's event messages: SQS, Azure Storage queues, Pub/Sub, Kafka.
 
 A queue hands out :class:`Message` values and takes them back to acknowledge (SQS and Azure:
-delete; Kafka: commit the offsets after them). Nothing is acknowledged before the intake has
-recorded what the message said, so a crash in between means a redelivery (harmless: the ledger
-decides what is ingested). Secrets come from the environment variables the configuration names
-and are never logged; a missing variable is an error naming it.
+delete; Pub/Sub: acknowledge; Kafka: commit the offsets after them). Nothing is acknowledged
+before the intake has recorded what the message said, so a crash in between means a redelivery
+(harmless: the ledger decides what is ingested). Secrets come from the environment variables the
+configuration names and are never logged; a missing variable is an error naming it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,9 +19,9 @@ import boto3
 from azure.storage.queue import QueueClient
 from confluent_kafka import OFFSET_STORED, Consumer, KafkaError, KafkaException, TopicPartition
 
-from lakesync.config.discovery import AzureQueueSource, EventSource, KafkaSource, SqsSource
+from lakesync.config.discovery import AzureQueueSource, EventSource, KafkaSource, PubSubSource, SqsSource
 from lakesync.config.secrets import EnvSecret
-from lakesync.config.storage import AnyLake, S3Lake
+from lakesync.config.storage import AnyLake, GcsLake, S3Lake
 from lakesync.discover.stores.base import LakeUnavailableError
 
 
@@ -238,10 +239,90 @@ class KafkaQueue:
         self.consumer.close()
 
 
+class PubSubQueue:
+    """A Pub/Sub subscription, pulled (synchronously: a tick receives a bounded batch)."""
+
+    def __init__(self, lake: str, source: PubSubSource, config: AnyLake) -> None:
+        from google.api_core.exceptions import GoogleAPICallError  # noqa: PLC0415 - when configured
+        from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # noqa: PLC0415
+        from google.oauth2 import service_account  # noqa: PLC0415
+
+        gcs = config if isinstance(config, GcsLake) else None
+        secret = source.service_account_json or (
+            gcs.credentials.service_account_json if gcs is not None and gcs.credentials else None
+        )
+        key = _secret(lake, secret)
+        credentials = None
+        if key is not None and not os.environ.get("PUBSUB_EMULATOR_HOST"):
+            credentials = service_account.Credentials.from_service_account_info(json.loads(key))  # type: ignore[no-untyped-call]
+        self._errors: tuple[type[BaseException], ...] = (GoogleAPICallError,)
+        self.client = pubsub_v1.SubscriberClient(credentials=credentials)
+        self.subscription = source.subscription
+        self.description = f"Pub/Sub subscription {source.subscription}"
+        self._lake = lake
+
+    def _unavailable(self, exc: BaseException) -> LakeUnavailableError:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return LakeUnavailableError(f"lake {self._lake!r}: {self.description}: {first}")
+
+    def receive(self, limit: int, wait_seconds: float) -> list[Message]:
+        found: list[Message] = []
+        try:
+            while len(found) < limit:
+                answer = self.client.pull(
+                    request={
+                        "subscription": self.subscription,
+                        "max_messages": min(1000, limit - len(found)),
+                    },
+                    timeout=max(wait_seconds, 1.0) if not found else 1.0,
+                )
+                if not answer.received_messages:
+                    break
+                found.extend(
+                    Message(
+                        r.message.message_id,
+                        bytes(r.message.data),
+                        dict(r.message.attributes),
+                        r.ack_id,
+                    )
+                    for r in answer.received_messages
+                )
+        except self._errors as exc:
+            if "DeadlineExceeded" in type(exc).__name__ or "504" in str(exc):
+                return found  # nothing came in the wait
+            raise self._unavailable(exc) from None
+        return found
+
+    def ack(self, messages: Sequence[Message]) -> None:
+        for start in range(0, len(messages), 1000):
+            ids = [m.handle for m in messages[start : start + 1000]]
+            try:
+                self.client.acknowledge(request={"subscription": self.subscription, "ack_ids": ids})
+            except self._errors as exc:
+                raise self._unavailable(exc) from None
+
+    def depth(self) -> int | None:
+        return None  # Pub/Sub tells a backlog through Cloud Monitoring only
+
+    def retention_seconds(self) -> float | None:
+        try:
+            found = self.client.get_subscription(request={"subscription": self.subscription})
+        except self._errors as exc:
+            raise self._unavailable(exc) from None
+        retention = found.message_retention_duration
+        seconds = retention.total_seconds() if retention else 0.0
+        return seconds or 7 * 24 * 3600.0  # a subscription's default
+
+    def close(self) -> None:
+        self.client.close()
+
+
 def queue_for(lake: str, source: EventSource, config: AnyLake) -> EventQueue:
     """The queue a lake's events come from; raises ``LakeUnavailableError`` naming a missing secret."""
     if isinstance(source, SqsSource):
         return SqsQueue(lake, source, config)
     if isinstance(source, AzureQueueSource):
         return AzureQueue(lake, source)
+    if isinstance(source, PubSubSource):
+        return PubSubQueue(lake, source, config)
     return KafkaQueue(lake, source)
