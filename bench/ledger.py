@@ -34,27 +34,32 @@ def _path(i: int) -> str:
     return f"events/day={i // 1000:04d}/part-{i:07d}.csv"
 
 
-def build(uri: str, known: int) -> None:
-    """A ledger that knows ``known`` files, each planned and ingested, 1,000 to a batch."""
+def build(
+    uri: str, known: int, *, dataset: str = DATASET, path: pl.Expr | None = None, batched: bool = True
+) -> None:
+    """A ledger that knows ``known`` files, each planned and ingested, 1,000 to a batch
+    (``path``: the i-th file's path, an expression of ``i``; ``batched=False``: all in a batch
+    0 that no table holds, so a real sync can follow with batch 1)."""
     from deltalake import CommitProperties, Transaction, write_deltalake
 
     from lakesync.state.ledger_state import LEDGER_SCHEMA
 
     at = pl.lit(BASE) + pl.duration(seconds=pl.col("i"))
+    default = pl.format(
+        "events/day={}/part-{}.csv",
+        (pl.col("i") // 1000).cast(pl.String).str.zfill(4),
+        pl.col("i").cast(pl.String).str.zfill(7),
+    )
     files = pl.DataFrame({"i": pl.int_range(0, known, eager=True)}).with_columns(
-        path=pl.format(
-            "events/day={}/part-{}.csv",
-            (pl.col("i") // 1000).cast(pl.String).str.zfill(4),
-            pl.col("i").cast(pl.String).str.zfill(7),
-        ),
-        batch=(pl.col("i") // 1000 + 1).cast(pl.Int64),
+        path=path if path is not None else default,
+        batch=(pl.col("i") // 1000 + 1).cast(pl.Int64) if batched else pl.lit(0, pl.Int64),
         modified=at.dt.cast_time_unit("us"),
     )
 
     def events(kind: str) -> pl.DataFrame:
         outcome = kind == "ingested"
         return files.select(
-            dataset=pl.lit(DATASET),
+            dataset=pl.lit(dataset),
             table=pl.lit("events"),
             batch="batch",
             event=pl.lit(kind),
@@ -81,7 +86,9 @@ def build(uri: str, known: int) -> None:
     table = pl.concat([events("planned"), events("ingested")]).to_arrow().cast(LEDGER_SCHEMA)
     batches = -(-known // 1000)
     write_deltalake(uri, table, partition_by=["dataset"], mode="overwrite")
-    done = [Transaction(f"plan:{DATASET}", batches), Transaction(f"done:{DATASET}", batches)]
+    if not batched:
+        return
+    done = [Transaction(f"plan:{dataset}", batches), Transaction(f"done:{dataset}", batches)]
     write_deltalake(
         uri,
         table.slice(0, 0),

@@ -34,6 +34,7 @@ from bench import (
     cli,
     cloud_discovery,
     events,
+    events_scale,
     features,
     fixed,
     ledger,
@@ -227,6 +228,11 @@ def main(argv: list[str] | None = None) -> int:
         help="files of the live-sync latency case (S3 -> SQS; 0: skip)",
     )
     parser.add_argument(
+        "--events-objects",
+        default="1000,1000000",
+        help="objects in the bucket of the events-mode tick cases (comma-separated; empty: skip)",
+    )
+    parser.add_argument(
         "--query-rows", type=int, default=10_000_000, help="rows of the query-in-place table (0: skip)"
     )
     parser.add_argument(
@@ -300,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.small_files:
         many["small_files"] = fixed.small_files(args.small_files, repeat=min(args.repeat, 2))
     live = events.measure(args.events_files, seconds=30.0, interval=2.0) if args.events_files else {}
+    buckets = [int(n) for n in args.events_objects.split(",") if n.strip()]
+    scaled = events_scale.measure(buckets) if buckets else []
     sizes = [int(n) for n in args.ledger_files.split(",") if n.strip()]
     ledgers = ledger.measure(sizes, repeat=min(args.repeat, 2)) if sizes else []
     queries = query.measure(args.query_rows, 20, args.repeat) if args.query_rows else {}
@@ -315,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         merges=merges,
         many=many,
         live=live,
+        scaled=scaled,
         ledgers=ledgers,
         queries=queries,
         matches=matches,
@@ -340,6 +349,7 @@ def report(
     merges: list[dict[str, Any]] | None = None,
     many: dict[str, Any] | None = None,
     live: dict[str, Any] | None = None,
+    scaled: list[dict[str, Any]] | None = None,
     ledgers: list[dict[str, Any]] | None = None,
     queries: dict[str, Any] | None = None,
     matches: dict[str, Any] | None = None,
@@ -416,6 +426,7 @@ def report(
         "merge": merges or [],
         "many_datasets": many or {},
         "live_sync": live or {},
+        "events_mode_ticks": scaled or [],
         "ledger_ticks": ledgers or [],
         "query_in_place": queries or {},
         "column_matching": {k: v for k, v in (matches or {}).items() if k != "pairs"},
@@ -435,6 +446,8 @@ def report(
         fixed.report_small(many["small_files"])
     if live:
         events.report(live)
+    if scaled:
+        events_scale.report(scaled)
     if ledgers:
         ledger.report(ledgers)
     if queries:

@@ -85,3 +85,11 @@ def test_the_feature_bench_updates_incrementally_beside_whole(tmp_path: Path) ->
     result = features.measure(20_000, 1, data=tmp_path)  # the child asserts each update was incremental
     assert result["entities"] > 0 and result["incremental_s"] > 0 and result["full_s"] > 0
     features.report(result)
+
+
+def test_the_events_scale_bench_ingests_the_new_files_without_listing() -> None:
+    from bench import events_scale
+
+    (result,) = events_scale.measure([300], new=5)  # a moto server, seeded, in a child process
+    assert (result["objects"], result["files_ingested"], result["list_calls"]) == (300, 5, 0)
+    events_scale.report([result])
