@@ -218,6 +218,33 @@ def test_s3_events_through_sqs_ingest_every_file_once_and_reconciliation_counts_
 
 
 @pytest.mark.usefixtures("s3_env", "dagster_home")
+def test_the_reconciliation_of_a_dataset_with_ordered_keys_lists_after_the_greatest_known_key(
+    tmp_path: Path, s3_server: Server
+) -> None:
+    s3, sqs, sns = _clients(s3_server)
+    bucket = new_bucket("s3", s3_server)
+    queue = _notify(s3, sqs, sns, bucket.name, bucket.name)
+    dataset = {"pattern": "*.parquet", "format": "parquet", "table": "orders", "ordered_keys": True}
+    source = {"kind": "sqs", "queue_url": queue}
+    path = _events_config(
+        tmp_path,
+        bucket.lake({"orders": dataset}),
+        {"source": source, "reconcile_every": "0s", "reconcile_grace": "0s"},
+    )
+    for n in (10, 20):
+        bucket.put(f"{n:03d}.parquet", parquet_bytes(orders_rows(n * 10, 2)))
+    assert sync(load_config(path)).ok and _rows(path).height == 4
+    # Notifications off: two files with greater keys, and one that sorts before the greatest known.
+    s3.put_bucket_notification_configuration(Bucket=bucket.name, NotificationConfiguration={})
+    for n in (30, 40, 15):
+        bucket.put(f"{n:03d}.parquet", parquet_bytes(orders_rows(n * 10, 2)))
+    outcome = sync(load_config(path))
+    assert outcome.ok, outcome.failures
+    assert "reconciled: 2 listed, 2 missed by events" in outcome.intakes[0], outcome.intakes
+    assert sorted(set(_rows(path)["_lakesync_file"])) == [f"eu/{n:03d}.parquet" for n in (10, 20, 30, 40)]
+
+
+@pytest.mark.usefixtures("s3_env", "dagster_home")
 def test_s3_events_through_sns_are_unwrapped(tmp_path: Path, s3_server: Server) -> None:
     s3, sqs, sns = _clients(s3_server)
     bucket = new_bucket("s3", s3_server)

@@ -7,12 +7,14 @@ The order is the safety: a message is acknowledged only after what it said is du
 crash in between means a redelivery, and a redelivered, duplicate, late or out-of-order event
 announces nothing the ledger knows. A message lakesync cannot understand is recorded with its
 reason in the intake log and acknowledged: nothing loops forever. A file the store no longer
-has is not announced. Deletions are counted, not propagated (not built yet).
+has is not announced; a delete event is counted, or propagated (``on_delete: propagate``).
 
 The reconciliation lists the lake (every ``reconcile_every``, and on the first intake) and
 announces what neither the ledger nor the events knew: files older than ``reconcile_grace``
 that landed after events mode began are *missed by events* and counted; older ones were there
-before (``listing``).
+before (``listing``). A dataset with ``ordered_keys: true`` is listed after the greatest key
+the ledger knows (a few pages, however large the lake): a missed file with a smaller key, or a
+file deleted from before that key, is not seen by it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from lakesync.config.storage import AnyLake, CloudLake
 from lakesync.discover.events.messages import BadMessage, FileEvent, file_events
 from lakesync.discover.events.queues import EventQueue, Message, queue_for
 from lakesync.discover.patterns import matches
+from lakesync.discover.sources.listing import ListingSource
 from lakesync.discover.stores.base import LakeStore, LakeUnavailableError
 from lakesync.state.append import AppendContentionError
 from lakesync.state.inbox import Announcement, DiscoveredBy, Inbox
@@ -247,19 +250,27 @@ class LakeIntake:
         vanished: list[DeletedFile] = []
         for key, dataset in keys.items():
             state = states[key]
-            known = set(state.known_tags()) | {e.path for e in state.announced()}
-            present: set[str] = set()
-            for entry in self.store.list(dataset.pattern):
-                listed += 1
-                present.add(entry.path)
+            # Keys that only grow (ordered_keys): after the greatest one the ledger knows.
+            after = ListingSource(self.store, dataset.pattern, ordered_keys=dataset.ordered_keys).start_after(
+                state
+            )
+            entries = list(self.store.list(dataset.pattern, start_after=after))
+            listed += len(entries)
+            present = {entry.path for entry in entries}
+            # planned, ingested, quarantined or announced already: looked up for what was listed only
+            known = set(state.files.filter(pl.col("path").is_in(list(present)))["path"].to_list())
+            for entry in entries:
                 if entry.path in known or now - entry.modified < grace:
                     continue
                 by: DiscoveredBy = "reconcile" if entry.modified >= began else "listing"
                 if by == "reconcile":
                     missed.add(entry.path)
                 found.append(Announcement(key, dataset.table, entry, by))
-            ingested = state.files.filter(pl.col("status") == "ingested")["path"].to_list()
-            vanished += [DeletedFile(key, self.lake, dataset.table, p) for p in ingested if p not in present]
+            if after is None:  # a whole listing: an ingested file it no longer has was deleted
+                ingested = state.files.filter(pl.col("status") == "ingested")["path"].to_list()
+                vanished += [
+                    DeletedFile(key, self.lake, dataset.table, p) for p in ingested if p not in present
+                ]
         self.inbox.announce(found, run_id=self.run_id)
         self.inbox.log(self.lake, "reconciled", run_id=self.run_id, files=listed, missed=len(missed))
         return listed, len(missed), vanished
