@@ -141,7 +141,7 @@ def _observe(
     changed = [
         d for d in result.datasets if d.batches or d.error or d.drift or d.files_pending or d.files_changed
     ]
-    history = Ledger(target).events_of([d.key for d in changed if d.batch_rows])  # one read for all
+    history = Ledger(target).batch_events([d.key for d in changed if d.batch_rows])  # one read for all
     for dataset in changed:
         observed = dataset_batch_metadata(dataset)
         if dataset.drift and result.columns != result.columns_before:

@@ -31,7 +31,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 
 from lakesync.state.append import Append, Appended, append_once
-from lakesync.state.lakehouse import Lakehouse, read_current, transaction_version
+from lakesync.state.lakehouse import Lakehouse, read_current, scan_current, transaction_version
 from lakesync.state.ledger_state import LEDGER_SCHEMA, DatasetLedger, FileStatus, event_row, ledger_state
 from lakesync.state.values import BatchPlan, FileEntry, FileOutcome
 
@@ -68,6 +68,15 @@ class Ledger:
         assert isinstance(events, pl.DataFrame)
         parts = events.partition_by("dataset", as_dict=True)
         return {key: parts.get((key,), events.clear()) for key in datasets}
+
+    def batch_events(self, datasets: Sequence[str]) -> dict[str, pl.DataFrame]:
+        """Each dataset's finished-file events with only what a volume history needs (batch,
+        event, rows read, when, replay_of; no paths): one read of the ledger for all."""
+        columns = ["dataset", "batch", "event", "rows_read", "recorded_at", "replay_of"]
+        where = pl.col("dataset").is_in(list(datasets)) & pl.col("event").is_in(["ingested", "quarantined"])
+        frame = scan_current(self.lakehouse.open(self.uri), LEDGER_SCHEMA, columns=columns, where=where)
+        parts = frame.partition_by("dataset", as_dict=True)
+        return {key: parts.get((key,), frame.clear()) for key in datasets}
 
     def all_events(self) -> pl.DataFrame:
         """Every ledger event (for status and audit views)."""
