@@ -19,9 +19,9 @@ import pyarrow as pa
 from deltalake import DeltaTable
 
 from lakesync.state.append import Append, append_once
-from lakesync.state.lakehouse import Lakehouse, read_current
+from lakesync.state.lakehouse import Lakehouse, read_current, scan_current
 from lakesync.state.ledger import Ledger
-from lakesync.state.ledger_state import LEDGER_SCHEMA, DatasetLedger, event_row, ledger_states
+from lakesync.state.ledger_state import LEDGER_SCHEMA, DatasetLedger, event_row
 from lakesync.state.values import FileEntry
 
 DiscoveredBy = Literal["event", "reconcile", "listing"]
@@ -76,8 +76,16 @@ class Inbox:
         """Write the files the ledger does not know yet (in one commit); returns those written."""
 
         def build(snapshot: DeltaTable | None) -> Append[list[Announcement]] | None:
-            states = ledger_states(snapshot, sorted({a.dataset for a in announced}))
-            seen = {d: {e.path for e in s.announced()} | set(s.known_tags()) for d, s in states.items()}
+            # A path with any event (announced, planned, ingested, quarantined, deleted) is known:
+            # looked up for the announced paths only, not every path of the datasets.
+            datasets = sorted({a.dataset for a in announced})
+            where = pl.col("dataset").is_in(datasets) & pl.col("path").is_in(
+                sorted({a.entry.path for a in announced})
+            )
+            known = scan_current(snapshot, LEDGER_SCHEMA, columns=["dataset", "path"], where=where).unique()
+            seen: dict[str, set[str]] = {d: set() for d in datasets}
+            for dataset, path in known.iter_rows():
+                seen[dataset].add(path)
             fresh: list[Announcement] = []
             for a in announced:
                 if a.entry.path not in seen[a.dataset]:
