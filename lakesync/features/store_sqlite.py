@@ -9,10 +9,11 @@ cached until it is published again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,22 @@ class SQLiteStore:
         )
         return connection
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``), rolled back on any error."""
+        connection = self._connect()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            yield connection
+            if connection.in_transaction:
+                connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+        finally:
+            connection.close()
+
     def publish(self, release: Release, frame: pl.DataFrame) -> Published:
         """Replace the feature's values with ``frame`` (one row per entity)."""
         feature, keys = release.feature, list(release.entity)
@@ -82,9 +99,7 @@ class SQLiteStore:
         columns = ", ".join(_quote(c) for c in frame.columns)
         key = f", PRIMARY KEY ({', '.join(_quote(k) for k in keys)})" if keys else ""
         now = datetime.now(tz=UTC)
-        connection = self._connect()
-        try:
-            connection.execute("BEGIN IMMEDIATE")
+        with self._transaction() as connection:
             connection.execute(f"DROP TABLE IF EXISTS {staging}")
             connection.execute(f"CREATE TABLE {staging} ({columns}{key})")
             marks = ", ".join("?" for _ in frame.columns)
@@ -95,12 +110,6 @@ class SQLiteStore:
             connection.execute(f"DROP TABLE IF EXISTS {_quote(feature)}")
             connection.execute(f"ALTER TABLE {staging} RENAME TO {_quote(feature)}")
             _record(connection, release, frame.height, json.dumps(schema_of(frame)), now)
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        finally:
-            connection.close()
         return Published(
             feature, release.version, dict(release.inputs), now, frame.height, tuple(keys), "whole"
         )
@@ -110,15 +119,13 @@ class SQLiteStore:
         one_row_per_entity(feature, keys, change.rows)
         schema = json.dumps(schema_of(change.rows))
         now = datetime.now(tz=UTC)
-        connection = self._connect()
-        try:
-            connection.execute("BEGIN IMMEDIATE")
+        with self._transaction() as connection:
             held = connection.execute(
                 f"SELECT version, schema FROM {META} WHERE feature = ?",  # noqa: S608 - our own table
                 (feature,),
             ).fetchone()
             if held is None or held[0] != change.since or held[1] != schema:
-                connection.execute("ROLLBACK")
+                connection.execute("ROLLBACK")  # nothing written: the caller publishes whole
                 return None
             where = " AND ".join(f"{_quote(k)} IS ?" for k in keys)  # IS: a null key too
             touched = pl.concat([change.gone.select(keys), change.rows.select(keys)], how="vertical_relaxed")
@@ -133,12 +140,6 @@ class SQLiteStore:
                 ([cell(v) for v in row] for row in change.rows.iter_rows()),
             )
             _record(connection, release, change.total, schema, now)
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        finally:
-            connection.close()
         return Published(
             feature, release.version, dict(release.inputs), now, change.total, tuple(keys), "incremental"
         )

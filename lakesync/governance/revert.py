@@ -187,25 +187,28 @@ def revert_rename(
     )
 
 
-def _moved_names(lakehouse: Lakehouse, event: DriftEvent, paths: list[str]) -> pl.DataFrame:
-    """``lake/path#row`` of every row this revert moved to the quarantine."""
+def _moved_records(lakehouse: Lakehouse, event: DriftEvent, paths: list[str]) -> pl.LazyFrame | None:
+    """The quarantine records this revert wrote (rule ``reverted_rename``, the files' rows)."""
     lake, dataset = event.dataset.split(".", 1)
     records = lakehouse.open(lakehouse.quarantine_uri(event.table))
     if records is None:
-        return pl.DataFrame(schema={"name": pl.String})
-    return (
-        pl.scan_delta(records)
-        .filter(
-            (pl.col("lake") == lake)
-            & (pl.col("dataset") == dataset)
-            & pl.col("file").is_in(paths)
-            & pl.col("rules").list.contains(RULE)
-        )
-        .select(
-            (pl.lit(f"{lake}/") + pl.col("file") + pl.lit("#") + pl.col("row").cast(pl.String)).alias("name")
-        )
-        .collect()
+        return None
+    return pl.scan_delta(records).filter(
+        (pl.col("lake") == lake)
+        & (pl.col("dataset") == dataset)
+        & pl.col("file").is_in(paths)
+        & pl.col("rules").list.contains(RULE)
     )
+
+
+def _moved_names(lakehouse: Lakehouse, event: DriftEvent, paths: list[str]) -> pl.DataFrame:
+    """``lake/path#row`` of every row this revert moved to the quarantine."""
+    lake = event.dataset.split(".", 1)[0]
+    records = _moved_records(lakehouse, event, paths)
+    if records is None:
+        return pl.DataFrame(schema={"name": pl.String})
+    name = pl.lit(f"{lake}/") + pl.col("file") + pl.lit("#") + pl.col("row").cast(pl.String)
+    return records.select(name.alias("name")).collect()
 
 
 def _replaced(
@@ -292,22 +295,10 @@ def _restore_replaced(
 def _mark_in_ledger(lakehouse: Lakehouse, event: DriftEvent, paths: list[str], app: str) -> None:
     """The files the rename brought in are quarantined in the ledger too (``lakesync status``),
     with the rows each moved (counted in the quarantine, so a resumed revert counts them too)."""
-    lake, dataset = event.dataset.split(".", 1)
-    records = lakehouse.open(lakehouse.quarantine_uri(event.table))
+    records = _moved_records(lakehouse, event, paths)
     moved: dict[str, int] = dict.fromkeys(paths, 0)
     if records is not None:
-        counts = (
-            pl.scan_delta(records)
-            .filter(
-                (pl.col("lake") == lake)
-                & (pl.col("dataset") == dataset)
-                & pl.col("file").is_in(paths)
-                & pl.col("rules").list.contains(RULE)
-            )
-            .group_by("file")
-            .len()
-            .collect()
-        )
+        counts = records.group_by("file").len().collect()
         moved |= dict(zip(counts["file"].to_list(), counts["len"].to_list(), strict=True))
     pairs = ", ".join(f"{s} -> {c}" for s, c in event.renames.items())
     reason = (
