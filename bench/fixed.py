@@ -29,7 +29,7 @@ from typing import Any
 import polars as pl
 
 from bench.shapes import CONTRACT, orders_text
-from lakesync.demo.servers import Postgres, start_postgres
+from lakesync.demo.databases import Postgres, start_postgres
 
 BIN = Path(sys.executable).parent
 PG_PASSWORD = "LAKESYNC_BENCH_PG_PASSWORD"

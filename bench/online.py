@@ -22,7 +22,7 @@ from typing import Any
 import polars as pl
 
 from lakesync.config.storage import RedisOnlineStore
-from lakesync.demo.servers import start_redis
+from lakesync.demo.databases import start_redis
 from lakesync.features.incremental import Change
 from lakesync.features.serving import OnlineStore, Release
 from lakesync.features.store_sqlite import SQLiteStore

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from lakesync.demo.databases import start_redis
 from lakesync.demo.generate import generate
-from lakesync.demo.servers import Server, start_azure, start_gcs, start_redis, start_s3
+from lakesync.demo.servers import Server, start_azure, start_gcs, start_s3
 
 PROJECT = Path(__file__).resolve().parent.parent
 

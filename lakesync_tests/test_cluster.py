@@ -24,8 +24,9 @@ import redis
 import yaml
 
 from lakesync.defs.queue import daemon_running
+from lakesync.demo.databases import Postgres, start_postgres, start_redis
 from lakesync.demo.generate import generate
-from lakesync.demo.servers import Postgres, Server, start_postgres, start_redis
+from lakesync.demo.servers import Server
 from lakesync_tests.processes import PROJECT, stop
 
 BIN = Path(sys.executable).parent

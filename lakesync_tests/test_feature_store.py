@@ -479,7 +479,7 @@ def test_a_redis_online_store_through_lakesync_sync_shows_its_lag_when_the_serve
     only the touched entities after a new file, and when the server is down the feature table is
     still committed, its online_store_in_sync check fails with the reason and the next sync
     catches the store up."""
-    from lakesync.demo.servers import start_redis
+    from lakesync.demo.databases import start_redis
 
     document = yaml.safe_load(demo.read_text())
     document["lakehouse"]["online_store"] = {

@@ -25,7 +25,8 @@ import pytest
 import yaml
 
 from lakesync.defs.queue import daemon_running
-from lakesync.demo.servers import Postgres, free_port, start_postgres
+from lakesync.demo.databases import Postgres, start_postgres
+from lakesync.demo.servers import free_port
 from lakesync_tests.commands import cli
 from lakesync_tests.processes import start_daemon, stop
 

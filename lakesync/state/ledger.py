@@ -20,7 +20,6 @@ one, which is what makes a killed run safe to retry.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -32,7 +31,14 @@ from deltalake.exceptions import CommitFailedError
 
 from lakesync.state.append import Append, Appended, append_once
 from lakesync.state.lakehouse import Lakehouse, read_current, scan_current, transaction_version
-from lakesync.state.ledger_state import LEDGER_SCHEMA, DatasetLedger, FileStatus, event_row, ledger_state
+from lakesync.state.ledger_state import (
+    LEDGER_SCHEMA,
+    DatasetLedger,
+    ledger_state,
+    outcome_fields,
+    plan_event_row,
+    reverted_rows,
+)
 from lakesync.state.values import BatchPlan, FileEntry, FileOutcome
 
 T = TypeVar("T")
@@ -149,7 +155,10 @@ class Ledger:
     def _plan_rows(self, plan: BatchPlan, run_id: str) -> Append[BatchPlan]:
         """A plan's rows under ``plan:<dataset>`` = its version: two planners cannot both win it."""
         now = _now()
-        rows = [_row(plan, entry, event="planned", run_id=run_id, recorded_at=now) for entry in plan.files]
+        rows = [
+            plan_event_row(plan, entry, event="planned", run_id=run_id, recorded_at=now)
+            for entry in plan.files
+        ]
         return Append(
             pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA),
             transactions={f"plan:{plan.dataset}": plan.version},
@@ -193,8 +202,8 @@ class Ledger:
                     )
                     raise RuntimeError(msg)
                 rows += [
-                    _row(plan, o.entry, event=o.status, run_id=run_id, recorded_at=recorded_at)
-                    | _outcome_fields(o, table_version)
+                    plan_event_row(plan, o.entry, event=o.status, run_id=run_id, recorded_at=recorded_at)
+                    | outcome_fields(o, table_version)
                     for o in outcomes
                 ]
                 written.append(plan)
@@ -218,9 +227,8 @@ class Ledger:
 
     def record_reverted(self, dataset: str, moved: Mapping[str, int], *, reason: str, app: str) -> bool:
         """Mark ingested files of ``dataset`` whose rows were moved out of their table to its
-        quarantine (``moved``: path -> rows) as quarantined, once per ``app`` (a revert's
-        transaction). Their batch stays theirs; no rows are read again (``rows_read`` 0, the
-        rows leave as negative ``rows_committed``). Returns ``False`` if already recorded."""
+        quarantine (``moved``: path -> rows) as quarantined (:func:`reverted_rows`), once per
+        ``app`` (a revert's transaction). Returns ``False`` if already recorded."""
         if not moved:
             return False
 
@@ -238,20 +246,7 @@ class Ledger:
                 .unique("path", keep="last")
                 .collect()
             )
-            now = _now()
-            rows = [
-                {
-                    **{k: row[k] for k in ("dataset", "table", "batch", "path", "size", "modified", "etag")},
-                    "event": "quarantined",
-                    "rows_read": 0,
-                    "rows_committed": -moved[row["path"]],
-                    "rows_quarantined": moved[row["path"]],
-                    "reason": reason,
-                    "run_id": app,
-                    "recorded_at": now,
-                }
-                for row in ingested.iter_rows(named=True)
-            ]
+            rows = reverted_rows(ingested, moved, reason=reason, app=app, at=_now())
             return Append(
                 pa.Table.from_pylist(rows, schema=LEDGER_SCHEMA),
                 transactions={app: 1},
@@ -292,7 +287,10 @@ class Ledger:
                     version += 1
                     plan = BatchPlan(dataset, table, version, fresh)
                     plans.setdefault(dataset, []).append(plan)
-                    rows += [_row(plan, e, event="planned", run_id=run_id, recorded_at=now) for e in fresh]
+                    rows += [
+                        plan_event_row(plan, e, event="planned", run_id=run_id, recorded_at=now)
+                        for e in fresh
+                    ]
             if not rows:
                 return None
             return Append(
@@ -341,33 +339,3 @@ class Ledger:
 
 def _version(snapshot: DeltaTable | None) -> int | None:
     return snapshot.version() if snapshot is not None else None
-
-
-def _row(
-    plan: BatchPlan, entry: FileEntry, *, event: FileStatus, run_id: str, recorded_at: datetime
-) -> dict[str, Any]:
-    rows = plan.rows.get(entry.path) if event == "planned" else None
-    return event_row(
-        plan.dataset,
-        plan.table,
-        plan.version,
-        event,
-        entry,
-        run_id=run_id,
-        recorded_at=recorded_at,
-        rows=list(rows) if rows is not None else None,
-        replay_of=plan.replay_of,
-    )
-
-
-def _outcome_fields(outcome: FileOutcome, table_version: int | None) -> dict[str, Any]:
-    return {
-        "rows_read": outcome.rows_read,
-        "rows_committed": outcome.rows_committed,
-        "rows_quarantined": outcome.rows_quarantined,
-        "rows_erased": outcome.rows_erased,
-        "rows_rescued": outcome.rows_rescued,
-        "table_version": table_version,
-        "reason": outcome.reason,
-        "drift": json.dumps(outcome.drift, sort_keys=True) if outcome.drift else None,
-    }
