@@ -171,6 +171,17 @@ def test_duplicate_yaml_keys_are_refused_instead_of_silently_keeping_the_last() 
             ("{type: float64, checks: {ge: 0}}", "{type: float64, mask: {keep_suffix: 2}}"),
             "tables.orders.contract.columns.amount: `mask` settings apply to `pii: mask` only",
         ),
+        (
+            ("  uri: ./data/lakehouse ", "  online_store: redis://cache:6379/0\n  uri: ./data/lakehouse "),
+            "lakehouse.online_store: write a Redis online store as {redis: 'redis://cache:6379/0'}",
+        ),
+        (
+            (
+                "  uri: ./data/lakehouse ",
+                "  online_store: {redis: 'redis://u:pw@cache:6379/0'}\n  uri: ./data/lakehouse ",
+            ),
+            "lakehouse.online_store.redis: put the password in password: {env: NAME}, not in the URL",
+        ),
     ],
 )
 def test_cross_field_rules_name_the_key_and_what_to_do(change: tuple[str, str], expected: str) -> None:

@@ -101,6 +101,8 @@ def _problem_from_pydantic(error: Any) -> tuple[tuple[str, ...], str]:
         loc = loc[:2] + loc[3:]
     if len(loc) >= 2 and loc[0] == "lakehouse" and loc[1] in LAKEHOUSE_SCHEMES.values():
         loc = loc[:1] + loc[2:]
+    if len(loc) >= 3 and loc[:2] == ("lakehouse", "online_store") and loc[2] in ("path", "redis"):
+        loc = loc[:2] + loc[3:]  # the union's tag
     kind = error["type"]
     ctx = error.get("ctx") or {}
     given = error.get("input")

@@ -189,6 +189,16 @@ class RedisOnlineStore(StrictModel):
         return value
 
 
+def _store_tag(value: Any) -> str:
+    return "redis" if isinstance(value, dict | RedisOnlineStore) else "path"
+
+
+OnlineStoreSetting = Annotated[
+    Annotated[str, Tag("path")] | Annotated[RedisOnlineStore, Tag("redis")], Discriminator(_store_tag)
+]
+"""A SQLite file's path, or a Redis server (``{redis: URL, ...}``)."""
+
+
 class LakehouseBase(StrictModel):
     """What every lakehouse has, wherever it is stored."""
 
@@ -201,7 +211,7 @@ class LakehouseBase(StrictModel):
     pii_key: EnvSecret = Field(default_factory=lambda: EnvSecret(env="LAKESYNC_PII_KEY"))
     """The secret of ``pii: hash`` columns (keyed SHA-256): the same everywhere, so a hashed key
     still joins across lakes and tables. Read only when some column is hashed."""
-    online_store: str | RedisOnlineStore | None = None
+    online_store: OnlineStoreSetting | None = None
     """Where feature tables publish their latest values: a SQLite file (relative to the config
     file) or ``{redis: redis://host:port/db, password: {env: NAME}}``; default
     ``<uri>/_online/features.sqlite`` for a lakehouse on local disk, none for one on an object
