@@ -43,36 +43,44 @@ PREFIX = "landing/"
 ENV = {"BENCH_AWS_KEY_ID": "bench", "BENCH_AWS_SECRET": "bench-secret-value"}
 
 
+def big_lake(url: str, *, ordered: bool, discovery: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The lakesync.yaml entry of the seeded bucket's lake (one csv dataset, ``events``)."""
+    lake: dict[str, Any] = {
+        "provider": "s3",
+        "bucket": BUCKET,
+        "prefix": PREFIX,
+        "region": "us-east-1",
+        "endpoint_url": url,
+        "allow_http": True,
+        "credentials": {
+            "access_key_id": {"env": "BENCH_AWS_KEY_ID"},
+            "secret_access_key": {"env": "BENCH_AWS_SECRET"},
+        },
+        "datasets": {
+            "events": {
+                "pattern": "events/**/*.csv",
+                "format": "csv",
+                "table": "events",
+                "ordered_keys": ordered,
+            }
+        },
+    }
+    if discovery is not None:
+        lake["discovery"] = discovery
+    return lake
+
+
+def big_config(root: Path, lake: dict[str, Any]) -> Any:
+    document = {
+        "lakehouse": {"uri": str(root / "lakehouse")},
+        "lakes": {"big": lake},
+        "tables": {"events": {"contract": {"columns": {"id": {"type": "int64"}}}}},
+    }
+    return parse_config(json.dumps(document), source="bench", base_dir=root)
+
+
 def _config(root: Path, url: str, *, ordered: bool) -> Any:
-    text = json.dumps(
-        {
-            "lakehouse": {"uri": str(root / "lakehouse")},
-            "lakes": {
-                "big": {
-                    "provider": "s3",
-                    "bucket": BUCKET,
-                    "prefix": PREFIX,
-                    "region": "us-east-1",
-                    "endpoint_url": url,
-                    "allow_http": True,
-                    "credentials": {
-                        "access_key_id": {"env": "BENCH_AWS_KEY_ID"},
-                        "secret_access_key": {"env": "BENCH_AWS_SECRET"},
-                    },
-                    "datasets": {
-                        "events": {
-                            "pattern": "events/**/*.csv",
-                            "format": "csv",
-                            "table": "events",
-                            "ordered_keys": ordered,
-                        }
-                    },
-                }
-            },
-            "tables": {"events": {"contract": {"columns": {"id": {"type": "int64"}}}}},
-        }
-    )
-    return parse_config(text, source="bench", base_dir=root)
+    return big_config(root, big_lake(url, ordered=ordered))
 
 
 def _tick(root: Path, url: str, *, ordered: bool) -> dict[str, Any]:

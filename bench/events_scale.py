@@ -26,45 +26,18 @@ from typing import Any
 import boto3
 import polars as pl
 
+from bench.cloud_discovery import BUCKET, PREFIX, big_config, big_lake
+from bench.cloud_discovery import ENV as DISCOVERY_ENV
 from bench.ledger import build as build_ledger
 from bench.moto_seeded import key
 from bench.proc import own_peak_mb, run_child
 
-BUCKET = "big-lake"
-PREFIX = "landing/"
-ENV = {"BENCH_AWS_KEY_ID": "bench", "BENCH_AWS_SECRET": "bench-secret-value", "LAKESYNC_TELEMETRY": "0"}
+ENV = {**DISCOVERY_ENV, "LAKESYNC_TELEMETRY": "0"}
 
 
 def _config(root: Path, url: str, queue: str) -> Any:
-    from lakesync.config import parse_config
-
-    credentials = {
-        "access_key_id": {"env": "BENCH_AWS_KEY_ID"},
-        "secret_access_key": {"env": "BENCH_AWS_SECRET"},
-    }
-    lake = {
-        "provider": "s3",
-        "bucket": BUCKET,
-        "prefix": PREFIX,
-        "region": "us-east-1",
-        "endpoint_url": url,
-        "allow_http": True,
-        "credentials": credentials,
-        "discovery": {
-            "mode": "events",
-            "source": {"kind": "sqs", "queue_url": queue},
-            "reconcile_every": "24h",
-        },
-        "datasets": {
-            "events": {"pattern": "events/**/*.csv", "format": "csv", "table": "events", "ordered_keys": True}
-        },
-    }
-    document = {
-        "lakehouse": {"uri": str(root / "lakehouse")},
-        "lakes": {"big": lake},
-        "tables": {"events": {"contract": {"columns": {"id": {"type": "int64"}}}}},
-    }
-    return parse_config(json.dumps(document), source="bench", base_dir=root)
+    discovery = {"mode": "events", "source": {"kind": "sqs", "queue_url": queue}, "reconcile_every": "24h"}
+    return big_config(root, big_lake(url, ordered=True, discovery=discovery))
 
 
 def child(objects: int, new: int) -> dict[str, Any]:

@@ -129,6 +129,24 @@ def _events_config(tmp_path: Path, lake: dict[str, Any], discovery: dict[str, An
     return path
 
 
+def _sqs_lake(
+    tmp_path: Path, server: Server, datasets: dict[str, Any], **discovery: Any
+) -> tuple[Any, Any, Any, str, Path]:
+    """A fresh bucket whose notifications go to an SQS queue, and the events-mode config of a
+    lake on it: (s3 client, sqs client, bucket, queue url, config path)."""
+    s3, sqs, sns = _clients(server)
+    bucket = new_bucket("s3", server)
+    queue = _notify(s3, sqs, sns, bucket.name, bucket.name)
+    source = {"kind": "sqs", "queue_url": queue}
+    return (
+        s3,
+        sqs,
+        bucket,
+        queue,
+        _events_config(tmp_path, bucket.lake(datasets), {"source": source, **discovery}),
+    )
+
+
 def _rows(config_path: Path) -> pl.DataFrame:
     config = load_config(config_path)
     house = open_lakehouse(config)
@@ -221,15 +239,9 @@ def test_s3_events_through_sqs_ingest_every_file_once_and_reconciliation_counts_
 def test_the_reconciliation_of_a_dataset_with_ordered_keys_lists_after_the_greatest_known_key(
     tmp_path: Path, s3_server: Server
 ) -> None:
-    s3, sqs, sns = _clients(s3_server)
-    bucket = new_bucket("s3", s3_server)
-    queue = _notify(s3, sqs, sns, bucket.name, bucket.name)
     dataset = {"pattern": "*.parquet", "format": "parquet", "table": "orders", "ordered_keys": True}
-    source = {"kind": "sqs", "queue_url": queue}
-    path = _events_config(
-        tmp_path,
-        bucket.lake({"orders": dataset}),
-        {"source": source, "reconcile_every": "0s", "reconcile_grace": "0s"},
+    s3, _, bucket, _, path = _sqs_lake(
+        tmp_path, s3_server, {"orders": dataset}, reconcile_every="0s", reconcile_grace="0s"
     )
     for n in (10, 20):
         bucket.put(f"{n:03d}.parquet", parquet_bytes(orders_rows(n * 10, 2)))
@@ -380,12 +392,11 @@ def test_the_intake_sensor_announces_and_the_dataset_sensor_plans_without_listin
 
     from lakesync.defs import build_definitions
 
-    s3, sqs, sns = _clients(s3_server)
-    bucket = new_bucket("s3", s3_server)
-    queue = _notify(s3, sqs, sns, bucket.name, bucket.name)
-    lake = bucket.lake({"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}})
-    path = _events_config(
-        tmp_path, lake, {"source": {"kind": "sqs", "queue_url": queue}, "reconcile_every": "1h"}
+    s3, _, bucket, _, path = _sqs_lake(
+        tmp_path,
+        s3_server,
+        {"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}},
+        reconcile_every="1h",
     )
     for n in range(3):
         bucket.put(f"{n}.parquet", parquet_bytes(orders_rows(n * 10, 2)))
@@ -471,8 +482,9 @@ def _gcs_notification(
 
 @pytest.mark.skipif(
     not PUBSUB_EMULATOR.exists(),
-    reason="Google's Pub/Sub emulator is not on this machine (not installable from the registries; "
-    "the machine image's Google Cloud SDK has it)",
+    reason=f"Google's Pub/Sub emulator ({PUBSUB_EMULATOR}) is not on this machine: it ships only with "
+    "Google's Cloud SDK, in no package registry the project may install from, and no other server "
+    "speaks Pub/Sub; the parsing of GCS notifications is still tested without it",
 )
 @pytest.mark.usefixtures("dagster_home")
 def test_gcs_notifications_in_a_pubsub_subscription_ingest_each_object_once(
