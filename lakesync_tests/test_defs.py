@@ -127,6 +127,30 @@ def test_adding_a_lake_is_a_config_change(tmp_path: Path) -> None:
     assert len(orders.parent_keys) == 3
 
 
+def test_the_downstream_refresh_and_the_dataset_sensors_tick_as_often_as_configured(tmp_path: Path) -> None:
+    datasets = {
+        "orders": {
+            "pattern": "*.parquet",
+            "format": "parquet",
+            "table": "orders",
+            "sensor": {"interval": "2m"},
+        }
+    }
+    config = write_config(
+        tmp_path, lakes={"l": local_lake(tmp_path / "l", datasets)}, tables={"orders": orders_table()}
+    )
+    assert (
+        repository(config).get_sensor_def("refresh_downstream").minimum_interval_seconds == 30
+    )  # the default
+    text = config.read_text(encoding="utf-8").replace(
+        "uri: lakehouse", "uri: lakehouse\n  refresh_interval: 5s"
+    )
+    config.write_text(text, encoding="utf-8")
+    repo = repository(config)
+    assert repo.get_sensor_def("refresh_downstream").minimum_interval_seconds == 5
+    assert repo.get_sensor_def("watch_l__orders").minimum_interval_seconds == 120
+
+
 # -- sensors ---------------------------------------------------------------------------------
 def tick(
     repo: dg.RepositoryDefinition,

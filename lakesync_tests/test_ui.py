@@ -57,6 +57,20 @@ def _bad_apac_file(demo: Path) -> None:
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
 
 
+def _quick_sensors(config: Path) -> None:
+    """The APAC orders' sensor every 3 s and the downstream refresh every 5 s (30 s each by
+    default): the daemon test waits for both, not for the defaults."""
+    text = config.read_text(encoding="utf-8")
+    quick = text.replace("  uri: ./data/lakehouse\n", "  uri: ./data/lakehouse\n  refresh_interval: 5s\n", 1)
+    quick = quick.replace(
+        '        pattern: "orders/*.ndjson*"\n',
+        '        pattern: "orders/*.ndjson*"\n        sensor: {interval: 3s}\n',
+        1,
+    )
+    assert quick.count("refresh_interval") == 1 and "interval: 3s" in quick, "the demo's config changed"
+    config.write_text(quick, encoding="utf-8")
+
+
 @pytest.fixture(scope="module")
 def ui_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("ui")
@@ -72,6 +86,7 @@ def ui(ui_root: Path) -> Iterator[Server]:
     subprocess.run(
         [BIN / "lakesync", "demo", "--dir", str(root / "demo")], env=env, check=True, capture_output=True
     )
+    _quick_sensors(root / "demo" / "lakesync.yaml")
     _bad_apac_file(root / "demo")
     synced = subprocess.run([BIN / "lakesync", "sync"], env=env, capture_output=True, text=True, check=False)
     assert synced.returncode == 1, synced.stdout + synced.stderr  # the orders contract failed

@@ -16,6 +16,7 @@ from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator
 from lakesync.config.datasets import ColumnName, Dataset, Name, StrictModel, resolve_local
 from lakesync.config.discovery import DiscoverySettings
 from lakesync.config.secrets import EnvSecret
+from lakesync.config.units import parse_duration
 
 
 class S3Credentials(StrictModel):
@@ -216,6 +217,14 @@ class LakehouseBase(StrictModel):
     file) or ``{redis: redis://host:port/db, password: {env: NAME}}``; default
     ``<uri>/_online/features.sqlite`` for a lakehouse on local disk, none for one on an object
     store unless set."""
+    refresh_interval: float = 30.0
+    """Seconds between the checks that refresh feature tables and the catalog after their inputs
+    changed (the ``refresh_downstream`` sensor); accepts ``30s``, ``5m``."""
+
+    @field_validator("refresh_interval", mode="before")
+    @classmethod
+    def _refresh_interval(cls, value: Any) -> float:
+        return parse_duration(value)
 
     @field_validator("online_store")
     @classmethod

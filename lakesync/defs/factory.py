@@ -76,7 +76,7 @@ def automation_sensor(config: LakesyncConfig) -> list[dg.AutomationConditionSens
             "refresh_downstream",
             target=dg.AssetSelection.keys(*(feature_key(name) for name in config.features), CATALOG_KEY),
             default_status=dg.DefaultSensorStatus.RUNNING,
-            minimum_interval_seconds=30,
+            minimum_interval_seconds=max(1, int(config.lakehouse.refresh_interval)),
             description="Materializes feature tables whose inputs changed (never on a failed contract) "
             "and the catalog after its tables changed",
         )
