@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,8 +15,11 @@ from lakesync.config.storage import LocalLake
 from lakesync.discover import LakeUnavailableError, discover, split_batches, take_batch
 from lakesync.discover.patterns import literal_prefix, matches
 from lakesync.discover.stores import LocalStore
+from lakesync.state import ledger_files
+from lakesync.state.inbox import Announcement, Inbox
 from lakesync.state.lakehouse import Lakehouse
 from lakesync.state.ledger import Ledger
+from lakesync.state.ledger_files import FILE_COLUMNS
 from lakesync.state.values import FileEntry, FileOutcome
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -245,3 +249,73 @@ def test_ledgers_of_datasets_are_independent(tmp_path: Path) -> None:
         plan = ledger.plan(key, "orders", lambda s: discover(files, s.known_tags()).new, run_id="r")
         assert plan is not None and plan.version == 1
     assert ledger.read("eu.orders").count("planned") == 2
+
+
+def _view(ledger: Ledger, dataset: str) -> dict[str, object]:
+    """Everything a reader of a dataset's ledger sees."""
+    state = ledger.read(dataset)
+    return {
+        "files": state.files.select(FILE_COLUMNS).sort("path").rows(),
+        "known": state.known.sort(["h1", "h2"]).rows(),
+        "announced": state.announced(),
+        "pending": state.pending,
+        "versions": (state.planned_version, state.done_version),
+        "counts": {s: state.count(s) for s in ("announced", "planned", "ingested", "quarantined")},
+        "last_recorded_at": state.last_recorded_at,
+    }
+
+
+def test_the_compacted_ledger_reads_what_the_whole_ledger_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ledger's compacted state (each path's latest event, rewritten every 25 batches) plus
+    the events recorded since gives every reader what folding every event gives: after more
+    batches, a pending plan, announcements, a revert that changes an old file's status, the
+    ledger's own file compaction, and with hashes of another polars version (then unused)."""
+    lakehouse = Lakehouse(str(tmp_path / "lh"))
+    ledger = Ledger(lakehouse)
+    files = [FileEntry(f"o/{i:03d}.csv", 10 + i, T0 + timedelta(minutes=i)) for i in range(120)]
+    for n in range(30):
+        batch = files[n * 3 : n * 3 + 3]
+        plan = ledger.plan("eu.o", "o", lambda s, b=batch: discover(b, s.known).new, run_id=f"r{n}")
+        assert plan is not None and len(plan.files) == 3
+        outcomes = [
+            FileOutcome(f, "quarantined" if i == 2 else "ingested", 1, 1 if i < 2 else 0, 0)
+            for i, f in enumerate(plan.files)
+        ]
+        ledger.record(plan, outcomes, table_version=n + 1, run_id=f"r{n}")
+    compacted = lakehouse.open(lakehouse.ledger_files_uri)
+    assert compacted is not None, "batch 25 compacts the ledger"
+    # After the compaction: a pending plan, two announcements, a revert of batch 2's files.
+    assert ledger.plan("eu.o", "o", lambda s: discover(files[90:93], s.known).new, run_id="p") is not None
+    Inbox(lakehouse).announce(
+        [Announcement("eu.o", "o", e, "event") for e in (files[100], files[0])], run_id="a"
+    )
+    assert ledger.record_reverted(
+        "eu.o", {files[3].path: 1, files[4].path: 1}, reason="revert", app="revert:1"
+    )
+    # A listing: everything known, one file changed, 19 never seen.
+    changed = FileEntry(files[5].path, files[5].size + 1, files[5].modified)
+    listing = [*files[:5], changed, *files[6:]]
+    seen = ledger.read("eu.o")
+    found = discover(listing, seen.known)
+    assert [f.path for f in found.changed] == [changed.path]
+    assert {f.path for f in found.new} == {f.path for f in files[93:]}
+    # batches 26-30 (three events each), a plan, an announcement, a revert
+    assert seen.state.base is not None and seen.state.tail.height == 5 * 3 + 3 + 1 + 2
+    assert seen.count("quarantined") == 30 + 2  # one file of each batch, and the two reverted
+    with_state = _view(ledger, "eu.o")
+    monkeypatch.setattr(ledger_files, "HASHER", "polars-0.0.0")  # hashes of another version: unused
+    assert ledger.read("eu.o").state.base is None
+    assert _view(ledger, "eu.o") == with_state
+    monkeypatch.undo()
+    shutil.rmtree(lakehouse.ledger_files_uri)  # no compacted state at all: the whole ledger
+    assert _view(ledger, "eu.o") == with_state
+    assert ledger_files.compact(lakehouse, "eu.o")
+    assert ledger.read("eu.o").state.tail.is_empty()
+    assert _view(ledger, "eu.o") == with_state
+    snapshot = lakehouse.open(ledger.uri)
+    assert snapshot is not None
+    snapshot.optimize.compact()  # the ledger's files rewritten: their events fold in again
+    assert not ledger.read("eu.o").state.tail.is_empty()
+    assert _view(ledger, "eu.o") == with_state

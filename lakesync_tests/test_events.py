@@ -207,7 +207,7 @@ def test_s3_events_through_sqs_ingest_every_file_once_and_reconciliation_counts_
     from lakesync.state.ledger_state import ledger_states
 
     house = open_lakehouse(config)
-    lags = event_lags(list(ledger_states(house.open(house.ledger_uri), ["eu.orders"]).values()))
+    lags = event_lags(list(ledger_states(house, house.open(house.ledger_uri), ["eu.orders"]).values()))
     assert lags is not None and 0 < lags[0] <= lags[1] < 120  # storage event -> committed, seconds
     failed = Inbox(open_lakehouse(config)).entries("eu").filter(pl.col("kind") == "failed_message")
     assert failed.height == 1 and "not JSON" in failed["reason"][0]

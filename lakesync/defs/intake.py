@@ -68,7 +68,7 @@ def intake_sensor(config: LakesyncConfig, lake_name: str) -> dg.SensorDefinition
             return dg.SensorResult(skip_reason=result.line())
         summary = inbox.summary(lake_name)
         states = ledger_states(
-            lakehouse.open(lakehouse.ledger_uri), [f"{lake_name}.{d}" for d in lake.datasets]
+            lakehouse, lakehouse.open(lakehouse.ledger_uri), [f"{lake_name}.{d}" for d in lake.datasets]
         )
         lags = event_lags(list(states.values()))
         metadata: dict[str, dg.RawMetadataValue] = {

@@ -124,7 +124,7 @@ def plan_tables(
             if intakes is not None:
                 intakes.extend(received)
         snapshot = lakehouse.open(ledger.uri)
-        states = ledger_states(snapshot, [r.key for r in runtimes])
+        states = ledger_states(lakehouse, snapshot, [r.key for r in runtimes])
         for runtime in runtimes:
             plan = plans[runtime.table]
             store = stores[runtime.lake]
@@ -157,7 +157,7 @@ def plan_tables(
     # Files another sync planned between this look and this commit: its batches are pending, and
     # this sync's run takes them too (whichever commits a batch first, the other finds it done).
     taken = [key for key in wanted if key not in planned_now]
-    for key, state in ledger_states(lakehouse.open(ledger.uri), taken).items() if taken else ():
+    for key, state in ledger_states(lakehouse, lakehouse.open(ledger.uri), taken).items() if taken else ():
         if state.pending:
             plans[wanted[key][0]].planned[key] = max(p.version for p in state.pending)
     return plans

@@ -8,6 +8,7 @@ from datetime import datetime
 
 import polars as pl
 
+from lakesync.state.ledger_files import KEY, hashes
 from lakesync.state.ledger_state import entry_frame
 from lakesync.state.values import FileEntry
 
@@ -34,8 +35,9 @@ def _order(entry: FileEntry) -> tuple[datetime, str]:
 
 
 def discover(listing: Iterable[FileEntry], known: pl.DataFrame | Mapping[str, str]) -> Discovery:
-    """Split a listing into new and changed files against ``known`` (``path``, ``version_tag``;
-    or a mapping path -> version tag).
+    """Split a listing into new and changed files against ``known``: the ledger's hashes of each
+    path and version tag (``h1``, ``h2``, ``tag``: :attr:`DatasetLedger.known`), or ``path``,
+    ``version_tag`` columns, or a mapping path -> version tag.
 
     One join in polars, however large the lake: a million listed files against a million known
     ones cost what building their frame costs. Changed files are reported, not re-ingested: a
@@ -50,10 +52,18 @@ def discover(listing: Iterable[FileEntry], known: pl.DataFrame | Mapping[str, st
             schema={"path": pl.String, "version_tag": pl.String},
         )
     frame = entry_frame(entries).with_row_index("i")
-    joined = frame.join(known.rename({"version_tag": "known_tag"}), on="path", how="left")
-    ordered = joined.sort("modified", "path")
-    new = ordered.filter(pl.col("known_tag").is_null())["i"].to_list()
-    changed = ordered.filter(pl.col("known_tag") != pl.col("version_tag"))["i"].to_list()
+    if "h1" in known.columns:
+        frame = frame.select("i", "modified", "size", "path", *hashes())
+        on, tag = KEY, "tag"
+    else:
+        on, tag = ["path"], "version_tag"
+    joined = frame.join(known.select(*on, pl.col(tag).alias("known_tag")), on=on, how="left")
+
+    def oldest_first(rows: pl.Expr) -> list[int]:  # only the rows found are sorted
+        return joined.filter(rows).sort("modified", "path")["i"].to_list()
+
+    new = oldest_first(pl.col("known_tag").is_null())
+    changed = oldest_first(pl.col("known_tag") != pl.col(tag))
     newest = frame["modified"].max()
     return Discovery(
         tuple(entries[i] for i in new),

@@ -81,7 +81,7 @@ def propagate(
     if not deleted:
         return 0, 0
     ledger = Ledger(lakehouse)
-    states = ledger_states(lakehouse.open(ledger.uri), sorted({d.dataset for d in deleted}))
+    states = ledger_states(lakehouse, lakehouse.open(ledger.uri), sorted({d.dataset for d in deleted}))
     column = config.lakehouse.provenance.file
     now = datetime.now(tz=UTC)
     removed = 0
@@ -115,9 +115,7 @@ def propagate(
                     ),
                 }
             )
-            event = states[d.dataset].events
-            assert event is not None
-            last = event.filter(pl.col("path") == d.path).sort("batch").tail(1).row(0, named=True)
+            last = states[d.dataset].files.filter(pl.col("path") == d.path).row(0, named=True)
             entry = FileEntry(path=d.path, size=last["size"], modified=last["modified"], etag=last["etag"])
             events.append(
                 event_row(

@@ -8,6 +8,7 @@ change data feed, which lists every later version that changed a row with the sa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -143,7 +144,7 @@ def _internal(column: str, provenance: Provenance) -> bool:
     return column in provenance.names or column.startswith("_lakesync_")
 
 
-def _ingestion(events: dict[str, pl.DataFrame | None], lake: str, path: str) -> dict[str, Any] | None:
+def _ingestion(events: Mapping[str, pl.DataFrame | None], lake: str, path: str) -> dict[str, Any] | None:
     """The latest ledger record of ``path`` being ingested by a dataset of ``lake``."""
     for key, frame in events.items():
         if not key.startswith(f"{lake}.") or frame is None or frame.is_empty():

@@ -30,7 +30,7 @@ def scan_dataset(runtime: DatasetRuntime, state: DatasetLedger) -> DatasetScan:
     found = runtime.source.scan(state)
     if runtime.config.changed == "reingest":
         found = replace(found, new=(*found.new, *found.changed), changed=())
-    known = state.events["modified"].max() if state.events is not None and state.events.height else None
+    known = state.state.select(["modified"])["modified"].max()
     newest = max((t for t in (found.newest, known) if isinstance(t, datetime)), default=None)
     waiting = [f.modified for f in found.new] + [f.modified for p in state.pending for f in p.files]
     return DatasetScan(

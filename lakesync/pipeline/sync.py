@@ -106,7 +106,7 @@ def sync_table(
     before = table_polars_schema(existing) or {}
     progress = {key: _Progress() for key in ctx.runtimes}
     # One snapshot and one read of the ledger for every dataset's plan.
-    states = ledger_states(lakehouse.open(lakehouse.ledger_uri), list(ctx.runtimes))
+    states = ledger_states(lakehouse, lakehouse.open(lakehouse.ledger_uri), list(ctx.runtimes))
     events_mode = [k for k, r in ctx.runtimes.items() if r.discovery == "events"]
     if events_mode:
         ctx = replace(ctx, discovered={k: states[k].discovered_by() for k in events_mode})

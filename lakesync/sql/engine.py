@@ -238,7 +238,9 @@ class _Query:
         files (changed ones too with ``changed: reingest``), and those of batches planned but
         not committed (a run died)."""
         ctx = self.context(table)
-        states = ledger_states(self.lakehouse.open(self.lakehouse.ledger_uri), list(ctx.runtimes))
+        states = ledger_states(
+            self.lakehouse, self.lakehouse.open(self.lakehouse.ledger_uri), list(ctx.runtimes)
+        )
         fresh: list[pl.DataFrame] = []
         for key, runtime in ctx.runtimes.items():
             state = states[key]

@@ -6,6 +6,7 @@ Layout under the lakehouse URI::
     <uri>/_quarantine/<table>     rejected rows and files   (asset lakehouse/_quarantine/<table>)
     <uri>/_superseded/<table>     versions a merge did not keep, and what beat them
     <uri>/_ledger                 every file seen, per batch (asset lakehouse/_ledger)
+    <uri>/_ledger_files           the ledger compacted: each path's latest event
     <uri>/_drift                  drift events and decisions (asset lakehouse/_drift)
     <uri>/_catalog                every asset and column of every lake and table (lakesync catalog)
 """
@@ -55,6 +56,10 @@ class Lakehouse:
     @property
     def ledger_uri(self) -> str:
         return self._join("_ledger")
+
+    @property
+    def ledger_files_uri(self) -> str:
+        return self._join("_ledger_files")
 
     @property
     def audit_uri(self) -> str:

@@ -31,14 +31,9 @@ from deltalake.exceptions import CommitFailedError
 
 from lakesync.state.append import Append, Appended, append_once
 from lakesync.state.lakehouse import Lakehouse, read_current, scan_current, transaction_version
-from lakesync.state.ledger_state import (
-    LEDGER_SCHEMA,
-    DatasetLedger,
-    ledger_state,
-    outcome_fields,
-    plan_event_row,
-    reverted_rows,
-)
+from lakesync.state.ledger_files import compact
+from lakesync.state.ledger_rows import outcome_fields, plan_event_row, reverted_rows
+from lakesync.state.ledger_state import LEDGER_SCHEMA, DatasetLedger, ledger_state
 from lakesync.state.values import BatchPlan, FileEntry, FileOutcome
 
 T = TypeVar("T")
@@ -60,7 +55,7 @@ class Ledger:
     # -- reading -------------------------------------------------------------------------
     def read(self, dataset: str) -> DatasetLedger:
         """The dataset's ledger at the latest version of the ledger table."""
-        return ledger_state(self.lakehouse.open(self.uri), dataset)
+        return ledger_state(self.lakehouse, self.lakehouse.open(self.uri), dataset)
 
     def events_of(self, datasets: Sequence[str]) -> dict[str, pl.DataFrame]:
         """Each dataset's ledger events, from one read of the ledger (one snapshot, their
@@ -106,7 +101,7 @@ class Ledger:
         """
 
         def build(snapshot: DeltaTable | None) -> Append[BatchPlan] | None:
-            state = ledger_state(snapshot, dataset)
+            state = ledger_state(self.lakehouse, snapshot, dataset)
             files = tuple(choose(state))
             if not files:
                 return None
@@ -130,7 +125,7 @@ class Ledger:
         """
 
         def build(snapshot: DeltaTable | None) -> Append[BatchPlan]:
-            state = ledger_state(snapshot, dataset)
+            state = ledger_state(self.lakehouse, snapshot, dataset)
             for entry, _ in files:
                 earlier = state.replay_batch(entry.path, replay_of)
                 if earlier is not None:
@@ -277,7 +272,7 @@ class Ledger:
             for dataset, (table, batches) in wanted.items():
                 state = (known or {}).get(dataset)
                 if state is None or _version(state.snapshot) != _version(snapshot):
-                    state = ledger_state(snapshot, dataset)
+                    state = ledger_state(self.lakehouse, snapshot, dataset)
                 version = state.planned_version
                 untaken = {f.path for f in state.untaken([f for files in batches for f in files])}
                 for files in batches:
@@ -324,7 +319,8 @@ class Ledger:
         )
 
     def _maintain(self, plan: BatchPlan) -> None:
-        """Keep the ledger cheap to read: compact a dataset's small files now and then.
+        """Keep the ledger cheap to read: compact a dataset's small files now and then, and
+        rewrite its compacted state (:mod:`lakesync.state.ledger_files`) from them.
 
         (delta-rs checkpoints the log by itself every 100 versions.)
         """
@@ -335,6 +331,7 @@ class Ledger:
             return
         with contextlib.suppress(CommitFailedError):  # a concurrent writer won: next time
             snapshot.optimize.compact(partition_filters=[("dataset", "=", plan.dataset)])
+        compact(self.lakehouse, plan.dataset)  # each path's latest event, for the next reads
 
 
 def _version(snapshot: DeltaTable | None) -> int | None:

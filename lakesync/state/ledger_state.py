@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -13,8 +12,9 @@ import polars as pl
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from lakesync.state.lakehouse import scan_current, transaction_version
-from lakesync.state.values import BatchPlan, FileEntry, FileOutcome
+from lakesync.state.lakehouse import Lakehouse, scan_current, transaction_version
+from lakesync.state.ledger_files import FILE_COLUMNS, KEY, FileState, hashes, read_states, version_tag
+from lakesync.state.values import BatchPlan, FileEntry
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -73,84 +73,78 @@ class DatasetLedger:
     """One dataset's ledger at one version of the ledger table."""
 
     dataset: str
-    files: pl.DataFrame
-    """Latest event per path: path, version_tag, status, batch, recorded_at."""
+    state: FileState = field(repr=False, compare=False)
+    """Each path's latest event (:mod:`lakesync.state.ledger_files`), read as asked."""
     pending: tuple[BatchPlan, ...]
     planned_version: int
     done_version: int
     snapshot: DeltaTable | None = field(default=None, repr=False, compare=False)
-    events: pl.DataFrame | None = field(default=None, repr=False, compare=False)
-    """Every event of the dataset (path, batch, event, replay_of...)."""
+
+    @cached_property
+    def files(self) -> pl.DataFrame:
+        """Latest event per path: path, version_tag, status, batch, recorded_at, size, modified,
+        etag (and the hashes)."""
+        return self.state.files
+
+    @cached_property
+    def events(self) -> pl.DataFrame:
+        """Every event of the dataset (path, batch, event, replay_of...), read when asked."""
+        return _events(self.snapshot, [self.dataset])
 
     def replay_batch(self, path: str, replay_of: int) -> int | None:
         """The batch that replays (or will replay) ``path`` from batch ``replay_of``, if any."""
-        if self.events is None or self.events.is_empty():
-            return None
         found = self.events.filter((pl.col("path") == path) & (pl.col("replay_of") == replay_of))
         return int(found["batch"].max()) if found.height else None  # type: ignore[arg-type]
 
     @cached_property
     def known(self) -> pl.DataFrame:
-        """``path``, ``version_tag`` of every file the ledger has seen (planned, ingested or
-        quarantined): what a listing is diffed against (:func:`lakesync.discover.discover`)."""
-        return self.files.filter(pl.col("status") != "announced").select("path", "version_tag")
+        """The hashes (``h1``, ``h2`` of the path, ``tag`` of its version tag) of every file the
+        ledger has seen (planned, ingested or quarantined): what a listing is diffed against
+        (:func:`lakesync.discover.discover`), without reading a path."""
+        return self.state.select([*KEY, "tag"], where=pl.col("status") != "announced")
 
     def known_tags(self) -> dict[str, str]:
         """Path -> version tag of every file the ledger has seen, as a dict (small uses; a
         listing is diffed against :attr:`known`)."""
-        return dict(zip(self.known["path"].to_list(), self.known["version_tag"].to_list(), strict=True))
+        seen = self.files.filter(pl.col("status") != "announced")
+        return dict(zip(seen["path"].to_list(), seen["version_tag"].to_list(), strict=True))
 
     def untaken(self, files: Sequence[FileEntry]) -> list[FileEntry]:
         """Those of ``files`` the ledger has not seen with this content (a batch's candidates,
         checked again against the snapshot the plan is committed to)."""
         if not files:
             return []
-        tags = entry_frame(files).join(self.known, on=["path", "version_tag"], how="semi")
+        tags = entry_frame(files).with_columns(hashes()).join(self.known, on=[*KEY, "tag"], how="semi")
         taken = set(tags["path"].to_list())
         return [f for f in files if f.path not in taken]
 
     def discovered_by(self) -> dict[str, str]:
         """Path -> how the file was found (``event``, ``reconcile``, ``listing``), for the files
         announced in events mode."""
-        if self.events is None or "discovered_by" not in self.events.columns:
-            return {}
-        told = self.events.filter(pl.col("discovered_by").is_not_null())
+        told = scan_current(
+            self.snapshot,
+            LEDGER_SCHEMA,
+            columns=["path", "discovered_by"],
+            where=(pl.col("dataset") == self.dataset) & pl.col("discovered_by").is_not_null(),
+        )
         return dict(zip(told["path"].to_list(), told["discovered_by"].to_list(), strict=True))
 
     def announced(self) -> tuple[FileEntry, ...]:
         """Files announced (by events or a reconciliation) and not planned yet, oldest first."""
-        waiting = self.files.filter(pl.col("status") == "announced")["path"]
-        if self.events is None or waiting.is_empty():
-            return ()
-        rows = (
-            self.events.filter((pl.col("event") == "announced") & pl.col("path").is_in(waiting.implode()))
-            .unique("path", keep="last", maintain_order=True)
-            .sort("modified", "path")
-        )
+        rows = self.state.select(FILE_COLUMNS, where=pl.col("status") == "announced").sort("modified", "path")
         return tuple(
             FileEntry(path=r["path"], size=r["size"], modified=r["modified"], etag=r["etag"])
             for r in rows.iter_rows(named=True)
         )
 
     def count(self, status: FileStatus) -> int:
-        return int((self.files["status"] == status).sum())
+        return self.state.select(["status"], where=pl.col("status") == status).height
 
     @property
     def last_recorded_at(self) -> datetime | None:
-        done = self.files.filter(~pl.col("status").is_in(["planned", "announced"]))
-        if done.is_empty():
-            return None
-        value = done["recorded_at"].max()
+        done = self.state.select(["recorded_at"], where=~pl.col("status").is_in(["planned", "announced"]))
+        value = done["recorded_at"].max() if done.height else None
         return value if isinstance(value, datetime) else None
-
-
-def version_tag() -> pl.Expr:
-    """A file's version tag from its ``etag``, ``size`` and ``modified`` columns, as
-    :attr:`FileEntry.version_tag` makes it: the etag, else ``size:mtime-in-microseconds``."""
-    micros = pl.col("modified").dt.epoch("us").cast(pl.String)
-    etag = pl.col("etag")
-    fallback = pl.col("size").cast(pl.String) + pl.lit(":") + micros
-    return pl.when(etag.is_null() | (etag == "")).then(fallback).otherwise(etag).alias("version_tag")
 
 
 def entry_frame(entries: Sequence[FileEntry]) -> pl.DataFrame:
@@ -179,14 +173,27 @@ def entry_frame(entries: Sequence[FileEntry]) -> pl.DataFrame:
     )
 
 
-def ledger_states(snapshot: DeltaTable | None, datasets: Sequence[str]) -> dict[str, DatasetLedger]:
-    """Several datasets' ledgers as of ``snapshot``, from one read of their partitions."""
-    if snapshot is None or len(datasets) < 2:
-        return {d: ledger_state(snapshot, d) for d in datasets}
-    every = _events(snapshot, list(datasets), with_dataset=True)
-    parts = every.partition_by("dataset", as_dict=True, include_key=False)
+def ledger_states(
+    lakehouse: Lakehouse, snapshot: DeltaTable | None, datasets: Sequence[str]
+) -> dict[str, DatasetLedger]:
+    """Several datasets' ledgers as of ``snapshot`` of the ledger table: their compacted file
+    states and what was recorded since (:func:`read_states`), their pending batches."""
+    states = read_states(lakehouse, snapshot, datasets)
+    versions = {
+        d: (transaction_version(snapshot, f"plan:{d}"), transaction_version(snapshot, f"done:{d}"))
+        for d in datasets
+    }
+    pending = _pending(snapshot, {d: done for d, (planned, done) in versions.items() if planned > done})
     return {
-        d: ledger_state(snapshot, d, events=parts.get((d,), every.clear().drop("dataset"))) for d in datasets
+        d: DatasetLedger(
+            dataset=d,
+            state=states[d],
+            pending=pending.get(d, ()),
+            planned_version=planned,
+            done_version=done,
+            snapshot=snapshot,
+        )
+        for d, (planned, done) in versions.items()
     }
 
 
@@ -226,52 +233,52 @@ def ledger_summary(snapshot: DeltaTable | None, datasets: Sequence[str]) -> pl.D
     )
 
 
-def ledger_state(
-    snapshot: DeltaTable | None, dataset: str, *, events: pl.DataFrame | None = None
-) -> DatasetLedger:
-    """A dataset's ledger as of ``snapshot`` of the ledger table (``events``: its rows, when the
-    caller read them already)."""
-    planned_version = transaction_version(snapshot, f"plan:{dataset}")
-    done_version = transaction_version(snapshot, f"done:{dataset}")
-    events = _events(snapshot, [dataset]) if events is None else events
-    # The latest event per path: the highest batch, an outcome after its plan, then the latest.
-    files = (
-        events.select("path", "event", "batch", "recorded_at", "size", "modified", "etag")
-        .with_columns(rank=pl.when(pl.col("event") == "planned").then(0).otherwise(1))
-        .sort(["batch", "rank", "recorded_at"])
-        .unique("path", keep="last", maintain_order=True)
-        .select("path", version_tag(), pl.col("event").alias("status"), "batch", "recorded_at")
+def ledger_state(lakehouse: Lakehouse, snapshot: DeltaTable | None, dataset: str) -> DatasetLedger:
+    """A dataset's ledger as of ``snapshot`` of the ledger table."""
+    return ledger_states(lakehouse, snapshot, [dataset])[dataset]
+
+
+def _pending(snapshot: DeltaTable | None, done: Mapping[str, int]) -> dict[str, tuple[BatchPlan, ...]]:
+    """The batches planned and not done of the datasets in ``done`` (dataset -> its done version)."""
+    if snapshot is None or not done:
+        return {}
+    where = pl.lit(value=False)
+    for dataset, version in done.items():
+        where = where | ((pl.col("dataset") == dataset) & (pl.col("batch") > version))
+    columns = [
+        "dataset",
+        "table",
+        "batch",
+        "path",
+        "size",
+        "modified",
+        "etag",
+        "recorded_at",
+        "rows",
+        "replay_of",
+    ]
+    planned = scan_current(
+        snapshot, LEDGER_SCHEMA, columns=columns, where=where & (pl.col("event") == "planned")
     )
-    pending: list[BatchPlan] = []
-    planned = events.filter((pl.col("event") == "planned") & (pl.col("batch") > done_version)).sort(
-        ["batch", "recorded_at"], maintain_order=True
-    )
-    for (batch,), rows in planned.group_by(["batch"], maintain_order=True):
+    out: dict[str, list[BatchPlan]] = {}
+    ordered = planned.sort(["dataset", "batch", "recorded_at"], maintain_order=True)
+    for (dataset, batch), rows in ordered.group_by(["dataset", "batch"], maintain_order=True):
         records = list(rows.iter_rows(named=True))
-        entries = tuple(
-            FileEntry(path=r["path"], size=r["size"], modified=r["modified"], etag=r["etag"]) for r in records
-        )
-        selected = {r["path"]: tuple(r["rows"]) for r in records if r["rows"] is not None}
         replay_of = records[0]["replay_of"]
-        pending.append(
+        out.setdefault(str(dataset), []).append(
             BatchPlan(
-                dataset=dataset,
-                table=str(rows["table"][0]),
+                dataset=str(dataset),
+                table=str(records[0]["table"]),
                 version=int(batch),
-                files=entries,
-                rows=selected,
+                files=tuple(
+                    FileEntry(path=r["path"], size=r["size"], modified=r["modified"], etag=r["etag"])
+                    for r in records
+                ),
+                rows={r["path"]: tuple(r["rows"]) for r in records if r["rows"] is not None},
                 replay_of=int(replay_of) if replay_of is not None else None,
             )
         )
-    return DatasetLedger(
-        dataset=dataset,
-        files=files,
-        pending=tuple(sorted(pending, key=lambda p: p.version)),
-        planned_version=planned_version,
-        done_version=done_version,
-        snapshot=snapshot,
-        events=events,
-    )
+    return {d: tuple(sorted(plans, key=lambda p: p.version)) for d, plans in out.items()}
 
 
 def _events(snapshot: DeltaTable | None, datasets: list[str], *, with_dataset: bool = False) -> pl.DataFrame:
@@ -295,56 +302,3 @@ def _events(snapshot: DeltaTable | None, datasets: list[str], *, with_dataset: b
     ]
     where = pl.col("dataset") == datasets[0] if len(datasets) == 1 else pl.col("dataset").is_in(datasets)
     return scan_current(snapshot, LEDGER_SCHEMA, columns=columns, where=where)
-
-
-def plan_event_row(
-    plan: BatchPlan, entry: FileEntry, *, event: FileStatus, run_id: str, recorded_at: datetime
-) -> dict[str, Any]:
-    """A file's event in one of the dataset's batches (a plan's rows kept with its planned event)."""
-    rows = plan.rows.get(entry.path) if event == "planned" else None
-    return event_row(
-        plan.dataset,
-        plan.table,
-        plan.version,
-        event,
-        entry,
-        run_id=run_id,
-        recorded_at=recorded_at,
-        rows=list(rows) if rows is not None else None,
-        replay_of=plan.replay_of,
-    )
-
-
-def outcome_fields(outcome: FileOutcome, table_version: int | None) -> dict[str, Any]:
-    """What a finished file's event says of it: rows, the table version, why, its drift."""
-    return {
-        "rows_read": outcome.rows_read,
-        "rows_committed": outcome.rows_committed,
-        "rows_quarantined": outcome.rows_quarantined,
-        "rows_erased": outcome.rows_erased,
-        "rows_rescued": outcome.rows_rescued,
-        "table_version": table_version,
-        "reason": outcome.reason,
-        "drift": json.dumps(outcome.drift, sort_keys=True) if outcome.drift else None,
-    }
-
-
-def reverted_rows(
-    ingested: pl.DataFrame, moved: Mapping[str, int], *, reason: str, app: str, at: datetime
-) -> list[dict[str, Any]]:
-    """The quarantined events of ingested files whose rows a revert moved out of their table:
-    their batch stays theirs, no rows are read again, the rows leave as negative committed."""
-    kept = ("dataset", "table", "batch", "path", "size", "modified", "etag")
-    return [
-        {
-            **{k: row[k] for k in kept},
-            "event": "quarantined",
-            "rows_read": 0,
-            "rows_committed": -moved[row["path"]],
-            "rows_quarantined": moved[row["path"]],
-            "reason": reason,
-            "run_id": app,
-            "recorded_at": at,
-        }
-        for row in ingested.iter_rows(named=True)
-    ]

@@ -242,7 +242,9 @@ class LakeIntake:
         """List the lake; announce what neither the ledger nor the events knew. Returns
         (files listed, files missed by events, ingested files the listing no longer has)."""
         keys = {dataset_id(self.lake, name): d for name, d in self.config.datasets.items()}
-        states = ledger_states(self.inbox.lakehouse.open(self.inbox.ledger.uri), sorted(keys))
+        states = ledger_states(
+            self.inbox.lakehouse, self.inbox.lakehouse.open(self.inbox.ledger.uri), sorted(keys)
+        )
         grace = timedelta(seconds=self.config.discovery.reconcile_grace)
         found: list[Announcement] = []
         listed = 0

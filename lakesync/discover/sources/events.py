@@ -20,12 +20,7 @@ class EventsSource:
 
     def scan(self, state: DatasetLedger) -> Discovery:
         new = state.announced()
-        files = state.files.height
-        events = state.events
-        total = (
-            int(events.unique("path", keep="last")["size"].sum())
-            if events is not None and events.height
-            else 0
-        )
+        sizes = state.state.select(["size"])["size"]
+        files, total = sizes.len(), int(sizes.sum() or 0)
         newest = max((e.modified for e in new), default=None)
         return Discovery(new, (), files, total, newest)
