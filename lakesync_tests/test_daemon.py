@@ -16,11 +16,15 @@ import dagster as dg
 import polars as pl
 
 from lakesync.config import load_config
+from lakesync.defs.pools import table_pool
 from lakesync.state.lakehouse import lakehouse_for
 from lakesync_tests.lakes import T0, local_lake, orders_rows, orders_table, write_config, write_orders_parquet
 from lakesync_tests.processes import start_daemon, stop
 
 BIN = Path(sys.executable).parent
+
+
+POOL = table_pool("orders")
 
 
 def rows_in(config: Path) -> int:
@@ -115,7 +119,7 @@ def test_a_run_whose_worker_died_is_canceled_after_its_max_runtime_and_the_next_
     (dagster_home / "dagster.yaml").write_text(
         settings.replace(
             "  start_timeout_seconds: 180", "  start_timeout_seconds: 180\n  poll_interval_seconds: 1"
-        ),
+        ).replace("free_slots_after_run_end_seconds: 10", "free_slots_after_run_end_seconds: 1"),
         encoding="utf-8",
     )
     lake = tmp_path / "eu"
@@ -152,6 +156,13 @@ def test_a_run_whose_worker_died_is_canceled_after_its_max_runtime_and_the_next_
                 time.sleep(0.5)
             dead = instance.get_run_by_id(killed)
             assert dead is not None
+            # The table's pool slot the dead step held is given back by the daemon.
+            while killed in {
+                s.run_id for s in instance.event_log_storage.get_concurrency_info(POOL).claimed_slots
+            }:
+                assert daemon.poll() is None, log_path.read_text()[-3000:]
+                assert time.monotonic() < deadline, "the dead run's slot was not freed"
+                time.sleep(0.5)
             types = [e.dagster_event.event_type_value for e in instance.all_logs(killed) if e.dagster_event]
     finally:
         stop(daemon)

@@ -43,6 +43,7 @@ from lakesync.defs.metadata import (
     table_key,
     table_metadata,
 )
+from lakesync.defs.pools import table_pool
 from lakesync.defs.providers import needs_resource, resource_key
 from lakesync.defs.resources import PII_KEY
 from lakesync.defs.specs import feeding, table_specs
@@ -94,6 +95,7 @@ def table_assets(config: LakesyncConfig, table: str, contract: ResolvedContract)
         specs=table_specs(config, table, contract),
         check_specs=table_check_specs(table, expectations=settings.expectations),
         can_subset=True,
+        pool=table_pool(table),  # one sync of the table at a time, in every run (defs/pools.py)
         required_resource_keys={"lakehouse", *hashing, *(resource_key(lake) for lake in cloud)},
         description=f"Ingest new files of every dataset feeding `{table}`, exactly once",
     )

@@ -14,6 +14,7 @@ import dagster as dg
 from lakesync.config import LakesyncConfig
 from lakesync.defs.checks import BLOCKING_CHECKS
 from lakesync.defs.metadata import MAX_RUNTIME_TAG, delta_metadata, feature_key, online_key, table_key
+from lakesync.defs.pools import feature_pool
 from lakesync.features import build_feature
 from lakesync.features.online import Lag, lag, publish_feature, served, store_for, store_kind
 from lakesync.features.serving import OnlineStoreError
@@ -78,6 +79,7 @@ def feature_asset(config: LakesyncConfig, name: str) -> dg.AssetsDefinition:
         & dg.AutomationCondition.all_deps_blocking_checks_passed(),
         output_required=False,
         required_resource_keys={"lakehouse"},
+        pool=feature_pool(name),  # one build of the feature table at a time (defs/pools.py)
         tags={FEATURE_TAG: name, **feature.tags},
         owners=feature.owners or None,
         metadata={"inputs": ", ".join(feature.inputs), "computed_as": how},

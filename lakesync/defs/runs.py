@@ -14,6 +14,7 @@ import dagster as dg
 from lakesync.config import LakesyncConfig
 from lakesync.defs.factory import build_definitions
 from lakesync.defs.instance import InstanceError, describe, instance
+from lakesync.defs.pools import job_pools, process_tags, releasing
 from lakesync.defs.queue import QueueError, RunQueue, run_queue, uses_queue
 from lakesync.defs.resources import config_problem
 
@@ -115,9 +116,14 @@ class Runs:
             if queue is not None:
                 run_id = queue.submit(label, job, run_config, tags)
                 return lambda: self._wait(queue, run_id, label)
-            result = definitions.resolve_job_def(job).execute_in_process(
-                run_config=run_config, instance=dagster_instance, tags=tags, raise_on_error=False
-            )
+            job_def = definitions.resolve_job_def(job)
+            with releasing(dagster_instance, job_pools(job_def)):  # its table's slot may be held
+                result = job_def.execute_in_process(
+                    run_config=run_config,
+                    instance=dagster_instance,
+                    tags={**tags, **process_tags()},
+                    raise_on_error=False,
+                )
         except (InstanceError, QueueError) as exc:
             if exc is not self._error:  # this run's own reason (a run that could not be made)
                 return str(exc)
