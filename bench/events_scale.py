@@ -31,6 +31,7 @@ from bench.cloud_discovery import ENV as DISCOVERY_ENV
 from bench.ledger import build as build_ledger
 from bench.moto_seeded import key
 from bench.proc import own_peak_mb, run_child
+from lakesync.state.ledger_files import compact
 
 ENV = {**DISCOVERY_ENV, "LAKESYNC_TELEMETRY": "0"}
 
@@ -85,9 +86,9 @@ def child(objects: int, new: int) -> dict[str, Any]:
                 (pl.col("i") // 1000).cast(pl.String).str.zfill(3),
                 pl.col("i").cast(pl.String).str.zfill(6),
             )  # moto_seeded's keys, relative to the lake's prefix
-            build_ledger(
-                lakehouse_for(config).ledger_uri, objects, dataset="big.events", path=path, batched=False
-            )
+            lakehouse = lakehouse_for(config)
+            build_ledger(lakehouse.ledger_uri, objects, dataset="big.events", path=path, batched=False)
+            compact(lakehouse, "big.events")  # as the ledger's maintenance leaves it
             started = time.perf_counter()
             first = sync(config)  # the switch to events mode: its reconciliation (ordered keys)
             first_s = time.perf_counter() - started
