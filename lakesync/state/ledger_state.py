@@ -238,6 +238,10 @@ def ledger_state(lakehouse: Lakehouse, snapshot: DeltaTable | None, dataset: str
     return ledger_states(lakehouse, snapshot, [dataset])[dataset]
 
 
+_PLANNED = ["table", "batch", "path", "size", "modified", "etag", "recorded_at", "rows", "replay_of"]
+"""What a planned event says of its file and batch."""
+
+
 def _pending(snapshot: DeltaTable | None, done: Mapping[str, int]) -> dict[str, tuple[BatchPlan, ...]]:
     """The batches planned and not done of the datasets in ``done`` (dataset -> its done version)."""
     if snapshot is None or not done:
@@ -245,20 +249,11 @@ def _pending(snapshot: DeltaTable | None, done: Mapping[str, int]) -> dict[str, 
     where = pl.lit(value=False)
     for dataset, version in done.items():
         where = where | ((pl.col("dataset") == dataset) & (pl.col("batch") > version))
-    columns = [
-        "dataset",
-        "table",
-        "batch",
-        "path",
-        "size",
-        "modified",
-        "etag",
-        "recorded_at",
-        "rows",
-        "replay_of",
-    ]
     planned = scan_current(
-        snapshot, LEDGER_SCHEMA, columns=columns, where=where & (pl.col("event") == "planned")
+        snapshot,
+        LEDGER_SCHEMA,
+        columns=["dataset", "event", *_PLANNED],
+        where=where & (pl.col("event") == "planned"),
     )
     out: dict[str, list[BatchPlan]] = {}
     ordered = planned.sort(["dataset", "batch", "recorded_at"], maintain_order=True)
@@ -284,16 +279,8 @@ def _pending(snapshot: DeltaTable | None, done: Mapping[str, int]) -> dict[str, 
 def _events(snapshot: DeltaTable | None, datasets: list[str], *, with_dataset: bool = False) -> pl.DataFrame:
     columns = [
         *(["dataset"] if with_dataset else []),
-        "table",
-        "batch",
         "event",
-        "path",
-        "size",
-        "modified",
-        "etag",
-        "recorded_at",
-        "rows",
-        "replay_of",
+        *_PLANNED,
         "rows_read",
         "run_id",
         "table_version",
