@@ -138,7 +138,7 @@ def catalog_frame(
     provenance = Provenance.of(config)
     drift = DriftLog(lakehouse)
     datasets = [dataset_id(lake, name) for lake, spec in config.lakes.items() for name in spec.datasets]
-    summary = ledger_summary(lakehouse.open(lakehouse.ledger_uri), datasets)
+    summary = ledger_summary(lakehouse, lakehouse.open(lakehouse.ledger_uri), datasets)
     counts = {row["dataset"]: row for row in summary.iter_rows(named=True)}
     events = drift.events()
     decisions = drift.every_decision()

@@ -197,9 +197,12 @@ def ledger_states(
     }
 
 
-def ledger_summary(snapshot: DeltaTable | None, datasets: Sequence[str]) -> pl.DataFrame:
-    """Per dataset, from one read of the ledger: files whose latest event is ``ingested``,
-    ``quarantined`` or ``planned`` (pending), and when a file was last recorded as done."""
+def ledger_summary(
+    lakehouse: Lakehouse, snapshot: DeltaTable | None, datasets: Sequence[str]
+) -> pl.DataFrame:
+    """Per dataset with files, from their compacted states (:func:`read_states`): files whose
+    latest event is ``ingested``, ``quarantined`` or ``planned`` (pending), and when a file was
+    last recorded as done."""
     schema = {
         "dataset": pl.String(),
         "ingested": pl.UInt32(),
@@ -207,30 +210,24 @@ def ledger_summary(snapshot: DeltaTable | None, datasets: Sequence[str]) -> pl.D
         "pending": pl.UInt32(),
         "last_recorded_at": pl.Datetime("us", "UTC"),
     }
-    if snapshot is None or not datasets:
-        return pl.DataFrame(schema=schema)
-    events = scan_current(
-        snapshot,
-        LEDGER_SCHEMA,
-        columns=["dataset", "batch", "event", "path", "recorded_at"],
-        where=pl.col("dataset").is_in(list(datasets)),
-    )
-    latest = (
-        events.with_columns(rank=pl.when(pl.col("event") == "planned").then(0).otherwise(1))
-        .sort(["dataset", "batch", "rank", "recorded_at"])
-        .unique(["dataset", "path"], keep="last", maintain_order=True)
-    )
-    done = ~pl.col("event").is_in(["planned", "announced"])
-    return (
-        latest.group_by("dataset")
-        .agg(
-            ingested=(pl.col("event") == "ingested").sum(),
-            quarantined=(pl.col("event") == "quarantined").sum(),
-            pending=(pl.col("event") == "planned").sum(),
-            last_recorded_at=pl.col("recorded_at").filter(done).max(),
+    frames = []
+    for dataset, state in read_states(lakehouse, snapshot, datasets).items():
+        files = state.select(["status", "recorded_at"])
+        if files.is_empty():
+            continue
+        done = ~pl.col("status").is_in(["planned", "announced"])
+        frames.append(
+            files.select(
+                dataset=pl.lit(dataset),
+                ingested=(pl.col("status") == "ingested").sum(),
+                quarantined=(pl.col("status") == "quarantined").sum(),
+                pending=(pl.col("status") == "planned").sum(),
+                last_recorded_at=pl.col("recorded_at").filter(done).max(),
+            )
         )
-        .select([pl.col(c).cast(t) for c, t in schema.items()])
-    )
+    if not frames:
+        return pl.DataFrame(schema=schema)
+    return pl.concat(frames).select([pl.col(c).cast(t) for c, t in schema.items()])
 
 
 def ledger_state(lakehouse: Lakehouse, snapshot: DeltaTable | None, dataset: str) -> DatasetLedger:
