@@ -38,3 +38,14 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
+
+
+def lakesync_sync(config: Path, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """``lakesync sync --config config`` in a process of its own, its output captured."""
+    return subprocess.run(
+        [str(BIN / "lakesync"), "sync", "--config", str(config)],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        check=False,
+    )

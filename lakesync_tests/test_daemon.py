@@ -6,8 +6,6 @@ import contextlib
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -19,10 +17,7 @@ from lakesync.config import load_config
 from lakesync.defs.pools import table_pool
 from lakesync.state.lakehouse import lakehouse_for
 from lakesync_tests.lakes import T0, local_lake, orders_rows, orders_table, write_config, write_orders_parquet
-from lakesync_tests.processes import start_daemon, stop
-
-BIN = Path(sys.executable).parent
-
+from lakesync_tests.processes import lakesync_sync, start_daemon, stop
 
 POOL = table_pool("orders")
 
@@ -170,13 +165,7 @@ def test_a_run_whose_worker_died_is_canceled_after_its_max_runtime_and_the_next_
     assert dead.tags.get("dagster/max_runtime") == "6"
     assert dg.DagsterEventType.RUN_CANCELING.value in types  # by run monitoring, at the max runtime
     # The table's one-run slot is free: a sync takes the killed run's planned batch.
-    synced = subprocess.run(
-        [str(BIN / "lakesync"), "sync", "--config", str(config)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    synced = lakesync_sync(config, env)
     assert synced.returncode == 0, synced.stderr
     orders = pl.read_delta(lakehouse_for(load_config(config)).table_uri("orders"))
     assert orders.height == 80_000

@@ -17,8 +17,8 @@ from lakesync.config import load_config
 from lakesync.defs.pools import HOST_TAG, PID_TAG, table_pool
 from lakesync.state.lakehouse import lakehouse_for
 from lakesync_tests.lakes import T0, local_lake, orders_rows, orders_table, write_config, write_orders_parquet
+from lakesync_tests.processes import BIN, lakesync_sync
 
-BIN = Path(__file__).resolve().parents[1] / ".venv" / "bin"
 POOL = table_pool("orders")
 
 
@@ -90,13 +90,7 @@ def test_a_sync_waits_for_the_run_holding_its_tables_slot_and_frees_the_slot_of_
 
         # The next sync frees it (the run is marked failed, saying why) and finishes its batch.
         _lake(tmp_path, range(30, 40))
-        freeing = subprocess.run(
-            [str(BIN / "lakesync"), "sync", "--config", str(config)],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        freeing = lakesync_sync(config, env)
         assert freeing.returncode == 0, freeing.stderr
         assert f"{POOL}: freed the slot of run {holder[:8]}: its process (pid {killed.pid}" in freeing.stderr
         assert instance.get_run_by_id(holder).status == dg.DagsterRunStatus.FAILURE  # type: ignore[union-attr]
