@@ -133,9 +133,27 @@ def test_a_sync_waits_for_the_run_holding_its_tables_slot_and_frees_the_slot_of_
         started, _ = _step_window(instance, own.run_id)
         assert started >= released
         assert not instance.event_log_storage.get_concurrency_info(POOL).claimed_slots
+
+        # A run the daemon's code server started (no lakesync tags; its launch event names its
+        # process) left STARTED when the daemon stopped with it: the next sync frees its slot.
+        worker = subprocess.Popen(["sleep", "600"])
+        launched = dg.DagsterRun(job_name="ingest_orders", status=dg.DagsterRunStatus.STARTED)
+        instance.add_run(launched)
+        instance.report_engine_event(f"Started process for run (pid: {worker.pid}).", launched)
+        assert instance.event_log_storage.claim_concurrency_slot(
+            POOL, launched.run_id, "sync_orders"
+        ).is_claimed
+        worker.kill()
+        worker.wait()
+        _lake(tmp_path, range(45, 48))
+        after = lakesync_sync(config, env)
+        assert after.returncode == 0, after.stderr
+        freed = f"{POOL}: freed the slot of run {launched.run_id[:8]}: its process (pid {worker.pid}"
+        assert freed in after.stderr, after.stderr
+        assert instance.get_run_by_id(launched.run_id).status == dg.DagsterRunStatus.FAILURE  # type: ignore[union-attr]
     orders = pl.read_delta(lakehouse_for(load_config(config)).table_uri("orders"))
-    assert orders.height == 45 * 2000  # the killed batch finished once, every file once
-    assert orders.select("_lakesync_file", "_lakesync_row").unique().height == 45 * 2000
+    assert orders.height == 48 * 2000  # the killed batch finished once, every file once
+    assert orders.select("_lakesync_file", "_lakesync_row").unique().height == 48 * 2000
 
 
 def _rows(config: Path) -> int:

@@ -9,20 +9,23 @@ own process, ``dagster asset materialize``. A second run of the table waits for 
 A slot held by a run that died is given back: the daemon's run monitoring fails or cancels such
 a run and frees its slots (``run_monitoring.free_slots_after_run_end_seconds``); a command
 running in its own process frees, before and while it waits, the slots of runs that have ended
-and of runs of a process on this host that is gone (a killed ``lakesync sync``), marking those
-runs failed (:func:`release_dead`).
+and of runs of a process on this host that is gone (a killed ``lakesync sync``; on a SQLite
+instance, a run whose process the daemon's code server started and that died with the daemon),
+marking those runs failed (:func:`release_dead`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import dagster as dg
+from dagster._core.launcher import DefaultRunLauncher
 
 HOST_TAG = "lakesync/host"
 PID_TAG = "lakesync/pid"
@@ -49,9 +52,36 @@ def job_pools(job: dg.JobDefinition) -> list[str]:
     return sorted({pool for node in job.nodes if (pool := getattr(node.definition, "pool", None))})
 
 
-def _gone(run: dg.DagsterRun) -> str | None:
-    """Why ``run`` cannot still be running: its process on this host is gone (else ``None``)."""
+_LAUNCHED = re.compile(r"Started process for run \(pid: (\d+)\)")
+
+
+def _local_launcher(instance: dg.DagsterInstance) -> bool:
+    """Whether a run this instance launched ran on this host: its runs are in a SQLite file
+    (one host) and its launcher starts them as processes of the code server."""
+    return (
+        isinstance(instance.run_launcher, DefaultRunLauncher)
+        and "Sqlite" in type(instance.run_storage).__name__
+    )
+
+
+def _launched_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
+    """The pid of the process a code server started for the run (its launch event says it)."""
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+        said = entry.user_message or (entry.dagster_event.message if entry.dagster_event else None)
+        found = _LAUNCHED.search(said or "")
+        if found:
+            return int(found.group(1))
+    return None
+
+
+def _gone(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
+    """Why ``run`` cannot still be running: its process on this host is gone (else ``None``):
+    a command's own process (its tags say which), or the process the daemon's code server
+    started for it on an instance of one host (a daemon stopped, a machine restarted)."""
     host, pid = run.tags.get(HOST_TAG), run.tags.get(PID_TAG)
+    if host is None and pid is None and _local_launcher(instance):
+        launched = _launched_pid(instance, run.run_id)
+        host, pid = socket.gethostname(), str(launched) if launched is not None else None
     if host != socket.gethostname() or pid is None or not pid.isdigit() or int(pid) == os.getpid():
         return None
     try:
@@ -75,7 +105,7 @@ def release_dead(instance: dg.DagsterInstance, pools: Sequence[str], *, said: se
     for pool in pools:
         for run_id in sorted({slot.run_id for slot in storage.get_concurrency_info(pool).claimed_slots}):
             run = instance.get_run_by_id(run_id)
-            reason = "it has ended" if run is None or run.is_finished else _gone(run)
+            reason = "it has ended" if run is None or run.is_finished else _gone(instance, run)
             if reason is None:
                 if run_id not in said:
                     said.add(run_id)
