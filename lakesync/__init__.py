@@ -1,13 +1,13 @@
 """lakesync: keep fragmented data lakes in sync with one Delta lakehouse, on Dagster.
 
-``lakesync.query(sql)``, ``lakesync.search(text)``, ``lakesync.training_set(...)`` and
-``lakesync.get_online_features(...)`` (:mod:`lakesync.api`) are imported when first
-used, so ``import lakesync`` stays light.
+``lakesync.query(sql)``, ``lakesync.search(text)``, ``lakesync.training_set(...)``,
+``lakesync.feature_values(...)`` and ``lakesync.get_online_features(...)`` (:mod:`lakesync.api`)
+are imported when first used, so ``import lakesync`` stays light.
 """
 
 from typing import Any
 
-__all__ = ["get_online_features", "query", "search", "training_set"]
+__all__ = ["feature_values", "get_online_features", "query", "search", "training_set"]
 
 
 def __getattr__(name: str) -> Any:

@@ -9,7 +9,7 @@ lakesync.catalog()          # one row per asset and column
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from lakesync.catalog import search as find
 from lakesync.config import LakesyncConfig, default_config_path, load_config
 from lakesync.config.contracts import hashes_pii
 from lakesync.defs.providers import open_lakehouse, open_stores
+from lakesync.features.build import FeatureError, current_values
 from lakesync.features.online import lookup
 from lakesync.features.timeline import Labels
 from lakesync.features.timeline import training_set as build_training_set
@@ -99,3 +100,29 @@ def get_online_features(
     """The latest values of ``feature`` for each entity (key column -> values), from the online
     store; nulls for an entity it does not hold."""
     return lookup(_config(config), feature, entities)
+
+
+def feature_values(
+    feature: str,
+    *,
+    as_of: datetime | None = None,
+    version: int | None = None,
+    config: str | Path | LakesyncConfig | None = None,
+) -> pl.DataFrame:
+    """The values of ``feature`` per entity as its table held them at ``as_of`` (a time: the
+    feature's history) or at Delta ``version``; default now. Its whole history (each entity's
+    values with ``_lakesync_valid_from``) is the Delta table itself: ``pl.read_delta(...)``."""
+    project = _config(config)
+    if feature not in project.features:
+        msg = f"no feature {feature!r} in the config (features: {', '.join(project.features) or 'none'})"
+        raise FeatureError(msg)
+    lakehouse = open_lakehouse(project)
+    uri = lakehouse.feature_uri(feature)
+    snapshot = lakehouse.open(uri)
+    if snapshot is None:
+        msg = f"feature table {feature!r} does not exist yet at {uri}: run `lakesync sync` first"
+        raise FeatureError(msg)
+    if version is not None:
+        snapshot.load_as_version(version)
+    when = None if as_of is None else (as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC))
+    return current_values(snapshot, project.features[feature], as_of=when).collect()

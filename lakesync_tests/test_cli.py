@@ -105,6 +105,16 @@ def test_demo_then_sync_prints_the_summary_and_records_runs_for_the_ui(
         "apac_sales  orders     orders                 2      2         2            0    0                0"
         in status.stdout
     )
+    # The README's Python for reading the tables back runs as written, from the project's folder.
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    block = readme.split("**Reading the tables back.**", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    block = (
+        block.replace("demo/", "d/") + "\nprint(orders.height, rejected.height, spend.height, history.height)"
+    )
+    read = run([sys.executable, "-c", block], cli_env, tmp_path)
+    assert read.returncode == 0, read.stderr
+    counts = [int(n) for n in read.stdout.split()]
+    assert counts[:2] == [3770, 31] and 0 < counts[2] <= counts[3], read.stdout
 
 
 def test_the_config_path_defaults_to_the_environment_then_the_working_folder(

@@ -171,7 +171,7 @@ def test_a_point_in_time_join_does_not_leak_what_a_latest_value_join_would(
     assert training["orders"].to_list() == [0, 1, 1, 2]
     assert training["total"].to_list() == [None, 10.0, 10.0, 110.0]
     assert training["churned"].to_list() == [0, 0, 1, 1]
-    latest = pl.read_delta(str(tmp_path / "lakehouse" / "_features" / "spend"))
+    latest = lakesync.feature_values("spend", config=config_path)
     naive = pl.read_csv(labels).join(latest, on="customer_id")
     assert naive["total"].to_list() == [110.0] * 4  # what a latest-value join would have taught the model
 
@@ -246,7 +246,7 @@ def test_the_online_store_serves_the_latest_committed_values_and_forgets_erased_
     config = load_config(demo)
     path = store_path(config)
     assert path is not None and path.exists()
-    feature = pl.read_delta(lakehouse_for(config).feature_uri("customer_spend"))
+    feature = lakesync.feature_values("customer_spend", config=config)
     some = feature.sort("customer_id").head(3)
     got = lakesync.get_online_features(
         "customer_spend",
@@ -358,13 +358,21 @@ def test_incremental_updates_equal_a_full_recompute_after_appends_merges_and_era
     lakehouse = Lakehouse(config.lakehouse.uri)
     hows: dict[str, list[str]] = {"spend": [], "combined": []}
     publishes: dict[str, list[str]] = {"spend": [], "combined": []}
+    earlier: dict[str, list[tuple[datetime, pl.DataFrame]]] = {"spend": [], "combined": []}
 
     def step() -> None:
         sync_table(config, "orders", lakehouse=lakehouse, run_id="t")
         for name in ("spend", "combined"):
             built = build_feature(config, name, lakehouse, run_id="t")
             hows[name].append(built.how)
-            stored = pl.read_delta(lakehouse.feature_uri(name)).sort("customer_id")  # tables have no order
+            stored = lakesync.feature_values(name, config=config)
+            assert built.rows == stored.height
+            # The history holds what was current after each earlier build (erased subjects gone).
+            for when, then in earlier[name]:
+                kept = then.join(stored.select("customer_id"), on="customer_id", how="semi")
+                as_of = lakesync.feature_values(name, config=config, as_of=when)
+                assert_frame_equal(as_of.join(kept.select("customer_id"), on="customer_id", how="semi"), kept)
+            earlier[name].append((datetime.now(tz=UTC), stored))
             whole = _full(config_path, name).select(
                 [pl.col(c).cast(stored.schema[c]) for c in stored.columns]
             )
@@ -404,6 +412,9 @@ def test_incremental_updates_equal_a_full_recompute_after_appends_merges_and_era
         assert applied == ["incremental"] * built.count("incremental"), publishes
         if mode == "merge":  # (an erasure in the append table rewrites its first, largest file)
             assert set(built[1:]) == {"incremental"}, hows
+        # Each build appended only the entities whose values changed, not every entity again.
+        history = pl.read_delta(lakehouse.feature_uri(name))
+        assert history.height < 2 * earlier[name][-1][1].height, history.height
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
@@ -493,8 +504,7 @@ def test_a_redis_online_store_through_lakesync_sync_shows_its_lag_when_the_serve
     demo.write_text(yaml.safe_dump(document, sort_keys=False))
     assert cli(capsys, "sync", "--config", str(demo)).returncode == 0
     config = load_config(demo)
-    lakehouse = lakehouse_for(config)
-    feature = pl.read_delta(lakehouse.feature_uri("customer_spend"))
+    feature = lakesync.feature_values("customer_spend", config=config)
     keys = {"customer_id": feature["customer_id"].to_list(), "currency": feature["currency"].to_list()}
     assert_frame_equal(lakesync.get_online_features("customer_spend", keys, config=demo), feature)
     instance = dg.DagsterInstance.get()
@@ -536,7 +546,7 @@ def test_a_redis_online_store_through_lakesync_sync_shows_its_lag_when_the_serve
     assert said in down.stdout and "Connection refused" in down.stdout, down.stdout
     failed = check()
     assert not failed["passed"] and failed["feature_version"] == 2 and "failed while" in failed["error"]
-    stored = pl.read_delta(lakehouse.feature_uri("customer_spend"))
+    stored = lakesync.feature_values("customer_spend", config=config)
     assert stored.filter(pl.col("customer_id") == customer)["orders"].to_list()[0] == got["orders"][0] + 1
 
     # Back (empty, on the same port): the next sync, with nothing new to ingest, publishes it.
@@ -548,3 +558,87 @@ def test_a_redis_online_store_through_lakesync_sync_shows_its_lag_when_the_serve
         assert again["orders"].to_list() == [got["orders"][0] + 1]
     finally:
         back.stop()
+
+
+def test_the_feature_table_keeps_each_entitys_values_with_the_time_they_became_current(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build appends only the entities whose values changed, a removal for an entity left
+    without rows, nothing for a forced build that changes nothing; values as of any earlier
+    time read back; a new definition starts the history again; many updates are compacted."""
+    from deltalake import DeltaTable, write_deltalake
+
+    from lakesync.features import build
+
+    orders = str(tmp_path / "lakehouse" / "orders")
+
+    def rows(*triples: tuple[int, int, float]) -> pl.DataFrame:
+        schema = {"order_id": pl.Int64, "customer_id": pl.Int64, "amount": pl.Float64}
+        return pl.DataFrame(list(triples), schema=schema, orient="row")
+
+    for part in (
+        rows((1, 1, 10.0), (2, 1, 5.0)),
+        rows((3, 2, 7.0)),
+        rows((5, 3, 3.0), (6, 4, 4.0), (7, 5, 5.0)),
+    ):
+        write_deltalake(orders, part.to_arrow(), mode="append")  # a file each: a merge rewrites one
+    others = [(3, 1, 3.0), (4, 1, 4.0), (5, 1, 5.0)]
+    columns = {"order_id": "int64", "customer_id": "int64", "amount": "float64"}
+    aggregations = {"orders": "count()", "total": "sum(amount)"}
+    config_path = write_config(
+        tmp_path,
+        lakes={"shop": local_lake(tmp_path / "lake", {})},
+        tables={"orders": {"contract": {"columns": {c: {"type": t} for c, t in columns.items()}}}},
+        features={"spend": {"inputs": ["orders"], "group_by": ["customer_id"], "aggregations": aggregations}},
+        lakehouse=str(tmp_path / "lakehouse"),
+    )
+    config = load_config(config_path)
+    lakehouse = Lakehouse(config.lakehouse.uri)
+    uri = lakehouse.feature_uri("spend")
+
+    def values(**when: Any) -> list[tuple[Any, ...]]:
+        return lakesync.feature_values("spend", config=config, **when).rows()
+
+    first = build_feature(config, "spend", lakehouse, run_id="t")
+    initial = [(1, 2, 15.0), (2, 1, 7.0), *others]
+    assert first.how == "full" and first.rows == 5 and values() == initial
+    after_first = datetime.now(tz=UTC)
+    # Customer 2's only order moves to customer 1 (a merge rewrites that order's file).
+    DeltaTable(orders).merge(
+        rows((3, 1, 7.0)).to_arrow(), "t.order_id = s.order_id", source_alias="s", target_alias="t"
+    ).when_matched_update_all().execute()
+    moved = build_feature(config, "spend", lakehouse, run_id="t")
+    assert moved.how == "incremental" and moved.rows == 4 and values() == [(1, 3, 22.0), *others]
+    assert moved.change is not None and moved.change.gone["customer_id"].to_list() == [2]
+    history = pl.read_delta(uri).sort("_lakesync_valid_from", "customer_id")
+    assert history.height == 7, history  # the first values, customer 1's new ones, 2's removal
+    assert history["_lakesync_removed"].to_list() == [False] * 6 + [True]
+    assert history.tail(2)["customer_id"].to_list() == [1, 2]
+    assert values(as_of=after_first) == initial
+    assert values(version=first.delta_version) == initial
+    # A forced build from the whole input that changes no value appends nothing, but commits
+    # the input versions it was computed from.
+    forced = build_feature(config, "spend", lakehouse, run_id="t", force=True)
+    assert forced.how == "full" and forced.delta_version == moved.delta_version + 1
+    assert pl.read_delta(uri).height == 7 and values() == [(1, 3, 22.0), *others]
+    # Customer 2 comes back: a row of its new values after its removal.
+    write_deltalake(orders, rows((4, 2, 1.0)).to_arrow(), mode="append")
+    assert build_feature(config, "spend", lakehouse, run_id="t").how == "incremental"
+    assert values() == [(1, 3, 22.0), (2, 1, 1.0), *others]
+    # Many small updates: the table's files are compacted, its history unchanged.
+    monkeypatch.setattr(build, "COMPACT_ABOVE_FILES", 3)
+    before = pl.read_delta(uri).sort("_lakesync_valid_from", "customer_id")
+    for n in range(4):
+        write_deltalake(orders, rows((10 + n, 1, 1.0)).to_arrow(), mode="append")
+        build_feature(config, "spend", lakehouse, run_id="t")
+    assert len(DeltaTable(uri).file_uris()) <= 3
+    grown = pl.read_delta(uri).sort("_lakesync_valid_from", "customer_id")
+    assert grown.height == before.height + 4 and grown.head(before.height).equals(before)
+    assert values() == [(1, 7, 26.0), (2, 1, 1.0), *others]
+    # A new definition: the table is rewritten whole, its history starts again.
+    changed = config.model_copy(deep=True)
+    changed.features["spend"].aggregations["largest"] = "max(amount)"
+    rebuilt = build_feature(changed, "spend", lakehouse, run_id="t")
+    assert rebuilt.how == "full" and pl.read_delta(uri).height == 5
+    largest = [(1, 7, 26.0, 10.0), (2, 1, 1.0, 1.0), *[(*o, o[2]) for o in others]]
+    assert lakesync.feature_values("spend", config=changed).rows() == largest

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import polars as pl
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
@@ -300,7 +299,7 @@ def test_a_file_with_a_few_bad_rows_refreshes_the_feature_under_the_daemon_and_s
     # ... and its run published the new values to the online store, where a lookup finds them.
     assert _materializations(ui, ["online", "customer_spend"]), "the feature's run did not publish online"
     config = ui_root / "demo" / "lakesync.yaml"
-    feature = pl.read_delta(str(ui_root / "demo" / "data" / "lakehouse" / "_features" / "customer_spend"))
+    feature = lakesync.feature_values("customer_spend", config=config)
     some = feature.sort("customer_id").head(5)
     served = lakesync.get_online_features(
         "customer_spend",

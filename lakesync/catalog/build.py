@@ -26,6 +26,8 @@ from lakesync.commit.provenance import Provenance
 from lakesync.config import LakesyncConfig, ResolvedContract, resolve_contract
 from lakesync.config.datatypes import describe
 from lakesync.conform.target import PROVENANCE_PREFIX, RESCUED
+from lakesync.features.build import feature_entities
+from lakesync.features.history import COLUMNS as HISTORY_COLUMNS
 from lakesync.state.drift_log import DriftLog
 from lakesync.state.lakehouse import Lakehouse, row_count
 from lakesync.state.ledger_state import ledger_summary
@@ -235,9 +237,11 @@ def _feature_rows(
 ) -> list[dict[str, Any]]:
     settings = config.features[feature]
     uri = lakehouse.feature_uri(feature)
-    state = _state(lakehouse.open(uri))
+    snapshot = lakehouse.open(uri)
+    state = _state(snapshot)
     inputs = {c["column"]: c for table in settings.inputs for c in tables.get(table, [])}
-    names = list(state.schema) or [*settings.group_by, *settings.aggregations]
+    stored = [c for c in state.schema if c not in HISTORY_COLUMNS]
+    names = stored or [*settings.group_by, *settings.aggregations]
     columns = []
     for name in names:
         carried = inputs.get(name) if name in settings.group_by else None
@@ -264,7 +268,7 @@ def _feature_rows(
         "location": uri,
         "format": "delta",
         "delta_version": state.version,
-        "rows": state.rows,
+        "rows": feature_entities(snapshot, settings) if snapshot is not None else None,
         "last_commit": state.last_commit,
     }
     return [{**asset, **column} for column in columns]

@@ -124,6 +124,15 @@ def feature_asset(config: LakesyncConfig, name: str) -> dg.AssetsDefinition:
                 **delta_metadata(target.open(target.feature_uri(name))),
                 "input_versions": dg.MetadataValue.json(built.inputs),
                 "recomputed": built.updated,
+                "how": built.how,
+                **(
+                    {
+                        "entities_changed": built.change.rows.height,
+                        "entities_removed": built.change.gone.height,
+                    }
+                    if built.change is not None
+                    else {}
+                ),
                 "dagster/column_schema": dg.TableSchema(
                     columns=[dg.TableColumn(name=k, type=v) for k, v in built.columns.items()]
                 ),

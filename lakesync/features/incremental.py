@@ -14,7 +14,8 @@ merges and erasures):
 
 A full computation happens instead when the feature's definition changed (its fingerprint is
 in the commit metadata), the input is partitioned, files of the older version are gone
-(VACUUM), or more than half of the stored entities were touched.
+(VACUUM), or more than half of the stored entities were touched. Either way only the entities
+whose values changed are appended to the feature's history (:mod:`history`).
 """
 
 from __future__ import annotations
@@ -62,20 +63,18 @@ class Change:
     since: int
     """The feature table's version the build started from."""
     rows: pl.DataFrame = field(compare=False)
-    """The touched entities' new rows, typed as the table's columns."""
+    """The new rows of the entities whose values changed, typed as the table's columns."""
     gone: pl.DataFrame = field(compare=False)
     """The keys of touched entities with no row left (every input row erased)."""
     total: int
     """The feature table's rows after the build."""
 
 
-def changes(lakehouse: Lakehouse, table: str, before: int, after: int) -> Changes | None:
-    """The files ``after`` has and ``before`` has not, and the other way (``None``: the table
-    is partitioned: its files do not hold every column)."""
+def changes(lakehouse: Lakehouse, new: DeltaTable, before: int) -> Changes | None:
+    """The files table ``new`` has and its version ``before`` had not, and the other way
+    (``None``: the table is partitioned: its files do not hold every column)."""
     options = dict(lakehouse.storage_options) or None
-    uri = lakehouse.table_uri(table)
-    old = DeltaTable(uri, version=before, storage_options=options)
-    new = DeltaTable(uri, version=after, storage_options=options)
+    old = DeltaTable(new.table_uri, version=before, storage_options=options)
     if new.metadata().partition_columns or old.metadata().partition_columns:
         return None
     old_files, new_files = set(old.file_uris()), set(new.file_uris())
@@ -113,21 +112,13 @@ def _combine(stored: pl.DataFrame, new: pl.DataFrame, feature: Feature) -> pl.Da
     return joined.select([*keys, *combined])
 
 
-def recompute_touched(
-    lakehouse: Lakehouse,
-    feature: Feature,
-    current: pl.DataFrame,
-    found: Changes,
-    inputs: Mapping[str, pl.LazyFrame],
-) -> tuple[pl.DataFrame, pl.DataFrame] | None:
-    """The entities ``found`` touched and their new rows (an entity whose every row is gone has
-    none), or ``None`` when computing the feature whole is the better way."""
-    from lakesync.features.build import feature_frame  # noqa: PLC0415 - build imports this module
-
+def touched_entities(
+    lakehouse: Lakehouse, feature: Feature, found: Changes
+) -> tuple[pl.DataFrame, pl.DataFrame | None] | None:
+    """The entities (``group_by`` values) ``found`` touched, and the added rows' columns the
+    aggregations need; ``None``: a file of the older version is gone (VACUUM)."""
     keys = list(feature.group_by)
-    table = feature.inputs[0]
-    kinds = _kinds(feature)
-    needed = sorted({*keys, *(column for _, column in kinds.values() if column is not None)})
+    needed = sorted({*keys, *(column for _, column in _kinds(feature).values() if column is not None)})
     try:
         added = _rows(lakehouse, found.added, needed).collect() if found.added else None
         removed = _rows(lakehouse, found.removed, keys).collect() if found.removed else None
@@ -135,27 +126,30 @@ def recompute_touched(
         return None
     parts = [f.select(keys) for f in (added, removed) if f is not None]
     if not parts:
-        return current.clear().select(keys), current.clear()
-    touched = pl.concat(parts, how="vertical_relaxed").unique()
-    if current.height and touched.height > TOUCHED_AT_MOST * current.height:
-        return None
-    if found.appends_only and added is not None and all(k in COMBINABLE for k, _ in kinds.values()):
-        fresh = feature_frame(feature, {table: added.lazy()}).collect()
-        stored = current.join(touched, on=keys, how="semi", nulls_equal=True)
-        return touched, _combine(stored, fresh, feature)
-    rows = inputs[table].join(touched.lazy(), on=keys, how="semi", nulls_equal=True)
-    return touched, feature_frame(feature, {table: rows}).collect()
+        return pl.DataFrame(schema=dict.fromkeys(keys, pl.Null)), added
+    return pl.concat(parts, how="vertical_relaxed").unique(), added
 
 
-def updated(
-    current: pl.DataFrame, rows: pl.DataFrame, touched: pl.DataFrame, feature: Feature, *, since: int
-) -> tuple[pl.DataFrame, Change]:
-    """``current`` with the touched entities' rows replaced by ``rows``, in the order a full
-    computation gives, and what changed."""
+def recompute(  # noqa: PLR0913 - what one recomputation of the touched entities works from
+    feature: Feature,
+    touched: pl.DataFrame,
+    *,
+    added: pl.DataFrame | None,
+    stored: pl.DataFrame,
+    found: Changes,
+    inputs: Mapping[str, pl.LazyFrame],
+) -> pl.DataFrame:
+    """The touched entities' new rows (an entity whose every row is gone has none), from their
+    ``stored`` current values and the added rows when every aggregation combines, else from
+    the input's rows of those entities."""
+    from lakesync.features.build import feature_frame  # noqa: PLC0415 - build imports this module
+
     keys = list(feature.group_by)
-    kept = current.join(touched, on=keys, how="anti", nulls_equal=True)
-    typed = rows.select([pl.col(c).cast(current.schema[c]) for c in current.columns])
-    frame = pl.concat([kept, typed]).sort(keys)
-    gone = touched.join(typed.select(keys), on=keys, how="anti", nulls_equal=True)
-    gone = gone.select([pl.col(k).cast(current.schema[k]) for k in keys])
-    return frame, Change(since, typed, gone, frame.height)
+    table = feature.inputs[0]
+    if touched.height == 0:
+        return stored.clear()
+    if found.appends_only and added is not None and all(k in COMBINABLE for k, _ in _kinds(feature).values()):
+        fresh = feature_frame(feature, {table: added.lazy()}).collect()
+        return _combine(stored, fresh, feature)
+    rows = inputs[table].join(touched.lazy(), on=keys, how="semi", nulls_equal=True)
+    return feature_frame(feature, {table: rows}).collect()

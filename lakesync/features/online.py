@@ -21,7 +21,7 @@ import polars as pl
 
 from lakesync.config.models import LakesyncConfig
 from lakesync.config.storage import RedisOnlineStore
-from lakesync.features.build import FeatureBuild, FeatureError, built_from
+from lakesync.features.build import FeatureBuild, FeatureError, built_from, current_values
 from lakesync.features.serving import OnlineStore, Published, Release
 from lakesync.features.store_sqlite import SQLiteStore
 from lakesync.state.lakehouse import Lakehouse
@@ -107,7 +107,7 @@ def publish_feature(
         done = store.apply(release, change)
         if done is not None:
             return done
-    return store.publish(release, pl.read_delta(snapshot))
+    return store.publish(release, current_values(snapshot, config.features[name]).collect())
 
 
 @dataclass(frozen=True)

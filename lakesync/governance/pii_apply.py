@@ -280,7 +280,7 @@ def _features(
         if not rebuild:
             yield Treated(f"features/{name}", 0, (), before.version(), None)
             continue
-        built = build_feature(config, name, lakehouse, run_id="pii-apply")
+        built = build_feature(config, name, lakehouse, run_id="pii-apply", restart=True)  # no old values kept
         yield Treated(f"features/{name}", built.rows, (), before.version(), built.delta_version)
 
 

@@ -30,6 +30,7 @@ from deltalake.exceptions import DeltaError, TableNotFoundError
 from lakesync.config import LakesyncConfig
 from lakesync.conform.pii import PiiError
 from lakesync.discover import LakeStore, LakeUnavailableError, discover
+from lakesync.features.build import current_values
 from lakesync.pipeline.context import TableContext
 from lakesync.pipeline.runtime import DatasetRuntime
 from lakesync.pipeline.sync import SyncOptions, table_context
@@ -98,9 +99,7 @@ def run_query(
             frames[table] = query.table(table)
     for feature in config.features:
         if feature in named and feature not in frames:
-            frames[feature] = query.delta(
-                lakehouse.feature_uri(feature), f"feature table {feature!r}", feature
-            )
+            frames[feature] = query.feature(feature)
     for lake, spec in config.lakes.items():
         for dataset in spec.datasets:
             if f"{lake}.{dataset}" in named:
@@ -178,13 +177,21 @@ class _Query:
                 raise QueryError(msg)
         return snapshot
 
-    def delta(self, uri: str, what: str, name: str) -> pl.LazyFrame:
+    def snapshot_of(self, uri: str, what: str, name: str) -> DeltaTable:
         snapshot = self.open(uri, what)
         if snapshot is None:
             msg = f"{what} does not exist yet at {uri}: run `lakesync sync` first"
             raise QueryError(msg)
         self.result.versions[name] = snapshot.version()
-        return pl.scan_delta(snapshot)
+        return snapshot
+
+    def delta(self, uri: str, what: str, name: str) -> pl.LazyFrame:
+        return pl.scan_delta(self.snapshot_of(uri, what, name))
+
+    def feature(self, name: str) -> pl.LazyFrame:
+        """The feature's values current at the version read (not its history)."""
+        snapshot = self.snapshot_of(self.lakehouse.feature_uri(name), f"feature table {name!r}", name)
+        return current_values(snapshot, self.config.features[name])
 
     def context(self, table: str, datasets: list[str] | None = None) -> TableContext:
         try:

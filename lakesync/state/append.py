@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -26,6 +27,9 @@ from lakesync.state.lakehouse import Lakehouse, Stamp, WriteOptions
 
 T = TypeVar("T")
 ATTEMPTS = 32
+lost_races: Counter[str] = Counter()
+"""Commits this process lost to a concurrent writer and tried again, per table (``uri``): how
+much the writers of one lakehouse contend (``make bench``'s contention case reads it)."""
 _MERGE = WriteOptions(schema_mode="merge")
 
 
@@ -95,6 +99,7 @@ def append_once(
                 options=_MERGE,  # a table an older lakesync wrote gains today's columns
             )
         except CommitFailedError:
+            lost_races[uri] += 1
             backoff(attempt)
             continue
         written = lakehouse.open(uri)
