@@ -33,6 +33,7 @@ import polars as pl
 from bench import (
     cli,
     cloud_discovery,
+    contention,
     events,
     events_scale,
     features,
@@ -239,6 +240,12 @@ def main(argv: list[str] | None = None) -> int:
         "--online-entities", type=int, default=1_000_000, help="entities of the online-store case (0: skip)"
     )
     parser.add_argument(
+        "--contention-datasets",
+        type=int,
+        default=20,
+        help="datasets committing at once into a lakehouse on moto S3 (0: skip)",
+    )
+    parser.add_argument(
         "--feature-rows",
         type=int,
         default=10_000_000,
@@ -314,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     matches = matching.measure()
     served = online.measure(args.online_entities) if args.online_entities else {}
     updates = features.measure(args.feature_rows, args.repeat) if args.feature_rows else {}
+    racing = contention.measure(args.contention_datasets) if args.contention_datasets else {}
     report(
         results,
         ticks,
@@ -329,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         matches=matches,
         served=served,
         updates=updates,
+        racing=racing,
     )
     return 0
 
@@ -355,6 +364,7 @@ def report(
     matches: dict[str, Any] | None = None,
     served: dict[str, Any] | None = None,
     updates: dict[str, Any] | None = None,
+    racing: dict[str, Any] | None = None,
 ) -> None:
     header = (
         f"{'format':8} {'case':12} {'rows':>11} {'files':>5} {'wall s':>7} {'cpu s':>7} "
@@ -432,6 +442,7 @@ def report(
         "column_matching": {k: v for k, v in (matches or {}).items() if k != "pairs"},
         "online_store": served or {},
         "incremental_features": updates or {},
+        "concurrent_commits": racing or {},
     }
     if uniques:
         unique.report(uniques)
@@ -458,6 +469,8 @@ def report(
         online.report(served)
     if updates:
         features.report(updates)
+    if racing:
+        contention.report(racing)
     for name in (f"bench-{stamp}.json", "latest.json"):
         (RESULTS / name).write_text(json.dumps(payload, indent=2))
     print(f"Wrote {RESULTS / f'bench-{stamp}.json'}")

@@ -93,3 +93,13 @@ def test_the_events_scale_bench_ingests_the_new_files_without_listing() -> None:
     (result,) = events_scale.measure([300], new=5)  # a moto server, seeded, in a child process
     assert (result["objects"], result["files_ingested"], result["list_calls"]) == (300, 5, 0)
     events_scale.report([result])
+
+
+def test_the_contention_bench_commits_every_row_once_and_counts_lost_races() -> None:
+    from bench import contention
+
+    result = contention.measure(3, 1)  # three processes at once on a moto lakehouse, then alone
+    assert result["errors"] == [] and result["committed"] == 3 * contention.ROWS
+    assert (result["duplicate_rows"], result["missing_rows"], result["paths_done_twice"]) == (0, 0, 0)
+    assert result["done_events"] == 3 and result["lost_races_total"] == sum(result["lost_races"].values())
+    contention.report(result)
