@@ -2,13 +2,14 @@
 cluster, a private Redis as Celery's broker, one dagster-daemon, and two Celery workers
 (``dagster-celery worker start ... --pool=solo``) that share nothing local with each other or
 with the command: each has its own ``$DAGSTER_HOME`` and working folder. Every process is
-started here and stopped by its own pid.
+started here and stopped by its own pid (the last test SIGKILLs one worker).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -27,10 +28,13 @@ from lakesync.defs.queue import daemon_running
 from lakesync.demo.databases import Postgres, start_postgres, start_redis
 from lakesync.demo.generate import generate
 from lakesync.demo.servers import Server
+from lakesync_tests.lakes import T0, local_lake, orders_rows, orders_table, write_orders_parquet
 from lakesync_tests.processes import PROJECT, stop
 
 BIN = Path(sys.executable).parent
 PASSWORD_ENV = "LAKESYNC_TEST_PG_PASSWORD"
+BULK = 10_000
+"""Rows of each file of the ``bulk`` lake: 40 of them make a sync step long enough to kill."""
 
 
 @dataclass
@@ -43,6 +47,9 @@ class Cluster:
     redis: Server
     workers: list[Path]
     """Each worker's log."""
+    worker_pids: list[int]
+    bulk: Path
+    """The lake of table ``bulk``, its runs long enough to kill one (40 files a sync)."""
 
     def instance(self) -> dg.DagsterInstance:
         os.environ[PASSWORD_ENV] = self.postgres.password
@@ -54,12 +61,19 @@ def _instance_yaml(postgres: Postgres, broker: str) -> str:
     launching runs as Celery tasks."""
     settings = yaml.safe_load((PROJECT / "dagster.yaml").read_text(encoding="utf-8"))
     settings.update(yaml.safe_load(postgres.dagster_yaml(PASSWORD_ENV, "cluster")))
+    monitoring = settings["run_monitoring"]  # a dead worker's run found and let go of quickly
+    monitoring.update(poll_interval_seconds=1, cancel_timeout_seconds=5, free_slots_after_run_end_seconds=1)
     settings["run_launcher"] = {
         "module": "dagster_celery.launcher",
         "class": "CeleryRunLauncher",
         "config": {"broker": f"{broker}/0", "backend": f"{broker}/1"},
     }
     return yaml.safe_dump(settings, sort_keys=False)
+
+
+def _bulk_files(lake: Path, files: range) -> None:
+    for n in files:
+        write_orders_parquet(lake / f"part-{n:03d}.parquet", orders_rows(1 + n * BULK, BULK), mtime=T0)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +86,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     try:
         config = generate(root / "demo").config
         document = yaml.safe_load(config.read_text(encoding="utf-8"))
+        bulk = root / "bulk"
+        _bulk_files(bulk, range(40))
+        dataset = {"pattern": "*.parquet", "format": "parquet", "table": "bulk"}
+        document["lakes"]["bulk"] = local_lake(bulk, {"orders": dataset})
+        document["tables"]["bulk"] = orders_table(max_runtime="20s")
         for lake in document["lakes"].values():  # only `lakesync sync` starts runs here
             for dataset in lake["datasets"].values():
                 dataset.setdefault("sensor", {})["enabled"] = False
@@ -125,8 +144,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             ]
             start(name, [*command, "-n", f"{name}@%h", "--", "--pool=solo"], homes[name])
         home = homes["command"]
-        ready = Cluster(home, config, {**env, "DAGSTER_HOME": str(home)}, postgres, broker, [])
-        ready.workers = [root / "worker-1.log", root / "worker-2.log"]
+        pids = [p.pid for p in processes[1:]]
+        workers = [root / "worker-1.log", root / "worker-2.log"]
+        ready = Cluster(
+            home, config, {**env, "DAGSTER_HOME": str(home)}, postgres, broker, workers, pids, bulk
+        )
         deadline = time.monotonic() + 120
         with ready.instance() as instance:
             while not daemon_running(instance) or not all("ready." in w.read_text() for w in ready.workers):
@@ -181,3 +203,96 @@ def test_celery_workers_run_the_syncs_runs_from_the_queue_each_row_once_and_no_p
     secrets = [done.stdout, done.stderr, worked, *stored]
     secrets += [p.read_text() for p in cluster.home.parent.rglob("*.py") if "dagster_celery" in str(p)]
     assert all(cluster.postgres.password not in text for text in secrets)
+
+
+def _sync(cluster: Cluster) -> subprocess.Popen[str]:
+    command = [str(BIN / "lakesync"), "sync", "--config", str(cluster.config)]
+    return subprocess.Popen(
+        command, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _in_worker(pid: int, cluster: Cluster) -> bool:
+    """Whether ``pid`` is a process of one of the workers (each its own process group)."""
+    try:
+        return os.getpgid(pid) in cluster.worker_pids
+    except ProcessLookupError:
+        return False
+
+
+def _bulk_rows(cluster: Cluster) -> pl.DataFrame:
+    return pl.read_delta(str(cluster.config.parent / "data" / "lakehouse" / "bulk"))
+
+
+def test_a_celery_worker_killed_mid_run_leaves_no_run_started_and_the_next_sync_finishes_its_batch(
+    cluster: Cluster,
+) -> None:
+    """SIGKILL the worker running a sync (the machine died): the run stays STARTED with nothing
+    to say so; run monitoring cancels it at the table's max_runtime (20 s here), the daemon frees
+    the table's pool slot, and the next ``lakesync sync`` (on the worker left) finishes the
+    killed batch: every row once."""
+    _bulk_files(cluster.bulk, range(40, 80))
+    started = time.time()
+    first = _sync(cluster)
+    killed: tuple[str, int] | None = None
+    try:
+        with cluster.instance() as instance:
+            deadline = time.monotonic() + 240
+            while killed is None:
+                assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+                for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+                    if run.tags.get("lakesync/table") != "bulk":
+                        continue
+                    logs = instance.all_logs(run.run_id)
+                    if not any(
+                        e.dagster_event and e.dagster_event.event_type_value == "STEP_START" for e in logs
+                    ):
+                        continue  # killed once its step runs: the batch is planned or being written
+                    said = " ".join(
+                        e.user_message or (e.dagster_event.message or "") for e in logs if e.dagster_event
+                    )
+                    found = [int(p) for p in re.findall(r"pid: (\d+)", said) if _in_worker(int(p), cluster)]
+                    if found:
+                        os.killpg(os.getpgid(found[0]), signal.SIGKILL)  # the worker and its step's process
+                        killed = (run.run_id, found[0])
+                        break
+                time.sleep(0.1)
+            run_id, _ = killed
+            ended = (dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.FAILURE)
+            while (dead := instance.get_run_by_id(run_id)) is None or dead.status not in ended:
+                assert time.monotonic() < deadline, dead
+                time.sleep(0.5)
+            while run_id in {
+                s.run_id
+                for s in instance.event_log_storage.get_concurrency_info("lakesync/table/bulk").claimed_slots
+            }:
+                assert time.monotonic() < deadline, "the dead run's slot was not freed"
+                time.sleep(0.5)
+        _, err = first.communicate(timeout=240)
+    finally:
+        first.kill()
+    assert killed is not None
+    assert re.search(rf"bulk: run {run_id[:8]} (canceled|failure)", err), err  # the first sync says so
+    second = subprocess.run(
+        [str(BIN / "lakesync"), "sync", "--config", str(cluster.config)],
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert second.returncode == 0, second.stderr
+    bulk = _bulk_rows(cluster)
+    assert bulk.height == 80 * BULK
+    assert bulk.select("_lakesync_file", "_lakesync_row").unique().height == bulk.height
+    with cluster.instance() as instance:
+        records = instance.get_run_records(filters=dg.RunsFilter(tags={"lakesync/table": "bulk"}))
+        runs = [r.dagster_run for r in records if r.create_timestamp.timestamp() >= started]
+        killed_events = {
+            e.dagster_event.event_type_value for e in instance.all_logs(run_id) if e.dagster_event
+        }
+        assert "STEP_SUCCESS" not in killed_events  # killed while its step ran
+        assert not [
+            r.run_id for r in runs if r.status in (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING)
+        ]
+        assert any(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
