@@ -143,6 +143,14 @@ def test_a_sync_waits_for_the_run_holding_its_tables_slot_and_frees_the_slot_of_
         assert instance.event_log_storage.claim_concurrency_slot(
             POOL, launched.run_id, "sync_orders"
         ).is_claimed
+        # ... and a run that failed while its step was queued for the slot: every later step
+        # would queue behind it.
+        queued = dg.DagsterRun(job_name="ingest_orders", status=dg.DagsterRunStatus.FAILURE)
+        instance.add_run(queued)
+        assert not instance.event_log_storage.claim_concurrency_slot(
+            POOL, queued.run_id, "sync_orders"
+        ).is_claimed
+        assert instance.event_log_storage.get_concurrency_info(POOL).pending_steps
         worker.kill()
         worker.wait()
         _lake(tmp_path, range(45, 48))
@@ -150,6 +158,7 @@ def test_a_sync_waits_for_the_run_holding_its_tables_slot_and_frees_the_slot_of_
         assert after.returncode == 0, after.stderr
         freed = f"{POOL}: freed the slot of run {launched.run_id[:8]}: its process (pid {worker.pid}"
         assert freed in after.stderr, after.stderr
+        assert f"freed the place in the queue of run {queued.run_id[:8]}: it has ended" in after.stderr
         assert instance.get_run_by_id(launched.run_id).status == dg.DagsterRunStatus.FAILURE  # type: ignore[union-attr]
     orders = pl.read_delta(lakehouse_for(load_config(config)).table_uri("orders"))
     assert orders.height == 48 * 2000  # the killed batch finished once, every file once

@@ -95,19 +95,22 @@ def _gone(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
 
 def release_dead(instance: dg.DagsterInstance, pools: Sequence[str], *, said: set[str] | None = None) -> int:
     """Free the slots of ``pools`` held by runs that ended or whose process is gone (those runs
-    are marked failed first); say once (``said``) which live run a slot waits for. Returns how
-    many runs' slots were freed."""
+    are marked failed first), and their places in the pools' queues (a dead run's step waiting
+    for a slot would be given it, and every later step would wait behind it); say once
+    (``said``) which live run a slot waits for. Returns how many runs' slots were freed."""
     storage = instance.event_log_storage
     if not pools or not storage.supports_global_concurrency_limits:
         return 0
     said = said if said is not None else set()
     freed = 0
     for pool in pools:
-        for run_id in sorted({slot.run_id for slot in storage.get_concurrency_info(pool).claimed_slots}):
+        info = storage.get_concurrency_info(pool)
+        holders = {slot.run_id for slot in info.claimed_slots}
+        for run_id in sorted(holders | {step.run_id for step in info.pending_steps}):
             run = instance.get_run_by_id(run_id)
             reason = "it has ended" if run is None or run.is_finished else _gone(instance, run)
             if reason is None:
-                if run_id not in said:
+                if run_id in holders and run_id not in said:
                     said.add(run_id)
                     status = run.status.value.lower() if run is not None else "unknown"
                     progress.info("%s: waiting for run %s (%s) to finish with it", pool, run_id[:8], status)
@@ -115,7 +118,8 @@ def release_dead(instance: dg.DagsterInstance, pools: Sequence[str], *, said: se
             if run is not None and not run.is_finished:
                 instance.report_run_failed(run, message=f"lakesync freed its slot of {pool}: {reason}")
             storage.free_concurrency_slots_for_run(run_id)
-            progress.info("%s: freed the slot of run %s: %s", pool, run_id[:8], reason)
+            what = "the slot" if run_id in holders else "the place in the queue"
+            progress.info("%s: freed %s of run %s: %s", pool, what, run_id[:8], reason)
             freed += 1
     return freed
 
