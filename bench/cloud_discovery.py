@@ -43,12 +43,9 @@ PREFIX = "landing/"
 ENV = {"BENCH_AWS_KEY_ID": "bench", "BENCH_AWS_SECRET": "bench-secret-value"}
 
 
-def big_lake(url: str, *, ordered: bool, discovery: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The lakesync.yaml entry of the seeded bucket's lake (one csv dataset, ``events``)."""
-    lake: dict[str, Any] = {
-        "provider": "s3",
-        "bucket": BUCKET,
-        "prefix": PREFIX,
+def moto_s3(url: str) -> dict[str, Any]:
+    """The lakesync.yaml settings of a store on the moto server at ``url`` (the bench's keys)."""
+    return {
         "region": "us-east-1",
         "endpoint_url": url,
         "allow_http": True,
@@ -56,6 +53,16 @@ def big_lake(url: str, *, ordered: bool, discovery: dict[str, Any] | None = None
             "access_key_id": {"env": "BENCH_AWS_KEY_ID"},
             "secret_access_key": {"env": "BENCH_AWS_SECRET"},
         },
+    }
+
+
+def big_lake(url: str, *, ordered: bool, discovery: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The lakesync.yaml entry of the seeded bucket's lake (one csv dataset, ``events``)."""
+    lake: dict[str, Any] = {
+        "provider": "s3",
+        "bucket": BUCKET,
+        "prefix": PREFIX,
+        **moto_s3(url),
         "datasets": {
             "events": {
                 "pattern": "events/**/*.csv",

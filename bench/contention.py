@@ -25,6 +25,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench.cloud_discovery import moto_s3
+
 ENV = {"BENCH_AWS_KEY_ID": "bench", "BENCH_AWS_SECRET": "bench"}
 ROWS = 2_000
 
@@ -34,16 +36,7 @@ def _config(root: Path, url: str, prefix: str, datasets: int) -> Any:
 
     contract = {"order_id": {"type": "int64", "nullable": False}, "amount": {"type": "float64"}}
     document = {
-        "lakehouse": {
-            "uri": f"s3://lakehouse/{prefix}",
-            "region": "us-east-1",
-            "endpoint_url": url,
-            "allow_http": True,
-            "credentials": {
-                "access_key_id": {"env": "BENCH_AWS_KEY_ID"},
-                "secret_access_key": {"env": "BENCH_AWS_SECRET"},
-            },
-        },
+        "lakehouse": {"uri": f"s3://lakehouse/{prefix}", **moto_s3(url)},
         "lakes": {
             "shop": {
                 "provider": "local",

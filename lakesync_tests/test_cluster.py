@@ -166,17 +166,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         postgres.stop()
 
 
+def _sync_and_wait(cluster: Cluster) -> subprocess.CompletedProcess[str]:
+    """``lakesync sync`` on the cluster's instance (runs through the queue, on the workers)."""
+    command = [str(BIN / "lakesync"), "sync", "--config", str(cluster.config)]
+    return subprocess.run(command, env=cluster.env, capture_output=True, text=True, check=False, timeout=600)
+
+
 def test_celery_workers_run_the_syncs_runs_from_the_queue_each_row_once_and_no_password_anywhere(
     cluster: Cluster,
 ) -> None:
-    done = subprocess.run(
-        [str(BIN / "lakesync"), "sync", "--config", str(cluster.config)],
-        env=cluster.env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
+    done = _sync_and_wait(cluster)
     assert done.returncode == 0, done.stderr
     assert re.search(r"orders: run \w{8} success", done.stderr), done.stderr
     assert "customer_spend" in done.stdout
@@ -273,14 +272,7 @@ def test_a_celery_worker_killed_mid_run_leaves_no_run_started_and_the_next_sync_
         first.kill()
     assert killed is not None
     assert re.search(rf"bulk: run {run_id[:8]} (canceled|failure)", err), err  # the first sync says so
-    second = subprocess.run(
-        [str(BIN / "lakesync"), "sync", "--config", str(cluster.config)],
-        env=cluster.env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
+    second = _sync_and_wait(cluster)
     assert second.returncode == 0, second.stderr
     bulk = _bulk_rows(cluster)
     assert bulk.height == 80 * BULK
