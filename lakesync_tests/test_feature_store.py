@@ -16,7 +16,7 @@ import yaml
 from polars.testing import assert_frame_equal
 
 import lakesync
-from lakesync.config import load_config
+from lakesync.config import ConfigError, load_config
 from lakesync.features import build_feature
 from lakesync.features.build import FeatureError, feature_frame
 from lakesync.features.online import lag, publish_feature, store_for, store_path
@@ -174,6 +174,42 @@ def test_a_point_in_time_join_does_not_leak_what_a_latest_value_join_would(
     latest = lakesync.feature_values("spend", config=config_path)
     naive = pl.read_csv(labels).join(latest, on="customer_id")
     assert naive["total"].to_list() == [110.0] * 4  # what a latest-value join would have taught the model
+
+
+def test_a_feature_with_a_ttl_gives_nulls_for_labels_longer_than_it_after_the_last_event(
+    tmp_path: Path,
+) -> None:
+    day = timedelta(days=1)
+    rows = [
+        {"order_id": 1, "customer_id": 42, "amount": 10.0, "currency": "EUR", "ordered_at": T0},
+        {"order_id": 2, "customer_id": 42, "amount": 5.0, "currency": "USD", "ordered_at": T0 + 3 * day},
+    ]
+    config_path = _project(tmp_path, rows)
+    spec = yaml.safe_load(config_path.read_text())
+    spec["features"]["spend"]["ttl"] = "1d"
+    config_path.write_text(yaml.safe_dump(spec))
+    _sync(config_path)
+    config = load_config(config_path)
+    assert config.features["spend"].ttl == 86400.0
+    at = [
+        T0 - timedelta(seconds=1),  # before the first order: counts 0, as without a ttl
+        T0,
+        T0 + day,  # exactly the ttl after it: still valid
+        T0 + day + timedelta(seconds=1),  # past it: not known to be current
+        T0 + 3 * day + timedelta(hours=12),  # within a day of the second order
+        T0 + 5 * day,
+    ]
+    labels = pl.DataFrame({"customer_id": [42] * len(at), "label_time": at})
+    got = training_set(config, lakehouse_for(config), Labels(labels, "label_time"), ["spend"]).frame
+    assert got["orders"].to_list() == [0, 1, 1, None, 2, None]
+    assert got["total"].to_list() == [None, 10.0, 10.0, None, 15.0, None]
+    assert got["last_at"].to_list() == [None, T0, T0, None, T0 + 3 * day, None]
+    # The table is the same with or without it: the ttl is how old a value may be when read.
+    assert lakesync.feature_values("spend", config=config_path)["orders"].to_list() == [2]
+    del spec["features"]["spend"]["timestamp"]
+    config_path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ConfigError, match=r"features\.spend.*`ttl` needs `timestamp`"):
+        load_config(config_path)
 
 
 def test_lakes_with_different_clocks_meet_on_one_utc_timeline(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from lakesync.defs.providers import open_lakehouse
 from lakesync.features.build import FeatureError
 from lakesync.features.online import lookup
 from lakesync.features.timeline import Labels, training_set
+from lakesync.monitor.verdict import human_duration
 from lakesync.report.summary import text_table
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -52,7 +53,9 @@ def cmd_training_set(config: LakesyncConfig, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     for feature, versions in built.inputs.items():
         pinned = ", ".join(f"{t} version {v}" for t, v in versions.items())
-        print(f"{feature}: as of each row's {args.at}, from {pinned}", file=sys.stderr)
+        ttl = config.features[feature].ttl
+        stale = f"; null where the entity's last event is over {human_duration(ttl)} old (ttl)" if ttl else ""
+        print(f"{feature}: as of each row's {args.at}, from {pinned}{stale}", file=sys.stderr)
     frame = built.frame
     if args.out:
         out = Path(args.out)

@@ -192,6 +192,10 @@ class Feature(StrictModel):
     """The input's event-time column (e.g. ``ordered_at``): with it, values *as of* any time can
     be read back (``lakesync features training-set``), never computed from later rows. The
     entity is ``group_by``."""
+    ttl: float | None = None
+    """How long an entity's values stay valid after its latest event (``30d``, ``12h``): in a
+    training set, a label more than this after the entity's last event time gets nulls (as in
+    Feast), not values that old. Needs ``timestamp``."""
     online: bool = True
     """Publish the latest values per entity to the online store after each build."""
     max_runtime: float = 3600.0
@@ -201,6 +205,18 @@ class Feature(StrictModel):
     @classmethod
     def _max_runtime(cls, value: Any) -> float:
         return parse_duration(value)
+
+    @field_validator("ttl", mode="before")
+    @classmethod
+    def _ttl(cls, value: Any) -> float | None:
+        return None if value is None else parse_duration(value)
+
+    @model_validator(mode="after")
+    def _ttl_needs_timestamp(self) -> Feature:
+        if self.ttl is not None and self.timestamp is None:
+            msg = "`ttl` needs `timestamp` (the input's event-time column the ttl is counted from)"
+            raise ValueError(msg)
+        return self
 
     @field_validator("aggregations")
     @classmethod

@@ -5,7 +5,9 @@ event-time column) has, for each entity, a timeline: after every event time, the
 over the entity's rows up to and including it. A label row (an entity and a time) gets the
 values of the latest point of its entity's timeline at or before its time, so a training set
 never sees a value computed from a row with a later event time; a label before the entity's
-first event gets nulls (counts: 0).
+first event gets nulls (counts: 0), and with the feature's ``ttl`` a label more than the ttl
+after the entity's latest event before it gets nulls too (counts included: the value is not
+known to be current, which is not the same as none).
 
 The timeline is computed from the input table's committed rows of the labels' entities only
 (a semi-join), at the version printed, events at the same time taken together.
@@ -178,10 +180,12 @@ def _feature_values(
         check_sortedness=False,  # both sorted by time above
     )
     counts = [n for n, t in feature.aggregations.items() if _parts(n, t)[0] in _COUNTS]
-    values = joined.with_columns([pl.col(n).fill_null(0) for n in counts]).select(
-        _LABEL_ROW, *feature.aggregations
-    )
-    return values, versions
+    values = joined.with_columns([pl.col(n).fill_null(0) for n in counts])
+    if feature.ttl is not None:  # values older than the ttl at the label's time are not given
+        ttl = pl.duration(microseconds=round(feature.ttl * 1e6))
+        stale = ((pl.col("__at") - pl.col("__event_at")) > ttl).fill_null(value=False)
+        values = values.with_columns([pl.when(~stale).then(pl.col(n)).alias(n) for n in feature.aggregations])
+    return values.select(_LABEL_ROW, *feature.aggregations), versions
 
 
 @dataclass(frozen=True)
