@@ -33,7 +33,7 @@ from lakesync.state.append import Append, Appended, append_once
 from lakesync.state.lakehouse import Lakehouse, read_current, scan_current, transaction_version
 from lakesync.state.ledger_files import compact
 from lakesync.state.ledger_rows import outcome_fields, plan_event_row, reverted_rows
-from lakesync.state.ledger_state import LEDGER_SCHEMA, DatasetLedger, ledger_state
+from lakesync.state.ledger_state import LEDGER_SCHEMA, DatasetLedger, ledger_state, ledger_states
 from lakesync.state.values import BatchPlan, FileEntry, FileOutcome
 
 T = TypeVar("T")
@@ -269,10 +269,15 @@ class Ledger:
             now = _now()
             rows: list[dict[str, Any]] = []
             plans: dict[str, list[BatchPlan]] = {}
+            states = {
+                d: s
+                for d, s in (known or {}).items()
+                if d in wanted and _version(s.snapshot) == _version(snapshot)
+            }
+            if missing := [d for d in wanted if d not in states]:  # read again, together
+                states.update(ledger_states(self.lakehouse, snapshot, missing))
             for dataset, (table, batches) in wanted.items():
-                state = (known or {}).get(dataset)
-                if state is None or _version(state.snapshot) != _version(snapshot):
-                    state = ledger_state(self.lakehouse, snapshot, dataset)
+                state = states[dataset]
                 version = state.planned_version
                 untaken = {f.path for f in state.untaken([f for files in batches for f in files])}
                 for files in batches:

@@ -171,15 +171,16 @@ def read_states(
         return {d: FileState(None, empty) for d in datasets}
     state = lakehouse.open(lakehouse.ledger_files_uri)
     sources = _sources(state, datasets)
-    whole_ledger = ledger.to_pyarrow_dataset()
-    fragments = _fragments(whole_ledger, datasets)
     folded = {d for d in datasets if d in sources}
     # What the compaction has not seen: whole ledgers of unfolded datasets, new files of the rest.
     whole = [d for d in datasets if d not in folded]
-    new = [f for d in folded for path, f in fragments.get(d, {}).items() if path not in sources[d]]
     events = _read_all(ledger, whole)
-    if new:
-        events = pl.concat([events, _read_fragments(whole_ledger, new)])
+    if folded:  # (listing the ledger's files costs ~10 ms: only when some dataset needs them)
+        whole_ledger = ledger.to_pyarrow_dataset()
+        fragments = _fragments(whole_ledger, folded)
+        new = [f for d in folded for path, f in fragments.get(d, {}).items() if path not in sources[d]]
+        if new:
+            events = pl.concat([events, _read_fragments(whole_ledger, new)])
     parts = events.partition_by("dataset", as_dict=True, include_key=False)
     out = {}
     for d in datasets:
