@@ -1,8 +1,9 @@
 """lakesync on Dagster's own scale-out, on one machine: a Dagster instance in a private PostgreSQL
-cluster, a private Redis as Celery's broker, one dagster-daemon, and two Celery workers
+cluster, a private Redis as Celery's broker, one dagster-daemon, and three Celery workers
 (``dagster-celery worker start ... --pool=solo``) that share nothing local with each other or
 with the command: each has its own ``$DAGSTER_HOME`` and working folder. Every process is
-started here and stopped by its own pid (the last test SIGKILLs one worker).
+started here and stopped by its own pid (one test SIGKILLs a worker; another has the step's
+process on a worker kill itself at each point of a sync).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import BinaryIO
 
 import dagster as dg
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import redis
 import yaml
@@ -35,6 +38,67 @@ BIN = Path(sys.executable).parent
 PASSWORD_ENV = "LAKESYNC_TEST_PG_PASSWORD"
 BULK = 10_000
 """Rows of each file of the ``bulk`` lake: 40 of them make a sync step long enough to kill."""
+WORKERS = ("worker-1", "worker-2", "worker-3")
+MANY_TABLES, MANY_DATASETS, MANY_FILES, MANY_ROWS = 3, 30, 111, 20
+"""Tables ``many_<t>``, each fed by a lake of 30 datasets of 111 files: 9,990 files."""
+KILL_FILE = "kill-at"
+"""Written with a point's name, it arms the workers' hook below: the first process on a worker
+that reaches that point renames it to ``kill-at.fired`` and SIGKILLs itself."""
+KILL_HOOK = """
+import os, signal
+
+_FILE = os.environ["LAKESYNC_TEST_KILL_FILE"]
+
+
+def _die(point):
+    try:
+        with open(_FILE) as armed:
+            if armed.read().strip() != point:
+                return
+        os.rename(_FILE, _FILE + ".fired")  # one process takes it
+    except OSError:
+        return
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+import pyarrow as pa
+import lakesync.commit.delta as delta
+import lakesync.pipeline.sync as sync
+from lakesync.state.ledger import Ledger
+
+_commit_round = sync.commit_round
+
+
+def commit_round(*a, **k):
+    _die("after_plan")
+    return _commit_round(*a, **k)
+
+
+def _killing(original):
+    def patched(target, reader, stamp, *a, **k):
+        def batches():  # delta-rs asks for the rows while it writes: die after the first
+            for n, batch in enumerate(reader):
+                yield batch
+                if n == 0:
+                    _die("during_delta_commit")
+        return original(target, pa.RecordBatchReader.from_batches(reader.schema, batches()), stamp, *a, **k)
+    return patched
+
+
+_record_many = Ledger.record_many
+
+
+def record_many(self, *a, **k):
+    _die("before_ledger_write")
+    return _record_many(self, *a, **k)
+
+
+sync.commit_round = commit_round
+delta.append = _killing(delta.append)
+Ledger.record_many = record_many
+"""
+"""The workers' ``sitecustomize``: every Python process of a worker (the run's and its steps')
+can die at three points of a sync, at most once per arming, and runs as usual otherwise."""
 
 
 @dataclass
@@ -50,6 +114,8 @@ class Cluster:
     worker_pids: list[int]
     bulk: Path
     """The lake of table ``bulk``, its runs long enough to kill one (40 files a sync)."""
+    root: Path
+    """The fixture's folder: the lakes ``many_<t>`` and ``crash``, the workers' kill file."""
 
     def instance(self) -> dg.DagsterInstance:
         os.environ[PASSWORD_ENV] = self.postgres.password
@@ -91,12 +157,28 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         dataset = {"pattern": "*.parquet", "format": "parquet", "table": "bulk"}
         document["lakes"]["bulk"] = local_lake(bulk, {"orders": dataset})
         document["tables"]["bulk"] = orders_table(max_runtime="20s")
+        for t in range(MANY_TABLES):
+            (root / f"many_{t}").mkdir()
+            sets = {
+                f"set_{d:02d}": {
+                    "pattern": f"set_{d:02d}/*.parquet",
+                    "format": "parquet",
+                    "table": f"many_{t}",
+                }
+                for d in range(MANY_DATASETS)
+            }
+            document["lakes"][f"many_{t}"] = local_lake(root / f"many_{t}", sets)
+            document["tables"][f"many_{t}"] = orders_table()
+        (root / "crash").mkdir()
+        crash = {"pattern": "*.parquet", "format": "parquet", "table": "crash"}
+        document["lakes"]["crash"] = local_lake(root / "crash", {"orders": crash})
+        document["tables"]["crash"] = orders_table()
         for lake in document["lakes"].values():  # only `lakesync sync` starts runs here
             for dataset in lake["datasets"].values():
                 dataset.setdefault("sensor", {})["enabled"] = False
         config.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
         settings = _instance_yaml(postgres, broker.url)
-        homes = {name: root / name for name in ("command", "daemon", "worker-1", "worker-2")}
+        homes = {name: root / name for name in ("command", "daemon", *WORKERS)}
         for home in homes.values():
             home.mkdir()
             (home / "dagster.yaml").write_text(settings, encoding="utf-8")
@@ -111,6 +193,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         os.environ[PASSWORD_ENV] = postgres.password
         dg.DagsterInstance.from_config(str(homes["command"])).dispose()  # the schema, created once
 
+        hooks = root / "hooks"
+        hooks.mkdir()
+        (hooks / "sitecustomize.py").write_text(KILL_HOOK, encoding="utf-8")
+        on_workers = {"PYTHONPATH": str(hooks), "LAKESYNC_TEST_KILL_FILE": str(root / KILL_FILE)}
+
         def start(name: str, command: list[str], cwd: Path) -> None:
             log = (root / f"{name}.log").open("wb")
             logs.append(log)
@@ -118,7 +205,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 subprocess.Popen(
                     command,
                     cwd=cwd,
-                    env={**env, "DAGSTER_HOME": str(homes[name])},
+                    env={**env, "DAGSTER_HOME": str(homes[name]), **(on_workers if name in WORKERS else {})},
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
@@ -132,7 +219,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 {"execution": {"config": {"broker": f"{broker.url}/0", "backend": f"{broker.url}/1"}}}
             )
         )
-        for name in ("worker-1", "worker-2"):
+        for name in WORKERS:
             command = [
                 str(BIN / "dagster-celery"),
                 "worker",
@@ -145,9 +232,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             start(name, [*command, "-n", f"{name}@%h", "--", "--pool=solo"], homes[name])
         home = homes["command"]
         pids = [p.pid for p in processes[1:]]
-        workers = [root / "worker-1.log", root / "worker-2.log"]
+        workers = [root / f"{name}.log" for name in WORKERS]
         ready = Cluster(
-            home, config, {**env, "DAGSTER_HOME": str(home)}, postgres, broker, workers, pids, bulk
+            home, config, {**env, "DAGSTER_HOME": str(home)}, postgres, broker, workers, pids, bulk, root
         )
         deadline = time.monotonic() + 120
         with ready.instance() as instance:
@@ -288,3 +375,136 @@ def test_a_celery_worker_killed_mid_run_leaves_no_run_started_and_the_next_sync_
             r.run_id for r in runs if r.status in (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING)
         ]
         assert any(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+
+
+def _lakehouse(cluster: Cluster) -> Path:
+    return cluster.config.parent / "data" / "lakehouse"
+
+
+def _done_events(cluster: Cluster, lakes: set[str]) -> pl.DataFrame:
+    """The ledger's ``ingested`` / ``quarantined`` events of the datasets of ``lakes``."""
+    ledger = pl.read_delta(str(_lakehouse(cluster) / "_ledger"))
+    return ledger.filter(
+        pl.col("dataset").str.split(".").list.first().is_in(list(lakes))
+        & pl.col("event").is_in(["ingested", "quarantined"])
+    )
+
+
+def _write_many(root: Path) -> tuple[int, int, int]:
+    """~10k small parquet files (20 rows, every order id its own) into the ``many_<t>`` lakes; in
+    one file of every tenth dataset two rows with a negative amount, and in every fifteenth
+    dataset a file that is not parquet. Returns (files, good rows, bad rows)."""
+    total = MANY_TABLES * MANY_DATASETS * MANY_FILES
+    rows = pa.table(
+        {
+            "order_id": pa.array(range(1_000_000, 1_000_000 + total * MANY_ROWS), pa.int64()),
+            "customer_id": pa.array([7] * (total * MANY_ROWS), pa.int64()),
+            "amount": pa.array([12.5] * (total * MANY_ROWS), pa.float64()),
+            "currency": pa.array(["EUR"] * (total * MANY_ROWS)),
+            "ordered_at": pa.array([T0] * (total * MANY_ROWS), pa.timestamp("us", tz="UTC")),
+        }
+    )
+    bad = pa.array([-1.0, -2.0] + [12.5] * (MANY_ROWS - 2), pa.float64())
+    n = bad_rows = broken = 0
+    for t in range(MANY_TABLES):
+        for d in range(MANY_DATASETS):
+            folder = root / f"many_{t}" / f"set_{d:02d}"
+            folder.mkdir()
+            for f in range(MANY_FILES):
+                part = rows.slice(n * MANY_ROWS, MANY_ROWS)
+                if d % 10 == 0 and f == 7:
+                    part = part.set_column(2, "amount", bad)
+                    bad_rows += 2
+                pq.write_table(part, folder / f"part-{f:03d}.parquet")
+                n += 1
+            if d % 15 == 0:
+                (folder / "part-broken.parquet").write_bytes(b"not a parquet file")
+                broken += 1
+    return n + broken, n * MANY_ROWS - bad_rows, bad_rows
+
+
+def test_three_workers_sync_three_tables_of_ninety_datasets_and_ten_thousand_files_each_row_once(
+    cluster: Cluster,
+) -> None:
+    files, good, bad = _write_many(cluster.root)
+    started = time.time()
+    done = _sync_and_wait(cluster)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for t in range(MANY_TABLES):
+        table = pl.read_delta(str(_lakehouse(cluster) / f"many_{t}"))
+        assert table.height == good // MANY_TABLES
+        assert table.select("_lakesync_file", "_lakesync_row").unique().height == table.height
+        assert table["order_id"].n_unique() == table.height
+    events = _done_events(cluster, {f"many_{t}" for t in range(MANY_TABLES)})
+    assert events.height == files  # one done event per path ...
+    assert events.select("dataset", "path").unique().height == files  # ... and never two
+    assert events["rows_read"].sum() == events["rows_committed"].sum() + events["rows_quarantined"].sum()
+    assert (events["rows_committed"].sum(), events["rows_quarantined"].sum()) == (good, bad)
+    assert events.filter(pl.col("event") == "quarantined").height == MANY_TABLES * 2  # the broken files
+    with cluster.instance() as instance:
+        records = instance.get_run_records(filters=dg.RunsFilter(tags={"lakesync/trigger": "cli"}))
+        ours = [r.dagster_run for r in records if r.create_timestamp.timestamp() >= started]
+        many = [r for r in ours if r.tags.get("lakesync/table", "").startswith("many_")]
+        assert sorted(r.tags["lakesync/table"] for r in many) == [f"many_{t}" for t in range(MANY_TABLES)]
+        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in many)
+        tasks = {r.tags["dagster-celery/task_id"] for r in many}
+    ran_on = {
+        w.stem
+        for w in cluster.workers
+        for task in tasks
+        if f"Task execute_job[{task}] succeeded" in w.read_text()
+    }
+    assert len(ran_on) >= 2, ran_on  # the table runs went to several workers
+
+
+def _in_flight(instance: dg.DagsterInstance, table: str) -> list[str]:
+    going = [
+        dg.DagsterRunStatus.QUEUED,
+        dg.DagsterRunStatus.NOT_STARTED,
+        dg.DagsterRunStatus.STARTING,
+        dg.DagsterRunStatus.STARTED,
+    ]
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=going, tags={"lakesync/table": table}))
+    return [r.run_id for r in runs]
+
+
+@pytest.mark.parametrize("point", ["after_plan", "during_delta_commit", "before_ledger_write"])
+def test_a_sync_step_killed_on_a_worker_at_each_point_is_finished_by_the_retry_every_row_once(
+    cluster: Cluster, point: str
+) -> None:
+    """The step's process on a Celery worker SIGKILLs itself after the batch is planned, while
+    delta-rs writes the rows, or after the Delta commit and before the ledger records it: the run
+    fails, the daemon retries it (run_retries) or the next ``lakesync sync`` takes the batch
+    over; no run stays in flight, the table holds each row once, the ledger one event per path."""
+    crash = cluster.root / "crash"
+    before = len(list(crash.glob("*.parquet")))
+    start = 2_000_000 + before * 50
+    for n in range(4):
+        rows = orders_rows(start + n * 50, 50)
+        if n == 3:  # two bad rows of 200: quarantined, within the table's max_failed_rows
+            rows[0]["amount"] = rows[1]["amount"] = -5.0
+        write_orders_parquet(crash / f"part-{before + n:03d}.parquet", rows, mtime=T0)
+    armed = cluster.root / KILL_FILE
+    fired = cluster.root / f"{KILL_FILE}.fired"
+    fired.unlink(missing_ok=True)
+    armed.write_text(point, encoding="utf-8")
+    first = _sync_and_wait(cluster)
+    assert fired.exists() and not armed.exists(), (first.stdout, first.stderr)  # it did die there
+    assert first.returncode != 0 and re.search(r"crash: run \w{8} failure", first.stderr), first.stderr
+    with cluster.instance() as instance:
+        deadline = time.monotonic() + 180
+        while going := _in_flight(instance, "crash"):  # the daemon's retry, if it made one
+            assert time.monotonic() < deadline, going
+            time.sleep(0.5)
+    second = _sync_and_wait(cluster)
+    assert second.returncode == 0, second.stderr[-3000:]
+    files = before + 4
+    table = pl.read_delta(str(_lakehouse(cluster) / "crash"))
+    assert table.height == files // 4 * 198
+    assert table.select("_lakesync_file", "_lakesync_row").unique().height == table.height
+    assert table["order_id"].n_unique() == table.height
+    events = _done_events(cluster, {"crash"})
+    assert events.height == files and events.select("dataset", "path").unique().height == files
+    assert events["rows_quarantined"].sum() == files // 4 * 2
+    with cluster.instance() as instance:
+        assert not _in_flight(instance, "crash")
