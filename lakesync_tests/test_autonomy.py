@@ -4,6 +4,7 @@ data or a narrowing type; `lakesync drift revert` undoes it exactly once, rows c
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -233,3 +234,100 @@ def test_below_the_margin_a_person_decides(tmp_path: Path) -> None:
     _sync(config_path)
     _land_renamed(tmp_path, "renamed.parquet", 500, {"amount": "order_total"}, hours=1)
     assert _sync(config_path).datasets[0].files_quarantined == 1
+
+
+def _adoption_project(root: Path, mode: str) -> Path:
+    write_orders_parquet(root / "lake" / "orders" / "a.parquet", orders_rows(1, 100), mtime=T0)
+    dataset = {"pattern": "orders/*.parquet", "format": "parquet", "table": "orders"}
+    return write_config(
+        root,
+        lakes={"eu": local_lake(root / "lake", {"orders": dataset})},
+        tables={
+            "orders": {
+                "mode": "merge",
+                "keys": ["order_id"],
+                "contract": ORDERS_CONTRACT,
+                "autonomy": {"new_datasets": mode},
+            }
+        },
+        lakehouse=str(root / "lakehouse"),
+    )
+
+
+def _land_new_datasets(root: Path) -> None:
+    """``returns/``: orders' columns, one in CamelCase; ``refunds/``: the key under another name."""
+    for n in range(2):
+        _land_renamed(root, f"returns/part-{n}.parquet", 500 + 100 * n, {"amount": "Amount"}, hours=1 + n)
+    _land_renamed(root, "refunds/part-0.parquet", 900, {"order_id": "order_no"}, hours=3)
+
+
+def test_a_new_dataset_with_overwhelming_evidence_is_added_by_lakesync_and_ingested_in_the_same_sync(
+    tmp_path: Path, dagster_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_path = _adoption_project(tmp_path, "auto")
+    first = cli(capsys, "sync", "--config", str(config_path))
+    assert first.returncode == 0, first.stderr
+    assert "new datasets" not in first.stdout  # every file belongs to a dataset
+    _land_new_datasets(tmp_path)
+    before = config_path.read_text()
+    second = cli(capsys, "sync", "--config", str(config_path))
+    assert second.returncode == 0, second.stderr
+    assert re.search(
+        r"new datasets: eu: returns/part-\*\.parquet \(2 file\(s\)\) matches no dataset: added as eu\.returns "
+        r"into orders by lakesync \(score 0\.\d+, 5 column\(s\)\)",
+        second.stdout,
+    ), second.stdout
+    assert (
+        "new datasets: eu: refunds/part-*.parquet (1 file(s)) matches no dataset: not added: order_no -> "
+        "order_id: a key, subject-key or personal-data column is never mapped by lakesync"
+    ) in second.stdout, [line for line in second.stdout.splitlines() if "new datasets" in line]
+    # Written into lakesync.yaml (the user's own text kept), with why, and it validates.
+    after = config_path.read_text()
+    assert after.startswith(before.rstrip("\n").split("\n")[0]) and "returns:" in after
+    assert "Added by lakesync on" in after and "autonomy.new_datasets: auto" in after
+    config = load_config(config_path)
+    returns = config.lakes["eu"].datasets["returns"]
+    assert (returns.pattern, returns.table, returns.columns) == (
+        "returns/part-*.parquet",
+        "orders",
+        {"Amount": "amount"},
+    )
+    assert "refunds" not in config.lakes["eu"].datasets
+    # Ingested by the same sync, each row once; audited.
+    table = pl.read_delta(str(tmp_path / "lakehouse" / "orders"))
+    assert table.height == 300 and table.filter(pl.col("order_id") >= 500)["amount"].null_count() == 0
+    assert table.select("_lakesync_file", "_lakesync_row").unique().height == 300
+    (added,) = (
+        AuditLog(Lakehouse(str(tmp_path / "lakehouse")))
+        .read()
+        .filter(pl.col("kind") == "dataset_added")
+        .rows(named=True)
+    )
+    assert (added["lake"], added["dataset"], added["table"], added["actor"]) == (
+        "eu",
+        "returns",
+        "orders",
+        "lakesync (auto)",
+    )
+    assert json.loads(added["detail"])["columns"]["Amount"]["column"] == "amount"
+    third = cli(capsys, "sync", "--config", str(config_path))
+    assert third.returncode == 0 and "new datasets: eu: returns" not in third.stdout  # a dataset now
+    assert "new datasets: eu: refunds/part-*.parquet" in third.stdout  # still waiting for a person
+    assert pl.read_delta(str(tmp_path / "lakehouse" / "orders")).height == 300
+
+
+def test_with_new_datasets_propose_lakesync_only_says_what_it_found(
+    tmp_path: Path, dagster_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_path = _adoption_project(tmp_path, "propose")
+    _land_new_datasets(tmp_path)
+    before = config_path.read_text()
+    done = cli(capsys, "sync", "--config", str(config_path))
+    assert done.returncode == 0, done.stderr
+    assert re.search(
+        r"new datasets: eu: returns/part-\*\.parquet \(2 file\(s\)\) matches no dataset: not added: proposed into "
+        r"orders \(score [01]\.\d+\); its autonomy\.new_datasets is not auto",
+        done.stdout,
+    ), done.stdout
+    assert config_path.read_text() == before
+    assert pl.read_delta(str(tmp_path / "lakehouse" / "orders")).height == 100

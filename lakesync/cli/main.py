@@ -126,9 +126,16 @@ def cmd_sync(config: LakesyncConfig, args: argparse.Namespace) -> int:
     if unknown:
         print(f"unknown lake(s): {', '.join(unknown)} (lakes: {', '.join(config.lakes)})", file=sys.stderr)
         return EXIT_USAGE
+    from lakesync.coldstart.adopt import watched_lakes
     from lakesync.defs.launch import sync
     from lakesync.report.summary import sync_summary
 
+    if watched_lakes(config):  # a table's autonomy.new_datasets: look for datasets first
+        from lakesync.cli.adopt import adopt_new_datasets
+
+        config, found = adopt_new_datasets(config, _config_path(args), lakes)
+        for line in found:
+            print(f"new datasets: {line}")
     with _show_progress():
         outcome = sync(
             config,

@@ -42,7 +42,8 @@ def _size(count: int) -> str:
     return f"{count} B"
 
 
-def _dataset(found: DatasetProposal) -> CommentedMap:
+def dataset_entry(found: DatasetProposal) -> CommentedMap:
+    """A proposed dataset as its `lakesync.yaml` entry, its evidence in comments."""
     group = found.group
     node = CommentedMap()
     node["pattern"] = group.pattern
@@ -116,7 +117,7 @@ def fragment(proposal: Proposal, *, lakehouse: str | None = None) -> CommentedMa
     for found in proposal.datasets:
         if found.error is not None or found.table is None:
             continue
-        datasets[found.group.name] = _dataset(found)
+        datasets[found.group.name] = dataset_entry(found)
     lake = CommentedMap(proposal.lake_settings)
     lake["datasets"] = datasets
     document = CommentedMap()
@@ -163,3 +164,14 @@ def merge_into(path: Path, document: CommentedMap) -> str:
                     if dataset not in datasets:
                         datasets[dataset] = spec
     return dump(existing)
+
+
+def with_dataset(path: Path, lake: str, name: str, entry: CommentedMap, note: str) -> str:
+    """``path``'s configuration with dataset ``name`` added to ``lake`` (``note`` above it), its
+    own comments and order kept."""
+    yaml = _yaml()
+    document = yaml.load(path.read_text(encoding="utf-8"))
+    datasets = document["lakes"][lake].setdefault("datasets", CommentedMap())
+    datasets[name] = entry
+    datasets.yaml_set_comment_before_after_key(name, before=note, indent=6)
+    return dump(document)

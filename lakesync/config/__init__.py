@@ -1,6 +1,12 @@
 """Stage 0: the typed configuration (lakes, tables, contracts) read from ``lakesync.yaml``."""
 
-from lakesync.config.contracts import ContractColumn, ContractError, ResolvedContract, resolve_contract
+from lakesync.config.contracts import (
+    ContractColumn,
+    ContractError,
+    ResolvedContract,
+    never_automatic,
+    resolve_contract,
+)
 from lakesync.config.datasets import Dataset
 from lakesync.config.load import (
     ConfigError,
@@ -24,6 +30,7 @@ __all__ = [
     "Table",
     "default_config_path",
     "load_config",
+    "never_automatic",
     "parse_config",
     "resolve_contract",
 ]

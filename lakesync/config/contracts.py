@@ -335,3 +335,10 @@ def hashes_pii(config: LakesyncConfig) -> bool:
         if contract.hashed:
             return True
     return False
+
+
+def never_automatic(settings: Table, contract: ResolvedContract) -> frozenset[str]:
+    """The columns lakesync never maps by itself (``autonomy``): the table's keys, its
+    ``latest_by``, subject keys and personal data."""
+    latest = [settings.latest_by] if settings.latest_by else []
+    return frozenset([*settings.keys, *latest, *contract.subjects, *contract.pii])

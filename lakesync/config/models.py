@@ -118,6 +118,11 @@ class Autonomy(StrictModel):
     renames: RenameAutonomy | None = None
     """Never for key, ``latest_by``, ``subject_key`` or ``pii`` columns, nor a type that may
     not fit (a narrowing), nor a file with any other drift."""
+    new_datasets: Literal["propose", "auto"] | None = None
+    """Files in a lake feeding this table that no dataset matches: ``propose`` has `lakesync
+    sync` say what they are and what `lakesync scan` proposes; ``auto`` also lets lakesync add a
+    dataset into this table itself where the evidence is overwhelming
+    (:mod:`lakesync.coldstart.adopt`). Off unless set."""
 
 
 class Table(StrictModel):

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from lakesync.commit.delta import table_polars_schema
 from lakesync.commit.provenance import Provenance
-from lakesync.config import LakesyncConfig, ResolvedContract, Table, resolve_contract
+from lakesync.config import LakesyncConfig, ResolvedContract, Table, never_automatic, resolve_contract
 from lakesync.config.datatypes import describe
 from lakesync.conform import DriftReport
 from lakesync.conform.pii import PiiPolicy
@@ -185,13 +185,7 @@ def auto_renames(settings: Table, contract: ResolvedContract) -> AutoRenames | N
     chosen = settings.autonomy.renames
     if chosen is None:
         return None
-    never = {
-        *settings.keys,
-        *([settings.latest_by] if settings.latest_by else []),
-        *contract.subjects,
-        *contract.pii,
-    }
-    return AutoRenames(chosen.auto_approve_above, chosen.min_margin, frozenset(never))
+    return AutoRenames(chosen.auto_approve_above, chosen.min_margin, never_automatic(settings, contract))
 
 
 def _plan(

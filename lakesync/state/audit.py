@@ -56,7 +56,8 @@ AUDIT_SCHEMA = pa.schema(
 )
 """``kind``: ``file`` (a file of a batch), ``batch`` (a batch; ``replay`` for a quarantine
 replay), ``drift_decision``, ``erasure_request``, ``erasure``, ``pii_apply``, ``file_deleted``
-(a file deleted from its lake, its rows removed: ``on_delete: propagate``)."""
+(a file deleted from its lake, its rows removed: ``on_delete: propagate``), ``dataset_added``
+(a dataset lakesync added itself: ``autonomy.new_datasets: auto``)."""
 
 
 def credential_names(config: LakesyncConfig, lake: str) -> str | None:
