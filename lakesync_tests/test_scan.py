@@ -231,3 +231,22 @@ def test_the_labelled_matching_benchmark_keeps_its_precision_and_recall() -> Non
     assert result["drift"]["proposal_precision"] == 1.0 and result["drift"]["auto_precision"] == 1.0
     assert result["drift"]["proposal_recall"] >= 0.7
     matching.report(result)
+
+
+def test_init_starts_a_project_from_lakes_the_second_matched_onto_the_tables_the_first_proposed(
+    demo: Path, tmp_path: Path, dagster_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lakes = demo.parent / "data" / "lakes"
+    project = tmp_path / "project"
+    done = cli(capsys, "init", str(lakes / "eu_sales"), str(lakes / "us_sales"), "--dir", str(project), "-q")
+    assert done.returncode == 0, done.stderr
+    config = load_config(project / "lakesync.yaml")
+    assert set(config.lakes) == {"eu_sales", "us_sales"}
+    assert set(config.tables) == {"orders", "customers"}  # us_sales' files feed the tables eu_sales got
+    assert config.lakes["us_sales"].datasets["orders"].table == "orders"
+    assert "`lakesync scan" in (project / "lakesync.yaml").read_text()  # the starter's guidance stays
+    again = cli(capsys, "init", "--dir", str(project))
+    assert again.returncode == 2 and "already exists" in again.stderr
+    empty = cli(capsys, "init", "--dir", str(tmp_path / "empty"))
+    assert empty.returncode == 0
+    assert cli(capsys, "validate", "--config", str(tmp_path / "empty" / "lakesync.yaml")).returncode == 0

@@ -199,6 +199,22 @@ def _explore_commands(commands: argparse._SubParsersAction) -> None:  # type: ig
     scan.add_argument("--endpoint-url", help="a non-default object-store endpoint (MinIO, an emulator)")
     scan.add_argument("--region", help="the S3 region")
     scan.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    init = _command(
+        commands,
+        "init",
+        f"{_SCAN}:cmd_init",
+        "start a project: a lakesync.yaml, with what `scan` proposes for each lake given",
+        config=False,
+    )
+    init.add_argument("targets", nargs="*", help="lakes to scan into it (as for scan)", metavar="TARGET")
+    init.add_argument("--dir", default=".", help="where to write lakesync.yaml (default: .)")
+    init.add_argument("--sample", type=int, default=3, help="files sampled per dataset (default 3)")
+    init.add_argument(
+        "--rows", type=int, default=2000, help="rows read from each sampled file (default 2000)"
+    )
+    init.add_argument("--endpoint-url", help="a non-default object-store endpoint (MinIO, an emulator)")
+    init.add_argument("--region", help="the S3 region")
+    init.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     query = _command(
         commands,
         "query",

@@ -173,3 +173,44 @@ def _summary(proposal: Proposal) -> str:
         else ""
     )
     return text_table(header, rows) + unknown
+
+
+STARTER = """\
+# lakesync.yaml: your lakes, the unified tables they feed and their contracts (every key:
+# docs/configuration.md). `lakesync scan <folder | s3://bucket/prefix | gs://... | az://...>
+# --write lakesync.yaml` proposes a lake's datasets and tables with the evidence for each;
+# `lakesync validate` checks this file; `lakesync sync` ingests.
+lakehouse:
+  uri: ./data/lakehouse
+lakes: {}
+tables: {}
+"""
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """A new project: a starter ``lakesync.yaml`` in ``--dir``, with each target's scan merged in."""
+    path = Path(args.dir) / "lakesync.yaml"
+    if path.exists():
+        print(
+            f"{path} already exists: `lakesync scan TARGET --write {path}` adds a lake to it", file=sys.stderr
+        )
+        return EXIT_USAGE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(STARTER, encoding="utf-8")
+    for target in args.targets:
+        scan = argparse.Namespace(
+            target=target,
+            config=str(path),
+            lake=None,
+            sample=args.sample,
+            rows=args.rows,
+            write=str(path),
+            endpoint_url=args.endpoint_url,
+            region=args.region,
+            quiet=args.quiet,
+        )
+        if (code := cmd_scan(scan)) != EXIT_OK:
+            return code
+    if not args.targets:
+        print(f"{path}: written; `lakesync scan TARGET --write {path}` adds a lake", file=sys.stderr)
+    return EXIT_OK
