@@ -41,9 +41,10 @@ BULK = 10_000
 WORKERS = ("worker-1", "worker-2", "worker-3")
 MANY_TABLES, MANY_DATASETS, MANY_FILES, MANY_ROWS = 3, 30, 111, 20
 """Tables ``many_<t>``, each fed by a lake of 30 datasets of 111 files: 9,990 files."""
+KILL_POINTS = ("after_plan", "during_delta_commit", "before_ledger_write")
 KILL_FILE = "kill-at"
-"""Written with a point's name, it arms the workers' hook below: the first process on a worker
-that reaches that point renames it to ``kill-at.fired`` and SIGKILLs itself."""
+"""``kill-at.<point>``, when it exists, arms the workers' hook below: the first process on a
+worker that reaches that point renames it to ``kill-at.<point>.fired`` and SIGKILLs itself."""
 KILL_HOOK = """
 import os, signal
 
@@ -52,10 +53,7 @@ _FILE = os.environ["LAKESYNC_TEST_KILL_FILE"]
 
 def _die(point):
     try:
-        with open(_FILE) as armed:
-            if armed.read().strip() != point:
-                return
-        os.rename(_FILE, _FILE + ".fired")  # one process takes it
+        os.rename(f"{_FILE}.{point}", f"{_FILE}.{point}.fired")  # one process takes it
     except OSError:
         return
     os.kill(os.getpid(), signal.SIGKILL)
@@ -115,7 +113,7 @@ class Cluster:
     bulk: Path
     """The lake of table ``bulk``, its runs long enough to kill one (40 files a sync)."""
     root: Path
-    """The fixture's folder: the lakes ``many_<t>`` and ``crash``, the workers' kill file."""
+    """The fixture's folder: the lakes ``many_<t>`` and ``crash_<n>``, the workers' kill files."""
 
     def instance(self) -> dg.DagsterInstance:
         os.environ[PASSWORD_ENV] = self.postgres.password
@@ -169,10 +167,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             }
             document["lakes"][f"many_{t}"] = local_lake(root / f"many_{t}", sets)
             document["tables"][f"many_{t}"] = orders_table()
-        (root / "crash").mkdir()
-        crash = {"pattern": "*.parquet", "format": "parquet", "table": "crash"}
-        document["lakes"]["crash"] = local_lake(root / "crash", {"orders": crash})
-        document["tables"]["crash"] = orders_table()
+        for n in range(len(KILL_POINTS)):
+            (root / f"crash_{n}").mkdir()
+            crash = {"pattern": "*.parquet", "format": "parquet", "table": f"crash_{n}"}
+            document["lakes"][f"crash_{n}"] = local_lake(root / f"crash_{n}", {"orders": crash})
+            document["tables"][f"crash_{n}"] = orders_table()
         for lake in document["lakes"].values():  # only `lakesync sync` starts runs here
             for dataset in lake["datasets"].values():
                 dataset.setdefault("sensor", {})["enabled"] = False
@@ -468,43 +467,44 @@ def _in_flight(instance: dg.DagsterInstance, table: str) -> list[str]:
     return [r.run_id for r in runs]
 
 
-@pytest.mark.parametrize("point", ["after_plan", "during_delta_commit", "before_ledger_write"])
-def test_a_sync_step_killed_on_a_worker_at_each_point_is_finished_by_the_retry_every_row_once(
-    cluster: Cluster, point: str
+def test_sync_steps_killed_on_workers_after_the_plan_in_the_commit_and_before_the_ledger_write_every_row_once(
+    cluster: Cluster,
 ) -> None:
-    """The step's process on a Celery worker SIGKILLs itself after the batch is planned, while
-    delta-rs writes the rows, or after the Delta commit and before the ledger records it: the run
-    fails, the daemon retries it (run_retries) or the next ``lakesync sync`` takes the batch
-    over; no run stays in flight, the table holds each row once, the ledger one event per path."""
-    crash = cluster.root / "crash"
-    before = len(list(crash.glob("*.parquet")))
-    start = 2_000_000 + before * 50
-    for n in range(4):
-        rows = orders_rows(start + n * 50, 50)
-        if n == 3:  # two bad rows of 200: quarantined, within the table's max_failed_rows
-            rows[0]["amount"] = rows[1]["amount"] = -5.0
-        write_orders_parquet(crash / f"part-{before + n:03d}.parquet", rows, mtime=T0)
-    armed = cluster.root / KILL_FILE
-    fired = cluster.root / f"{KILL_FILE}.fired"
-    fired.unlink(missing_ok=True)
-    armed.write_text(point, encoding="utf-8")
+    """Three tables sync at once on the workers; the step process that first reaches each point
+    SIGKILLs itself there: after its batch is planned, while delta-rs writes the rows, after the
+    Delta commit and before the ledger records it. Each run fails, the daemon retries it
+    (run_retries) or the next ``lakesync sync`` takes its batch over; no run stays in flight,
+    each table holds each row once, the ledger one event per path."""
+    tables = [f"crash_{n}" for n in range(len(KILL_POINTS))]
+    for t, table in enumerate(tables):
+        for n in range(4):
+            rows = orders_rows(2_000_000 + t * 1000 + n * 50, 50)
+            if n == 3:  # two bad rows of 200: quarantined, within the table's max_failed_rows
+                rows[0]["amount"] = rows[1]["amount"] = -5.0
+            write_orders_parquet(cluster.root / table / f"part-{n}.parquet", rows, mtime=T0)
+    kill = cluster.root / KILL_FILE
+    for point in KILL_POINTS:
+        Path(f"{kill}.{point}").write_text("", encoding="utf-8")
     first = _sync_and_wait(cluster)
-    assert fired.exists() and not armed.exists(), (first.stdout, first.stderr)  # it did die there
-    assert first.returncode != 0 and re.search(r"crash: run \w{8} failure", first.stderr), first.stderr
+    fired = [p for p in KILL_POINTS if Path(f"{kill}.{p}.fired").exists()]
+    assert fired == list(KILL_POINTS), (first.stdout, first.stderr)  # a process died at each
+    assert first.returncode != 0, first.stderr
+    failed = re.findall(r"(crash_\d): run \w{8} failure", first.stderr)
+    assert sorted(failed) == tables, first.stderr
     with cluster.instance() as instance:
         deadline = time.monotonic() + 180
-        while going := _in_flight(instance, "crash"):  # the daemon's retry, if it made one
+        while going := [r for t in tables for r in _in_flight(instance, t)]:  # the daemon's retries
             assert time.monotonic() < deadline, going
             time.sleep(0.5)
     second = _sync_and_wait(cluster)
     assert second.returncode == 0, second.stderr[-3000:]
-    files = before + 4
-    table = pl.read_delta(str(_lakehouse(cluster) / "crash"))
-    assert table.height == files // 4 * 198
-    assert table.select("_lakesync_file", "_lakesync_row").unique().height == table.height
-    assert table["order_id"].n_unique() == table.height
-    events = _done_events(cluster, {"crash"})
-    assert events.height == files and events.select("dataset", "path").unique().height == files
-    assert events["rows_quarantined"].sum() == files // 4 * 2
+    for table in tables:
+        rows = pl.read_delta(str(_lakehouse(cluster) / table))
+        assert rows.height == 198
+        assert rows.select("_lakesync_file", "_lakesync_row").unique().height == rows.height
+        assert rows["order_id"].n_unique() == rows.height
+        events = _done_events(cluster, {table})
+        assert events.height == 4 and events.select("dataset", "path").unique().height == 4
+        assert events["rows_quarantined"].sum() == 2
     with cluster.instance() as instance:
-        assert not _in_flight(instance, "crash")
+        assert not [r for t in tables for r in _in_flight(instance, t)]
