@@ -6,13 +6,14 @@ import shutil
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lakesync.config.storage import LocalLake
-from lakesync.discover import LakeUnavailableError, discover, split_batches, take_batch
+from lakesync.discover import LakeUnavailableError, discover, planning, split_batches, take_batch
 from lakesync.discover.patterns import literal_prefix, matches
 from lakesync.discover.stores import LocalStore
 from lakesync.state import ledger_files
@@ -133,10 +134,12 @@ def _reference(listing: list[FileEntry], known: dict[str, str]) -> tuple[list[st
         unique_by=lambda t: t[0],
     ),
     st.booleans(),
+    st.sampled_from([1, 3, planning.LISTING_CHUNK]),
 )
 def test_discover_by_join_gives_what_comparing_each_file_gives(
-    rows: list[tuple[int, int, int, str | None, str]], naive: bool
+    rows: list[tuple[int, int, int, str | None, str]], naive: bool, chunk: int
 ) -> None:
+    """... in chunks of any size (a listing of millions is compared a chunk at a time)."""
     base = datetime(2026, 1, 1, tzinfo=None if naive else UTC)
     listing = [
         FileEntry(f"d/f{p:03d}.csv", size, base + timedelta(microseconds=us), etag)
@@ -147,11 +150,14 @@ def test_discover_by_join_gives_what_comparing_each_file_gives(
         for e, (*_, how) in zip(listing, rows, strict=True)
         if how != "new"
     }
-    found = discover(listing, known)
+    with mock.patch.object(planning, "LISTING_CHUNK", chunk):
+        found = discover(iter(listing), known)  # as a store yields it
     new, changed = _reference(listing, known)
     assert [f.path for f in found.new] == new
     assert [f.path for f in found.changed] == changed
     assert found.files == len(listing) and found.bytes == sum(e.size for e in listing)
+    utc = [e.modified if e.modified.tzinfo else e.modified.replace(tzinfo=UTC) for e in listing]
+    assert found.newest == max(utc, default=None)
 
 
 def test_the_tags_the_ledger_computes_are_the_tags_a_listing_computes(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from itertools import islice
 
 import polars as pl
 
@@ -34,44 +35,54 @@ def _order(entry: FileEntry) -> tuple[datetime, str]:
     return (entry.modified, entry.path)
 
 
+LISTING_CHUNK = 500_000
+"""Listed files compared with the ledger at a time: a listing of millions is never held whole
+(a chunk's entries and frame, ~250 MB at this size, and the ledger's hashes are)."""
+
+
 def discover(listing: Iterable[FileEntry], known: pl.DataFrame | Mapping[str, str]) -> Discovery:
     """Split a listing into new and changed files against ``known``: the ledger's hashes of each
     path and version tag (``h1``, ``h2``, ``tag``: :attr:`DatasetLedger.known`), or ``path``,
     ``version_tag`` columns, or a mapping path -> version tag.
 
-    One join in polars, however large the lake: a million listed files against a million known
-    ones cost what building their frame costs. Changed files are reported, not re-ingested: a
-    file's path is ingested once.
+    The listing is read as the store yields it, :data:`LISTING_CHUNK` files at a time, each
+    chunk compared with ``known`` by one join in polars (the chunk is the join's build side).
+    Changed files are reported, not re-ingested: a file's path is ingested once.
     """
-    entries = listing if isinstance(listing, list) else list(listing)
-    if not entries:
-        return Discovery((), (), 0, 0, None)
     if not isinstance(known, pl.DataFrame):
         known = pl.DataFrame(
             {"path": list(known), "version_tag": list(known.values())},
             schema={"path": pl.String, "version_tag": pl.String},
         )
-    frame = entry_frame(entries).with_row_index("i")
-    if "h1" in known.columns:
-        frame = frame.select("i", "modified", "size", "path", *hashes())
-        on, tag = KEY, "tag"
-    else:
-        on, tag = ["path"], "version_tag"
-    joined = frame.join(known.select(*on, pl.col(tag).alias("known_tag")), on=on, how="left")
-
-    def oldest_first(rows: pl.Expr) -> list[int]:  # only the rows found are sorted
-        return joined.filter(rows).sort("modified", "path")["i"].to_list()
-
-    new = oldest_first(pl.col("known_tag").is_null())
-    changed = oldest_first(pl.col("known_tag") != pl.col(tag))
-    newest = frame["modified"].max()
+    on, tag = (KEY, "tag") if "h1" in known.columns else (["path"], "version_tag")
+    stored = known.select(*on, pl.col(tag).alias("known_tag"))
+    entries = iter(listing)
+    new: list[FileEntry] = []
+    changed: list[FileEntry] = []
+    files = size = 0
+    newest: datetime | None = None
+    while chunk := list(islice(entries, LISTING_CHUNK)):
+        frame = entry_frame(chunk).with_row_index("i")
+        if on == KEY:
+            frame = frame.select("i", "modified", "size", "path", *hashes())
+        seen = stored.join(frame.select("i", *on, tag), on=on, how="inner")
+        found = frame.select("i").join(seen.select("i"), on="i", how="anti")["i"]
+        new += [chunk[i] for i in found]
+        changed += [chunk[i] for i in seen.filter(pl.col("known_tag") != pl.col(tag))["i"]]
+        files += len(chunk)
+        size += int(frame["size"].sum())
+        latest = frame["modified"].max()
+        if isinstance(latest, datetime) and (newest is None or latest > newest):
+            newest = latest
     return Discovery(
-        tuple(entries[i] for i in new),
-        tuple(entries[i] for i in changed),
-        len(entries),
-        int(frame["size"].sum()),
-        newest if isinstance(newest, datetime) else None,
+        tuple(sorted(new, key=_utc_order)), tuple(sorted(changed, key=_utc_order)), files, size, newest
     )
+
+
+def _utc_order(entry: FileEntry) -> tuple[datetime, str]:
+    """Oldest first; a naive time is UTC (as the ledger's frames take it)."""
+    modified = entry.modified
+    return (modified if modified.tzinfo else modified.replace(tzinfo=UTC), entry.path)
 
 
 def take_batch(files: Sequence[FileEntry], *, max_files: int, max_bytes: int) -> list[FileEntry]:
