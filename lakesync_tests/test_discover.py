@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from unittest import mock
 
+import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,7 +21,7 @@ from lakesync.state import ledger_files
 from lakesync.state.inbox import Announcement, Inbox
 from lakesync.state.lakehouse import Lakehouse
 from lakesync.state.ledger import Ledger
-from lakesync.state.ledger_files import FILE_COLUMNS
+from lakesync.state.ledger_files import FILE_COLUMNS, lookup
 from lakesync.state.values import FileEntry, FileOutcome
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -325,3 +326,17 @@ def test_the_compacted_ledger_reads_what_the_whole_ledger_reads(
     snapshot.optimize.compact()  # the ledger's files rewritten: their events fold in again
     assert not ledger.read("eu.o").state.tail.is_empty()
     assert _view(ledger, "eu.o") == with_state
+
+
+def test_a_path_whose_first_hash_collides_with_another_is_still_found_with_its_own_tag() -> None:
+    """The ledger's lookup goes by binary search on ``h1``; paths sharing an ``h1`` (a 64-bit
+    collision) are told apart by ``h2`` whichever of them the search lands on."""
+    stored = pl.DataFrame({"h1": [5, 5, 5, 9], "h2": [1, 2, 3, 1], "tag": [10, 20, 30, 40]})
+    listed = pl.DataFrame(
+        {"h1": [5, 5, 5, 9, 9, 7, 1, 12], "h2": [3, 1, 4, 1, 2, 1, 1, 1], "tag": [30, 11, 0, 40, 0, 0, 0, 0]}
+    )
+    seen, tags = lookup(stored, listed)
+    assert seen.to_list() == [True, True, False, True, False, False, False, False]
+    assert [t for t, s in zip(tags.to_list(), seen.to_list(), strict=True) if s] == [30, 10, 40]
+    nothing, _ = lookup(stored.clear(), listed)
+    assert not nothing.any()

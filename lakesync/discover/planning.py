@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import gc
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
 
 import polars as pl
 
-from lakesync.state.ledger_files import KEY, hashes
+from lakesync.state.ledger_files import KEY, hashes, lookup
 from lakesync.state.ledger_state import entry_frame
 from lakesync.state.values import FileEntry
 
@@ -35,9 +36,9 @@ def _order(entry: FileEntry) -> tuple[datetime, str]:
     return (entry.modified, entry.path)
 
 
-LISTING_CHUNK = 500_000
+LISTING_CHUNK = 100_000
 """Listed files compared with the ledger at a time: a listing of millions is never held whole
-(a chunk's entries and frame, ~250 MB at this size, and the ledger's hashes are)."""
+(a chunk's entries and frame, ~50 MB at this size, and the ledger's hashes are)."""
 
 
 def discover(listing: Iterable[FileEntry], known: pl.DataFrame | Mapping[str, str]) -> Discovery:
@@ -45,30 +46,22 @@ def discover(listing: Iterable[FileEntry], known: pl.DataFrame | Mapping[str, st
     path and version tag (``h1``, ``h2``, ``tag``: :attr:`DatasetLedger.known`), or ``path``,
     ``version_tag`` columns, or a mapping path -> version tag.
 
-    The listing is read as the store yields it, :data:`LISTING_CHUNK` files at a time, each
-    chunk compared with ``known`` by one join in polars (the chunk is the join's build side).
-    Changed files are reported, not re-ingested: a file's path is ingested once.
+    The ledger's hashes are sorted once; the listing is read as the store yields it,
+    :data:`LISTING_CHUNK` files at a time, and each chunk's paths are looked up in them by
+    binary search (no hash table of millions is built per chunk). Changed files are reported,
+    not re-ingested: a file's path is ingested once.
     """
-    if not isinstance(known, pl.DataFrame):
-        known = pl.DataFrame(
-            {"path": list(known), "version_tag": list(known.values())},
-            schema={"path": pl.String, "version_tag": pl.String},
-        )
-    on, tag = (KEY, "tag") if "h1" in known.columns else (["path"], "version_tag")
-    stored = known.select(*on, pl.col(tag).alias("known_tag"))
+    stored = _known_hashes(known).sort("h1")  # (a no-op on the ledger's, sorted once)
     entries = iter(listing)
     new: list[FileEntry] = []
     changed: list[FileEntry] = []
     files = size = 0
     newest: datetime | None = None
-    while chunk := list(islice(entries, LISTING_CHUNK)):
-        frame = entry_frame(chunk).with_row_index("i")
-        if on == KEY:
-            frame = frame.select("i", "modified", "size", "path", *hashes())
-        seen = stored.join(frame.select("i", *on, tag), on=on, how="inner")
-        found = frame.select("i").join(seen.select("i"), on="i", how="anti")["i"]
-        new += [chunk[i] for i in found]
-        changed += [chunk[i] for i in seen.filter(pl.col("known_tag") != pl.col(tag))["i"]]
+    while chunk := _next_chunk(entries):
+        frame = entry_frame(chunk).select("size", "modified", *hashes())
+        seen, tags = lookup(stored, frame)
+        new += [chunk[i] for i in (~seen).arg_true()]
+        changed += [chunk[i] for i in (seen & (tags != frame["tag"])).arg_true()]
         files += len(chunk)
         size += int(frame["size"].sum())
         latest = frame["modified"].max()
@@ -77,6 +70,31 @@ def discover(listing: Iterable[FileEntry], known: pl.DataFrame | Mapping[str, st
     return Discovery(
         tuple(sorted(new, key=_utc_order)), tuple(sorted(changed, key=_utc_order)), files, size, newest
     )
+
+
+def _next_chunk(entries: Iterator[FileEntry]) -> list[FileEntry]:
+    """The listing's next :data:`LISTING_CHUNK` entries, gathered without the cyclic garbage
+    collector: entries hold no cycles, and its passes over the chunk's live objects cost ~40% of
+    the diff at a million files (what the store leaves behind is collected once it is back on)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return list(islice(entries, LISTING_CHUNK))
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _known_hashes(known: pl.DataFrame | Mapping[str, str]) -> pl.DataFrame:
+    """``known`` as ``h1``, ``h2``, ``tag`` (one row per path)."""
+    if isinstance(known, pl.DataFrame) and "h1" in known.columns:
+        return known.select(*KEY, "tag")
+    if not isinstance(known, pl.DataFrame):
+        known = pl.DataFrame(
+            {"path": list(known), "version_tag": list(known.values())},
+            schema={"path": pl.String, "version_tag": pl.String},
+        )
+    return known.select(hashes())
 
 
 def _utc_order(entry: FileEntry) -> tuple[datetime, str]:

@@ -102,6 +102,28 @@ def hashes(path: str = "path", tag: str = "version_tag") -> list[pl.Expr]:
     ]
 
 
+def lookup(stored: pl.DataFrame, frame: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
+    """Which of ``frame``'s files ``stored`` (sorted by ``h1``) holds, and its tag for each.
+
+    A binary search finds each path's first ``h1``; where two stored paths share an ``h1`` (a
+    64-bit collision) and the first is not this path, the few such rows are joined instead."""
+    if stored.height == 0:
+        return pl.Series([False] * frame.height), pl.Series([None] * frame.height, dtype=pl.Int64)
+    at = stored["h1"].search_sorted(frame["h1"], side="left").clip(0, stored.height - 1)
+    found = stored[at]
+    same_h1 = found["h1"] == frame["h1"]
+    seen = same_h1 & (found["h2"] == frame["h2"])
+    tags = found["tag"]
+    collided = same_h1 & ~seen
+    if collided.any():
+        rows = frame.with_row_index("i").filter(collided)
+        joined = rows.join(stored.rename({"tag": "known_tag"}), on=KEY, how="inner")
+        hit = pl.Series([False] * frame.height).scatter(joined["i"], True)
+        tags = tags.scatter(joined["i"], joined["known_tag"])
+        seen = seen | hit
+    return seen, tags
+
+
 def _rank() -> pl.Expr:
     """An outcome (or any other event) after the plan of its batch."""
     return pl.when(pl.col("status") == "planned").then(0).otherwise(1).alias("rank")

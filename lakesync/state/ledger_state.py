@@ -13,7 +13,7 @@ import pyarrow as pa
 from deltalake import DeltaTable
 
 from lakesync.state.lakehouse import Lakehouse, scan_current, transaction_version
-from lakesync.state.ledger_files import FILE_COLUMNS, KEY, FileState, hashes, read_states, version_tag
+from lakesync.state.ledger_files import FILE_COLUMNS, KEY, FileState, hashes, lookup, read_states, version_tag
 from lakesync.state.values import BatchPlan, FileEntry
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -100,8 +100,9 @@ class DatasetLedger:
     def known(self) -> pl.DataFrame:
         """The hashes (``h1``, ``h2`` of the path, ``tag`` of its version tag) of every file the
         ledger has seen (planned, ingested or quarantined): what a listing is diffed against
-        (:func:`lakesync.discover.discover`), without reading a path."""
-        return self.state.select([*KEY, "tag"], where=pl.col("status") != "announced")
+        (:func:`lakesync.discover.discover`), without reading a path; sorted by ``h1`` for
+        :func:`~lakesync.state.ledger_files.lookup`."""
+        return self.state.select([*KEY, "tag"], where=pl.col("status") != "announced").sort("h1")
 
     def known_tags(self) -> dict[str, str]:
         """Path -> version tag of every file the ledger has seen, as a dict (small uses; a
@@ -114,9 +115,10 @@ class DatasetLedger:
         checked again against the snapshot the plan is committed to)."""
         if not files:
             return []
-        tags = entry_frame(files).with_columns(hashes()).join(self.known, on=[*KEY, "tag"], how="semi")
-        taken = set(tags["path"].to_list())
-        return [f for f in files if f.path not in taken]
+        frame = entry_frame(files).select(hashes())
+        seen, tags = lookup(self.known, frame)
+        taken = seen & (tags == frame["tag"])
+        return [f for f, t in zip(files, taken, strict=True) if not t]
 
     def discovered_by(self) -> dict[str, str]:
         """Path -> how the file was found (``event``, ``reconcile``, ``listing``), for the files
