@@ -122,8 +122,9 @@ class Cluster:
 
 def _instance_yaml(postgres: Postgres, broker: str) -> str:
     """The project's dagster.yaml (queue, one run per table, retries, monitoring) on Postgres,
-    launching runs as Celery tasks."""
+    launching runs as Celery tasks (its SQLite event log replaced by the storage, as deploy.md says)."""
     settings = yaml.safe_load((PROJECT / "dagster.yaml").read_text(encoding="utf-8"))
+    del settings["event_log_storage"]
     settings.update(yaml.safe_load(postgres.dagster_yaml(PASSWORD_ENV, "cluster")))
     monitoring = settings["run_monitoring"]  # a dead worker's run found and let go of quickly
     monitoring.update(poll_interval_seconds=1, cancel_timeout_seconds=5, free_slots_after_run_end_seconds=1)

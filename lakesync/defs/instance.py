@@ -18,6 +18,15 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
+EMBEDDED = """\
+telemetry:
+  enabled: false
+event_log_storage:  # Dagster's SQLite event log keeping its connections open
+  module: lakesync.defs.event_log
+  class: SqliteEventLog
+"""
+"""The ``dagster.yaml`` written into an empty ``$DAGSTER_HOME``: the embedded default."""
+
 
 class InstanceError(Exception):
     """The Dagster instance named by ``$DAGSTER_HOME`` cannot be opened (said in a sentence that
@@ -62,9 +71,9 @@ def instance() -> tuple[dg.DagsterInstance, bool]:
     """The Dagster instance under ``$DAGSTER_HOME``, else an ephemeral one.
 
     An empty ``$DAGSTER_HOME`` becomes the embedded default (SQLite in that folder, telemetry
-    off). An instance on a database server (Postgres) is opened as its ``dagster.yaml`` says:
-    lakesync writes nothing and takes no host-local lock for it, and a server it cannot reach is
-    an :class:`InstanceError` naming the server."""
+    off, :data:`EMBEDDED`). An instance on a database server (Postgres) is opened as its
+    ``dagster.yaml`` says: lakesync writes nothing and takes no host-local lock for it, and a
+    server it cannot reach is an :class:`InstanceError` naming the server."""
     home = os.environ.get("DAGSTER_HOME")
     if not home:
         return dg.DagsterInstance.ephemeral(), False
@@ -77,7 +86,7 @@ def instance() -> tuple[dg.DagsterInstance, bool]:
     with (folder / ".lakesync-instance.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (folder / "dagster.yaml").exists() and not any(folder.glob("storage")):
-            (folder / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+            (folder / "dagster.yaml").write_text(EMBEDDED, encoding="utf-8")
         try:
             opened = _open(folder)
         finally:
@@ -112,6 +121,11 @@ def _open(folder: Path) -> dg.DagsterInstance:
         return dg.DagsterInstance.get()
     except dg.DagsterInvalidConfigError as exc:  # e.g. the password's variable is not set
         msg = f"the Dagster instance in {folder / 'dagster.yaml'} is not valid: {_first_line(exc)}"
+        if isinstance(settings, dict) and "storage" in settings and "event_log_storage" in settings:
+            msg += (
+                " (remove its event_log_storage section: the embedded SQLite event log of the "
+                "project's dagster.yaml, which a storage: section replaces)"
+            )
         raise InstanceError(msg) from exc
     except Exception as exc:
         msg = (
