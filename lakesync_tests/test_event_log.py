@@ -1,5 +1,6 @@
 """The embedded instance's event log: Dagster's SQLite files, written through open connections."""
 
+import sqlite3
 from pathlib import Path
 
 import dagster as dg
@@ -78,3 +79,41 @@ def test_the_projects_dagster_yaml_with_a_postgres_storage_added_says_what_to_re
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     with pytest.raises(InstanceError, match=r"incompatible with .*remove its event_log_storage section"):
         instance()
+
+
+def _schema(path: Path) -> tuple[object, ...]:
+    with sqlite3.connect(path) as db:
+        return (
+            sorted(db.execute("select type, name, sql from sqlite_master").fetchall()),
+            db.execute("select version_num from alembic_version").fetchall(),
+            db.execute("pragma journal_mode").fetchall(),
+        )
+
+
+def test_a_new_runs_file_is_the_one_dagster_makes_and_commits_do_not_wait_for_the_disk(
+    tmp_path: Path,
+) -> None:
+    ours, dagsters = SqliteEventLog(str(tmp_path / "ours")), SqliteEventLogStorage(str(tmp_path / "dagster"))
+    for storage in (ours, dagsters):
+        with storage.run_connection("a-run") as conn:
+            synchronous = conn.exec_driver_sql("pragma synchronous").scalar()
+        storage.dispose()
+        if storage is ours:
+            assert synchronous == 1  # NORMAL (Dagster's: FULL, 2)
+    made = _schema(tmp_path / "ours" / "a-run.db")
+    assert made == _schema(tmp_path / "dagster" / "a-run.db")
+    assert made[1] and made[2] == [("wal",)]
+
+
+def test_a_runs_file_of_an_older_revision_goes_through_dagsters_set_up(tmp_path: Path) -> None:
+    """A file whose tables exist without a revision (made before Dagster stamped them) is
+    stamped by Dagster's own set-up, not re-created."""
+    dagsters = SqliteEventLogStorage(str(tmp_path))
+    with dagsters.run_connection("old") as conn:
+        conn.exec_driver_sql("delete from alembic_version")
+    dagsters.dispose()
+    ours = SqliteEventLog(str(tmp_path))
+    with ours.run_connection("old") as conn:
+        assert conn.exec_driver_sql("select count(*) from event_logs").scalar() == 0
+    ours.dispose()
+    assert _schema(tmp_path / "old.db")[1] != []

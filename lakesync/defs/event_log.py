@@ -10,21 +10,39 @@ with one pooled connection per shard (the index and the most recent runs), ~2 ms
 Every use is still under the storage's lock, one connection at a time; a wipe closes them
 first. Configured in ``dagster.yaml`` (``event_log_storage``); an instance on Postgres is not
 concerned.
+
+Two more differences, both about cost, none about what is stored:
+
+- its connections commit with ``PRAGMA synchronous=NORMAL``, SQLite's recommended setting in
+  WAL mode (Dagster's files are WAL): a commit no longer waits for the disk (0.22 -> 0.01 ms
+  a commit here, several ms on a cloud disk; a first sync of 200 datasets commits ~2,800
+  times). The files stay consistent; a power loss may lose the last events written, never
+  rows: lakesync's exactly once is in the lakehouse's ledger, not in the event log;
+- a new run's file is created and stamped with the migration scripts read once per process,
+  not once per run (Dagster reads its ~70 scripts every time, ~50 ms a run); an existing file
+  whose revision is not the head, and the index, go through Dagster's own set-up.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from dagster import Field, StringSource
+from dagster._core.storage.event_log import SqlEventLogStorageMetadata
+from dagster._core.storage.event_log.sqlite import sqlite_event_log
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from dagster._core.storage.sql import get_alembic_config, safe_commit
 from dagster._serdes import ConfigurableClassData
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DatabaseError
 
 SHARDS_KEPT = 8
 """Shards (the index, recent runs) whose engine stays open; older ones are closed."""
@@ -59,6 +77,7 @@ class SqliteEventLog(SqliteEventLogStorage):
                     max_overflow=2,
                     connect_args={"timeout": BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
                 )
+                event.listen(engine, "connect", _commit_without_waiting_for_the_disk)
                 if shard not in self._initialized_dbs:
                     self._initdb(engine)
                     self._initialized_dbs.add(shard)
@@ -68,6 +87,11 @@ class SqliteEventLog(SqliteEventLogStorage):
                 oldest.dispose()
             with engine.connect() as conn, conn.begin():
                 yield conn
+
+    def _initdb(self, engine: Engine, for_index_shard: bool = False) -> None:
+        if not for_index_shard and _created_at_head(engine):
+            return
+        super()._initdb(engine, for_index_shard=for_index_shard)
 
     def _close_engines(self) -> None:
         with self._db_lock:
@@ -82,6 +106,43 @@ class SqliteEventLog(SqliteEventLogStorage):
     def dispose(self) -> None:
         self._close_engines()
         super().dispose()
+
+
+def _commit_without_waiting_for_the_disk(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+@functools.cache
+def _migrations() -> tuple[ScriptDirectory, str]:
+    """Dagster's event log migration scripts and their head revision, read once."""
+    script = ScriptDirectory.from_config(get_alembic_config(sqlite_event_log.__file__))
+    head = script.as_revision_number("head")
+    assert isinstance(head, str)
+    return script, head
+
+
+def _created_at_head(engine: Engine) -> bool:
+    """A run's file at the head revision, created here if it had no tables (as Dagster's
+    ``_initdb`` does, with the scripts read once). False when it needs Dagster's own set-up:
+    an older revision, tables without a revision, another process creating it at once."""
+    script, head = _migrations()
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn)
+            current = context.get_current_revision()
+            if current == head:
+                return True
+            if current is not None or inspect(conn).has_table("event_logs"):
+                return False
+            SqlEventLogStorageMetadata.create_all(conn)
+            conn.execute(text("PRAGMA journal_mode=WAL;"))
+            context.stamp(script, head)
+            safe_commit(conn)
+    except DatabaseError:  # e.g. "table already exists": Dagster's set-up retries
+        return False
+    return True
 
 
 def _default_dir() -> str:
