@@ -669,3 +669,30 @@ def test_an_intake_silent_for_longer_than_the_queue_keeps_messages_reconciles_at
         assert not intake.run().reconciled  # not due for 24 h
         later = datetime.now(tz=UTC) + timedelta(minutes=2)  # silent longer than the queue's 60 s
         assert intake.run(now=later).reconciled
+
+
+@pytest.mark.usefixtures("s3_env")
+def test_a_file_stamped_in_the_second_events_mode_began_counts_as_missed_by_events(
+    tmp_path: Path, s3_server: Server
+) -> None:
+    """S3's Last-Modified has whole seconds: a file that landed 0.6 s after events mode began
+    is stamped 0.x s before it, and is still a file the events missed."""
+    from datetime import timedelta
+
+    from lakesync.defs.providers import open_stores
+    from lakesync.discover.events.intake import LakeIntake
+    from lakesync.state.lakehouse import lakehouse_for
+
+    s3, sqs, sns = _clients(s3_server)
+    bucket = new_bucket("s3", s3_server)
+    queue = _notify(s3, sqs, sns, bucket.name, bucket.name)
+    lake = bucket.lake({"orders": {"pattern": "*.parquet", "format": "parquet", "table": "orders"}})
+    config = load_config(_events_config(tmp_path, lake, {"source": {"kind": "sqs", "queue_url": queue}}))
+    bucket.put("late.parquet", parquet_bytes(orders_rows(1, 2)))
+    with open_stores(config) as stores:
+        entry = stores["eu"].stat("late.parquet")
+        assert entry is not None and entry.modified.microsecond == 0  # whole seconds
+        intake = LakeIntake("eu", config.lakes["eu"], stores["eu"], Inbox(lakehouse_for(config)), "test")
+        began = entry.modified + timedelta(microseconds=400_000)
+        listed, missed, _ = intake.reconcile(began, began + timedelta(hours=1))
+        assert (listed, missed) == (1, 1)

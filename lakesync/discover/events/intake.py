@@ -246,6 +246,9 @@ class LakeIntake:
             self.inbox.lakehouse, self.inbox.lakehouse.open(self.inbox.ledger.uri), sorted(keys)
         )
         grace = timedelta(seconds=self.config.discovery.reconcile_grace)
+        # Stores give whole seconds (S3's Last-Modified): a file that landed in the second events
+        # mode began, after it began, is stamped before it; that second counts as after.
+        since = began.replace(microsecond=0)
         found: list[Announcement] = []
         listed = 0
         missed: set[str] = set()
@@ -264,7 +267,7 @@ class LakeIntake:
             for entry in entries:
                 if entry.path in known or now - entry.modified < grace:
                     continue
-                by: DiscoveredBy = "reconcile" if entry.modified >= began else "listing"
+                by: DiscoveredBy = "reconcile" if entry.modified >= since else "listing"
                 if by == "reconcile":
                     missed.add(entry.path)
                 found.append(Announcement(key, dataset.table, entry, by))
