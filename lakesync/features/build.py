@@ -296,7 +296,7 @@ def _update(state: _Update, *, at: datetime, force: bool) -> tuple[pl.DataFrame,
     if found is not None:
         changes_found, touched, added, entities = found
         touched = touched.select([pl.col(k).cast(schema[k]) for k in keys])
-        stored = current(history.join(touched.lazy(), on=keys, how="semi", nulls_equal=True), keys).collect()
+        stored = current(_of(history, touched, keys), keys).collect()
         rows, how = (
             recompute(feature, touched, added=added, stored=stored, found=changes_found, inputs=inputs),
             "incremental",
@@ -311,6 +311,14 @@ def _update(state: _Update, *, at: datetime, force: bool) -> tuple[pl.DataFrame,
     added_entities = new.join(stored.select(keys), on=keys, how="anti", nulls_equal=True).height
     total = entities + added_entities - gone.height
     return appended, total, how, Change(before.version(), new, gone, total)
+
+
+def _of(history: pl.LazyFrame, touched: pl.DataFrame, keys: list[str]) -> pl.LazyFrame:
+    """The history of the touched entities only: a filter on each key the scan applies as it
+    reads (parquet statistics, then rows), so what is held is bounded by the touched entities,
+    not the whole history; the join then keeps exactly the touched key combinations."""
+    near = [pl.col(k).is_in(touched[k].unique().implode(), nulls_equal=True) for k in keys]
+    return history.filter(*near).join(touched.lazy(), on=keys, how="semi", nulls_equal=True)
 
 
 def _touched(state: _Update) -> tuple[Changes, pl.DataFrame, pl.DataFrame | None, int] | None:
