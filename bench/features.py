@@ -7,7 +7,8 @@ In one child process, alternated: append 100 new orders and bring the feature up
 it from the whole input (``force``: computed whole, compared with the stored values, the
 changed ones appended), then only the aggregation over the whole input (what any full
 recompute costs at least); peak memory of each side is not separated (one process), their
-times are.
+times are. Then, each in a process of its own, the feature built once from the whole input and
+one incremental build after 100 new rows: that process's peak is what an update costs in memory.
 
     python -m bench.features [--rows 10000000] [--repeat 3]
 """
@@ -122,14 +123,56 @@ def child(folder: str, rows: int, repeat: int) -> dict[str, Any]:
     }
 
 
+def prepare(folder: str, out: str) -> dict[str, Any]:
+    """A lakehouse holding the input and the feature built from it, for :func:`incremental`."""
+    from lakesync.config import load_config
+    from lakesync.features import build_feature
+    from lakesync.state.lakehouse import Lakehouse
+
+    lakehouse = Path(out) / "lakehouse"
+    shutil.copytree(Path(folder) / "orders", lakehouse / "orders")
+    built = build_feature(load_config(_config(lakehouse)), "spend", Lakehouse(str(lakehouse)), run_id="bench")
+    return {"entities": built.rows}
+
+
+def incremental(out: str, rows: int) -> dict[str, Any]:
+    """100 new rows and one incremental build, in a process doing nothing else."""
+    from deltalake import write_deltalake
+
+    from bench.proc import own_peak_mb
+    from lakesync.config import load_config
+    from lakesync.features import build_feature
+    from lakesync.state.lakehouse import Lakehouse
+
+    lakehouse = Path(out) / "lakehouse"
+    config = load_config(_config(lakehouse))
+    write_deltalake(str(lakehouse / "orders"), orders_text(rows, 100).to_arrow(), mode="append")
+    before = own_peak_mb()
+    started = time.perf_counter()
+    built = build_feature(config, "spend", Lakehouse(str(lakehouse)), run_id="bench")
+    assert built.how == "incremental", built.how
+    return {"s": time.perf_counter() - started, "before_build_mb": before, "own_peak_rss_mb": own_peak_mb()}
+
+
 def measure(rows: int, repeat: int, data: Path = DATA) -> dict[str, Any]:
     print(
         f"features: {rows:,}-row input, 100 new rows, incremental beside whole (built once) ...", flush=True
     )
     folder = build(rows, data)
-    return run_child(
+    result = run_child(
         [sys.executable, "-m", "bench.features", "--child", str(folder), str(rows), str(repeat)], "features"
     )
+    with tempfile.TemporaryDirectory(prefix="lakesync-bench-features-") as tmp:
+        command = [sys.executable, "-m", "bench.features"]
+        built = run_child([*command, "--prepare", str(folder), tmp], "features (built whole)")
+        alone = run_child([*command, "--incremental", tmp, str(rows)], "features (incremental alone)")
+    result["incremental_alone"] = {
+        "s": alone["s"],
+        "peak_rss_mb": alone["peak_rss_mb"],
+        "before_build_mb": alone["before_build_mb"],
+        "whole_build_peak_rss_mb": built["peak_rss_mb"],
+    }
+    return result
 
 
 def report(result: dict[str, Any]) -> None:
@@ -144,6 +187,14 @@ def report(result: dict[str, Any]) -> None:
         f"  history after the builds: {result['history_rows']:,} rows "
         f"(peak RSS of the process {result['peak_rss_mb']:.0f} MB)"
     )
+    alone = result.get("incremental_alone")
+    if alone:
+        before = alone["before_build_mb"]
+        print(
+            f"  in processes of their own: an incremental build {alone['s']:.3f} s, peak RSS "
+            f"{alone['peak_rss_mb']:.0f} MB ({before:.0f} MB before the build); "
+            f"the build from the whole input: peak {alone['whole_build_peak_rss_mb']:.0f} MB"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,7 +202,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--child", nargs=3, metavar=("FOLDER", "ROWS", "REPEAT"))
+    parser.add_argument("--prepare", nargs=2, metavar=("FOLDER", "OUT"))
+    parser.add_argument("--incremental", nargs=2, metavar=("OUT", "ROWS"))
     args = parser.parse_args(argv)
+    if args.prepare:
+        print(json.dumps(prepare(*args.prepare)))
+        return 0
+    if args.incremental:
+        print(json.dumps(incremental(args.incremental[0], int(args.incremental[1]))))
+        return 0
     if args.child:
         folder, rows, repeat = args.child
         print(json.dumps(child(folder, int(rows), int(repeat))))

@@ -84,6 +84,8 @@ def test_the_feature_bench_updates_incrementally_beside_whole(tmp_path: Path) ->
 
     result = features.measure(20_000, 1, data=tmp_path)  # the child asserts each update was incremental
     assert result["entities"] > 0 and result["incremental_s"] > 0 and result["full_s"] > 0
+    alone = result["incremental_alone"]  # each in its own process: the build's peak is its own
+    assert alone["s"] > 0 and alone["before_build_mb"] <= alone["peak_rss_mb"]
     features.report(result)
 
 
