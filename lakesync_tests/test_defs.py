@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from lakesync.defs.ticks import RETRY_AFTER_SECONDS, Decision, RunInfo, Tick, de
 from lakesync.discover import Discovery
 from lakesync.pipeline.scan import DatasetScan
 from lakesync.state.lakehouse import lakehouse_for
+from lakesync.state.ledger import Ledger
 from lakesync.state.values import FileEntry
 from lakesync_tests.lakes import T0, local_lake, orders_rows, orders_table, write_config, write_orders_parquet
 
@@ -203,6 +205,61 @@ def test_a_sensor_skips_when_every_file_is_known(demo: Path) -> None:
     assert "no new files (3 files, all known to the ledger)" in str(result.skip_message)
 
 
+def test_a_sensor_lists_a_large_lake_a_page_a_tick_and_finds_every_new_file(tmp_path: Path) -> None:
+    """``sensor.max_listed``: each tick lists a page and the next resumes after it; a page
+    with more new files than one tick plans (5 batches) is listed again until all are planned;
+    a file landing in a page already passed is found in the next pass."""
+    lake = tmp_path / "l"
+    for i in range(8):
+        write_orders_parquet(lake / f"f{i}.parquet", orders_rows(i * 10, 2), mtime=T0 + timedelta(minutes=i))
+    dataset = {
+        "pattern": "*.parquet",
+        "format": "parquet",
+        "table": "orders",
+        "sensor": {"max_listed": 6, "max_files": 1},
+    }
+    config = write_config(
+        tmp_path, lakes={"l": local_lake(lake, {"o": dataset})}, tables={"orders": orders_table()}
+    )
+    repo = repository(config)
+    ticks: list[SensorExecutionData] = []
+    with dg.instance_for_test() as instance:
+
+        def next_tick() -> SensorExecutionData:
+            ticks.append(
+                tick(repo, "watch_l__o", config, instance, cursor=ticks[-1].cursor if ticks else None)
+            )
+            return ticks[-1]
+
+        def planned() -> list[str]:
+            state = Ledger(lakehouse_for(load_config(config))).read("l.o")
+            return sorted(state.files.filter(pl.col("status") == "planned")["path"].to_list())
+
+        next_tick()  # f0..f5 listed, five of them planned: the page is listed again
+        assert planned() == [f"f{i}.parquet" for i in range(5)]
+        next_tick()  # f5 planned; on after f5
+        assert planned() == [f"f{i}.parquet" for i in range(6)]
+        observed = ticks[-1].asset_events[0]
+        assert isinstance(observed, dg.AssetObservation)
+        assert "the listing resumes after f5.parquet at the next tick" in str(
+            observed.metadata["listing"].value
+        )
+        next_tick()  # f6, f7: the pass ends
+        assert planned() == [f"f{i}.parquet" for i in range(8)]
+        write_orders_parquet(lake / "f00.parquet", orders_rows(500, 2), mtime=T0)
+        quiet = next_tick()  # a new pass: f0..f00..f4
+        assert planned()[0] == "f0.parquet" and "f00.parquet" in planned()
+        seen = next_tick()  # f5..f7: nothing new, the pass ends
+        (observed,) = (e for e in seen.asset_events if isinstance(e, dg.AssetObservation))
+        listing = str(observed.metadata["listing"].value)
+        assert listing == "3 files listed after f4.parquet; the next tick lists from the start"
+        assert observed.metadata["files"].value == 9 and observed.metadata["files_new"].value == 0
+    assert quiet.run_requests and json.loads(seen.cursor or "{}")["lake"] == {
+        "files": 9,
+        "bytes": sum(f.stat().st_size for f in lake.iterdir()),
+    }
+
+
 def scan(new: int, pending: tuple[int, ...] = ()) -> DatasetScan:
     files = tuple(FileEntry(f"f{i}", 10, T0 + timedelta(minutes=i)) for i in range(new))
     return DatasetScan("eu.orders", Discovery(files, (), new, 10 * new, None), pending)
@@ -381,3 +438,11 @@ def test_a_dataset_stopped_by_drift_says_why_and_resumes_after_review(tmp_path: 
         DriftLog(lakehouse_for(config)).decide(event.id, "approved", actor="ada")
         resumed = tick(repo, "watch_eu__orders", config_path, instance)
         assert len(resumed.run_requests or []) == 1
+
+
+def test_a_tick_with_nothing_new_in_its_page_says_where_the_listing_resumes() -> None:
+    found = Discovery((), (), 1000, 10, None, started_after="a/1.csv", resume_after="b/9.csv")
+    assert decision(DatasetScan("eu.orders", found, ())).skip == (
+        "no new files among the 1,000 listed after a/1.csv, all known to the ledger; "
+        "the listing resumes after b/9.csv at the next tick"
+    )

@@ -16,12 +16,13 @@ from hypothesis import strategies as st
 from lakesync.config.storage import LocalLake
 from lakesync.discover import LakeUnavailableError, discover, planning, split_batches, take_batch
 from lakesync.discover.patterns import literal_prefix, matches
+from lakesync.discover.sources import ListingSource
 from lakesync.discover.stores import LocalStore
 from lakesync.state import ledger_files
 from lakesync.state.inbox import Announcement, Inbox
 from lakesync.state.lakehouse import Lakehouse
 from lakesync.state.ledger import Ledger
-from lakesync.state.ledger_files import FILE_COLUMNS, lookup
+from lakesync.state.ledger_files import FILE_COLUMNS, KnownFiles, lookup
 from lakesync.state.values import FileEntry, FileOutcome
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -84,6 +85,54 @@ def test_local_listing_matches_the_pattern_and_reports_size_and_mtime(tmp_path: 
     assert [f.path for f in found] == ["orders/2026/a.parquet", "orders/b.parquet", "orders/ü n#%.parquet"]
     assert [f.size for f in found] == [1, 2, 5]
     assert all(f.modified.tzinfo is UTC for f in found)
+
+
+def test_a_local_listing_goes_in_key_order_and_resumes_after_any_path(tmp_path: Path) -> None:
+    """A local folder lists as object stores do, in the order of the paths as strings (a folder's
+    files where ``folder/`` sorts, not where its name does), so a listing cut at a limit
+    resumes after its last path; folders wholly before that path are not entered."""
+    names = ["a-b.csv", "a/x.csv", "a/y/z.csv", "a.csv", "a0.csv", "b/c/d.csv", "B.csv", "ä.csv", "a/y.csv"]
+    _files(tmp_path, names)
+    store = LocalStore("eu", LocalLake(provider="local", root=str(tmp_path), datasets={}))
+    listed = [f.path for f in store.list("**/*.csv")]
+    assert listed == sorted(names)
+    for after in [*names, "a/m", "a/", "", "zz"]:
+        assert [f.path for f in store.list("**/*.csv", start_after=after)] == [
+            n for n in sorted(names) if n > after
+        ]
+
+
+def test_a_listing_source_goes_through_the_lake_a_page_at_a_time(tmp_path: Path) -> None:
+    """With a limit, a listing stops after that many files and says where the next one resumes;
+    the pages together are the whole listing, each file once (8 files in pages of 4: two pages,
+    the second knows nothing follows without a third)."""
+    names = [f"d{i % 3}/f{i}.csv" for i in range(8)]
+    _files(tmp_path, names)
+    store = LocalStore("eu", LocalLake(provider="local", root=str(tmp_path), datasets={}))
+    source = ListingSource(store, "**/*.csv")
+    state = Ledger(Lakehouse(str(tmp_path / "lh"))).read("eu.o")
+    first = source.scan(state, limit=4)
+    assert first.files == 4 and first.started_after is None and first.resume_after == sorted(names)[3]
+    second = source.scan(state, after=first.resume_after, limit=4)
+    assert second.started_after == sorted(names)[3] and second.resume_after is None
+    assert sorted(f.path for f in (*first.new, *second.new)) == sorted(names)
+    assert not first.whole and not second.whole and source.scan(state).whole
+    assert source.scan(state, limit=8).whole  # all of it in one page
+
+
+def test_events_since_the_compaction_lie_above_the_compacted_hashes() -> None:
+    """A path the events since the compaction touched is looked up in them, not in the
+    compacted rows: its new tag, or not seen when its latest event is an announcement."""
+    base = pl.DataFrame({"h1": [1, 5, 9], "h2": [1, 1, 1], "tag": [10, 50, 90]})
+    tail = pl.DataFrame(
+        {"h1": [5, 9, 12], "h2": [1, 1, 1], "tag": [51, 90, 120], "seen": [True, False, True]}
+    )
+    known = KnownFiles(base, tail)
+    listed = pl.DataFrame({"h1": [1, 5, 9, 12, 7], "h2": [1, 1, 1, 1, 1]})
+    seen, tags = known.lookup(listed)
+    assert seen.to_list() == [True, True, False, True, False]
+    assert tags.to_list()[:2] == [10, 51] and tags[3] == 120
+    assert known.height == 3 and sorted(known.frame()["h1"].to_list()) == [1, 5, 12]
 
 
 def test_a_missing_lake_folder_is_a_clear_error(tmp_path: Path) -> None:
@@ -263,7 +312,8 @@ def _view(ledger: Ledger, dataset: str) -> dict[str, object]:
     state = ledger.read(dataset)
     return {
         "files": state.files.select(FILE_COLUMNS).sort("path").rows(),
-        "known": state.known.sort(["h1", "h2"]).rows(),
+        "known": state.known.frame().sort(["h1", "h2"]).rows(),
+        "known_files": state.known.height,
         "announced": state.announced(),
         "pending": state.pending,
         "versions": (state.planned_version, state.done_version),
@@ -310,6 +360,9 @@ def test_the_compacted_ledger_reads_what_the_whole_ledger_reads(
     assert {f.path for f in found.new} == {f.path for f in files[93:]}
     # batches 26-30 (three events each), a plan, an announcement, a revert
     assert seen.state.base is not None and seen.state.tail.height == 5 * 3 + 3 + 1 + 2
+    # The compacted rows are written sorted by h1 and used as read; the events since lie above.
+    assert seen.known.base["h1"].flags["SORTED_ASC"] and seen.known.base.height == 75
+    assert seen.known.height == 90 + 3  # ingested or quarantined, planned; not the announcements
     assert seen.count("quarantined") == 30 + 2  # one file of each batch, and the two reverted
     with_state = _view(ledger, "eu.o")
     monkeypatch.setattr(ledger_files, "HASHER", "polars-0.0.0")  # hashes of another version: unused

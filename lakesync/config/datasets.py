@@ -55,6 +55,12 @@ class SensorSettings(StrictModel):
     """At most this many files in one ingestion run (one Delta commit)."""
     max_bytes: int = 1_000_000_000
     """At most this many bytes in one ingestion run; accepts ``512MB``, ``1GB``."""
+    max_listed: int | None = Field(default=1_000_000, gt=0)
+    """At most this many files listed by one tick; the next tick lists on after the last one, so
+    a lake of millions of files is gone through a page a tick (each tick's cost bounded; a new
+    file is found within one pass). ``null``: the whole listing every tick. Not for
+    ``ordered_keys`` (listed after the greatest known key) nor events mode (nothing listed);
+    ``lakesync sync`` lists whole."""
 
     @field_validator("interval", mode="before")
     @classmethod

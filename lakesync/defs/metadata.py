@@ -281,11 +281,26 @@ def dataset_batch_metadata(result: DatasetSync) -> dict[str, Any]:
     return metadata
 
 
-def scan_metadata(scan: Discovery, *, pending_batches: int, now_seconds: float) -> dict[str, Any]:
-    """Metadata of a lake dataset's observation by its sensor."""
-    metadata: dict[str, Any] = {
-        "files": scan.files,
-        "bytes": scan.bytes,
+def scan_metadata(
+    scan: Discovery, *, pending_batches: int, now_seconds: float, listing: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Metadata of a lake dataset's observation by its sensor. A listing resumed across ticks
+    (``listing``: the sensor's cursor, :func:`lakesync.defs.sensors.next_listing`) reports the
+    files of its last whole pass (or of the pass so far, before the first ends) and the page."""
+    files, size = scan.files, scan.bytes
+    metadata: dict[str, Any] = {}
+    if not scan.whole and listing is not None:
+        done = listing.get("lake") or listing.get("listing") or {}
+        files, size = int(done.get("files", files)), int(done.get("bytes", size))
+        where = f"after {scan.started_after}" if scan.started_after is not None else "from the start"
+        metadata["listing"] = (
+            f"{scan.files:,} files listed {where}; "
+            + scan.resumes()
+            + ("" if listing.get("lake") else " (the first pass has not ended: files so far)")
+        )
+    metadata |= {
+        "files": files,
+        "bytes": size,
         "files_new": len(scan.new),
         "bytes_new": scan.new_bytes,
         "files_changed_after_ingestion": len(scan.changed),

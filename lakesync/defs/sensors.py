@@ -20,6 +20,7 @@ from lakesync.defs.checks import FRESHNESS_CHECK, check_evaluation, freshness_of
 from lakesync.defs.metadata import dataset_key, scan_metadata, sensor_name
 from lakesync.defs.providers import needs_resource, resource_key, store_for
 from lakesync.defs.ticks import Decision, RunInfo, Tick, config_fingerprint, decide, run_requests
+from lakesync.discover import Discovery
 from lakesync.pipeline.plan import plan_batch
 from lakesync.pipeline.runtime import DatasetRuntime
 from lakesync.pipeline.scan import scan_dataset
@@ -38,6 +39,35 @@ def _cursor(text: str | None) -> dict[str, Any]:
     except json.JSONDecodeError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _page(cursor: dict[str, Any]) -> dict[str, Any]:
+    """Where the tick's listing resumes (``after``) and what the pass listed before it."""
+    page = cursor.get("listing")
+    return page if isinstance(page, dict) and isinstance(page.get("after"), str) else {}
+
+
+def _handled(found: Discovery, decision: Decision) -> bool:
+    """Every new file of the listing was planned by this tick (or there was none)."""
+    return not found.new or (decision.skip is None and sum(len(b) for b in decision.new) >= len(found.new))
+
+
+def next_listing(cursor: dict[str, Any], found: Discovery, *, handled: bool) -> dict[str, Any]:
+    """The cursor's ``listing`` (where the next tick resumes, what this pass has listed so far)
+    and ``lake`` (the files and bytes of the last whole pass). A page whose new files were not
+    all planned (a run waiting, a paused dataset, more batches than a tick plans) is listed
+    again, so no new file is passed over."""
+    lake = cursor.get("lake") if isinstance(cursor.get("lake"), dict) else None
+    if found.whole:
+        return {"listing": None, "lake": None}
+    page = _page(cursor)
+    if not handled:
+        return {"listing": page or None, "lake": lake}
+    files = int(page.get("files", 0)) + found.files
+    size = int(page.get("bytes", 0)) + found.bytes
+    if found.resume_after is None:  # the pass reached the end: the next tick starts over
+        return {"listing": None, "lake": {"files": files, "bytes": size}}
+    return {"listing": {"after": found.resume_after, "files": files, "bytes": size}, "lake": lake}
 
 
 def _run_info(record: dg.RunRecord) -> RunInfo:
@@ -104,7 +134,9 @@ def dataset_sensor(config: LakesyncConfig, runtime: DatasetRuntime) -> dg.Sensor
         live = replace(runtime, store=store_for(runtime.lake, config.lakes[runtime.lake], resource))
         ledger = Ledger(lakehouse)
         known = ledger.read(runtime.key)
-        scan = scan_dataset(live, known)
+        previous = _cursor(context.cursor)
+        page = _page(previous)
+        scan = scan_dataset(live, known, after=page.get("after"), limit=settings.max_listed)
         drift = DriftLog(lakehouse)
         live = replace(live, decisions=drift.decisions(runtime.key))
         fingerprint = config_fingerprint(config, runtime, live.decisions)
@@ -114,9 +146,11 @@ def dataset_sensor(config: LakesyncConfig, runtime: DatasetRuntime) -> dg.Sensor
         decision = decide(tick, lake=runtime.lake, limits=settings)
         new = _plan(live, ledger, decision, f"sensor {name}") if decision.skip is None else []
         pending = [(p.version, len(p.files)) for p in known.pending] if decision.skip is None else []
-        metadata = scan_metadata(scan.discovery, pending_batches=len(scan.pending), now_seconds=now)
+        listing = next_listing(previous, scan.discovery, handled=_handled(scan.discovery, decision))
+        metadata = scan_metadata(
+            scan.discovery, pending_batches=len(scan.pending), now_seconds=now, listing=listing
+        )
         observed = {k: metadata[k] for k in ("files", "bytes", "files_new", "batches_pending")}
-        previous = _cursor(context.cursor)
         events: list[dg.AssetObservation | dg.AssetCheckEvaluation] = []
         if observed != previous.get("observed"):
             events.append(dg.AssetObservation(asset_key=asset_key, metadata=metadata))
@@ -127,7 +161,7 @@ def dataset_sensor(config: LakesyncConfig, runtime: DatasetRuntime) -> dg.Sensor
             events.append(check_evaluation(freshness, asset_key=asset_key, check_name=FRESHNESS_CHECK))
             reported = now
         state = json.dumps(
-            {"observed": observed, "freshness": verdict, "freshness_at": reported}, sort_keys=True
+            {"observed": observed, "freshness": verdict, "freshness_at": reported, **listing}, sort_keys=True
         )
         requests = [
             dg.RunRequest(

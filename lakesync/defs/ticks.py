@@ -92,7 +92,12 @@ def decide(tick: Tick, *, lake: str, limits: SensorSettings) -> Decision:
     scan, last = tick.scan, tick.last
     new = scan.discovery.new
     if not new and not scan.pending:
-        return Decision(skip=f"no new files ({scan.discovery.files} files, all known to the ledger)")
+        found = scan.discovery
+        if found.whole:
+            return Decision(skip=f"no new files ({found.files} files, all known to the ledger)")
+        after = f" after {found.started_after}" if found.started_after is not None else ""
+        listed = f"no new files among the {found.files:,} listed{after}, all known to the ledger"
+        return Decision(skip=f"{listed}; {found.resumes()}")
     if tick.stopped_by is not None:
         return Decision(skip=tick.stopped_by)
     if tick.waiting:

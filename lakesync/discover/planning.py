@@ -10,7 +10,7 @@ from itertools import islice
 
 import polars as pl
 
-from lakesync.state.ledger_files import KEY, hashes, lookup
+from lakesync.state.ledger_files import KnownFiles, hashes
 from lakesync.state.ledger_state import entry_frame
 from lakesync.state.values import FileEntry
 
@@ -26,10 +26,26 @@ class Discovery:
     files: int
     bytes: int
     newest: datetime | None
+    started_after: str | None = None
+    """A listing resumed from an earlier tick's: the path it started after."""
+    resume_after: str | None = None
+    """A listing cut at its limit: the last path it listed, where the next one resumes
+    (``None``: the listing went to the end)."""
 
     @property
     def new_bytes(self) -> int:
         return sum(f.size for f in self.new)
+
+    @property
+    def whole(self) -> bool:
+        """The listing saw every file (not one page of a listing that resumes across ticks)."""
+        return self.started_after is None and self.resume_after is None
+
+    def resumes(self) -> str:
+        """Where the next tick's listing starts, for messages."""
+        if self.resume_after is not None:
+            return f"the listing resumes after {self.resume_after} at the next tick"
+        return "the next tick lists from the start" if self.started_after is not None else ""
 
 
 def _order(entry: FileEntry) -> tuple[datetime, str]:
@@ -41,17 +57,17 @@ LISTING_CHUNK = 100_000
 (a chunk's entries and frame, ~50 MB at this size, and the ledger's hashes are)."""
 
 
-def discover(listing: Iterable[FileEntry], known: pl.DataFrame | Mapping[str, str]) -> Discovery:
+def discover(listing: Iterable[FileEntry], known: KnownFiles | pl.DataFrame | Mapping[str, str]) -> Discovery:
     """Split a listing into new and changed files against ``known``: the ledger's hashes of each
-    path and version tag (``h1``, ``h2``, ``tag``: :attr:`DatasetLedger.known`), or ``path``,
-    ``version_tag`` columns, or a mapping path -> version tag.
+    path and version tag (:attr:`DatasetLedger.known`, or a frame of ``h1``, ``h2``, ``tag``), or
+    ``path``, ``version_tag`` columns, or a mapping path -> version tag.
 
-    The ledger's hashes are sorted once; the listing is read as the store yields it,
-    :data:`LISTING_CHUNK` files at a time, and each chunk's paths are looked up in them by
-    binary search (no hash table of millions is built per chunk). Changed files are reported,
-    not re-ingested: a file's path is ingested once.
+    The ledger's hashes are used sorted as the compacted state holds them; the listing is read
+    as the store yields it, :data:`LISTING_CHUNK` files at a time, and each chunk's paths are
+    looked up in them by binary search (no hash table of millions is built per chunk). Changed
+    files are reported, not re-ingested: a file's path is ingested once.
     """
-    stored = _known_hashes(known).sort("h1")  # (a no-op on the ledger's, sorted once)
+    stored = _known_hashes(known)
     entries = iter(listing)
     new: list[FileEntry] = []
     changed: list[FileEntry] = []
@@ -59,7 +75,7 @@ def discover(listing: Iterable[FileEntry], known: pl.DataFrame | Mapping[str, st
     newest: datetime | None = None
     while chunk := _next_chunk(entries):
         frame = entry_frame(chunk).select("size", "modified", *hashes())
-        seen, tags = lookup(stored, frame)
+        seen, tags = stored.lookup(frame)
         new += [chunk[i] for i in (~seen).arg_true()]
         changed += [chunk[i] for i in (seen & (tags != frame["tag"])).arg_true()]
         files += len(chunk)
@@ -85,16 +101,18 @@ def _next_chunk(entries: Iterator[FileEntry]) -> list[FileEntry]:
             gc.enable()
 
 
-def _known_hashes(known: pl.DataFrame | Mapping[str, str]) -> pl.DataFrame:
-    """``known`` as ``h1``, ``h2``, ``tag`` (one row per path)."""
+def _known_hashes(known: KnownFiles | pl.DataFrame | Mapping[str, str]) -> KnownFiles:
+    """``known`` as :class:`KnownFiles`."""
+    if isinstance(known, KnownFiles):
+        return known
     if isinstance(known, pl.DataFrame) and "h1" in known.columns:
-        return known.select(*KEY, "tag")
+        return KnownFiles.of(known)
     if not isinstance(known, pl.DataFrame):
         known = pl.DataFrame(
             {"path": list(known), "version_tag": list(known.values())},
             schema={"path": pl.String, "version_tag": pl.String},
         )
-    return known.select(hashes())
+    return KnownFiles.of(known.select(hashes()))
 
 
 def _utc_order(entry: FileEntry) -> tuple[datetime, str]:

@@ -24,10 +24,12 @@ class DatasetScan:
     """When the ledger last recorded a file as ingested or quarantined."""
 
 
-def scan_dataset(runtime: DatasetRuntime, state: DatasetLedger) -> DatasetScan:
-    """Ask the dataset's source what is new against ``state`` (its ledger now); raises
-    ``LakeUnavailableError``."""
-    found = runtime.source.scan(state)
+def scan_dataset(
+    runtime: DatasetRuntime, state: DatasetLedger, *, after: str | None = None, limit: int | None = None
+) -> DatasetScan:
+    """Ask the dataset's source what is new against ``state`` (its ledger now), listing at most
+    ``limit`` files after ``after`` when given (a sensor's page); raises ``LakeUnavailableError``."""
+    found = runtime.source.scan(state, after=after, limit=limit)
     if runtime.config.changed == "reingest":
         found = replace(found, new=(*found.new, *found.changed), changed=())
     known = state.state.select(["modified"])["modified"].max()

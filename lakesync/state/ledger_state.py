@@ -13,7 +13,7 @@ import pyarrow as pa
 from deltalake import DeltaTable
 
 from lakesync.state.lakehouse import Lakehouse, scan_current, transaction_version
-from lakesync.state.ledger_files import FILE_COLUMNS, KEY, FileState, hashes, lookup, read_states, version_tag
+from lakesync.state.ledger_files import FILE_COLUMNS, FileState, KnownFiles, hashes, read_states, version_tag
 from lakesync.state.values import BatchPlan, FileEntry
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -97,12 +97,11 @@ class DatasetLedger:
         return int(found["batch"].max()) if found.height else None  # type: ignore[arg-type]
 
     @cached_property
-    def known(self) -> pl.DataFrame:
+    def known(self) -> KnownFiles:
         """The hashes (``h1``, ``h2`` of the path, ``tag`` of its version tag) of every file the
         ledger has seen (planned, ingested or quarantined): what a listing is diffed against
-        (:func:`lakesync.discover.discover`), without reading a path; sorted by ``h1`` for
-        :func:`~lakesync.state.ledger_files.lookup`."""
-        return self.state.select([*KEY, "tag"], where=pl.col("status") != "announced").sort("h1")
+        (:func:`lakesync.discover.discover`), without reading a path."""
+        return self.state.known()
 
     def known_tags(self) -> dict[str, str]:
         """Path -> version tag of every file the ledger has seen, as a dict (small uses; a
@@ -116,7 +115,7 @@ class DatasetLedger:
         if not files:
             return []
         frame = entry_frame(files).select(hashes())
-        seen, tags = lookup(self.known, frame)
+        seen, tags = self.known.lookup(frame)
         taken = seen & (tags == frame["tag"])
         return [f for f, t in zip(files, taken, strict=True) if not t]
 

@@ -18,7 +18,8 @@ class EventsSource:
         self.pattern = pattern
         self.description = f"storage events of {store.description}"
 
-    def scan(self, state: DatasetLedger) -> Discovery:
+    def scan(self, state: DatasetLedger, *, after: str | None = None, limit: int | None = None) -> Discovery:
+        del after, limit  # nothing is listed
         new = state.announced()
         sizes = state.state.select(["size"])["size"]
         files, total = sizes.len(), int(sizes.sum() or 0)

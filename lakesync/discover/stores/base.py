@@ -30,8 +30,8 @@ class LakeStore(Protocol):
     """Listing requests made so far (one per page on object stores)."""
 
     def list(self, pattern: str, *, start_after: str | None = None) -> Iterator[FileEntry]:
-        """Every file whose relative path matches the glob ``pattern`` (after ``start_after``,
-        when keys only grow)."""
+        """Every file whose relative path matches the glob ``pattern``, in key order (their
+        paths' order as strings: a listing can resume after a path), after ``start_after``."""
         ...
 
     def local_path(self, entry: FileEntry) -> AbstractContextManager[Path]:

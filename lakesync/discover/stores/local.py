@@ -24,35 +24,43 @@ class LocalStore:
         self.list_calls = 0
 
     def list(self, pattern: str, *, start_after: str | None = None) -> Iterator[FileEntry]:
+        """Matching files in key order, as object stores list (their relative paths as strings,
+        a folder's files where ``folder/`` sorts); after ``start_after``, folders whose every
+        path sorts before it are not entered."""
         self.list_calls += 1
         if not self.root.is_dir():
             msg = f"lake {self.name!r}: the folder {self.root} does not exist or is not a folder"
             raise LakeUnavailableError(msg)
         regex = compile_pattern(pattern)
-        start = self.root / literal_prefix(pattern)
+        prefix = literal_prefix(pattern)
+        start = self.root / prefix
         if not start.is_dir():
             return
-        stack = [start]
-        root_len = len(str(self.root)) + 1
-        while stack:
-            folder = stack.pop()
+        for path, entry in self._walk(start, prefix, start_after):
+            if not regex.match(path) or (start_after is not None and path <= start_after):
+                continue
             try:
-                with os.scandir(folder) as entries:
-                    for entry in entries:
-                        if entry.is_dir(follow_symlinks=False):
-                            stack.append(Path(entry.path))
-                            continue
-                        relative = entry.path[root_len:].replace(os.sep, "/")
-                        if not regex.match(relative) or (start_after is not None and relative <= start_after):
-                            continue
-                        try:
-                            stat = entry.stat()
-                        except FileNotFoundError:
-                            continue  # deleted while listing: the next tick will not see it either
-                        yield _entry(relative, stat)
-            except PermissionError as exc:
-                msg = f"lake {self.name!r}: cannot list {folder}: permission denied"
-                raise LakeUnavailableError(msg) from exc
+                stat = entry.stat()
+            except FileNotFoundError:
+                continue  # deleted while listing: the next tick will not see it either
+            yield _entry(path, stat)
+
+    def _walk(self, folder: Path, relative: str, after: str | None) -> Iterator[tuple[str, os.DirEntry[str]]]:
+        """(relative path, entry) of every file under ``folder``, in key order."""
+        try:
+            with os.scandir(folder) as scan:
+                entries = sorted(
+                    ((e.name + "/" if e.is_dir(follow_symlinks=False) else e.name), e) for e in scan
+                )
+        except PermissionError as exc:
+            msg = f"lake {self.name!r}: cannot list {folder}: permission denied"
+            raise LakeUnavailableError(msg) from exc
+        for name, entry in entries:
+            path = relative + name
+            if not name.endswith("/"):
+                yield path, entry
+            elif after is None or after[: len(path)] <= path:  # else all of it sorts before ``after``
+                yield from self._walk(Path(entry.path), path, after)
 
     @contextmanager
     def local_path(self, entry: FileEntry) -> Iterator[Path]:
