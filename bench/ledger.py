@@ -100,17 +100,23 @@ def build(
     )
 
 
-def child(uri: str, known: int, new: int) -> dict[str, Any]:
-    """One tick's ledger work, timed in this process."""
+def child(uri: str, known: int, new: int, page: int = 0) -> dict[str, Any]:
+    """One tick's ledger work, timed in this process. ``page``: a sensor's listing resumed
+    across ticks (``sensor.max_listed``): the tick lists that many files, the pass's last page
+    (where the new files are), after the path before them."""
     from deltalake import DeltaTable
 
     from lakesync.discover import discover
+    from lakesync.discover.sources.listing import Page
     from lakesync.state.lakehouse import Lakehouse
     from lakesync.state.ledger_state import ledger_state
     from lakesync.state.values import FileEntry
 
+    first = max(0, known + new - page) if page else 0
+
     def listing() -> Iterator[FileEntry]:  # what a store yields, one entry at a time
-        return (FileEntry(_path(i), 4, BASE + timedelta(seconds=i)) for i in range(known + new))
+        entries = (FileEntry(_path(i), 4, BASE + timedelta(seconds=i)) for i in range(first, known + new))
+        return iter(Page(entries, page)) if page else entries
 
     started = time.perf_counter()
     for _ in listing():  # the store's own share: making the entries, nothing kept
@@ -126,11 +132,12 @@ def child(uri: str, known: int, new: int) -> dict[str, Any]:
     batch = state.untaken(list(found.new))
     checked = time.perf_counter()
     assert len(found.new) == len(batch) == new and not found.changed, (len(found.new), len(batch))
-    assert found.files == known + new
+    assert found.files == known + new - first
     diff = max(0.0, diffed - read - yield_s)  # the ledger's share of going through the listing
     return {
         "known": known,
         "new": new,
+        "listed": found.files,
         "read_s": read - started,
         "diff_s": diff,
         "yield_s": yield_s,
@@ -141,10 +148,16 @@ def child(uri: str, known: int, new: int) -> dict[str, Any]:
     }
 
 
-def measure(sizes: list[int], *, new: int = 100, repeat: int = 2) -> list[dict[str, Any]]:
+def measure(
+    sizes: list[int], *, new: int = 100, repeat: int = 2, page: int | None = None
+) -> list[dict[str, Any]]:
+    """Each size's tick listing the whole lake and (where the lake is larger than a page, by
+    default ``sensor.max_listed``) a tick listing one page of a pass, each in its own process."""
+    from lakesync.config.datasets import SensorSettings
     from lakesync.state.lakehouse import Lakehouse
     from lakesync.state.ledger_files import compact
 
+    page = page or SensorSettings().max_listed or 0
     results = []
     for known in sizes:
         print(f"ledger: {known:,} known files + {new} new (built once) ...", flush=True)
@@ -152,43 +165,57 @@ def measure(sizes: list[int], *, new: int = 100, repeat: int = 2) -> list[dict[s
             uri = str(Path(tmp) / "_ledger")
             build(uri, known)
             compact(Lakehouse(tmp), DATASET)  # what the ledger's maintenance does every 25 batches
-            runs = [
-                run_child(
-                    [sys.executable, "-m", "bench.ledger", "--child", uri, str(known), str(new)],
-                    "ledger tick",
-                )
-                for _ in range(repeat)
-            ]
-        results.append(
-            {
-                **{
-                    k: statistics.median(r[k] for r in runs)
-                    for k in ("read_s", "diff_s", "yield_s", "check_s", "tick_s")
-                },
-                "known": known,
-                "new": new,
-                "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
-                "listing_peak_mb": max(r["listing_peak_mb"] or 0 for r in runs),
-                "runs_tick_s": [round(r["tick_s"], 2) for r in runs],
-            }
-        )
+            for size in [0, *([page] if known + new > page else [])]:
+                runs = [
+                    run_child(
+                        [
+                            sys.executable,
+                            "-m",
+                            "bench.ledger",
+                            "--child",
+                            uri,
+                            str(known),
+                            str(new),
+                            str(size),
+                        ],
+                        "ledger tick",
+                    )
+                    for _ in range(repeat)
+                ]
+                results.append(_summary(runs, known=known, new=new, page=size))
     return results
+
+
+def _summary(runs: list[dict[str, Any]], **fields: int) -> dict[str, Any]:
+    return {
+        **{
+            k: statistics.median(r[k] for r in runs)
+            for k in ("read_s", "diff_s", "yield_s", "check_s", "tick_s")
+        },
+        **fields,
+        "listed": runs[0]["listed"],
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        "listing_peak_mb": max(r["listing_peak_mb"] or 0 for r in runs),
+        "runs_tick_s": [round(r["tick_s"], 2) for r in runs],
+    }
 
 
 def report(results: list[dict[str, Any]]) -> None:
     print("\nThe ledger's share of a tick (read + diff + check), each size in its own process:")
     print(
-        f"  {'known files':>12} {'read s':>7} {'diff s':>7} {'check s':>7} {'tick s':>7} "
+        f"  {'known files':>12} {'listed':>10} {'read s':>7} {'diff s':>7} {'check s':>7} {'tick s':>7} "
         f"{'peak MB':>8} {'before MB':>10} {'store s':>8}"
     )
     for r in results:
+        listed = f"{r['listed']:,}" if r.get("page") else "all"
         print(
-            f"  {r['known']:>12,} {r['read_s']:>7.2f} {r['diff_s']:>7.2f} {r['check_s']:>7.2f} "
+            f"  {r['known']:>12,} {listed:>10} {r['read_s']:>7.2f} {r['diff_s']:>7.2f} {r['check_s']:>7.2f} "
             f"{r['tick_s']:>7.2f} {r['peak_rss_mb']:>8.0f} {r['listing_peak_mb']:>10.0f} {r['yield_s']:>8.2f}"
         )
     print(
         "  (the listing is read as a store yields it; store s: making its entries alone, left out of\n"
-        "   the diff; before MB: the process before the tick)"
+        "   the diff; before MB: the process before the tick; listed: all, or one page of a listing\n"
+        "   resumed across ticks, sensor.max_listed, the pass's last page with the new files)"
     )
 
 
@@ -196,13 +223,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--files", default="100000,1000000", help="known files, comma-separated")
     parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--child", nargs=3, metavar=("URI", "KNOWN", "NEW"))
+    parser.add_argument(
+        "--page", type=int, default=None, help="files a tick lists (default: sensor.max_listed)"
+    )
+    parser.add_argument("--child", nargs=4, metavar=("URI", "KNOWN", "NEW", "PAGE"))
     args = parser.parse_args(argv)
     if args.child:
-        uri, known, new = args.child
-        print(json.dumps(child(uri, int(known), int(new))))
+        uri, known, new, page = args.child
+        print(json.dumps(child(uri, int(known), int(new), int(page))))
         return 0
-    report(measure([int(n) for n in args.files.split(",")], repeat=args.repeat))
+    report(measure([int(n) for n in args.files.split(",")], repeat=args.repeat, page=args.page))
     return 0
 
 

@@ -10,7 +10,7 @@ its peak RSS is its own; ratios compare cases of the same run on the same machin
     python -m bench.run [--rows 10000000] [--files 200] [--csv-rows 2000000] [--csv-files 40]
                         [--json-rows 2000000] [--json-files 40] [--repeat 3]
                         [--discovery-files 100000] [--cloud-files 100000] [--unique 1] [--cli 1]
-                        [--ledger-files 100000,1000000] [--query-rows 10000000]
+                        [--ledger-files 100000,1000000,5000000] [--query-rows 10000000]
                         [--online-entities 1000000] [--feature-rows 10000000]
 """
 
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--ledger-files",
-        default="100000,1000000",
+        default="100000,1000000,5000000",
         help="known files of the ledger-tick cases, comma-separated ('': skip)",
     )
     parser.add_argument("--cli", type=int, default=1, help="1: time `lakesync --help` and friends (0: skip)")

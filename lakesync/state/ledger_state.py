@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, Literal
 
@@ -17,7 +17,6 @@ from lakesync.state.ledger_files import FILE_COLUMNS, FileState, KnownFiles, has
 from lakesync.state.values import BatchPlan, FileEntry
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 
 FileStatus = Literal["announced", "planned", "ingested", "quarantined", "deleted"]
 """``announced``: a storage event (or a reconciliation) said the file is there, not planned yet;
@@ -151,18 +150,15 @@ class DatasetLedger:
 def entry_frame(entries: Sequence[FileEntry]) -> pl.DataFrame:
     """``entries`` as a frame: path, size, modified, etag, version_tag.
 
-    The times go in as exact integer microseconds since the epoch (polars converts a million
-    timezone-aware Python datetimes in ~1.7 s, integers in ~0.1 s)."""
-    micros = [
-        ((m if m.tzinfo else m.replace(tzinfo=UTC)) - _EPOCH) // _MICROSECOND
-        for m in (e.modified for e in entries)
-    ]
+    The times go in as exact microseconds since the epoch, through Arrow's conversion of Python
+    durations (polars converts a million timezone-aware Python datetimes in ~1.7 s, dividing
+    each duration in Python took 0.24 s, Arrow takes 0.06 s)."""
     return (
         pl.DataFrame(
             {
                 "path": [e.path for e in entries],
                 "size": [e.size for e in entries],
-                "modified": micros,
+                "modified": _micros([e.modified for e in entries]),
                 "etag": [e.etag for e in entries],
             },
             schema={"path": pl.String, "size": pl.Int64, "modified": pl.Int64, "etag": pl.String},
@@ -172,6 +168,17 @@ def entry_frame(entries: Sequence[FileEntry]) -> pl.DataFrame:
         )
         .with_columns(version_tag())
     )
+
+
+def _micros(times: list[datetime]) -> pl.Series:
+    """Whole microseconds since the epoch of each time (a naive one is UTC)."""
+    try:
+        since = [t - _EPOCH for t in times]
+    except TypeError:  # a naive time among them
+        since = [(t if t.tzinfo else t.replace(tzinfo=UTC)) - _EPOCH for t in times]
+    series = pl.from_arrow(pa.array(since, type=pa.duration("us")).cast(pa.int64()))
+    assert isinstance(series, pl.Series)
+    return series
 
 
 def ledger_states(
