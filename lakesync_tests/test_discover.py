@@ -20,9 +20,10 @@ from lakesync.discover.sources import ListingSource
 from lakesync.discover.stores import LocalStore
 from lakesync.state import ledger_files
 from lakesync.state.inbox import Announcement, Inbox
+from lakesync.state.known import KnownFiles, lookup
 from lakesync.state.lakehouse import Lakehouse
 from lakesync.state.ledger import Ledger
-from lakesync.state.ledger_files import FILE_COLUMNS, KnownFiles, lookup
+from lakesync.state.ledger_files import FILE_COLUMNS
 from lakesync.state.values import FileEntry, FileOutcome
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -10,7 +10,8 @@ from itertools import islice
 
 import polars as pl
 
-from lakesync.state.ledger_files import KnownFiles, hashes
+from lakesync.state.known import KnownFiles
+from lakesync.state.ledger_files import hashes
 from lakesync.state.ledger_state import entry_frame
 from lakesync.state.values import FileEntry
 

@@ -12,8 +12,9 @@ import polars as pl
 import pyarrow as pa
 from deltalake import DeltaTable
 
+from lakesync.state.known import KnownFiles
 from lakesync.state.lakehouse import Lakehouse, scan_current, transaction_version
-from lakesync.state.ledger_files import FILE_COLUMNS, FileState, KnownFiles, hashes, read_states, version_tag
+from lakesync.state.ledger_files import FILE_COLUMNS, FileState, hashes, read_states, version_tag
 from lakesync.state.values import BatchPlan, FileEntry
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
