@@ -678,3 +678,83 @@ def test_the_feature_table_keeps_each_entitys_values_with_the_time_they_became_c
     assert rebuilt.how == "full" and pl.read_delta(uri).height == 5
     largest = [(1, 7, 26.0, 10.0), (2, 1, 1.0, 1.0), *[(*o, o[2]) for o in others]]
     assert lakesync.feature_values("spend", config=changed).rows() == largest
+
+
+def customer_profile(inputs: dict[str, pl.LazyFrame]) -> pl.LazyFrame:
+    """A feature function (``lakesync_tests.test_feature_store:customer_profile``)."""
+    orders = inputs["orders"]
+    return orders.group_by("customer_id").agg(pl.len().alias("orders"), pl.col("amount").sum().alias("total"))
+
+
+def every_order(inputs: dict[str, pl.LazyFrame]) -> pl.LazyFrame:
+    """A function whose rows are orders, not customers."""
+    return inputs["orders"].select("customer_id", "amount")
+
+
+def test_a_function_feature_with_an_entity_keeps_its_history_and_is_served_online(tmp_path: Path) -> None:
+    """``entity`` on a function: its result is computed whole at each build and only the
+    entities whose values changed are appended (values as of an earlier time read back, the
+    online store follows); a result with two rows for an entity, or without the entity's
+    column, is refused with a sentence; without ``entity`` the table is rewritten whole."""
+    from deltalake import write_deltalake
+
+    orders = str(tmp_path / "lakehouse" / "orders")
+
+    def rows(*triples: tuple[int, int, float]) -> pl.DataFrame:
+        schema = {"order_id": pl.Int64, "customer_id": pl.Int64, "amount": pl.Float64}
+        return pl.DataFrame(list(triples), schema=schema, orient="row")
+
+    write_deltalake(orders, rows((1, 1, 10.0), (2, 1, 5.0), (3, 2, 7.0), (4, 3, 1.0)).to_arrow())
+    columns = {"order_id": "int64", "customer_id": "int64", "amount": "float64"}
+    here = "lakesync_tests.test_feature_store"
+    config_path = write_config(
+        tmp_path,
+        lakes={"shop": local_lake(tmp_path / "lake", {})},
+        tables={"orders": {"contract": {"columns": {c: {"type": t} for c, t in columns.items()}}}},
+        features={
+            "profile": {
+                "inputs": ["orders"],
+                "function": f"{here}:customer_profile",
+                "entity": ["customer_id"],
+            },
+            "plain": {"inputs": ["orders"], "function": f"{here}:customer_profile"},
+        },
+        lakehouse=str(tmp_path / "lakehouse"),
+    )
+    config = load_config(config_path)
+    lakehouse = Lakehouse(config.lakehouse.uri)
+    uri = lakehouse.feature_uri("profile")
+
+    def values(**when: Any) -> list[tuple[Any, ...]]:
+        return lakesync.feature_values("profile", config=config, **when).sort("customer_id").rows()
+
+    first = build_feature(config, "profile", lakehouse, run_id="t")
+    publish_feature(config, "profile", lakehouse)
+    assert first.how == "full" and first.rows == 3
+    assert values() == [(1, 2, 15.0), (2, 1, 7.0), (3, 1, 1.0)]
+    after_first = datetime.now(tz=UTC)
+    write_deltalake(orders, rows((5, 2, 3.0), (6, 4, 2.0)).to_arrow(), mode="append")
+    second = build_feature(config, "profile", lakehouse, run_id="t")
+    publish_feature(config, "profile", lakehouse)
+    assert second.how == "full" and second.rows == 4
+    history = pl.read_delta(uri)
+    assert history.height == 3 + 2  # customer 2's new values and customer 4: nothing for 1 and 3
+    assert values() == [(1, 2, 15.0), (2, 2, 10.0), (3, 1, 1.0), (4, 1, 2.0)]
+    assert values(as_of=after_first) == [(1, 2, 15.0), (2, 1, 7.0), (3, 1, 1.0)]
+    served = lakesync.get_online_features("profile", {"customer_id": [2, 4, 9]}, config=config)
+    assert served.sort("customer_id").select("customer_id", "orders", "total").rows()[:2] == [
+        (2, 2, 10.0),
+        (4, 1, 2.0),
+    ]
+    # Without an entity: rewritten whole, no history.
+    build_feature(config, "plain", lakehouse, run_id="t")
+    assert "_lakesync_valid_from" not in pl.read_delta(lakehouse.feature_uri("plain")).columns
+    # A result with an entity's rows twice, or without its column.
+    broken = config.model_copy(deep=True)
+    profile = broken.features["profile"]
+    broken.features["profile"] = profile.model_copy(update={"function": f"{here}:every_order"})
+    with pytest.raises(FeatureError, match=r"returned 4 rows sharing an entity \(e\.g\. customer_id=[12]\)"):
+        build_feature(broken, "profile", lakehouse, run_id="t")
+    broken.features["profile"] = profile.model_copy(update={"entity": ["client"]})
+    with pytest.raises(FeatureError, match=r"returned no column client \(its entity\)"):
+        build_feature(broken, "profile", lakehouse, run_id="t")

@@ -395,6 +395,17 @@ def test_a_great_expectations_suite_runs_on_the_committed_version(tmp_path: Path
             "'median(amount)' is not an aggregation",
         ),
         ({"f": {"inputs": ["orders"]}}, "features.f: needs aggregations (with group_by) or a function"),
+        (
+            {
+                "f": {
+                    "inputs": ["orders"],
+                    "group_by": ["customer_id"],
+                    "entity": ["customer_id"],
+                    "aggregations": {"n": "count()"},
+                }
+            },
+            "features.f.entity: is for a function's result; an aggregation's entity is its group_by",
+        ),
     ],
 )
 def test_feature_settings_are_checked(tmp_path: Path, features: dict[str, object], problem: str) -> None:

@@ -190,6 +190,11 @@ class Feature(StrictModel):
     """Output column -> ``count()``, ``sum(col)``, ``mean(col)``, ``min(col)``, ``max(col)``,
     ``n_unique(col)``, ``first(col)`` or ``last(col)``."""
     function: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    entity: list[Name] = Field(default_factory=list)
+    """A ``function`` feature's entity: the columns that identify one row of its result (one row
+    per entity). With it the table keeps each entity's values over time (a build appends only
+    the entities whose values changed) and the latest values are served online. An aggregation's
+    entity is its ``group_by``."""
     description: str | None = None
     owners: list[Owner] = Field(default_factory=list)
     tags: dict[TagKey, TagValue] = Field(default_factory=dict)
@@ -205,6 +210,11 @@ class Feature(StrictModel):
     """Publish the latest values per entity to the online store after each build."""
     max_runtime: float = 3600.0
     """A run of this feature still going after this long is canceled by run monitoring."""
+
+    @property
+    def entity_keys(self) -> list[str]:
+        """The entity: ``group_by`` of an aggregation, ``entity`` of a function (may be empty)."""
+        return list(self.group_by or self.entity)
 
     @field_validator("max_runtime", mode="before")
     @classmethod

@@ -62,6 +62,8 @@ def _feature_rules(
         if feature.aggregations or feature.group_by:
             yield path, "give either function or group_by + aggregations, not both"
         return
+    if feature.entity:
+        yield (*path, "entity"), "is for a function's result; an aggregation's entity is its group_by"
     if not feature.aggregations:
         yield path, "needs aggregations (with group_by) or a function (package.module:name)"
         return

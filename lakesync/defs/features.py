@@ -49,7 +49,7 @@ def feature_asset(config: LakesyncConfig, name: str) -> dg.AssetsDefinition:
     feature = config.features[name]
     project = config
     how = (
-        f"`{feature.function}`"
+        f"`{feature.function}`" + (f" per {', '.join(feature.entity)}" if feature.entity else "")
         if feature.function
         else f"{', '.join(feature.aggregations)} by {', '.join(feature.group_by) or '(all rows)'}"
     )
@@ -180,7 +180,7 @@ def online_spec(config: LakesyncConfig, name: str) -> dg.AssetSpec | None:
     return dg.AssetSpec(
         key=online_key(name),
         deps=[feature_key(name)],
-        description=f"The latest values of `{name}` per {', '.join(feature.group_by)}, for lookups "
+        description=f"The latest values of `{name}` per {', '.join(feature.entity_keys)}, for lookups "
         "(`lakesync features get`); published after each build of the feature",
         group_name="features",
         kinds={store_kind(config)},

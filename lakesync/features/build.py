@@ -153,9 +153,35 @@ def built_from(lakehouse: Lakehouse, name: str) -> dict[str, int] | None:
 
 
 def keeps_history(feature: Feature) -> bool:
-    """An aggregation feature has one row per entity, so its table can keep each entity's values
-    over time; a ``function``'s result is rewritten whole."""
-    return feature.function is None and bool(feature.group_by)
+    """A feature with an entity (an aggregation's ``group_by``, a function's ``entity``) has one
+    row per entity, so its table can keep each entity's values over time; a ``function``
+    without an ``entity`` is rewritten whole."""
+    return bool(feature.entity_keys)
+
+
+def checked(feature: Feature, name: str, rows: pl.DataFrame) -> pl.DataFrame:
+    """A function's result as its ``entity`` promises it: the entity's columns there, one row
+    per entity (an aggregation's result is so by construction)."""
+    if feature.function is None or not feature.entity:
+        return rows
+    missing = [k for k in feature.entity if k not in rows.columns]
+    if missing:
+        msg = (
+            f"feature {name!r}: {feature.function} returned no column {', '.join(missing)} "
+            f"(its entity); it returned {', '.join(rows.columns) or 'no columns'}"
+        )
+        raise FeatureError(msg)
+    repeated = rows.select(feature.entity).is_duplicated()
+    if repeated.any():
+        example = rows.filter(repeated).row(0, named=True)
+        shown = ", ".join(f"{k}={example[k]!r}" for k in feature.entity)
+        msg = (
+            f"feature {name!r}: {feature.function} returned {int(repeated.sum())} rows sharing an "
+            f"entity (e.g. {shown}); a feature with `entity` has one row per entity: aggregate "
+            "in the function, or widen the entity"
+        )
+        raise FeatureError(msg)
+    return rows
 
 
 def build_feature(  # noqa: PLR0913 - keyword-only options of one build
@@ -202,10 +228,10 @@ def build_feature(  # noqa: PLR0913 - keyword-only options of one build
         if appends:
             assert before is not None
             assert previous is not None
-            state = _Update(lakehouse, feature, before, written, previous, tables, inputs)
+            state = _Update(lakehouse, name, feature, before, written, previous, tables, inputs)
             frame, entities, how, change = _update(state, at=at, force=force)
         else:
-            computed = feature_frame(feature, inputs).collect()
+            computed = checked(feature, name, feature_frame(feature, inputs).collect())
             frame = stamp(computed, at) if keeps_history(feature) else computed
             entities, how, change = computed.height, "full", None
     except pl.exceptions.PolarsError as exc:
@@ -252,7 +278,7 @@ def _entities(snapshot: DeltaTable, feature: Feature, written: _Written) -> int:
     if written.latest and isinstance(recorded, str) and recorded.isdigit():
         return int(recorded)
     scan = pl.scan_delta(snapshot)
-    keys = list(feature.group_by) if keeps_history(feature) else []
+    keys = feature.entity_keys
     if not has_history(scan.collect_schema().names()):
         return row_count(snapshot)
     return int(current(scan.select([*keys, *HISTORY_COLUMNS]), keys).select(pl.len()).collect().item())
@@ -266,7 +292,7 @@ def feature_entities(snapshot: DeltaTable, feature: Feature) -> int:
 def current_values(snapshot: DeltaTable, feature: Feature, *, as_of: datetime | None = None) -> pl.LazyFrame:
     """The values of the feature current at ``as_of`` (default: the table's version), one row
     per entity."""
-    keys = list(feature.group_by) if keeps_history(feature) else []
+    keys = feature.entity_keys
     return current(pl.scan_delta(snapshot), keys, as_of=as_of)
 
 
@@ -275,6 +301,7 @@ class _Update:
     """What one update of a feature's history works from."""
 
     lakehouse: Lakehouse
+    name: str
     feature: Feature
     before: DeltaTable
     written: _Written
@@ -289,7 +316,7 @@ def _update(state: _Update, *, at: datetime, force: bool) -> tuple[pl.DataFrame,
     """The rows to append to the feature's history (stamped ``at``), its entities after, how
     they were computed and what changed."""
     feature, before, inputs = state.feature, state.before, state.inputs
-    keys = list(feature.group_by)
+    keys = feature.entity_keys
     history = pl.scan_delta(before)
     schema = current(history, keys).collect_schema()
     found = None if force else _touched(state)
@@ -302,7 +329,7 @@ def _update(state: _Update, *, at: datetime, force: bool) -> tuple[pl.DataFrame,
             "incremental",
         )
     else:
-        rows, how = feature_frame(feature, inputs).collect(), "full"
+        rows, how = checked(feature, state.name, feature_frame(feature, inputs).collect()), "full"
         stored = current(history, keys).collect()
         entities = stored.height
         touched = pl.concat([rows.select(keys), stored.select(keys)], how="vertical_relaxed").unique()
@@ -325,8 +352,8 @@ def _touched(state: _Update) -> tuple[Changes, pl.DataFrame, pl.DataFrame | None
     """What changed in the input since the last build, the entities it touched, the added rows
     and the feature's entities before; ``None``: compute the feature from its whole input."""
     feature, previous = state.feature, state.previous
-    if len(feature.inputs) != 1:
-        return None
+    if feature.function is not None or len(feature.inputs) != 1:
+        return None  # (a function's result is computed whole, then only its changes appended)
     table = feature.inputs[0]
     latest = state.tables[table]
     if table not in previous or previous[table] > latest.version():

@@ -7,8 +7,9 @@ the entities whose values changed, and an entity left with no input row gets a r
 table, and the values current at any time can be read back (:func:`current`).
 
 The table is rewritten whole (its history starts again) only when the feature's definition
-changed, or when it is built for the first time. A feature computed by a ``function`` has no
-entity lakesync can rely on: it is rewritten whole at every build and keeps no history.
+changed, or when it is built for the first time. A feature computed by a ``function`` keeps
+its history the same way when it names its ``entity`` (its result is computed whole, then only
+the changed entities are appended); without one it is rewritten whole at every build.
 """
 
 from __future__ import annotations

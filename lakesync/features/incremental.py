@@ -40,6 +40,8 @@ TOUCHED_AT_MOST = 0.5
 def definition_fingerprint(feature: Feature) -> str:
     """What the feature's values depend on in its definition."""
     parts = feature.model_dump(include={"inputs", "group_by", "aggregations", "function"})
+    if feature.entity:  # (only when given: the fingerprints of features without one stay as they were)
+        parts["entity"] = feature.entity
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -2,9 +2,10 @@
 
 ``lakehouse.online_store`` says where: an embedded SQLite file (by default ``<lakehouse>/_online/
 features.sqlite`` for a lakehouse on local disk; :mod:`store_sqlite`) or a Redis server
-(:mod:`store_redis`). After each build of a feature (``online: true``, with a ``group_by``) its
-table's version is published: only the touched entities when the build was incremental and the
-store holds the version it started from, else whole. How far the store is behind its feature
+(:mod:`store_redis`). After each build of a feature (``online: true``, with an entity: its
+``group_by`` or a function's ``entity``) its table's version is published: only the touched
+entities when the build was incremental and the store holds the version it started from, else
+whole. How far the store is behind its feature
 table is :func:`lag` (the feature asset's ``online_store_in_sync`` check).
 """
 
@@ -70,7 +71,7 @@ def store_for(config: LakesyncConfig) -> OnlineStore | None:
 
 def served(config: LakesyncConfig, name: str) -> bool:
     feature = config.features[name]
-    return feature.online and bool(feature.group_by) and has_store(config)
+    return feature.online and bool(feature.entity_keys) and has_store(config)
 
 
 def lookup(config: LakesyncConfig, feature: str, entities: Mapping[str, Sequence[Any]]) -> pl.DataFrame:
@@ -101,7 +102,7 @@ def publish_feature(
         return held
     made_it = built is not None and built.delta_version == version
     inputs = built.inputs if built is not None and made_it else built_from(lakehouse, name) or {}
-    release = Release(name, tuple(config.features[name].group_by), version, inputs)
+    release = Release(name, tuple(config.features[name].entity_keys), version, inputs)
     change = built.change if built is not None and made_it else None
     if change is not None and held is not None and held.version == change.since:
         done = store.apply(release, change)

@@ -1,10 +1,10 @@
 """What every online store shares: what is published, what a lookup asks, how values are kept.
 
 A store (:mod:`store_sqlite`, :mod:`store_redis`) holds each served feature's latest values per
-entity (its ``group_by``) and, beside them, which feature version it holds (and the input
-versions, when it was published, the columns' types). A feature is published whole (a reader
-sees one version or the next, never a mix) or, after an incremental build, by applying only the
-touched entities' rows on top of the version it holds.
+entity (its ``group_by``, or a function's ``entity``) and, beside them, which feature version it
+holds (and the input versions, when it was published, the columns' types). A feature is
+published whole (a reader sees one version or the next, never a mix) or, after an incremental
+build, by applying only the touched entities' rows on top of the version it holds.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class Release:
 
     feature: str
     entity: tuple[str, ...]
-    """Its key columns (``group_by``)."""
+    """Its key columns (the feature's entity)."""
     version: int | None
     inputs: Mapping[str, int]
 
