@@ -8,9 +8,8 @@ its history (:mod:`history`): a build appends only the entities whose values cha
 
 from __future__ import annotations
 
-import importlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -18,7 +17,8 @@ import polars as pl
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
-from lakesync.config.models import AGGREGATION, Feature, LakesyncConfig
+from lakesync.config.models import Feature, LakesyncConfig
+from lakesync.features.compute import FeatureError, checked, feature_frame
 from lakesync.features.history import COLUMNS as HISTORY_COLUMNS
 from lakesync.features.history import changed, current, has_history, next_stamp, stamp, values
 from lakesync.features.incremental import (
@@ -38,11 +38,6 @@ ENTITIES_KEY = "lakesync.entities"
 STAMP_KEY = "lakesync.valid_from"
 COMPACT_ABOVE_FILES = 32
 """A feature table with more files than this (one per update) is compacted after a build."""
-FeatureFunction = Callable[[Mapping[str, pl.LazyFrame]], pl.LazyFrame]
-
-
-class FeatureError(RuntimeError):
-    """A feature table cannot be computed (an input table is missing, the function failed)."""
 
 
 @dataclass(frozen=True)
@@ -59,44 +54,6 @@ class FeatureBuild:
     """``unchanged``, ``incremental`` (only the touched entities computed again) or ``full``."""
     change: Change | None = field(default=None, compare=False)
     """An incremental build's touched entities (for the online store to apply)."""
-
-
-def _aggregation(name: str, text: str) -> pl.Expr:
-    match = AGGREGATION.match(text)
-    assert match is not None  # validated with the config
-    kind, column = match.group(1), match.group(2)
-    if kind == "count":
-        return (pl.len() if column is None else pl.col(column).count()).alias(name)
-    expr = pl.col(column)
-    return getattr(expr, kind)().alias(name)  # type: ignore[no-any-return]
-
-
-def _function(path: str) -> FeatureFunction:
-    module, _, attribute = path.partition(":")
-    try:
-        found = getattr(importlib.import_module(module), attribute)
-    except (ImportError, AttributeError) as exc:
-        msg = f"cannot import the feature function {path!r}: {exc}"
-        raise FeatureError(msg) from exc
-    if not callable(found):
-        msg = f"{path!r} is not a function"
-        raise FeatureError(msg)
-    return found  # type: ignore[no-any-return]
-
-
-def feature_frame(feature: Feature, inputs: Mapping[str, pl.LazyFrame]) -> pl.LazyFrame:
-    """The feature table's rows as a lazy polars query over its inputs."""
-    if feature.function is not None:
-        result = _function(feature.function)(inputs)
-        if not isinstance(result, pl.LazyFrame | pl.DataFrame):
-            msg = f"{feature.function} returned {type(result).__name__}, not a polars LazyFrame"
-            raise FeatureError(msg)
-        return result.lazy()
-    source = inputs[feature.inputs[0]]
-    aggregations = [_aggregation(name, text) for name, text in feature.aggregations.items()]
-    if not feature.group_by:
-        return source.select(aggregations)
-    return source.group_by(feature.group_by).agg(aggregations).sort(feature.group_by)
 
 
 def input_tables(config: LakesyncConfig, name: str, lakehouse: Lakehouse) -> dict[str, DeltaTable]:
@@ -157,31 +114,6 @@ def keeps_history(feature: Feature) -> bool:
     row per entity, so its table can keep each entity's values over time; a ``function``
     without an ``entity`` is rewritten whole."""
     return bool(feature.entity_keys)
-
-
-def checked(feature: Feature, name: str, rows: pl.DataFrame) -> pl.DataFrame:
-    """A function's result as its ``entity`` promises it: the entity's columns there, one row
-    per entity (an aggregation's result is so by construction)."""
-    if feature.function is None or not feature.entity:
-        return rows
-    missing = [k for k in feature.entity if k not in rows.columns]
-    if missing:
-        msg = (
-            f"feature {name!r}: {feature.function} returned no column {', '.join(missing)} "
-            f"(its entity); it returned {', '.join(rows.columns) or 'no columns'}"
-        )
-        raise FeatureError(msg)
-    repeated = rows.select(feature.entity).is_duplicated()
-    if repeated.any():
-        example = rows.filter(repeated).row(0, named=True)
-        shown = ", ".join(f"{k}={example[k]!r}" for k in feature.entity)
-        msg = (
-            f"feature {name!r}: {feature.function} returned {int(repeated.sum())} rows sharing an "
-            f"entity (e.g. {shown}); a feature with `entity` has one row per entity: aggregate "
-            "in the function, or widen the entity"
-        )
-        raise FeatureError(msg)
-    return rows
 
 
 def build_feature(  # noqa: PLR0913 - keyword-only options of one build
@@ -366,3 +298,6 @@ def _touched(state: _Update) -> tuple[Changes, pl.DataFrame, pl.DataFrame | None
     if entities and touched[0].height > TOUCHED_AT_MOST * entities:
         return None
     return found, touched[0], touched[1], entities
+
+
+__all__ = ["FeatureBuild", "FeatureError", "build_feature", "checked", "feature_frame"]

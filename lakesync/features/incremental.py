@@ -29,6 +29,7 @@ import polars as pl
 from deltalake import DeltaTable
 
 from lakesync.config.models import AGGREGATION, Feature
+from lakesync.features.compute import feature_frame
 from lakesync.state.lakehouse import Lakehouse
 
 DEFINITION_KEY = "lakesync.definition"
@@ -144,7 +145,6 @@ def recompute(  # noqa: PLR0913 - what one recomputation of the touched entities
     """The touched entities' new rows (an entity whose every row is gone has none), from their
     ``stored`` current values and the added rows when every aggregation combines, else from
     the input's rows of those entities."""
-    from lakesync.features.build import feature_frame  # noqa: PLC0415 - build imports this module
 
     keys = list(feature.group_by)
     table = feature.inputs[0]
