@@ -96,8 +96,8 @@ dev: setup ## dagster dev on 127.0.0.1:3000, or PORT=... (asset graph, sensors, 
 	cd $(DAGSTER_HOME) && LAKESYNC_CONFIG=$(DEV_CONFIG) PYTHONWARNINGS='ignore:Function `dev_command` is superseded' \
 		$(CURDIR)/$(BIN)/dagster dev -h 127.0.0.1 -p $(PORT) -w $(CURDIR)/workspace.yaml
 
-test: setup-test ## run the test suite (browser tests included)
-	$(BIN)/pytest
+test: setup-test ## run the test suite (browser tests included), on two workers (a test file each at a time)
+	$(BIN)/pytest -n 2 --dist loadfile
 
 lint: setup-test ## format check, lint, and strict type check
 	$(BIN)/ruff format --check lakesync lakesync_tests bench
