@@ -686,6 +686,11 @@ def customer_profile(inputs: dict[str, pl.LazyFrame]) -> pl.LazyFrame:
     return orders.group_by("customer_id").agg(pl.len().alias("orders"), pl.col("amount").sum().alias("total"))
 
 
+def wider_profile(inputs: dict[str, pl.LazyFrame]) -> pl.LazyFrame:
+    """``customer_profile`` with one more column."""
+    return customer_profile(inputs).with_columns(largest=pl.col("total"))
+
+
 def every_order(inputs: dict[str, pl.LazyFrame]) -> pl.LazyFrame:
     """A function whose rows are orders, not customers."""
     return inputs["orders"].select("customer_id", "amount")
@@ -746,6 +751,14 @@ def test_a_function_feature_with_an_entity_keeps_its_history_and_is_served_onlin
         (2, 2, 10.0),
         (4, 1, 2.0),
     ]
+    # The function now returns another column: the history starts again, nothing dropped.
+    wider = config.model_copy(deep=True)
+    wider.features["profile"] = config.features["profile"].model_copy(
+        update={"function": f"{here}:wider_profile"}
+    )
+    restarted = build_feature(wider, "profile", lakehouse, run_id="t")
+    assert restarted.how == "full" and pl.read_delta(uri).height == 4
+    assert "largest" in pl.read_delta(uri).columns
     # Without an entity: rewritten whole, no history.
     build_feature(config, "plain", lakehouse, run_id="t")
     assert "_lakesync_valid_from" not in pl.read_delta(lakehouse.feature_uri("plain")).columns

@@ -161,8 +161,12 @@ def build_feature(  # noqa: PLR0913 - keyword-only options of one build
             assert before is not None
             assert previous is not None
             state = _Update(lakehouse, name, feature, before, written, previous, tables, inputs)
-            frame, entities, how, change = _update(state, at=at, force=force)
-        else:
+            change: Change | None
+            try:
+                frame, entities, how, change = _update(state, at=at, force=force)
+            except _Reshaped:  # a function that now returns other columns: its history restarts
+                appends = False
+        if not appends:
             computed = checked(feature, name, feature_frame(feature, inputs).collect())
             frame = stamp(computed, at) if keeps_history(feature) else computed
             entities, how, change = computed.height, "full", None
@@ -228,6 +232,10 @@ def current_values(snapshot: DeltaTable, feature: Feature, *, as_of: datetime | 
     return current(pl.scan_delta(snapshot), keys, as_of=as_of)
 
 
+class _Reshaped(Exception):  # noqa: N818 - a signal inside build_feature, never raised out of it
+    """A function's result no longer has its table's columns and types."""
+
+
 @dataclass(frozen=True)
 class _Update:
     """What one update of a feature's history works from."""
@@ -265,7 +273,11 @@ def _update(state: _Update, *, at: datetime, force: bool) -> tuple[pl.DataFrame,
         stored = current(history, keys).collect()
         entities = stored.height
         touched = pl.concat([rows.select(keys), stored.select(keys)], how="vertical_relaxed").unique()
+    if feature.function is not None and set(rows.columns) != set(schema.names()):
+        raise _Reshaped  # (cast to the table's columns, it would drop or invent some)
     typed = rows.select([pl.col(c).cast(schema[c]) for c in schema.names()])
+    if feature.function is not None and not typed.cast(rows.schema).select(rows.columns).equals(rows):
+        raise _Reshaped  # a lossy cast (say floats into the table's integers) would change values
     appended, new, gone = changed(stored, typed, touched, keys, at)
     added_entities = new.join(stored.select(keys), on=keys, how="anti", nulls_equal=True).height
     total = entities + added_entities - gone.height
